@@ -1,0 +1,86 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import { defaultNamespace } from '@coffer/contracts';
+import { generateDevCredentials } from './dev-credentials';
+import { startStack, type StackService } from './stack';
+
+const usage = `usage: coffer stack | coffer dev-credentials
+
+  stack   start auth, secrets, config and sync-worker as processes on ports 50051-50054,
+          against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/coffer, created if missing)
+          and NATS_URL (default nats://127.0.0.1:4222). Development credentials are generated and
+          written to .coffer/dev-credentials.json (mode 0600). Ctrl-C stops everything.
+  dev-credentials
+          write fresh development credentials for docker compose into .coffer/ (env files, keyring).`;
+
+async function devCredentials(): Promise<void> {
+  const creds = await generateDevCredentials();
+  await mkdir('.coffer', { recursive: true, mode: 0o700 });
+  const identities = (['config', 'sync-worker', 'operator'] as const).map((role) => ({ ...creds.clients[role], role }));
+  const files: Record<string, string> = {
+    'auth.env': `AUTH_SIGNING_KEY=${creds.signingKeyJwk}\nAUTH_SERVICE_IDENTITIES=${JSON.stringify(identities)}\n`,
+    'config.env': `CONFIG_CLIENT_ID=config\nCONFIG_CLIENT_SECRET=${creds.clients.config.clientSecret}\n`,
+    'sync-worker.env': `SYNC_WORKER_CLIENT_ID=sync-worker\nSYNC_WORKER_CLIENT_SECRET=${creds.clients['sync-worker'].clientSecret}\n`,
+    'keyring.json': creds.keyringJson,
+    'operator.json': JSON.stringify(creds.clients.operator, null, 2),
+  };
+  for (const [name, content] of Object.entries(files)) await writeFile(join('.coffer', name), content, { mode: 0o600 });
+  console.log(`wrote ${Object.keys(files).map((f) => join('.coffer', f)).join(', ')}`);
+}
+
+async function ensureDatabase(url: string): Promise<void> {
+  const target = new URL(url);
+  const name = target.pathname.slice(1);
+  const admin = new URL(url);
+  admin.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
+    if (!rowCount) await client.query(`create database "${name.replace(/"/g, '""')}"`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function stack(): Promise<void> {
+  const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/coffer';
+  const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+  await ensureDatabase(databaseUrl);
+  const ports: Record<StackService, number> = { auth: 50051, config: 50052, secrets: 50053, 'sync-worker': 50054 };
+  const running = await startStack({
+    databaseUrl,
+    natsUrl,
+    namespace: defaultNamespace,
+    ports,
+    echo: (service, line) => process.stdout.write(`${service.padEnd(11)} | ${line}\n`),
+  });
+  await mkdir('.coffer', { recursive: true });
+  const file = join('.coffer', 'dev-credentials.json');
+  await writeFile(file, JSON.stringify({ clients: running.credentials.clients, services: Object.fromEntries(Object.values(running.services).map((s) => [s.name, s.address])) }, null, 2), { mode: 0o600 });
+  console.log(`\nCoffer is up: ${Object.values(running.services).map((s) => `${s.name} ${s.address}`).join(', ')}`);
+  console.log(`Client credentials (development only) are in ${file}.`);
+  const stop = async () => {
+    await running.stop();
+    process.exit(0);
+  };
+  process.once('SIGINT', () => void stop());
+  process.once('SIGTERM', () => void stop());
+}
+
+const command = process.argv[2];
+if (command === 'stack') {
+  stack().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+} else if (command === 'dev-credentials') {
+  devCredentials().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+} else {
+  console.log(usage);
+  process.exit(command ? 1 : 0);
+}

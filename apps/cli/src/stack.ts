@@ -1,0 +1,193 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { MessagingNamespace } from '@coffer/contracts';
+import { generateDevCredentials, type DevCredentials } from './dev-credentials';
+
+/** The four service apps, in start order. */
+export const stackServices = ['auth', 'secrets', 'config', 'sync-worker'] as const;
+export type StackService = (typeof stackServices)[number];
+
+export interface StackOptions {
+  databaseUrl: string;
+  natsUrl: string;
+  namespace: MessagingNamespace;
+  /** Fixed ports; 0 (the default) lets each service pick one and report it. */
+  ports?: Partial<Record<StackService, number>>;
+  host?: string;
+  logLevel?: string;
+  /** Also write each line of output here (e.g. process.stdout for the CLI). */
+  echo?: (service: StackService, line: string) => void;
+  startTimeoutMs?: number;
+}
+
+export interface RunningService {
+  name: StackService;
+  process: ChildProcess;
+  port: number;
+  address: string;
+  /** Every line the process wrote to stdout and stderr. */
+  output: string[];
+}
+
+export interface Stack {
+  services: Record<StackService, RunningService>;
+  credentials: DevCredentials;
+  /** All output of all four processes so far. */
+  output(): string;
+  stop(): Promise<void>;
+  /** Stops and starts one service again on the same port (for fault tests). */
+  restart(name: StackService): Promise<RunningService>;
+}
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+function waitForPort(svc: RunningService, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${svc.name} did not start within ${timeoutMs} ms:\n${svc.output.slice(-20).join('\n')}`)), timeoutMs);
+    const check = (line: string) => {
+      try {
+        const parsed = JSON.parse(line) as { event?: string; port?: number };
+        if (parsed.event === 'listening' && typeof parsed.port === 'number') {
+          clearTimeout(timer);
+          resolve(parsed.port);
+        }
+      } catch {
+        // not a JSON log line
+      }
+    };
+    svc.output.forEach(check);
+    svc.process.on('line', check);
+    svc.process.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${svc.name} exited with code ${code} during start-up:\n${svc.output.slice(-20).join('\n')}`));
+    });
+  });
+}
+
+function spawnService(name: StackService, env: Record<string, string>, echo?: StackOptions['echo']): RunningService {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'apps', name, 'src/main.ts')], {
+    cwd: root,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const svc: RunningService = { name, process: child, port: 0, address: '', output: [] };
+  for (const stream of [child.stdout, child.stderr]) {
+    let pending = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      pending += chunk;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        svc.output.push(line);
+        echo?.(name, line);
+        child.emit('line', line);
+      }
+    });
+  }
+  return svc;
+}
+
+async function stopService(svc: RunningService): Promise<void> {
+  if (svc.process.exitCode !== null || svc.process.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const kill = setTimeout(() => svc.process.kill('SIGKILL'), 10_000);
+    svc.process.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    svc.process.kill('SIGTERM');
+  });
+}
+
+/** Starts auth, secrets, config and sync-worker as separate processes wired to each other. */
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const credentials = await generateDevCredentials();
+  const dir = await mkdtemp(join(tmpdir(), 'coffer-stack-'));
+  const keyringFile = join(dir, 'keyring.json');
+  await writeFile(keyringFile, credentials.keyringJson, { mode: 0o600 });
+  const host = options.host ?? '127.0.0.1';
+  const timeout = options.startTimeoutMs ?? 60_000;
+  const common = {
+    DATABASE_URL: options.databaseUrl,
+    NATS_URL: options.natsUrl,
+    COFFER_SUBJECT_ROOT: options.namespace.subjectRoot,
+    COFFER_STREAM_PREFIX: options.namespace.streamPrefix,
+    LOG_LEVEL: options.logLevel ?? 'info',
+  };
+  const services = {} as Record<StackService, RunningService>;
+  const envs = {} as Record<StackService, Record<string, string>>;
+  const addr = (name: StackService) => `${host}:${services[name]?.port ?? options.ports?.[name] ?? 0}`;
+
+  const start = async (name: StackService) => {
+    const svc = spawnService(name, envs[name], options.echo);
+    services[name] = svc;
+    svc.port = await waitForPort(svc, timeout);
+    svc.address = `${host}:${svc.port}`;
+    return svc;
+  };
+
+  try {
+    envs.auth = {
+      ...common,
+      AUTH_GRPC_ADDRESS: addr('auth'),
+      AUTH_SIGNING_KEY: credentials.signingKeyJwk,
+      AUTH_SERVICE_IDENTITIES: JSON.stringify(
+        (['config', 'sync-worker', 'operator'] as const).map((role) => ({ ...credentials.clients[role], role })),
+      ),
+    };
+    await start('auth');
+    envs.secrets = {
+      ...common,
+      AUTH_ADDRESS: services.auth.address,
+      SECRETS_GRPC_ADDRESS: addr('secrets'),
+      SECRETS_LOCAL_KEYRING_FILE: keyringFile,
+    };
+    await start('secrets');
+    envs.config = {
+      ...common,
+      AUTH_ADDRESS: services.auth.address,
+      SECRETS_ADDRESS: services.secrets.address,
+      CONFIG_GRPC_ADDRESS: addr('config'),
+      CONFIG_CLIENT_ID: credentials.clients.config.clientId,
+      CONFIG_CLIENT_SECRET: credentials.clients.config.clientSecret,
+    };
+    await start('config');
+    envs['sync-worker'] = {
+      ...common,
+      AUTH_ADDRESS: services.auth.address,
+      SECRETS_ADDRESS: services.secrets.address,
+      CONFIG_ADDRESS: services.config.address,
+      SYNC_WORKER_GRPC_ADDRESS: addr('sync-worker'),
+      SYNC_WORKER_CLIENT_ID: credentials.clients['sync-worker'].clientId,
+      SYNC_WORKER_CLIENT_SECRET: credentials.clients['sync-worker'].clientSecret,
+    };
+    await start('sync-worker');
+  } catch (err) {
+    await Promise.all(Object.values(services).map(stopService));
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+
+  return {
+    services,
+    credentials,
+    output: () => stackServices.flatMap((n) => services[n]?.output ?? []).join('\n'),
+    async stop() {
+      for (const name of [...stackServices].reverse()) await stopService(services[name]);
+      await rm(dir, { recursive: true, force: true });
+    },
+    async restart(name) {
+      const old = services[name];
+      await stopService(old);
+      envs[name] = { ...envs[name], [`${name.toUpperCase().replace('-', '_')}_GRPC_ADDRESS`]: old.address };
+      const svc = await start(name);
+      svc.output.unshift(...old.output);
+      return svc;
+    },
+  };
+}

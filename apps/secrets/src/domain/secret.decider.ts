@@ -1,0 +1,148 @@
+import { CofferError } from '@coffer/contracts';
+
+/** A new version of a secret, already sealed; the plaintext never reaches the domain. */
+export interface WriteSecretVersion {
+  type: 'WriteSecretVersion';
+  baseCoordinate: string;
+  workspaceId: string;
+  /** The version the coordinate was sealed for (latest + 1). */
+  version: number;
+  /** The caller's view of the latest version; 0 skips the check. */
+  expectedVersion: number;
+  ciphertext: string;
+  dataKeyId: string;
+  kekId: string;
+  kekVersion: number;
+  expiresAt: string | null;
+  now: string;
+}
+
+/** Destroys the data keys of some versions (all active ones when `versions` is 'all'). */
+export interface DestroySecretVersions {
+  type: 'DestroySecretVersions';
+  workspaceId: string;
+  versions: number[] | 'all';
+  reason: 'deleted' | 'expired';
+  now: string;
+}
+
+export type SecretCommand = WriteSecretVersion | DestroySecretVersions;
+
+export interface SecretVersionWrittenData {
+  coordinate: string;
+  baseCoordinate: string;
+  version: number;
+  workspaceId: string;
+  ciphertext: string;
+  dataKeyId: string;
+  kekId: string;
+  kekVersion: number;
+  expiresAt: string | null;
+  writtenAt: string;
+}
+
+export interface SecretVersionDestroyedData {
+  coordinate: string;
+  baseCoordinate: string;
+  version: number;
+  workspaceId: string;
+  reason: 'deleted' | 'expired';
+  destroyedAt: string;
+}
+
+export type SecretEvent =
+  | { type: 'SecretVersionWritten'; data: SecretVersionWrittenData }
+  | { type: 'SecretVersionDestroyed'; data: SecretVersionDestroyedData };
+
+export interface SecretState {
+  baseCoordinate: string | null;
+  workspaceId: string | null;
+  latestVersion: number;
+  /** version → active or destroyed */
+  versions: Map<number, 'active' | 'destroyed'>;
+}
+
+/** The state of a secret that has never been written. */
+export function initialState(): SecretState {
+  return { baseCoordinate: null, workspaceId: null, latestVersion: 0, versions: new Map() };
+}
+
+/** Applies one event to the state. */
+export function evolve(state: SecretState, event: SecretEvent): SecretState {
+  const versions = new Map(state.versions);
+  switch (event.type) {
+    case 'SecretVersionWritten':
+      versions.set(event.data.version, 'active');
+      return {
+        baseCoordinate: event.data.baseCoordinate,
+        workspaceId: event.data.workspaceId,
+        latestVersion: Math.max(state.latestVersion, event.data.version),
+        versions,
+      };
+    case 'SecretVersionDestroyed':
+      versions.set(event.data.version, 'destroyed');
+      return { ...state, versions };
+  }
+}
+
+/** Decides which events a command produces, or throws a CofferError. */
+export function decide(command: SecretCommand, state: SecretState): SecretEvent[] {
+  if (state.workspaceId !== null && state.workspaceId !== command.workspaceId) {
+    throw new CofferError('not_found', 'no such secret in this workspace');
+  }
+  switch (command.type) {
+    case 'WriteSecretVersion': {
+      if (command.expectedVersion !== 0 && command.expectedVersion !== state.latestVersion) {
+        throw new CofferError(
+          'version_conflict',
+          `secret is at version ${state.latestVersion}, expected ${command.expectedVersion}`,
+        );
+      }
+      if (command.version !== state.latestVersion + 1) {
+        throw new CofferError('version_conflict', `secret moved to version ${state.latestVersion} meanwhile`);
+      }
+      return [
+        {
+          type: 'SecretVersionWritten',
+          data: {
+            coordinate: `${command.baseCoordinate}_v${command.version}`,
+            baseCoordinate: command.baseCoordinate,
+            version: command.version,
+            workspaceId: command.workspaceId,
+            ciphertext: command.ciphertext,
+            dataKeyId: command.dataKeyId,
+            kekId: command.kekId,
+            kekVersion: command.kekVersion,
+            expiresAt: command.expiresAt,
+            writtenAt: command.now,
+          },
+        },
+      ];
+    }
+    case 'DestroySecretVersions': {
+      if (state.baseCoordinate === null) throw new CofferError('not_found', 'no such secret');
+      const targets =
+        command.versions === 'all'
+          ? [...state.versions.entries()].filter(([, s]) => s === 'active').map(([v]) => v)
+          : command.versions;
+      for (const v of targets) {
+        if (!state.versions.has(v)) throw new CofferError('not_found', `secret has no version ${v}`);
+      }
+      const base = state.baseCoordinate;
+      return targets
+        .filter((v) => state.versions.get(v) === 'active')
+        .sort((a, b) => a - b)
+        .map((version) => ({
+          type: 'SecretVersionDestroyed' as const,
+          data: {
+            coordinate: `${base}_v${version}`,
+            baseCoordinate: base,
+            version,
+            workspaceId: command.workspaceId,
+            reason: command.reason,
+            destroyedAt: command.now,
+          },
+        }));
+    }
+  }
+}

@@ -1,0 +1,43 @@
+import { secretsV1 } from '@coffer/contracts';
+import { defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
+import type { Actor, SecretsService } from './secrets.service';
+
+function actorOf(ctx: CallContext): Actor {
+  const onBehalfOf = ctx.metadata.get('coffer-on-behalf-of')[0];
+  const traceparent = ctx.metadata.get('traceparent')[0];
+  return {
+    subject: ctx.principal?.subject ?? 'anonymous',
+    onBehalfOf: typeof onBehalfOf === 'string' ? onBehalfOf.slice(0, 200) : undefined,
+    traceparent: typeof traceparent === 'string' ? traceparent : undefined,
+  };
+}
+
+/** gRPC handlers of coffer.secrets.v1.SecretsService, each with the permission it needs. */
+export function secretsGrpcService(service: SecretsService): ServiceRegistration {
+  return defineService(secretsV1.SecretsServiceService, 'coffer.secrets.v1.SecretsService', {
+    writeSecrets: {
+      permission: 'secrets.write',
+      handler: async (req, ctx) => ({
+        secrets: await service.writeSecrets(
+          req.workspaceId,
+          req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value })),
+          actorOf(ctx),
+        ),
+      }),
+    },
+    hydrateConfig: {
+      permission: 'secrets.hydrate',
+      handler: async (req, ctx) => ({
+        configJson: await service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)),
+      }),
+    },
+    deleteSecrets: {
+      permission: 'secrets.delete',
+      handler: async (req, ctx) => ({ destroyed: await service.deleteSecrets(req.workspaceId, req.coordinates, actorOf(ctx)) }),
+    },
+    listSecretVersions: {
+      permission: 'secrets.list',
+      handler: async (req) => ({ versions: await service.listSecretVersions(req.workspaceId, req.baseCoordinate) }),
+    },
+  });
+}

@@ -1,0 +1,132 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EPHEMERAL_WORKSPACE_ID } from '@coffer/contracts';
+import { createEventStore, migrateEventStore } from '@coffer/event-store';
+import { createDatabase } from '@coffer/runtime';
+import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/testing';
+import type { Kysely } from 'kysely';
+import { bindingOf, openWithKey } from './envelope';
+import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
+import { migrateSecretsReadModel } from './secrets.postgres';
+import { createSecretsService, type SecretsService } from './secrets.service';
+
+const schema = 'secrets';
+const ws = randomUUID();
+const actor = { subject: 'config' };
+const canary = `canary-secret-${randomUUID()}`;
+
+describe('secrets service against Postgres', () => {
+  let tdb: TestDatabase;
+  let db: Kysely<any>;
+  let service: SecretsService;
+  let now = new Date('2026-01-01T00:00:00Z');
+  const keyring = parseKeyring(generateKeyringDocument());
+
+  beforeAll(async () => {
+    tdb = await createTestDatabase();
+    db = createDatabase(tdb.url);
+    await migrateEventStore(db, schema);
+    await migrateSecretsReadModel(db, schema);
+    service = createSecretsService({
+      db,
+      store: createEventStore(db, { schema }),
+      kms: createLocalKms(keyring),
+      schema,
+      coordinatePrefix: 'coffer',
+      namespace: uniqueNamespace(),
+      ephemeralTtlMs: 2 * 3600 * 1000,
+      clock: () => now,
+      newId: randomUUID,
+    });
+  });
+
+  afterAll(async () => {
+    await db?.destroy();
+    await tdb?.drop();
+  });
+
+  async function rawRows(sql: string, params: unknown[] = []) {
+    const c = new pg.Client({ connectionString: tdb.url });
+    await c.connect();
+    try {
+      return (await c.query(sql, params)).rows;
+    } finally {
+      await c.end();
+    }
+  }
+
+  it('writes v1 then v2 of the same base and hydrates the latest', async () => {
+    const [v1] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: `${canary}-1` }], actor);
+    expect(v1!.coordinate).toMatch(new RegExp(`^coffer_workspace_${ws}_secret_[0-9a-f-]{36}_v1$`));
+    const [v2] = await service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: `${canary}-2` }], actor);
+    expect(v2!.coordinate).toBe(v1!.coordinate.replace(/_v1$/, '_v2'));
+    const partial = JSON.stringify({ host: 'h', nested: { token: { _secret: v2!.coordinate } }, old: { _secret: v1!.coordinate } });
+    const hydrated = JSON.parse(await service.hydrateConfig(ws, partial, 'job:1', { subject: 'sync-worker' }));
+    expect(hydrated).toEqual({ host: 'h', nested: { token: `${canary}-2` }, old: `${canary}-1` });
+  });
+
+  it('a stale expected version gets version_conflict and writes nothing', async () => {
+    const [v1] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: 'value-a' }], actor);
+    await service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: 'value-b' }], actor);
+    const before = await rawRows('select count(*)::int as n from secrets.events');
+    await expect(
+      service.writeSecrets(ws, [
+        { baseCoordinate: '', expectedVersion: 0, value: 'value-new' },
+        { baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: 'value-c' },
+      ], actor),
+    ).rejects.toMatchObject({ code: 'version_conflict' });
+    expect(await rawRows('select count(*)::int as n from secrets.events')).toEqual(before);
+  });
+
+  it('stores neither plaintext nor the wrapped key in the event log', async () => {
+    const events = await rawRows('select data::text as d from secrets.events');
+    expect(events.length).toBeGreaterThan(0);
+    for (const e of events) {
+      expect(e.d).not.toContain(canary);
+      expect(e.d).not.toContain('wrapped');
+    }
+    const outbox = await rawRows('select headers::text || body as m from secrets.outbox');
+    for (const m of outbox) {
+      expect(m.m).not.toContain(canary);
+      expect(m.m).not.toContain('ciphertext');
+    }
+  });
+
+  it('deleting a base shreds every version: the data keys are gone and the logged ciphertext stays unreadable', async () => {
+    const [v1] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: `${canary}-shred` }], actor);
+    const destroyed = await service.deleteSecrets(ws, [v1!.baseCoordinate], actor);
+    expect(destroyed).toEqual([v1!.coordinate]);
+    await expect(service.hydrateConfig(ws, JSON.stringify({ t: { _secret: v1!.coordinate } }), 'job', actor)).rejects.toMatchObject({ code: 'not_found' });
+    expect(await rawRows('select * from secrets.data_keys where coordinate = $1', [v1!.coordinate])).toEqual([]);
+    const [logged] = await rawRows(`select data->>'ciphertext' as c from secrets.events where type = 'SecretVersionWritten' and data->>'coordinate' = $1`, [v1!.coordinate]);
+    const ciphertext = Buffer.from(logged.c, 'base64');
+    for (const key of keyring.keys.values()) {
+      expect(() => openWithKey(key, ciphertext, bindingOf(ws, v1!.coordinate))).toThrow();
+    }
+    const versions = await service.listSecretVersions(ws, v1!.baseCoordinate);
+    expect(versions).toMatchObject([{ version: 1, state: 'destroyed', createdBy: 'config' }]);
+  });
+
+  it('refuses to update or delete stored events', async () => {
+    await expect(rawRows(`update secrets.events set data = '{}'::jsonb`)).rejects.toThrow();
+    await expect(rawRows('delete from secrets.events')).rejects.toThrow();
+  });
+
+  it('check/discover secrets expire after the TTL', async () => {
+    const [w] = await service.writeSecrets(EPHEMERAL_WORKSPACE_ID, [{ baseCoordinate: '', expectedVersion: 0, value: 'ephemeral-value' }], actor);
+    const partial = JSON.stringify({ t: { _secret: w!.coordinate } });
+    expect(JSON.parse(await service.hydrateConfig(EPHEMERAL_WORKSPACE_ID, partial, 'check', actor))).toEqual({ t: 'ephemeral-value' });
+    now = new Date(now.getTime() + 2 * 3600 * 1000 + 1);
+    await expect(service.hydrateConfig(EPHEMERAL_WORKSPACE_ID, partial, 'check', actor)).rejects.toThrow(/expired/);
+  });
+
+  it('refuses coordinates of another workspace and bad input, naming the field', async () => {
+    const other = randomUUID();
+    const [w] = await service.writeSecrets(other, [{ baseCoordinate: '', expectedVersion: 0, value: 'other-ws' }], actor);
+    await expect(service.hydrateConfig(ws, JSON.stringify({ t: { _secret: w!.coordinate } }), 'x', actor)).rejects.toMatchObject({ code: 'permission_denied' });
+    await expect(service.writeSecrets(ws, [{ baseCoordinate: w!.baseCoordinate, expectedVersion: 0, value: 'x' }], actor)).rejects.toThrow(/secrets\[0\]\.base_coordinate/);
+    await expect(service.hydrateConfig(ws, '{not json', 'x', actor)).rejects.toThrow(/partial_config_json/);
+    await expect(service.writeSecrets('bad ws!', [{ baseCoordinate: '', expectedVersion: 0, value: 'x' }], actor)).rejects.toThrow(/workspace_id/);
+  });
+});

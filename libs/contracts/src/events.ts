@@ -1,0 +1,84 @@
+import * as ev from './gen/coffer/events/v1/events';
+
+/** The four services, each owning one JetStream stream and one subject namespace. */
+export type ServiceName = 'auth' | 'config' | 'secrets' | 'sync';
+
+/** Encode/decode functions of a published event body (proto3 JSON). */
+export interface EventCodec<T> {
+  toJSON(message: T): unknown;
+  fromJSON(object: unknown): T;
+}
+
+interface IntegrationEventDef<T> {
+  service: ServiceName;
+  /** Subject tokens after `<root>.<service>.`, e.g. `secret.version_written`. */
+  subject: string;
+  codec: EventCodec<T>;
+}
+
+function def<T>(service: ServiceName, subject: string, codec: EventCodec<T>): IntegrationEventDef<T> {
+  return { service, subject, codec };
+}
+
+/** Every integration event Coffer publishes, by its proto message name. */
+export const integrationEvents = {
+  SecretVersionWritten: def('secrets', 'secret.version_written', ev.SecretVersionWritten),
+  SecretVersionDestroyed: def('secrets', 'secret.version_destroyed', ev.SecretVersionDestroyed),
+  SecretsHydrated: def('secrets', 'secret.hydrated', ev.SecretsHydrated),
+  WorkspaceCreated: def('config', 'workspace.created', ev.WorkspaceCreated),
+  ConnectorDefinitionRegistered: def('config', 'definition.registered', ev.ConnectorDefinitionRegistered),
+  ActorCreated: def('config', 'actor.created', ev.ActorCreated),
+  ActorConfigUpdated: def('config', 'actor.config_updated', ev.ActorConfigUpdated),
+  ActorDeleted: def('config', 'actor.deleted', ev.ActorDeleted),
+  ConnectionCreated: def('config', 'connection.created', ev.ConnectionCreated),
+  SyncRequested: def('config', 'connection.sync_requested', ev.SyncRequested),
+  SyncStarted: def('sync', 'job.started', ev.SyncStarted),
+  SyncSucceeded: def('sync', 'job.succeeded', ev.SyncSucceeded),
+  SyncFailed: def('sync', 'job.failed', ev.SyncFailed),
+  ServiceIdentityRegistered: def('auth', 'service_identity.registered', ev.ServiceIdentityRegistered),
+} as const;
+
+/** Name of an integration event, e.g. `SecretVersionWritten`. */
+export type IntegrationEventName = keyof typeof integrationEvents;
+
+/** The message type carried by an integration event. */
+export type IntegrationEventMessage<N extends IntegrationEventName> =
+  (typeof integrationEvents)[N] extends IntegrationEventDef<infer T> ? T : never;
+
+/** Where a deployment's streams and subjects live; tests use a unique one each. */
+export interface MessagingNamespace {
+  /** First subject token, default `coffer`. */
+  subjectRoot: string;
+  /** Stream name prefix, default `COFFER`. */
+  streamPrefix: string;
+}
+
+/** The default namespace: subjects `coffer.>` and streams `COFFER_*`. */
+export const defaultNamespace: MessagingNamespace = { subjectRoot: 'coffer', streamPrefix: 'COFFER' };
+
+/** The CloudEvents type of an event, e.g. `coffer.secrets.v1.SecretVersionWritten`. */
+export function eventType(name: IntegrationEventName): string {
+  return `coffer.${integrationEvents[name].service}.v1.${name}`;
+}
+
+/** The NATS subject an event is published on. */
+export function eventSubject(ns: MessagingNamespace, name: IntegrationEventName): string {
+  const d = integrationEvents[name];
+  return `${ns.subjectRoot}.${d.service}.${d.subject}`;
+}
+
+/** The JetStream stream of one service, e.g. `COFFER_SECRETS`. */
+export function streamName(ns: MessagingNamespace, service: ServiceName): string {
+  return `${ns.streamPrefix}_${service.toUpperCase()}`;
+}
+
+/** The subjects one service's stream holds (`<root>.<service>.>`). */
+export function streamSubjects(ns: MessagingNamespace, service: ServiceName): string[] {
+  return [`${ns.subjectRoot}.${service}.>`];
+}
+
+/** The event name behind a CloudEvents type, or undefined when it is not one of Coffer's. */
+export function eventNameOfType(type: string): IntegrationEventName | undefined {
+  const name = type.split('.').pop() as IntegrationEventName;
+  return name in integrationEvents && eventType(name) === type ? name : undefined;
+}

@@ -1,0 +1,205 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  jetstream,
+  jetstreamManager,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type JsMsg,
+} from '@nats-io/jetstream';
+import { headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/nats-core';
+import { CofferError, isCofferError } from '@coffer/contracts';
+import { decodeCloudEvent, type CloudEvent } from './cloud-event';
+
+/** Header names added to a dead-lettered message; none of them carries message content. */
+export const deadLetterHeaders = {
+  reason: 'coffer-dead-letter-reason',
+  error: 'coffer-dead-letter-error',
+  stream: 'coffer-dead-letter-stream',
+  consumer: 'coffer-dead-letter-consumer',
+  subject: 'coffer-dead-letter-subject',
+  sequence: 'coffer-dead-letter-sequence',
+  deliveries: 'coffer-dead-letter-deliveries',
+} as const;
+
+/** Why a message went to the dead-letter subject. */
+export type DeadLetterReason = 'undecodable' | 'handler_failed' | 'deliveries_exhausted';
+
+/** Options of `runConsumer`. */
+export interface RunConsumerOptions {
+  /** The stream the durable consumer reads. */
+  stream: string;
+  /** Durable consumer name; replicas sharing it share the work. */
+  durable: string;
+  filterSubjects: string[];
+  /** Handler attempts before a message is dead-lettered (default 5). */
+  maxDeliver?: number;
+  /** How long the server waits for an ack before redelivering (default 30 s); kept alive while the handler runs. */
+  ackWaitMs?: number;
+  /** Subject the failed messages are published to; it must be captured by a stream. */
+  deadLetterSubject: string;
+  handle: (event: CloudEvent) => Promise<void>;
+  onError?: (err: unknown, event?: CloudEvent) => void;
+  /** Delay before a failed message comes back, by its delivery count (default 1 s doubling up to 60 s). */
+  retryDelayMs?: (deliveryCount: number) => number;
+}
+
+/** A running consumer. */
+export interface RunningConsumer {
+  /** Stops pulling, waits for the handler in flight and its ack. */
+  stop(): Promise<void>;
+}
+
+const DEFAULT_MAX_DELIVER = 5;
+const DEFAULT_ACK_WAIT_MS = 30_000;
+
+/** Default redelivery backoff: 1 s, 2 s, 4 s, ... capped at 60 s. */
+export function defaultRetryDelayMs(deliveryCount: number): number {
+  return Math.min(60_000, 1_000 * 2 ** Math.max(0, deliveryCount - 1));
+}
+
+// An error's class or code, never its message: handler errors may quote the data they choked on.
+function errorKind(err: unknown): string {
+  if (isCofferError(err)) return `CofferError:${err.code}`;
+  if (err instanceof Error && /^[A-Za-z0-9_.:-]{1,64}$/.test(err.name)) return err.name;
+  return 'unknown';
+}
+
+async function ensureDurable(jsm: JetStreamManager, options: RunConsumerOptions, serverMaxDeliver: number, ackWaitMs: number): Promise<void> {
+  // filter_subjects needs NATS 2.10; a single filter keeps older servers working.
+  const filter: Partial<ConsumerConfig> =
+    options.filterSubjects.length === 1 ? { filter_subject: options.filterSubjects[0] } : { filter_subjects: options.filterSubjects };
+  const mutable: Partial<ConsumerConfig> = { ...filter, max_deliver: serverMaxDeliver, ack_wait: nanos(ackWaitMs) };
+  const exists = await jsm.consumers.info(options.stream, options.durable).then(
+    () => true,
+    () => false,
+  );
+  if (exists) {
+    await jsm.consumers.update(options.stream, options.durable, mutable);
+    return;
+  }
+  try {
+    await jsm.consumers.add(options.stream, {
+      durable_name: options.durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ...mutable,
+    });
+  } catch (err) {
+    // A replica starting at the same time may have created it first.
+    const raced = await jsm.consumers.info(options.stream, options.durable).then(
+      () => true,
+      () => false,
+    );
+    if (!raced) throw err;
+    await jsm.consumers.update(options.stream, options.durable, mutable);
+  }
+}
+
+/**
+ * Runs a durable pull consumer: each message is decoded, handled, then acked; a failing handler gets
+ * the message again after a backoff, and after `maxDeliver` attempts it goes to the dead-letter subject.
+ */
+export async function runConsumer(nc: NatsConnection, options: RunConsumerOptions): Promise<RunningConsumer> {
+  const maxDeliver = options.maxDeliver ?? DEFAULT_MAX_DELIVER;
+  const ackWaitMs = options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
+  const retryDelayMs = options.retryDelayMs ?? defaultRetryDelayMs;
+  const onError = options.onError ?? (() => undefined);
+  if (!Number.isInteger(maxDeliver) || maxDeliver < 1) throw new CofferError('invalid_argument', 'maxDeliver must be a positive integer');
+  if (options.filterSubjects.length === 0) throw new CofferError('invalid_argument', 'filterSubjects must not be empty');
+
+  const jsm = await jetstreamManager(nc);
+  // One spare server-side delivery: if the last attempt is cut short (crash, lapsed ack wait), the
+  // message still comes back once and is dead-lettered instead of stalling unacked forever.
+  await ensureDurable(jsm, options, maxDeliver + 1, ackWaitMs);
+  const js = jetstream(nc);
+  const consumer = await js.consumers.get(options.stream, options.durable);
+
+  async function deadLetter(msg: JsMsg, reason: DeadLetterReason, err: unknown, event: CloudEvent | undefined): Promise<void> {
+    const h = natsHeaders();
+    if (msg.headers) {
+      for (const [key, values] of msg.headers) {
+        // Nats-* headers are JetStream directives (Nats-Msg-Id, expectations); re-sending them would
+        // dedupe the copy against the original or make the publish fail.
+        if (key.toLowerCase().startsWith('nats-')) continue;
+        for (const v of values) h.append(key, v);
+      }
+    }
+    h.set(deadLetterHeaders.reason, reason);
+    if (err !== undefined) h.set(deadLetterHeaders.error, errorKind(err));
+    h.set(deadLetterHeaders.stream, options.stream);
+    h.set(deadLetterHeaders.consumer, options.durable);
+    h.set(deadLetterHeaders.subject, msg.subject);
+    h.set(deadLetterHeaders.sequence, String(msg.info.streamSequence));
+    h.set(deadLetterHeaders.deliveries, String(msg.info.deliveryCount));
+    try {
+      await js.publish(options.deadLetterSubject, msg.data, {
+        headers: h,
+        msgID: `dead-letter:${options.stream}:${options.durable}:${msg.info.streamSequence}`,
+      });
+    } catch (publishErr) {
+      onError(publishErr, event);
+      msg.nak(retryDelayMs(msg.info.deliveryCount));
+      return;
+    }
+    // No reason argument: servers before 2.10 ignore a `+TERM <reason>` ack altogether, and the
+    // reason already travels in the dead-letter headers.
+    msg.term();
+  }
+
+  async function handleMessage(msg: JsMsg): Promise<void> {
+    const deliveries = msg.info.deliveryCount;
+    let event: CloudEvent;
+    try {
+      event = decodeCloudEvent(msg.headers, msg.data);
+    } catch (err) {
+      onError(err);
+      await deadLetter(msg, 'undecodable', err, undefined);
+      return;
+    }
+    if (deliveries > maxDeliver) {
+      await deadLetter(msg, 'deliveries_exhausted', undefined, event);
+      return;
+    }
+    // Tell the server we are still working so a slow handler is not redelivered to another replica.
+    const keepAlive = setInterval(() => msg.working(), Math.max(50, Math.floor(ackWaitMs / 2)));
+    let failure: { err: unknown } | undefined;
+    try {
+      await options.handle(event);
+    } catch (err) {
+      failure = { err };
+    } finally {
+      clearInterval(keepAlive);
+    }
+    if (!failure) {
+      msg.ack();
+      return;
+    }
+    onError(failure.err, event);
+    if (deliveries >= maxDeliver) await deadLetter(msg, 'handler_failed', failure.err, event);
+    else msg.nak(retryDelayMs(deliveries));
+  }
+
+  const messages = await consumer.consume({ max_messages: 16 });
+  let stopping = false;
+  const loop = (async () => {
+    for await (const msg of messages) {
+      if (stopping) {
+        // Already buffered when stop() was called: hand it back at once for another replica.
+        msg.nak();
+        continue;
+      }
+      await handleMessage(msg);
+    }
+  })().catch((err: unknown) => onError(err));
+
+  return {
+    async stop() {
+      if (!stopping) {
+        stopping = true;
+        await messages.close();
+      }
+      await loop;
+    },
+  };
+}

@@ -1,0 +1,19 @@
+export { connectNats, type ConnectNatsOptions } from './connection';
+export { ensureServiceStream, DUPLICATE_WINDOW_MS } from './service-stream';
+export {
+  ceHeaders,
+  decodeCloudEvent,
+  integrationEventMessage,
+  type CloudEvent,
+  type IntegrationEventMessageOptions,
+} from './cloud-event';
+export { createJetStreamPublisher } from './publisher';
+export {
+  deadLetterHeaders,
+  defaultRetryDelayMs,
+  runConsumer,
+  type DeadLetterReason,
+  type RunConsumerOptions,
+  type RunningConsumer,
+} from './consumer';
+export type { OutboxMessage } from './outbox-message';

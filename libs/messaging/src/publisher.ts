@@ -1,0 +1,16 @@
+import { jetstream } from '@nats-io/jetstream';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
+import type { OutboxMessage } from './outbox-message';
+
+/**
+ * A publish function for the outbox relay: JetStream publish with `Nats-Msg-Id` = event id, so a
+ * retried publish inside the stream's duplicate window is stored once; resolves after the ack.
+ */
+export function createJetStreamPublisher(nc: NatsConnection): (m: OutboxMessage) => Promise<void> {
+  const js = jetstream(nc);
+  return async (m) => {
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
+    await js.publish(m.subject, m.body, { msgID: m.eventId, headers: h });
+  };
+}

@@ -1,0 +1,26 @@
+import { z } from 'zod';
+
+/** Settings every service shares; spread into each app's own schema. */
+export const commonEnv = {
+  DATABASE_URL: z.string().url('required: a postgres:// URL'),
+  NATS_URL: z.string().default('nats://127.0.0.1:4222'),
+  COFFER_SUBJECT_ROOT: z.string().regex(/^[A-Za-z0-9_-]+$/).default('coffer'),
+  COFFER_STREAM_PREFIX: z.string().regex(/^[A-Z0-9_]+$/).default('COFFER'),
+  AUTH_ADDRESS: z.string().default('127.0.0.1:50051'),
+  COFFER_TOKEN_ISSUER: z.string().default('coffer-auth'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+};
+
+/** A lowercase SQL identifier, for schema names taken from configuration. */
+export const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'must be a lowercase SQL identifier');
+
+/** Parses the environment once; throws one error that lists every bad variable (never its value). */
+export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv, service: string): z.infer<S> {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid ${service} configuration:\n${lines.join('\n')}`);
+  }
+  return parsed.data;
+}

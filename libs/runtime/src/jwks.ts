@@ -1,0 +1,13 @@
+import { authV1 } from '@coffer/contracts';
+import { createPromiseClient } from '@coffer/rpc';
+import type { JWK } from 'jose';
+
+/** Fetches auth's public JWKS over gRPC; tokens are then verified locally (the verifier caches it). */
+export function jwksFromAuth(authAddress: string): () => Promise<{ keys: JWK[] }> {
+  const client = createPromiseClient(authV1.AuthServiceClient, authAddress, { deadlineMs: 5_000 });
+  return async () => {
+    const res = await client.getJwks({});
+    const doc = JSON.parse(res.jwksJson) as { keys?: JWK[] };
+    return { keys: doc.keys ?? [] };
+  };
+}

@@ -1,0 +1,3 @@
+export { createRedactor, MIN_REDACTED_LENGTH, REDACTED, type Redactor } from './redactor';
+export { createLogger, type DestinationStream, type Logger, type LoggerOptions } from './logger';
+export { currentTraceparent, startTelemetry, type Telemetry, type TelemetryOptions } from './tracing';

@@ -1,0 +1,195 @@
+import {
+  createLocalJWKSet,
+  decodeProtectedHeader,
+  errors,
+  jwtVerify,
+  type JWK,
+  type JWTHeaderParameters,
+  type FlattenedJWSInput,
+} from 'jose';
+import { CofferError, isCofferError } from '@coffer/contracts';
+import { isServiceRole, TOKEN_TYPES, type Principal } from './claims';
+
+/** Verifies bearer tokens locally; every failure is `CofferError('unauthenticated')`. */
+export interface TokenVerifier {
+  verify(token: string): Promise<Principal>;
+}
+
+/** Options of {@link createTokenVerifier}. */
+export interface TokenVerifierOptions {
+  /** Expected `iss`, e.g. `coffer-auth`. */
+  issuer: string;
+  /** Expected `aud`: the name of the service doing the verifying, e.g. `secrets`. */
+  audience: string;
+  /** Loads auth's public JWKS (e.g. `jwksFromAuth(address)`); called rarely, never per request. */
+  fetchJwks: () => Promise<{ keys: JWK[] }>;
+  /** How long a fetched key set is used before it is refetched; default 5 minutes. */
+  cacheTtlMs?: number;
+  /** Allowed clock skew for `exp`, `nbf` and `iat`; default 30 seconds. */
+  clockToleranceSec?: number;
+  /** Accepted `typ` header values; default `[TOKEN_TYPES.service]`. */
+  acceptedTypes?: string[];
+  /** Minimum gap between two JWKS fetches (unknown kid, expired cache); default 10 seconds. */
+  minRefetchIntervalMs?: number;
+  /** Current time; tests pass a fixed clock. Default `() => new Date()`. */
+  clock?: () => Date;
+}
+
+const DEFAULT_CACHE_TTL_MS = 5 * 60_000;
+const DEFAULT_MIN_REFETCH_MS = 10_000;
+const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
+// Headers that let a token name its own verification key: honouring any of them lets an attacker
+// sign with a key of their choosing (RFC 8725 §3.10), so a token carrying one is refused outright.
+const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'] as const;
+// Bounds the work spent on garbage input before any parsing.
+const MAX_TOKEN_LENGTH = 8192;
+
+function invalid(reason: string, cause?: unknown): CofferError {
+  const err = new CofferError('unauthenticated', `invalid token: ${reason}`);
+  if (cause !== undefined) Object.defineProperty(err, 'cause', { value: cause, enumerable: false });
+  return err;
+}
+
+function normalizeTyp(typ: string): string {
+  const lower = typ.toLowerCase();
+  return lower.startsWith('application/') ? lower.slice('application/'.length) : lower;
+}
+
+// jose's messages never contain the token, but we still map to our own short reasons so the
+// text a caller sees is stable and ours.
+function reasonOf(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return 'expired';
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    return err.reason === 'missing' ? `missing ${err.claim} claim` : `${err.claim} claim check failed`;
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'algorithm not allowed';
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad signature';
+  if (err instanceof errors.JWKSNoMatchingKey) return 'unknown signing key';
+  if (err instanceof errors.JWKSMultipleMatchingKeys) return 'ambiguous signing key';
+  if (err instanceof errors.JWKSInvalid || err instanceof errors.JWKInvalid) return 'unusable signing key';
+  if (err instanceof errors.JOSENotSupported) return 'unsupported token';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'malformed';
+  return 'verification failed';
+}
+
+interface KeyCache {
+  keySet: ReturnType<typeof createLocalJWKSet>;
+  fetchedAt: number;
+}
+
+/**
+ * Creates a verifier for service tokens: EdDSA only, `iss`, `aud`, `typ`, `exp`/`nbf`/`iat` with a small
+ * skew, `sub`/`jti`/`role` present; keys come from a cached JWKS, refetched (rate-limited) on an unknown kid.
+ */
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  const cacheTtlMs = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
+  const minRefetchMs = options.minRefetchIntervalMs ?? DEFAULT_MIN_REFETCH_MS;
+  const tolerance = options.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC;
+  const acceptedTypes = new Set((options.acceptedTypes ?? [TOKEN_TYPES.service]).map(normalizeTyp));
+  const clock = options.clock ?? (() => new Date());
+
+  let cache: KeyCache | undefined;
+  let lastAttemptAt = Number.NEGATIVE_INFINITY;
+  let inflight: Promise<void> | undefined;
+
+  function refresh(): Promise<void> {
+    inflight ??= (async () => {
+      lastAttemptAt = clock().getTime();
+      try {
+        const jwks = await options.fetchJwks();
+        cache = { keySet: createLocalJWKSet({ keys: jwks.keys }), fetchedAt: clock().getTime() };
+      } finally {
+        inflight = undefined;
+      }
+    })();
+    return inflight;
+  }
+
+  function mayRefetch(now: number): boolean {
+    return now - lastAttemptAt >= minRefetchMs;
+  }
+
+  async function keySet(): Promise<KeyCache['keySet']> {
+    const now = clock().getTime();
+    if (!cache || now - cache.fetchedAt >= cacheTtlMs) {
+      if (inflight || mayRefetch(now)) {
+        try {
+          await refresh();
+        } catch (err) {
+          // A stale key set beats refusing every call while auth is briefly unreachable.
+          if (!cache) throw invalid('signing keys unavailable', err);
+        }
+      }
+      if (!cache) throw invalid('signing keys unavailable');
+    }
+    return cache.keySet;
+  }
+
+  async function resolveKey(header: JWTHeaderParameters, token: FlattenedJWSInput) {
+    const current = await keySet();
+    try {
+      return await current(header, token);
+    } catch (err) {
+      // A kid we have not seen may be a freshly rotated key: refetch, but at most once per interval so
+      // a flood of made-up kids cannot turn into a flood of JWKS requests.
+      if (!(err instanceof errors.JWKSNoMatchingKey) || !mayRefetch(clock().getTime())) throw err;
+      try {
+        await refresh();
+      } catch (fetchErr) {
+        throw invalid('signing keys unavailable', fetchErr);
+      }
+      return cache!.keySet(header, token);
+    }
+  }
+
+  function checkHeader(token: string): void {
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch (err) {
+      throw invalid('malformed', err);
+    }
+    for (const name of FORBIDDEN_HEADERS) {
+      if (Object.hasOwn(header, name)) throw invalid(`forbidden "${name}" header`);
+    }
+    if (header.alg !== 'EdDSA') throw invalid('algorithm not allowed');
+    if (typeof header.kid !== 'string' || header.kid.length === 0) throw invalid('missing kid');
+    if (typeof header.typ !== 'string' || !acceptedTypes.has(normalizeTyp(header.typ))) throw invalid('unexpected typ');
+  }
+
+  return {
+    async verify(token: string): Promise<Principal> {
+      if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid('malformed');
+      checkHeader(token);
+      let result: Awaited<ReturnType<typeof jwtVerify>>;
+      try {
+        result = await jwtVerify(token, resolveKey, {
+          algorithms: ['EdDSA'],
+          issuer: options.issuer,
+          audience: options.audience,
+          clockTolerance: tolerance,
+          requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+          currentDate: clock(),
+        });
+      } catch (err) {
+        if (isCofferError(err)) throw err;
+        throw invalid(reasonOf(err), err);
+      }
+      const { payload, protectedHeader } = result;
+      const nowSec = clock().getTime() / 1000;
+      // jose only checks iat against the clock when maxTokenAge is set; a token from the future is suspect.
+      if (typeof payload.iat !== 'number' || payload.iat > nowSec + tolerance) throw invalid('iat claim check failed');
+      if (typeof payload.exp !== 'number') throw invalid('missing exp claim');
+      if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw invalid('sub claim check failed');
+      if (typeof payload.jti !== 'string' || payload.jti.length === 0) throw invalid('jti claim check failed');
+      if (!isServiceRole(payload.role)) throw invalid('role claim check failed');
+      return {
+        subject: payload.sub,
+        tokenType: protectedHeader.typ!,
+        role: payload.role,
+        tokenId: payload.jti,
+        expiresAt: new Date(payload.exp * 1000),
+      };
+    },
+  };
+}
