@@ -1,12 +1,7 @@
 import { existsSync } from 'node:fs';
 import type { TestProject } from 'vitest/node';
 
-declare module 'vitest' {
-  export interface ProvidedContext {
-    databaseUrl: string;
-    natsUrl: string;
-  }
-}
+import type {} from './provided-context';
 
 function dockerSocketPresent(): boolean {
   if (process.env.DOCKER_HOST) return true;

@@ -4,6 +4,7 @@ import { inject } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { MessagingNamespace } from '@coffer/contracts';
+import type {} from './provided-context';
 
 /** The admin Postgres URL of this test run (container or DATABASE_URL). */
 export function adminDatabaseUrl(): string {

@@ -1,0 +1,68 @@
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+
+const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** @internal The schema as a quoted SQL identifier; refuses anything but a lowercase identifier. */
+export function quotedSchema(schema: string): RawBuilder<unknown> {
+  if (!IDENTIFIER.test(schema)) throw new Error(`schema must be a lowercase SQL identifier, got ${JSON.stringify(schema)}`);
+  return sql.id(schema);
+}
+
+/**
+ * Creates (idempotently) the event store's tables in `schema`: `events` (immutable: a trigger
+ * refuses UPDATE, DELETE and TRUNCATE, and those privileges are revoked), `outbox`,
+ * `outbox_checkpoints` and `inbox`. Replicas starting together take turns on an advisory lock.
+ */
+export async function migrateEventStore(db: Kysely<any>, schema: string): Promise<void> {
+  const s = quotedSchema(schema);
+  await db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`coffer-migrate:${schema}`}, 0))`.execute(trx);
+    await sql`create schema if not exists ${s}`.execute(trx);
+    await sql`create table if not exists ${s}.events (
+      global_position bigint generated always as identity primary key,
+      event_id uuid not null unique,
+      stream_id text not null,
+      stream_version integer not null check (stream_version > 0),
+      type text not null,
+      data jsonb not null,
+      metadata jsonb not null default '{}'::jsonb,
+      recorded_at timestamptz not null default now(),
+      transaction_id xid8 not null default pg_current_xact_id(),
+      unique (stream_id, stream_version)
+    )`.execute(trx);
+    await sql`create index if not exists events_transaction_order on ${s}.events (transaction_id, global_position)`.execute(trx);
+    await sql`create or replace function ${s}.refuse_event_change() returns trigger language plpgsql as $$
+      begin
+        raise exception 'events are immutable: % refused on %.%', tg_op, tg_table_schema, tg_table_name
+          using errcode = 'insufficient_privilege';
+      end
+    $$`.execute(trx);
+    await sql`create or replace trigger events_immutable before update or delete on ${s}.events
+      for each row execute function ${s}.refuse_event_change()`.execute(trx);
+    await sql`create or replace trigger events_no_truncate before truncate on ${s}.events
+      for each statement execute function ${s}.refuse_event_change()`.execute(trx);
+    await sql`revoke update, delete, truncate on ${s}.events from public`.execute(trx);
+    await sql`create table if not exists ${s}.outbox (
+      position bigint generated always as identity primary key,
+      event_id uuid not null unique,
+      subject text not null,
+      headers jsonb not null,
+      body text not null,
+      transaction_id xid8 not null default pg_current_xact_id(),
+      created_at timestamptz not null default now()
+    )`.execute(trx);
+    await sql`create index if not exists outbox_transaction_order on ${s}.outbox (transaction_id, position)`.execute(trx);
+    await sql`create table if not exists ${s}.outbox_checkpoints (
+      name text primary key,
+      transaction_id xid8 not null,
+      position bigint not null,
+      updated_at timestamptz not null default now()
+    )`.execute(trx);
+    await sql`create table if not exists ${s}.inbox (
+      consumer text not null,
+      event_id text not null,
+      handled_at timestamptz not null default now(),
+      primary key (consumer, event_id)
+    )`.execute(trx);
+  });
+}

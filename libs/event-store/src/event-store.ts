@@ -1,0 +1,181 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { CofferError } from '@coffer/contracts';
+import { quotedSchema } from './event-store-schema';
+
+/** A message for the outbox: what the relay publishes after the appending transaction commits. */
+export interface OutboxMessage {
+  eventId: string;
+  subject: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** The stream's current version must equal a number (0: the stream must not exist yet), or `any`. */
+export type ExpectedVersion = number | 'any';
+
+/** An event to append. */
+export interface NewEvent {
+  type: string;
+  data: Record<string, unknown>;
+  metadata?: Record<string, unknown>;
+}
+
+/** An event as stored. */
+export interface RecordedEvent {
+  /** bigint identity, as a decimal string. */
+  globalPosition: string;
+  eventId: string;
+  streamId: string;
+  streamVersion: number;
+  type: string;
+  data: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  recordedAt: Date;
+  /** The xid8 of the appending transaction, as a decimal string. */
+  transactionId: string;
+}
+
+/** What runs inside the append's transaction. */
+export interface AppendOptions {
+  /** Inline projections: update read models with the recorded events, in the same transaction. */
+  project?: (trx: Transaction<any>, recorded: RecordedEvent[]) => Promise<unknown>;
+  /** Integration events to publish once the transaction commits (the transactional outbox). */
+  outbox?: (recorded: RecordedEvent[]) => OutboxMessage[];
+}
+
+/** The result of an append. */
+export interface AppendResult {
+  /** The stream's version after the append. */
+  nextExpectedVersion: number;
+  recorded: RecordedEvent[];
+}
+
+/** A position in the whole log: transaction id first, then global position (see `readAll`). */
+export interface LogPosition {
+  transactionId: string;
+  globalPosition: string;
+}
+
+/** The start of the log. */
+export const LOG_START: LogPosition = { transactionId: '0', globalPosition: '0' };
+
+/** An append-only event log in one Postgres schema. */
+export interface EventStore {
+  /** Appends events with an expected version, runs projections and fills the outbox, all in one transaction. */
+  append(streamId: string, expected: ExpectedVersion, events: NewEvent[], options?: AppendOptions): Promise<AppendResult>;
+  /** The same as `append`, inside a transaction the caller owns (to append to several streams at once). */
+  appendInTransaction(
+    trx: Transaction<any>,
+    streamId: string,
+    expected: ExpectedVersion,
+    events: NewEvent[],
+    options?: AppendOptions,
+  ): Promise<AppendResult>;
+  /** Every event of one stream in order; `currentVersion` is 0 for a stream that does not exist. */
+  readStream(streamId: string): Promise<{ currentVersion: number; events: RecordedEvent[] }>;
+  /**
+   * Events of every stream after `after`, in (transaction id, global position) order, only from
+   * transactions older than every one still running: a transaction that commits late can never
+   * slip in behind a position already returned.
+   */
+  readAll(options?: { after?: LogPosition; limit?: number }): Promise<{ events: RecordedEvent[]; next: LogPosition }>;
+}
+
+/** Options of `createEventStore`. */
+export interface EventStoreOptions {
+  schema: string;
+}
+
+interface EventRow {
+  global_position: string;
+  event_id: string;
+  stream_id: string;
+  stream_version: number;
+  type: string;
+  data: Record<string, unknown>;
+  metadata: Record<string, unknown>;
+  recorded_at: Date;
+  transaction_id: string;
+}
+
+function toRecorded(r: EventRow): RecordedEvent {
+  return {
+    globalPosition: String(r.global_position),
+    eventId: r.event_id,
+    streamId: r.stream_id,
+    streamVersion: Number(r.stream_version),
+    type: r.type,
+    data: r.data,
+    metadata: r.metadata,
+    recordedAt: r.recorded_at,
+    transactionId: String(r.transaction_id),
+  };
+}
+
+const EVENT_COLUMNS = sql.raw(
+  'global_position::text, event_id::text, stream_id, stream_version, type, data, metadata, recorded_at, transaction_id::text',
+);
+
+/** Creates the event store of one schema (migrated by `migrateEventStore`). */
+export function createEventStore(db: Kysely<any>, options: EventStoreOptions): EventStore {
+  const s = quotedSchema(options.schema);
+
+  async function appendInTransaction(
+    trx: Transaction<any>,
+    streamId: string,
+    expected: ExpectedVersion,
+    events: NewEvent[],
+    appendOptions: AppendOptions = {},
+  ): Promise<AppendResult> {
+    if (!streamId) throw new CofferError('invalid_argument', 'stream id must not be empty');
+    if (expected !== 'any' && (!Number.isInteger(expected) || expected < 0)) {
+      throw new CofferError('invalid_argument', 'expected version must be a non-negative integer or "any"');
+    }
+    // One writer per stream at a time: the second waits, then sees the first's events and conflicts cleanly.
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`${options.schema}:${streamId}`}, 0))`.execute(trx);
+    const current = Number(
+      (await sql<{ v: number }>`select coalesce(max(stream_version), 0)::int as v from ${s}.events where stream_id = ${streamId}`.execute(trx))
+        .rows[0]!.v,
+    );
+    if (expected !== 'any' && expected !== current) {
+      throw new CofferError('version_conflict', `stream ${streamId} is at version ${current}, not ${expected}`);
+    }
+    if (events.length === 0) return { nextExpectedVersion: current, recorded: [] };
+    const recorded: RecordedEvent[] = [];
+    for (const [i, e] of events.entries()) {
+      const { rows } = await sql<EventRow>`
+        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata)
+        values (gen_random_uuid(), ${streamId}, ${current + i + 1}, ${e.type}, ${JSON.stringify(e.data)}::jsonb, ${JSON.stringify(e.metadata ?? {})}::jsonb)
+        returning ${EVENT_COLUMNS}`.execute(trx);
+      recorded.push(toRecorded(rows[0]!));
+    }
+    await appendOptions.project?.(trx, recorded);
+    for (const m of appendOptions.outbox?.(recorded) ?? []) {
+      await sql`insert into ${s}.outbox (event_id, subject, headers, body)
+        values (${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`.execute(trx);
+    }
+    return { nextExpectedVersion: current + events.length, recorded };
+  }
+
+  return {
+    appendInTransaction,
+    append: (streamId, expected, events, appendOptions) =>
+      db.transaction().execute((trx) => appendInTransaction(trx, streamId, expected, events, appendOptions)),
+    async readStream(streamId) {
+      const { rows } = await sql<EventRow>`select ${EVENT_COLUMNS} from ${s}.events where stream_id = ${streamId} order by stream_version`.execute(db);
+      const events = rows.map(toRecorded);
+      return { currentVersion: events.at(-1)?.streamVersion ?? 0, events };
+    },
+    async readAll({ after = LOG_START, limit = 1000 } = {}) {
+      const { rows } = await sql<EventRow>`
+        select ${EVENT_COLUMNS} from ${s}.events
+        where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          and (transaction_id, global_position) > (${after.transactionId}::xid8, ${after.globalPosition}::bigint)
+        order by transaction_id, global_position
+        limit ${limit}`.execute(db);
+      const events = rows.map(toRecorded);
+      const last = events.at(-1);
+      return { events, next: last ? { transactionId: last.transactionId, globalPosition: last.globalPosition } : after };
+    },
+  };
+}

@@ -1,0 +1,16 @@
+export {
+  createEventStore,
+  LOG_START,
+  type AppendOptions,
+  type AppendResult,
+  type EventStore,
+  type EventStoreOptions,
+  type ExpectedVersion,
+  type LogPosition,
+  type NewEvent,
+  type OutboxMessage,
+  type RecordedEvent,
+} from './event-store';
+export { migrateEventStore } from './event-store-schema';
+export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions } from './outbox-relay';
+export { recordInbox } from './inbox';
