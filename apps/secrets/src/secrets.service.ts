@@ -81,7 +81,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
 
   async function loadState(base: string): Promise<{ state: SecretState; streamVersion: number }> {
     const { currentVersion, events } = await store.readStream(streamOf(base));
-    const state = events.reduce((s, e) => evolve(s, { type: e.type, data: e.data } as SecretEvent), initialState());
+    const state = events.reduce((s, e) => evolve(s, { type: e.type, data: e.data } as unknown as SecretEvent), initialState());
     return { state, streamVersion: currentVersion };
   }
 

@@ -1,0 +1,53 @@
+import { configV1 } from '@coffer/contracts';
+import { defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
+import type { ActorType } from './domain/actor.decider';
+import type { ActorView, Caller, ConfigService, DefinitionView } from './config.service';
+
+function callerOf(ctx: CallContext): Caller {
+  const traceparent = ctx.metadata.get('traceparent')[0];
+  return { subject: ctx.principal?.subject ?? 'anonymous', traceparent: typeof traceparent === 'string' ? traceparent : undefined };
+}
+
+function actorTypeOf(t: configV1.ActorType): ActorType | undefined {
+  if (t === configV1.ActorType.ACTOR_TYPE_SOURCE) return 'source';
+  if (t === configV1.ActorType.ACTOR_TYPE_DESTINATION) return 'destination';
+  return undefined;
+}
+
+function protoActorType(t: ActorType): configV1.ActorType {
+  return t === 'source' ? configV1.ActorType.ACTOR_TYPE_SOURCE : configV1.ActorType.ACTOR_TYPE_DESTINATION;
+}
+
+const actorOut = (a: ActorView): configV1.Actor => ({ ...a, actorType: protoActorType(a.actorType) });
+const definitionOut = (d: DefinitionView): configV1.ConnectorDefinition => ({ ...d, actorType: protoActorType(d.actorType) });
+
+/** gRPC handlers of coffer.config.v1.ConfigService, each with the permission it needs. */
+export function configGrpcService(service: ConfigService): ServiceRegistration {
+  return defineService(configV1.ConfigServiceService, 'coffer.config.v1.ConfigService', {
+    createWorkspace: { permission: 'config.write', handler: async (req, ctx) => ({ workspace: await service.createWorkspace(req.name, callerOf(ctx)) }) },
+    getWorkspace: { permission: 'config.read', handler: async (req) => ({ workspace: await service.getWorkspace(req.workspaceId) }) },
+    registerConnectorDefinition: {
+      permission: 'config.write',
+      handler: async (req, ctx) => ({
+        definition: definitionOut(
+          await service.registerDefinition({ name: req.name, actorType: actorTypeOf(req.actorType), connector: req.connector, specJson: req.specJson }, callerOf(ctx)),
+        ),
+      }),
+    },
+    getConnectorDefinition: { permission: 'config.read', handler: async (req) => ({ definition: definitionOut(await service.getDefinition(req.definitionId)) }) },
+    createActor: { permission: 'config.write', handler: async (req, ctx) => ({ actor: actorOut(await service.createActor(req, callerOf(ctx))) }) },
+    getActor: { permission: 'config.read', handler: async (req) => ({ actor: actorOut(await service.getActor(req.actorId)) }) },
+    updateActor: { permission: 'config.write', handler: async (req, ctx) => ({ actor: actorOut(await service.updateActor(req, callerOf(ctx))) }) },
+    deleteActor: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await service.deleteActor(req, callerOf(ctx));
+        return {};
+      },
+    },
+    createConnection: { permission: 'config.write', handler: async (req, ctx) => ({ connection: await service.createConnection(req, callerOf(ctx)) }) },
+    getConnection: { permission: 'config.read', handler: async (req) => ({ connection: await service.getConnection(req.connectionId) }) },
+    requestSync: { permission: 'config.write', handler: async (req, ctx) => ({ jobId: await service.requestSync(req.connectionId, callerOf(ctx)) }) },
+    getSyncPlan: { permission: 'config.sync_plan', handler: async (req) => ({ plan: await service.getSyncPlan(req.connectionId) }) },
+  });
+}

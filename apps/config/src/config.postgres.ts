@@ -1,0 +1,201 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { ActorConfigUpdatedData, ActorCreatedData, ActorDeletedData, ActorType } from './domain/actor.decider';
+import type { ConnectionCreatedData } from './domain/connection.decider';
+import type { ConnectorDefinitionRegisteredData, WorkspaceCreatedData } from './domain/workspace.decider';
+
+type Db = Kysely<any> | Transaction<any>;
+
+/** Creates config's read models (idempotent); each is a projection of the event log. */
+export async function migrateConfigReadModel(db: Kysely<any>, schema: string): Promise<void> {
+  const s = sql.id(schema);
+  await sql`create table if not exists ${s}.workspaces (
+    workspace_id uuid primary key,
+    name text not null,
+    version integer not null,
+    created_at timestamptz not null
+  )`.execute(db);
+  await sql`create table if not exists ${s}.connector_definitions (
+    definition_id uuid primary key,
+    name text not null,
+    actor_type text not null,
+    connector text not null,
+    spec jsonb not null,
+    version integer not null,
+    registered_at timestamptz not null
+  )`.execute(db);
+  await sql`create table if not exists ${s}.actors (
+    actor_id uuid primary key,
+    workspace_id uuid not null,
+    definition_id uuid not null,
+    actor_type text not null,
+    name text not null,
+    partial_config jsonb not null,
+    version integer not null,
+    deleted boolean not null default false,
+    updated_at timestamptz not null
+  )`.execute(db);
+  await sql`create index if not exists actors_workspace on ${s}.actors (workspace_id)`.execute(db);
+  await sql`create table if not exists ${s}.connections (
+    connection_id uuid primary key,
+    workspace_id uuid not null,
+    source_id uuid not null,
+    destination_id uuid not null,
+    name text not null,
+    version integer not null,
+    created_at timestamptz not null
+  )`.execute(db);
+}
+
+export interface WorkspaceRow {
+  workspace_id: string;
+  name: string;
+  version: number;
+}
+
+export interface DefinitionRow {
+  definition_id: string;
+  name: string;
+  actor_type: ActorType;
+  connector: string;
+  spec: unknown;
+  version: number;
+}
+
+export interface ActorRow {
+  actor_id: string;
+  workspace_id: string;
+  definition_id: string;
+  actor_type: ActorType;
+  name: string;
+  partial_config: unknown;
+  version: number;
+  deleted: boolean;
+}
+
+export interface ConnectionRow {
+  connection_id: string;
+  workspace_id: string;
+  source_id: string;
+  destination_id: string;
+  name: string;
+  version: number;
+}
+
+/** Projects WorkspaceCreated. */
+export async function projectWorkspaceCreated(trx: Db, schema: string, e: WorkspaceCreatedData): Promise<void> {
+  await trx.withSchema(schema).insertInto('workspaces').values({ workspace_id: e.workspaceId, name: e.name, version: 1, created_at: e.createdAt }).execute();
+}
+
+/** Projects ConnectorDefinitionRegistered. */
+export async function projectDefinitionRegistered(trx: Db, schema: string, e: ConnectorDefinitionRegisteredData): Promise<void> {
+  await trx
+    .withSchema(schema)
+    .insertInto('connector_definitions')
+    .values({
+      definition_id: e.definitionId,
+      name: e.name,
+      actor_type: e.actorType,
+      connector: e.connector,
+      spec: JSON.stringify(e.spec),
+      version: 1,
+      registered_at: e.registeredAt,
+    })
+    .execute();
+}
+
+/** Projects ActorCreated. */
+export async function projectActorCreated(trx: Db, schema: string, e: ActorCreatedData): Promise<void> {
+  await trx
+    .withSchema(schema)
+    .insertInto('actors')
+    .values({
+      actor_id: e.actorId,
+      workspace_id: e.workspaceId,
+      definition_id: e.definitionId,
+      actor_type: e.actorType,
+      name: e.name,
+      partial_config: JSON.stringify(e.partialConfig),
+      version: 1,
+      updated_at: e.createdAt,
+    })
+    .execute();
+}
+
+/** Projects ActorConfigUpdated at the stream version it was recorded with. */
+export async function projectActorUpdated(trx: Db, schema: string, e: ActorConfigUpdatedData, version: number): Promise<void> {
+  await trx
+    .withSchema(schema)
+    .updateTable('actors')
+    .set({ name: e.name, partial_config: JSON.stringify(e.partialConfig), version, updated_at: e.updatedAt })
+    .where('actor_id', '=', e.actorId)
+    .execute();
+}
+
+/** Projects ActorDeleted. */
+export async function projectActorDeleted(trx: Db, schema: string, e: ActorDeletedData, version: number): Promise<void> {
+  await trx.withSchema(schema).updateTable('actors').set({ deleted: true, version, updated_at: e.deletedAt }).where('actor_id', '=', e.actorId).execute();
+}
+
+/** Projects ConnectionCreated. */
+export async function projectConnectionCreated(trx: Db, schema: string, e: ConnectionCreatedData): Promise<void> {
+  await trx
+    .withSchema(schema)
+    .insertInto('connections')
+    .values({
+      connection_id: e.connectionId,
+      workspace_id: e.workspaceId,
+      source_id: e.sourceId,
+      destination_id: e.destinationId,
+      name: e.name,
+      version: 1,
+      created_at: e.createdAt,
+    })
+    .execute();
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** @internal Ids are uuids; anything else cannot exist (and must not reach a uuid column). */
+export function isUuid(id: string): boolean {
+  return UUID.test(id);
+}
+
+/** One workspace, or undefined. */
+export async function findWorkspace(db: Db, schema: string, id: string): Promise<WorkspaceRow | undefined> {
+  if (!isUuid(id)) return undefined;
+  return db.withSchema(schema).selectFrom('workspaces').select(['workspace_id', 'name', 'version']).where('workspace_id', '=', id).executeTakeFirst();
+}
+
+/** One connector definition, or undefined. */
+export async function findDefinition(db: Db, schema: string, id: string): Promise<DefinitionRow | undefined> {
+  if (!isUuid(id)) return undefined;
+  return db
+    .withSchema(schema)
+    .selectFrom('connector_definitions')
+    .select(['definition_id', 'name', 'actor_type', 'connector', 'spec', 'version'])
+    .where('definition_id', '=', id)
+    .executeTakeFirst();
+}
+
+/** One actor that has not been deleted, or undefined. */
+export async function findActor(db: Db, schema: string, id: string): Promise<ActorRow | undefined> {
+  if (!isUuid(id)) return undefined;
+  return db
+    .withSchema(schema)
+    .selectFrom('actors')
+    .select(['actor_id', 'workspace_id', 'definition_id', 'actor_type', 'name', 'partial_config', 'version', 'deleted'])
+    .where('actor_id', '=', id)
+    .where('deleted', '=', false)
+    .executeTakeFirst();
+}
+
+/** One connection, or undefined. */
+export async function findConnection(db: Db, schema: string, id: string): Promise<ConnectionRow | undefined> {
+  if (!isUuid(id)) return undefined;
+  return db
+    .withSchema(schema)
+    .selectFrom('connections')
+    .select(['connection_id', 'workspace_id', 'source_id', 'destination_id', 'name', 'version'])
+    .where('connection_id', '=', id)
+    .executeTakeFirst();
+}

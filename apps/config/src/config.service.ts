@@ -1,0 +1,435 @@
+import type { Kysely } from 'kysely';
+import { CofferError, baseCoordinate, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
+import type { EventStore, NewEvent, OutboxMessage, RecordedEvent } from '@coffer/event-store';
+import { integrationEventMessage } from '@coffer/messaging';
+import { SecretJsonError, mask, secretCoordinates, split, type PlannedSecretWrite } from '@coffer/secret-json';
+import type { Logger } from '@coffer/telemetry';
+import * as actorDomain from './domain/actor.decider';
+import * as connectionDomain from './domain/connection.decider';
+import * as catalogDomain from './domain/workspace.decider';
+import {
+  findActor,
+  findConnection,
+  findDefinition,
+  findWorkspace,
+  projectActorCreated,
+  projectActorDeleted,
+  projectActorUpdated,
+  projectConnectionCreated,
+  projectDefinitionRegistered,
+  projectWorkspaceCreated,
+  type ActorRow,
+} from './config.postgres';
+import { compileSpec } from './spec-validation';
+
+/** Who asks, as recorded in event metadata. */
+export interface Caller {
+  subject: string;
+  traceparent?: string;
+}
+
+/** What config needs from the secrets service: write versions and destroy them. */
+export interface SecretsPort {
+  write(workspaceId: string, writes: { baseCoordinate: string; expectedVersion: number; value: string }[]): Promise<void>;
+  delete(workspaceId: string, coordinates: string[]): Promise<void>;
+}
+
+export interface ConfigServiceDeps {
+  db: Kysely<any>;
+  store: EventStore;
+  schema: string;
+  namespace: MessagingNamespace;
+  secrets: SecretsPort;
+  coordinatePrefix: string;
+  logger: Logger;
+  clock: () => Date;
+  newId: () => string;
+}
+
+export interface WorkspaceView {
+  workspaceId: string;
+  name: string;
+  version: number;
+}
+
+export interface DefinitionView {
+  definitionId: string;
+  name: string;
+  actorType: actorDomain.ActorType;
+  connector: string;
+  specJson: string;
+  version: number;
+}
+
+export interface ActorView {
+  actorId: string;
+  workspaceId: string;
+  definitionId: string;
+  actorType: actorDomain.ActorType;
+  name: string;
+  /** Every secret masked. */
+  configJson: string;
+  version: number;
+}
+
+export interface ConnectionView {
+  connectionId: string;
+  workspaceId: string;
+  sourceId: string;
+  destinationId: string;
+  name: string;
+  version: number;
+}
+
+export interface SyncPlanView {
+  connectionId: string;
+  workspaceId: string;
+  source: { actorId: string; connector: string; partialConfigJson: string };
+  destination: { actorId: string; connector: string; partialConfigJson: string };
+}
+
+const SOURCE = 'coffer/config';
+const CONNECTOR = /^[a-z][a-z0-9-]*:[A-Za-z0-9._/@:-]{1,200}$/;
+
+function invalid(field: string, reason: string, message = `${field} ${reason}`): CofferError {
+  return new CofferError('invalid_argument', message, [{ field, reason }]);
+}
+
+function requireName(name: string, field = 'name'): string {
+  const trimmed = name.trim();
+  if (!trimmed) throw invalid(field, 'is required');
+  if (trimmed.length > 200) throw invalid(field, 'must be at most 200 characters');
+  return trimmed;
+}
+
+function parseJsonObject(text: string, field: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    // The text may hold secrets: say where, never what.
+    throw invalid(field, 'is not valid JSON');
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(field, 'must be a JSON object');
+  return value as Record<string, unknown>;
+}
+
+const baseOf = (coordinate: string) => coordinate.slice(0, coordinate.lastIndexOf('_v'));
+
+/** The config service's use cases; secrets leave every config before it is stored. */
+export function createConfigService(deps: ConfigServiceDeps) {
+  const { db, store, schema, namespace: ns, secrets, logger, clock, newId } = deps;
+
+  const metadata = (caller: Caller) => ({ actor: caller.subject, traceparent: caller.traceparent });
+  const now = () => clock().toISOString();
+
+  function outbox<N extends IntegrationEventName>(
+    name: N,
+    subject: string,
+    caller: Caller,
+    message: (r: RecordedEvent) => IntegrationEventMessage<N>,
+  ): (recorded: RecordedEvent[]) => OutboxMessage[] {
+    return (recorded) =>
+      recorded.map((r) =>
+        integrationEventMessage(ns, name, message(r), { eventId: r.eventId, source: SOURCE, subject, time: r.recordedAt, traceparent: caller.traceparent }),
+      );
+  }
+
+  const asNew = (events: { type: string; data: object }[], caller: Caller): NewEvent[] =>
+    events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: metadata(caller) }));
+
+  async function loadActor(actorId: string) {
+    const { currentVersion, events } = await store.readStream(`actor-${actorId}`);
+    const state = events.reduce((s, e) => actorDomain.evolve(s, { type: e.type, data: e.data } as unknown as actorDomain.ActorEvent), actorDomain.initialState());
+    return { state, version: currentVersion };
+  }
+
+  async function loadConnection(connectionId: string) {
+    const { currentVersion, events } = await store.readStream(`connection-${connectionId}`);
+    const state = events.reduce(
+      (s, e) => connectionDomain.evolve(s, { type: e.type, data: e.data } as unknown as connectionDomain.ConnectionEvent),
+      connectionDomain.initialState(),
+    );
+    return { state, version: currentVersion };
+  }
+
+  async function requireDefinition(definitionId: string, field = 'definition_id') {
+    const def = await findDefinition(db, schema, definitionId);
+    if (!def) throw new CofferError('not_found', `no connector definition ${definitionId}`, [{ field, reason: 'not found' }]);
+    return def;
+  }
+
+  async function requireActor(actorId: string, field = 'actor_id'): Promise<ActorRow> {
+    const actor = await findActor(db, schema, actorId);
+    if (!actor) throw new CofferError('not_found', `no actor ${actorId}`, [{ field, reason: 'not found' }]);
+    return actor;
+  }
+
+  /** Validates against the spec and splits the secrets out; nothing is written yet. */
+  function plan(workspaceId: string, spec: unknown, configJson: string, stored?: unknown) {
+    const config = parseJsonObject(configJson, 'config_json');
+    compileSpec(spec, 'definition spec').validate(config, 'config_json');
+    try {
+      return split(spec, config, { stored, newBaseCoordinate: () => baseCoordinate(deps.coordinatePrefix, workspaceId, newId()) });
+    } catch (err) {
+      if (err instanceof SecretJsonError) throw invalid(`config_json:${err.path}`, 'cannot be split', `config_json ${err.message}`);
+      throw err;
+    }
+  }
+
+  async function writeSecrets(workspaceId: string, writes: PlannedSecretWrite[]): Promise<void> {
+    if (writes.length === 0) return;
+    await secrets.write(
+      workspaceId,
+      writes.map((w) => ({ baseCoordinate: w.baseCoordinate, expectedVersion: w.version - 1, value: w.value })),
+    );
+  }
+
+  /** Destroys what `writeSecrets` wrote for a change that then failed; the change is all or nothing. */
+  async function compensate(workspaceId: string, writes: PlannedSecretWrite[]): Promise<void> {
+    if (writes.length === 0) return;
+    const coordinates = writes.map((w) => w.coordinate);
+    await secrets.delete(workspaceId, coordinates).catch((err: unknown) => {
+      logger.error({ err, coordinates }, 'could not destroy the secrets of a failed change; they are orphans');
+    });
+  }
+
+  async function destroyBestEffort(workspaceId: string, coordinates: string[], why: string): Promise<void> {
+    if (coordinates.length === 0) return;
+    await secrets.delete(workspaceId, coordinates).catch((err: unknown) => {
+      logger.error({ err, coordinates }, `could not destroy secrets ${why}; they are orphans`);
+    });
+  }
+
+  function actorView(row: { actor_id: string; workspace_id: string; definition_id: string; actor_type: actorDomain.ActorType; name: string; version: number }, spec: unknown, partial: unknown): ActorView {
+    return {
+      actorId: row.actor_id,
+      workspaceId: row.workspace_id,
+      definitionId: row.definition_id,
+      actorType: row.actor_type,
+      name: row.name,
+      configJson: JSON.stringify(mask(spec, partial)),
+      version: row.version,
+    };
+  }
+
+  return {
+    /** Creates a workspace. */
+    async createWorkspace(name: string, caller: Caller): Promise<WorkspaceView> {
+      const workspaceId = newId();
+      const events = catalogDomain.decide({ type: 'CreateWorkspace', workspaceId, name: requireName(name), now: now() }, catalogDomain.initialState());
+      const data = events[0]!.data as catalogDomain.WorkspaceCreatedData;
+      await store.append(`workspace-${workspaceId}`, 0, asNew(events, caller), {
+        project: (trx) => projectWorkspaceCreated(trx, schema, data),
+        outbox: outbox('WorkspaceCreated', workspaceId, caller, () => ({ workspaceId, name: data.name, occurredAt: data.createdAt })),
+      });
+      return { workspaceId, name: data.name, version: 1 };
+    },
+
+    /** One workspace. */
+    async getWorkspace(workspaceId: string): Promise<WorkspaceView> {
+      const ws = await findWorkspace(db, schema, workspaceId);
+      if (!ws) throw new CofferError('not_found', `no workspace ${workspaceId}`, [{ field: 'workspace_id', reason: 'not found' }]);
+      return { workspaceId: ws.workspace_id, name: ws.name, version: ws.version };
+    },
+
+    /** Registers a connector definition after checking its spec compiles. */
+    async registerDefinition(
+      input: { name: string; actorType: actorDomain.ActorType | undefined; connector: string; specJson: string },
+      caller: Caller,
+    ): Promise<DefinitionView> {
+      const name = requireName(input.name);
+      if (!input.actorType) throw invalid('actor_type', 'must be SOURCE or DESTINATION');
+      if (!CONNECTOR.test(input.connector)) throw invalid('connector', 'must look like "builtin:http-json"');
+      const spec = parseJsonObject(input.specJson, 'spec_json');
+      compileSpec(spec, 'spec_json');
+      const definitionId = newId();
+      const events = catalogDomain.decide(
+        { type: 'RegisterConnectorDefinition', definitionId, name, actorType: input.actorType, connector: input.connector, spec, now: now() },
+        catalogDomain.initialState(),
+      );
+      const data = events[0]!.data as catalogDomain.ConnectorDefinitionRegisteredData;
+      await store.append(`definition-${definitionId}`, 0, asNew(events, caller), {
+        project: (trx) => projectDefinitionRegistered(trx, schema, data),
+        outbox: outbox('ConnectorDefinitionRegistered', definitionId, caller, () => ({ definitionId, name, connector: input.connector, occurredAt: data.registeredAt })),
+      });
+      return { definitionId, name, actorType: input.actorType, connector: input.connector, specJson: JSON.stringify(spec), version: 1 };
+    },
+
+    /** One connector definition. */
+    async getDefinition(definitionId: string): Promise<DefinitionView> {
+      const def = await requireDefinition(definitionId);
+      return { definitionId: def.definition_id, name: def.name, actorType: def.actor_type, connector: def.connector, specJson: JSON.stringify(def.spec), version: def.version };
+    },
+
+    /** Creates a source or destination: validate, write the secrets, then record the partial config. */
+    async createActor(input: { workspaceId: string; definitionId: string; name: string; configJson: string }, caller: Caller): Promise<ActorView> {
+      const name = requireName(input.name);
+      const ws = await findWorkspace(db, schema, input.workspaceId);
+      if (!ws) throw new CofferError('not_found', `no workspace ${input.workspaceId}`, [{ field: 'workspace_id', reason: 'not found' }]);
+      const def = await requireDefinition(input.definitionId);
+      const planned = plan(ws.workspace_id, def.spec, input.configJson);
+      const actorId = newId();
+      const events = actorDomain.decide(
+        { type: 'CreateActor', actorId, workspaceId: ws.workspace_id, definitionId: def.definition_id, actorType: def.actor_type, name, partialConfig: planned.partialConfig, now: now() },
+        actorDomain.initialState(),
+      );
+      const data = events[0]!.data as actorDomain.ActorCreatedData;
+      await writeSecrets(ws.workspace_id, planned.writes);
+      try {
+        await store.append(`actor-${actorId}`, 0, asNew(events, caller), {
+          project: (trx) => projectActorCreated(trx, schema, data),
+          outbox: outbox('ActorCreated', actorId, caller, () => ({
+            actorId,
+            workspaceId: ws.workspace_id,
+            definitionId: def.definition_id,
+            actorType: def.actor_type,
+            partialConfigJson: JSON.stringify(planned.partialConfig),
+            occurredAt: data.createdAt,
+          })),
+        });
+      } catch (err) {
+        await compensate(ws.workspace_id, planned.writes);
+        throw err;
+      }
+      return actorView({ actor_id: actorId, workspace_id: ws.workspace_id, definition_id: def.definition_id, actor_type: def.actor_type, name, version: 1 }, def.spec, planned.partialConfig);
+    },
+
+    /** One actor, every secret masked. */
+    async getActor(actorId: string): Promise<ActorView> {
+      const actor = await requireActor(actorId);
+      const def = await requireDefinition(actor.definition_id);
+      return actorView(actor, def.spec, actor.partial_config);
+    },
+
+    /**
+     * Replaces an actor's configuration: a masked secret keeps its coordinate, a new value becomes
+     * the next version of the same base; bases the new config no longer uses are destroyed after.
+     */
+    async updateActor(input: { actorId: string; expectedVersion: number; name: string; configJson: string }, caller: Caller): Promise<ActorView> {
+      const name = requireName(input.name);
+      const { state, version } = await loadActor(input.actorId);
+      if (state.status !== 'active') throw new CofferError('not_found', `no actor ${input.actorId}`, [{ field: 'actor_id', reason: 'not found' }]);
+      if (input.expectedVersion !== 0 && input.expectedVersion !== version) {
+        throw new CofferError('version_conflict', `actor ${input.actorId} is at version ${version}, not ${input.expectedVersion}`);
+      }
+      const def = await requireDefinition(state.definitionId!);
+      const workspaceId = state.workspaceId!;
+      const planned = plan(workspaceId, def.spec, input.configJson, state.partialConfig);
+      const events = actorDomain.decide({ type: 'UpdateActorConfig', name, partialConfig: planned.partialConfig, now: now() }, state);
+      const data = events[0]!.data as actorDomain.ActorConfigUpdatedData;
+      await writeSecrets(workspaceId, planned.writes);
+      try {
+        await store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
+          project: (trx) => projectActorUpdated(trx, schema, data, version + 1),
+          outbox: outbox('ActorConfigUpdated', input.actorId, caller, () => ({
+            actorId: input.actorId,
+            workspaceId,
+            partialConfigJson: JSON.stringify(planned.partialConfig),
+            version: version + 1,
+            occurredAt: data.updatedAt,
+          })),
+        });
+      } catch (err) {
+        await compensate(workspaceId, planned.writes);
+        throw err;
+      }
+      // Older versions of a base still in use stay as history; a base nothing refers to any more is destroyed.
+      const liveBases = new Set(secretCoordinates(planned.partialConfig).map(baseOf));
+      const deadBases = [...new Set(planned.orphans.map(baseOf))].filter((b) => !liveBases.has(b));
+      await destroyBestEffort(workspaceId, deadBases, 'that the update no longer uses');
+      return actorView(
+        { actor_id: input.actorId, workspace_id: workspaceId, definition_id: def.definition_id, actor_type: def.actor_type, name, version: version + 1 },
+        def.spec,
+        planned.partialConfig,
+      );
+    },
+
+    /** Deletes an actor, then destroys every version of each of its secrets. */
+    async deleteActor(input: { actorId: string; expectedVersion: number }, caller: Caller): Promise<void> {
+      const { state, version } = await loadActor(input.actorId);
+      if (state.status !== 'active') throw new CofferError('not_found', `no actor ${input.actorId}`, [{ field: 'actor_id', reason: 'not found' }]);
+      if (input.expectedVersion !== 0 && input.expectedVersion !== version) {
+        throw new CofferError('version_conflict', `actor ${input.actorId} is at version ${version}, not ${input.expectedVersion}`);
+      }
+      const events = actorDomain.decide({ type: 'DeleteActor', now: now() }, state);
+      const data = events[0]!.data as actorDomain.ActorDeletedData;
+      await store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
+        project: (trx) => projectActorDeleted(trx, schema, data, version + 1),
+        outbox: outbox('ActorDeleted', input.actorId, caller, () => ({ actorId: input.actorId, workspaceId: data.workspaceId, occurredAt: data.deletedAt })),
+      });
+      const bases = [...new Set(secretCoordinates(state.partialConfig).map(baseOf))];
+      await destroyBestEffort(data.workspaceId, bases, 'of a deleted actor');
+    },
+
+    /** Links a source to a destination of the same workspace. */
+    async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller): Promise<ConnectionView> {
+      const name = requireName(input.name);
+      const ws = await findWorkspace(db, schema, input.workspaceId);
+      if (!ws) throw new CofferError('not_found', `no workspace ${input.workspaceId}`, [{ field: 'workspace_id', reason: 'not found' }]);
+      const source = await requireActor(input.sourceId, 'source_id');
+      const destination = await requireActor(input.destinationId, 'destination_id');
+      if (source.actor_type !== 'source') throw invalid('source_id', 'must be a source');
+      if (destination.actor_type !== 'destination') throw invalid('destination_id', 'must be a destination');
+      if (source.workspace_id !== ws.workspace_id) throw invalid('source_id', 'belongs to another workspace');
+      if (destination.workspace_id !== ws.workspace_id) throw invalid('destination_id', 'belongs to another workspace');
+      const connectionId = newId();
+      const events = connectionDomain.decide(
+        { type: 'CreateConnection', connectionId, workspaceId: ws.workspace_id, sourceId: source.actor_id, destinationId: destination.actor_id, name, now: now() },
+        connectionDomain.initialState(),
+      );
+      const data = events[0]!.data as connectionDomain.ConnectionCreatedData;
+      await store.append(`connection-${connectionId}`, 0, asNew(events, caller), {
+        project: (trx) => projectConnectionCreated(trx, schema, data),
+        outbox: outbox('ConnectionCreated', connectionId, caller, () => ({
+          connectionId,
+          workspaceId: data.workspaceId,
+          sourceId: data.sourceId,
+          destinationId: data.destinationId,
+          occurredAt: data.createdAt,
+        })),
+      });
+      return { connectionId, workspaceId: data.workspaceId, sourceId: data.sourceId, destinationId: data.destinationId, name, version: 1 };
+    },
+
+    /** One connection. */
+    async getConnection(connectionId: string): Promise<ConnectionView> {
+      const c = await findConnection(db, schema, connectionId);
+      if (!c) throw new CofferError('not_found', `no connection ${connectionId}`, [{ field: 'connection_id', reason: 'not found' }]);
+      return { connectionId: c.connection_id, workspaceId: c.workspace_id, sourceId: c.source_id, destinationId: c.destination_id, name: c.name, version: c.version };
+    },
+
+    /** Records SyncRequested; a sync worker picks it up from the stream. */
+    async requestSync(connectionId: string, caller: Caller): Promise<string> {
+      const { state, version } = await loadConnection(connectionId);
+      if (!state.exists) throw new CofferError('not_found', `no connection ${connectionId}`, [{ field: 'connection_id', reason: 'not found' }]);
+      for (const [id, field] of [[state.sourceId!, 'source'], [state.destinationId!, 'destination']] as const) {
+        if (!(await findActor(db, schema, id))) throw new CofferError('failed_precondition', `the connection's ${field} was deleted`);
+      }
+      const jobId = newId();
+      const events = connectionDomain.decide({ type: 'RequestSync', jobId, now: now() }, state);
+      const data = events[0]!.data as connectionDomain.SyncRequestedData;
+      await store.append(`connection-${connectionId}`, version, asNew(events, caller), {
+        project: (trx) => trx.withSchema(schema).updateTable('connections').set({ version: version + 1 }).where('connection_id', '=', connectionId).execute(),
+        outbox: outbox('SyncRequested', jobId, caller, () => ({ jobId, connectionId, workspaceId: data.workspaceId, occurredAt: data.requestedAt })),
+      });
+      return jobId;
+    },
+
+    /** The partial (secret-free) configs of a connection's source and destination, for the sync worker. */
+    async getSyncPlan(connectionId: string): Promise<SyncPlanView> {
+      const c = await findConnection(db, schema, connectionId);
+      if (!c) throw new CofferError('not_found', `no connection ${connectionId}`, [{ field: 'connection_id', reason: 'not found' }]);
+      const side = async (actorId: string, which: string) => {
+        const actor = await findActor(db, schema, actorId);
+        if (!actor) throw new CofferError('failed_precondition', `the connection's ${which} was deleted`);
+        const def = await requireDefinition(actor.definition_id);
+        return { actorId, connector: def.connector, partialConfigJson: JSON.stringify(actor.partial_config) };
+      };
+      return { connectionId, workspaceId: c.workspace_id, source: await side(c.source_id, 'source'), destination: await side(c.destination_id, 'destination') };
+    },
+  };
+}
+
+/** The config use cases, as composed by main.ts. */
+export type ConfigService = ReturnType<typeof createConfigService>;

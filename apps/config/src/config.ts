@@ -1,0 +1,21 @@
+import { z } from 'zod';
+import { commonEnv, parseEnv, sqlIdentifier } from '@coffer/runtime';
+
+/** Every setting of the config service; key management is the secrets service's alone. */
+export const configServiceSchema = z.object({
+  ...commonEnv,
+  CONFIG_GRPC_ADDRESS: z.string().default('127.0.0.1:50052'),
+  CONFIG_DB_SCHEMA: sqlIdentifier.default('config'),
+  SECRETS_ADDRESS: z.string().default('127.0.0.1:50053'),
+  CONFIG_CLIENT_ID: z.string().min(1).default('config'),
+  CONFIG_CLIENT_SECRET: z.string({ error: 'required: the config service identity secret' }).min(16, 'must be at least 16 characters'),
+  COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer'),
+});
+
+/** The parsed configuration of the config service. */
+export type ConfigServiceConfig = z.infer<typeof configServiceSchema>;
+
+/** Parses the environment once, listing every bad variable at once. */
+export function loadConfigServiceConfig(env: NodeJS.ProcessEnv): ConfigServiceConfig {
+  return parseEnv(configServiceSchema, env, 'config service');
+}

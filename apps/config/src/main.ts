@@ -1,0 +1,65 @@
+import { randomUUID } from 'node:crypto';
+import { secretsV1 } from '@coffer/contracts';
+import { createGrpcServer, createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
+import { announceListening, failStartup, jwksFromAuth, onShutdown, startRuntime } from '@coffer/runtime';
+import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
+import { createTokenVerifier } from '@coffer/tokens';
+import { loadConfigServiceConfig } from './config';
+import { configGrpcService } from './config.grpc';
+import { migrateConfigReadModel } from './config.postgres';
+import { createConfigService } from './config.service';
+
+const config = loadConfigServiceConfig(process.env);
+const telemetry = await startTelemetry({ serviceName: 'coffer-config', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+const redactor = createRedactor();
+const logger = createLogger({ service: 'config', level: config.LOG_LEVEL, redactor });
+
+try {
+  const runtime = await startRuntime({
+    service: 'config',
+    appName: 'coffer-config',
+    databaseUrl: config.DATABASE_URL,
+    schema: config.CONFIG_DB_SCHEMA,
+    natsUrl: config.NATS_URL,
+    namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
+    logger,
+    redactor,
+    migrate: migrateConfigReadModel,
+  });
+  const secretsToken = createServiceTokenProvider({
+    authAddress: config.AUTH_ADDRESS,
+    clientId: config.CONFIG_CLIENT_ID,
+    clientSecret: config.CONFIG_CLIENT_SECRET,
+    audience: 'secrets',
+  });
+  const secrets = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken });
+  const service = createConfigService({
+    db: runtime.db,
+    store: runtime.store,
+    schema: config.CONFIG_DB_SCHEMA,
+    namespace: runtime.namespace,
+    secrets: {
+      write: async (workspaceId, writes) => void (await secrets.writeSecrets({ workspaceId, secrets: writes })),
+      delete: async (workspaceId, coordinates) => void (await secrets.deleteSecrets({ workspaceId, coordinates })),
+    },
+    coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
+    logger,
+    clock: () => new Date(),
+    newId: randomUUID,
+  });
+  const verifier = createTokenVerifier({ issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', fetchJwks: jwksFromAuth(config.AUTH_ADDRESS) });
+  const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger });
+  const port = await server.listen(config.CONFIG_GRPC_ADDRESS);
+  announceListening(logger, 'config', port);
+  onShutdown(logger, [
+    ['grpc', () => server.shutdown()],
+    ['secrets client', async () => {
+      secrets.close();
+      secretsToken.close();
+    }],
+    ['runtime', () => runtime.close()],
+    ['telemetry', () => telemetry.shutdown()],
+  ]);
+} catch (err) {
+  failStartup(logger, err);
+}
