@@ -1,0 +1,16 @@
+export {
+  SECRET_MASK,
+  SecretJsonError,
+  concreteSecretPaths,
+  hydrate,
+  isSecretReference,
+  mask,
+  secretCoordinates,
+  secretPaths,
+  secretValues,
+  split,
+  type PlannedSecretWrite,
+  type SecretReference,
+  type SplitOptions,
+  type SplitResult,
+} from './secret-json';
