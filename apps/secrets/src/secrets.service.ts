@@ -127,7 +127,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     const now = clock();
     const expiresAt = workspaceId === EPHEMERAL_WORKSPACE_ID ? new Date(now.getTime() + deps.ephemeralTtlMs).toISOString() : null;
     const seen = new Set<string>();
-    const planned = [];
+    const planned: { base: string; streamVersion: number; events: SecretEvent[]; wrapped: Buffer }[] = [];
     for (const [i, input] of inputs.entries()) {
       const field = `secrets[${i}]`;
       if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
@@ -260,7 +260,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
       else byBase.set(parsed.base, [...(prior ?? []), parsed.version]);
     }
     const now = clock().toISOString();
-    const planned = [];
+    const planned: { base: string; streamVersion: number; events: SecretEvent[] }[] = [];
     for (const [base, versions] of byBase) {
       const { state, streamVersion } = await loadState(base);
       const events = decide({ type: 'DestroySecretVersions', workspaceId, versions, reason: 'deleted', now }, state);
