@@ -1,0 +1,27 @@
+/** One record read from a source; written to the destination as is. */
+export type SyncRecord = Record<string, unknown>;
+
+/** A source reads records with a hydrated config; it must not log or return the config. */
+export interface SourceConnector {
+  read(config: Record<string, unknown>, signal: AbortSignal): AsyncIterable<SyncRecord>;
+}
+
+/** A destination writes every record or none; it returns how many it wrote. */
+export interface DestinationConnector {
+  write(config: Record<string, unknown>, records: AsyncIterable<SyncRecord>, signal: AbortSignal): Promise<number>;
+}
+
+/** A connector failure whose message is safe to record: it names what failed, never a config value. */
+export class ConnectorError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConnectorError';
+  }
+}
+
+/** @internal Reads a required string field of a hydrated config. */
+export function stringField(config: Record<string, unknown>, field: string, connector: string): string {
+  const v = config[field];
+  if (typeof v !== 'string' || v === '') throw new ConnectorError(`${connector}: config field ${field} must be a non-empty string`);
+  return v;
+}

@@ -1,0 +1,75 @@
+import pg from 'pg';
+import { ConnectorError, stringField, type DestinationConnector, type SyncRecord } from './connector';
+
+const NAME = 'builtin:postgres';
+const BATCH = 500;
+
+/**
+ * Writes each record as a jsonb row of `<schema>.<table>` (created if missing: id bigserial, data
+ * jsonb, synced_at), in read order, in one transaction: all records or none.
+ */
+export function postgresDestination(): DestinationConnector {
+  return {
+    async write(config, records, signal) {
+      const port = config.port === undefined ? 5432 : Number(config.port);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConnectorError(`${NAME}: config field port must be a port number`);
+      const client = new pg.Client({
+        host: stringField(config, 'host', NAME),
+        port,
+        database: stringField(config, 'database', NAME),
+        user: stringField(config, 'username', NAME),
+        password: typeof config.password === 'string' ? config.password : undefined,
+        connectionTimeoutMillis: 10_000,
+        application_name: 'coffer-sync-worker',
+      });
+      const schema = stringField(config, 'schema', NAME);
+      const table = stringField(config, 'table', NAME);
+      // A broken connection emits 'error' on the client; the failing query reports it.
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+      } catch (err) {
+        throw new ConnectorError(`${NAME}: could not connect (${pgReason(err)})`);
+      }
+      const target = `${client.escapeIdentifier(schema)}.${client.escapeIdentifier(table)}`;
+      let written = 0;
+      try {
+        await client.query('begin');
+        await client.query(`create schema if not exists ${client.escapeIdentifier(schema)}`);
+        await client.query(
+          `create table if not exists ${target} (id bigserial primary key, data jsonb not null, synced_at timestamptz not null default now())`,
+        );
+        let batch: SyncRecord[] = [];
+        const flush = async () => {
+          if (batch.length === 0) return;
+          const placeholders = batch.map((_, i) => `($${i + 1}::jsonb)`).join(', ');
+          await client.query(`insert into ${target} (data) values ${placeholders}`, batch.map((r) => JSON.stringify(r)));
+          written += batch.length;
+          batch = [];
+        };
+        for await (const record of records) {
+          if (signal.aborted) throw new ConnectorError(`${NAME}: cancelled`);
+          batch.push(record);
+          if (batch.length >= BATCH) await flush();
+        }
+        await flush();
+        await client.query('commit');
+        return written;
+      } catch (err) {
+        await client.query('rollback').catch(() => undefined);
+        if (err instanceof ConnectorError) throw err;
+        throw new ConnectorError(`${NAME}: write failed (${pgReason(err)})`);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
+  };
+}
+
+// The SQLSTATE and Postgres' message; the sync runner redacts registered secrets from it too.
+function pgReason(err: unknown): string {
+  if (err instanceof Error && typeof (err as Error & { code?: unknown }).code === 'string') {
+    return `${(err as Error & { code: string }).code}: ${err.message}`.slice(0, 200);
+  }
+  return err instanceof Error ? err.name : 'error';
+}
