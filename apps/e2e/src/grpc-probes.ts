@@ -40,7 +40,7 @@ export async function reflectedServices(address: string): Promise<string[]> {
   try {
     return await new Promise((resolve, reject) => {
       const call = client.ServerReflectionInfo({ deadline: Date.now() + 5000 });
-      call.on('data', (res) => {
+      call.on('data', (res: { list_services_response?: { service: { name: string }[] } }) => {
         resolve((res.list_services_response?.service ?? []).map((s) => s.name));
         call.end();
       });
