@@ -87,7 +87,7 @@ describe('built-in connectors against a real HTTP server and a real Postgres', (
   it('the Postgres destination refuses a bad config and reports a failed login without the password', async () => {
     await expect(postgresDestination().write({ ...destination, port: 'x' }, from([]), signal)).rejects.toThrow(/port must be a port number/);
     await expect(postgresDestination().write({ ...destination, table: '' }, from([]), signal)).rejects.toThrow(/table must be a non-empty string/);
-    const wrongDb = await postgresDestination().write({ ...destination, database: 'no_such_database_here' }, from([]), signal).catch((e: unknown) => e as Error);
+    const wrongDb = (await postgresDestination().write({ ...destination, database: 'no_such_database_here' }, from([]), signal).catch((e: unknown) => e)) as Error;
     expect(wrongDb).toBeInstanceOf(ConnectorError);
     expect(wrongDb.message).toMatch(/could not connect/);
   });
