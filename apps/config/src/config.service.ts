@@ -185,20 +185,21 @@ export function createConfigService(deps: ConfigServiceDeps) {
     );
   }
 
-  /** Destroys what `writeSecrets` wrote for a change that then failed; the change is all or nothing. */
-  async function compensate(workspaceId: string, writes: PlannedSecretWrite[]): Promise<void> {
-    if (writes.length === 0) return;
-    const coordinates = writes.map((w) => w.coordinate);
-    await secrets.delete(workspaceId, coordinates).catch((err: unknown) => {
-      logger.error({ err, coordinates }, 'could not destroy the secrets of a failed change; they are orphans');
-    });
-  }
-
   async function destroyBestEffort(workspaceId: string, coordinates: string[], why: string): Promise<void> {
     if (coordinates.length === 0) return;
     await secrets.delete(workspaceId, coordinates).catch((err: unknown) => {
       logger.error({ err, coordinates }, `could not destroy secrets ${why}; they are orphans`);
     });
+  }
+
+  /** Destroys what `writeSecrets` wrote for a change that then failed; the change is all or nothing. */
+  const compensate = (workspaceId: string, writes: PlannedSecretWrite[]) =>
+    destroyBestEffort(workspaceId, writes.map((w) => w.coordinate), 'written for a failed change');
+
+  async function requireWorkspace(workspaceId: string) {
+    const ws = await findWorkspace(db, schema, workspaceId);
+    if (!ws) throw new CofferError('not_found', `no workspace ${workspaceId}`, [{ field: 'workspace_id', reason: 'not found' }]);
+    return ws;
   }
 
   function actorView(row: { actor_id: string; workspace_id: string; definition_id: string; actor_type: actorDomain.ActorType; name: string; version: number }, spec: unknown, partial: unknown): ActorView {
@@ -228,8 +229,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
 
     /** One workspace. */
     async getWorkspace(workspaceId: string): Promise<WorkspaceView> {
-      const ws = await findWorkspace(db, schema, workspaceId);
-      if (!ws) throw new CofferError('not_found', `no workspace ${workspaceId}`, [{ field: 'workspace_id', reason: 'not found' }]);
+      const ws = await requireWorkspace(workspaceId);
       return { workspaceId: ws.workspace_id, name: ws.name, version: ws.version };
     },
 
@@ -265,8 +265,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     /** Creates a source or destination: validate, write the secrets, then record the partial config. */
     async createActor(input: { workspaceId: string; definitionId: string; name: string; configJson: string }, caller: Caller): Promise<ActorView> {
       const name = requireName(input.name);
-      const ws = await findWorkspace(db, schema, input.workspaceId);
-      if (!ws) throw new CofferError('not_found', `no workspace ${input.workspaceId}`, [{ field: 'workspace_id', reason: 'not found' }]);
+      const ws = await requireWorkspace(input.workspaceId);
       const def = await requireDefinition(input.definitionId);
       const planned = plan(ws.workspace_id, def.spec, input.configJson);
       const actorId = newId();
@@ -365,8 +364,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     /** Links a source to a destination of the same workspace. */
     async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller): Promise<ConnectionView> {
       const name = requireName(input.name);
-      const ws = await findWorkspace(db, schema, input.workspaceId);
-      if (!ws) throw new CofferError('not_found', `no workspace ${input.workspaceId}`, [{ field: 'workspace_id', reason: 'not found' }]);
+      const ws = await requireWorkspace(input.workspaceId);
       const source = await requireActor(input.sourceId, 'source_id');
       const destination = await requireActor(input.destinationId, 'destination_id');
       if (source.actor_type !== 'source') throw invalid('source_id', 'must be a source');

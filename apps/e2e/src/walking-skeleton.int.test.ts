@@ -324,6 +324,30 @@ describe('walking skeleton: four services, one sync, no secret escapes', () => {
     expect(await countEvents()).toEqual(before);
   });
 
+  it('deletes a source: its secrets are crypto-shredded, reads say NOT_FOUND, a stale update is ABORTED', async () => {
+    const temp = (
+      await config.createActor({ workspaceId, definitionId: sourceDefinitionId, name: 'temp', configJson: JSON.stringify({ url: httpUrl, api_token: canaries.apiTokenV1 }) })
+    ).actor!;
+    const stale = await config
+      .updateActor({ actorId: temp.actorId, expectedVersion: temp.version + 1, name: 'temp', configJson: JSON.stringify({ url: httpUrl, api_token: '**********' }) })
+      .catch((e: unknown) => e as { code: string });
+    expect((stale as { code: string }).code).toBe('version_conflict');
+    const coordinate = (await storedPartial(temp.actorId)).api_token._secret;
+    await config.deleteActor({ actorId: temp.actorId, expectedVersion: temp.version });
+    const gone = await config.getActor({ actorId: temp.actorId }).catch((e: unknown) => e as { code: string });
+    expect((gone as { code: string }).code).toBe('not_found');
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      const versions = await client.query<{ state: string }>('select state from secrets.secret_versions where coordinate = $1', [coordinate]);
+      expect(versions.rows.map((r) => r.state)).toEqual(['destroyed']);
+      const keys = await client.query('select 1 from secrets.data_keys where coordinate = $1', [coordinate]);
+      expect(keys.rowCount).toBe(0);
+    } finally {
+      await client.end();
+    }
+  });
+
   it('no canary in any Coffer schema, any COFFER_* stream message, or any process output', async () => {
     await new Promise((r) => setTimeout(r, 500));
     const dump = await dumpDatabase(db.url);
