@@ -28,6 +28,8 @@ export async function migrateEventStore(db: Kysely<any>, schema: string): Promis
       metadata jsonb not null default '{}'::jsonb,
       recorded_at timestamptz not null default now(),
       transaction_id xid8 not null default pg_current_xact_id(),
+      prev_hash text not null,
+      hash text not null,
       unique (stream_id, stream_version)
     )`.execute(trx);
     await sql`create index if not exists events_transaction_order on ${s}.events (transaction_id, global_position)`.execute(trx);

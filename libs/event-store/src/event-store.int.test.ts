@@ -102,10 +102,13 @@ describe('event store on real Postgres', () => {
     const held = new Promise<void>((r) => (release = r));
     let appended!: () => void;
     const inFlight = new Promise<void>((r) => (appended = r));
+    // The slow transaction takes its transaction id first (as a consumer's inbox write does) and
+    // appends only after a later transaction committed: its event must still come first.
     const slow = db.transaction().execute(async (trx) => {
-      await store.appendInTransaction(trx, 'slow', 0, [{ type: 'Slow', data: {} }]);
+      await sql`select pg_current_xact_id()`.execute(trx);
       appended();
       await held;
+      await store.appendInTransaction(trx, 'slow', 0, [{ type: 'Slow', data: {} }]);
     });
     await inFlight;
     await store.append('fast', 0, [{ type: 'Fast', data: {} }]);
@@ -116,6 +119,22 @@ describe('event store on real Postgres', () => {
     const after = await store.readAll({ after: start.next });
     expect(after.events.map((e) => e.type)).toEqual(['Slow', 'Fast']);
     expect((await store.readAll({ after: after.next })).events).toEqual([]);
+  });
+
+  it('readAll pages through the whole log in numeric (transaction id, position) order', async () => {
+    for (let i = 0; i < 110; i++) await store.append('many', 'any', [{ type: 'N', data: { i } }]);
+    const seen: [bigint, bigint][] = [];
+    let after;
+    for (;;) {
+      const page = await store.readAll({ after, limit: 13 });
+      if (page.events.length === 0) break;
+      seen.push(...page.events.map((e) => [BigInt(e.transactionId), BigInt(e.globalPosition)] as [bigint, bigint]));
+      after = page.next;
+    }
+    expect(seen.length).toBeGreaterThanOrEqual(110);
+    const cmp = (a: [bigint, bigint], b: [bigint, bigint]) => (a[0] !== b[0] ? (a[0] < b[0] ? -1 : 1) : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
+    expect([...seen].sort(cmp)).toEqual(seen);
+    expect(new Set(seen.map((s) => s[1])).size).toBe(seen.length);
   });
 
   it('the inbox tells a consumer whether it handled an event before', async () => {

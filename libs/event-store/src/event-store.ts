@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { CofferError } from '@coffer/contracts';
+import { GENESIS_HASH, chainHash } from './event-chain';
 import { quotedSchema } from './event-store-schema';
 
 /** A message for the outbox: what the relay publishes after the appending transaction commits. */
@@ -33,6 +35,10 @@ export interface RecordedEvent {
   recordedAt: Date;
   /** The xid8 of the appending transaction, as a decimal string. */
   transactionId: string;
+  /** The hash of the event before this one in the schema's log (the chain link). */
+  prevHash: string;
+  /** sha256 over prevHash and this event's content. */
+  hash: string;
 }
 
 /** What runs inside the append's transaction. */
@@ -96,6 +102,8 @@ interface EventRow {
   metadata: Record<string, unknown>;
   recorded_at: Date;
   transaction_id: string;
+  prev_hash: string;
+  hash: string;
 }
 
 function toRecorded(r: EventRow): RecordedEvent {
@@ -109,11 +117,13 @@ function toRecorded(r: EventRow): RecordedEvent {
     metadata: r.metadata,
     recordedAt: r.recorded_at,
     transactionId: String(r.transaction_id),
+    prevHash: r.prev_hash,
+    hash: r.hash,
   };
 }
 
 const EVENT_COLUMNS = sql.raw(
-  'global_position::text, event_id::text, stream_id, stream_version, type, data, metadata, recorded_at, transaction_id::text',
+  'global_position::text, event_id::text, stream_id, stream_version, type, data, metadata, recorded_at, transaction_id::text, prev_hash, hash',
 );
 
 /** Creates the event store of one schema (migrated by `migrateEventStore`). */
@@ -131,7 +141,9 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
     if (expected !== 'any' && (!Number.isInteger(expected) || expected < 0)) {
       throw new CofferError('invalid_argument', 'expected version must be a non-negative integer or "any"');
     }
-    // One writer per stream at a time: the second waits, then sees the first's events and conflicts cleanly.
+    // The log is one hash chain per schema: appends take turns on the chain lock first (always
+    // first, so transactions appending to several streams cannot deadlock), then on the stream.
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`coffer-chain:${options.schema}`}, 0))`.execute(trx);
     await sql`select pg_advisory_xact_lock(hashtextextended(${`${options.schema}:${streamId}`}, 0))`.execute(trx);
     const current = Number(
       (await sql<{ v: number }>`select coalesce(max(stream_version), 0)::int as v from ${s}.events where stream_id = ${streamId}`.execute(trx))
@@ -141,13 +153,27 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       throw new CofferError('version_conflict', `stream ${streamId} is at version ${current}, not ${expected}`);
     }
     if (events.length === 0) return { nextExpectedVersion: current, recorded: [] };
+    let prevHash =
+      (await sql<{ hash: string }>`select e.hash from ${s}.events e order by e.global_position desc limit 1`.execute(trx)).rows[0]?.hash ?? GENESIS_HASH;
     const recorded: RecordedEvent[] = [];
     for (const [i, e] of events.entries()) {
+      const content = {
+        eventId: randomUUID(),
+        streamId,
+        streamVersion: current + i + 1,
+        type: e.type,
+        data: e.data,
+        metadata: e.metadata ?? {},
+        recordedAt: new Date().toISOString(),
+      };
+      const hash = chainHash(prevHash, content);
       const { rows } = await sql<EventRow>`
-        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata)
-        values (gen_random_uuid(), ${streamId}, ${current + i + 1}, ${e.type}, ${JSON.stringify(e.data)}::jsonb, ${JSON.stringify(e.metadata ?? {})}::jsonb)
+        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, prev_hash, hash)
+        values (${content.eventId}::uuid, ${streamId}, ${content.streamVersion}, ${e.type}, ${JSON.stringify(content.data)}::jsonb,
+          ${JSON.stringify(content.metadata)}::jsonb, ${content.recordedAt}::timestamptz, ${prevHash}, ${hash})
         returning ${EVENT_COLUMNS}`.execute(trx);
       recorded.push(toRecorded(rows[0]!));
+      prevHash = hash;
     }
     await appendOptions.project?.(trx, recorded);
     for (const m of appendOptions.outbox?.(recorded) ?? []) {
@@ -162,16 +188,16 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
     append: (streamId, expected, events, appendOptions) =>
       db.transaction().execute((trx) => appendInTransaction(trx, streamId, expected, events, appendOptions)),
     async readStream(streamId) {
-      const { rows } = await sql<EventRow>`select ${EVENT_COLUMNS} from ${s}.events where stream_id = ${streamId} order by stream_version`.execute(db);
+      const { rows } = await sql<EventRow>`select ${EVENT_COLUMNS} from ${s}.events e where e.stream_id = ${streamId} order by e.stream_version`.execute(db);
       const events = rows.map(toRecorded);
       return { currentVersion: events.at(-1)?.streamVersion ?? 0, events };
     },
     async readAll({ after = LOG_START, limit = 1000 } = {}) {
       const { rows } = await sql<EventRow>`
-        select ${EVENT_COLUMNS} from ${s}.events
-        where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          and (transaction_id, global_position) > (${after.transactionId}::xid8, ${after.globalPosition}::bigint)
-        order by transaction_id, global_position
+        select ${EVENT_COLUMNS} from ${s}.events e
+        where e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          and (e.transaction_id, e.global_position) > (${after.transactionId}::xid8, ${after.globalPosition}::bigint)
+        order by e.transaction_id, e.global_position
         limit ${limit}`.execute(db);
       const events = rows.map(toRecorded);
       const last = events.at(-1);

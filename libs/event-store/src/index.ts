@@ -14,3 +14,4 @@ export {
 export { migrateEventStore } from './event-store-schema';
 export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions } from './outbox-relay';
 export { recordInbox } from './inbox';
+export { GENESIS_HASH, verifyEventChain, type ChainVerdict, type ChainedContent } from './event-chain';

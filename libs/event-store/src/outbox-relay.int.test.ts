@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -74,10 +74,12 @@ describe('outbox relay', () => {
     let appended!: () => void;
     const inFlight = new Promise<void>((r) => (appended = r));
     let slowId = '';
+    // The slow transaction takes its transaction id first and appends after a later one committed.
     const slow = db.transaction().execute(async (trx) => {
-      slowId = (await store.appendInTransaction(trx, 'late', 0, [{ type: 'Late', data: {} }], { outbox: message(subject) })).recorded[0]!.eventId;
+      await sql`select pg_current_xact_id()`.execute(trx);
       appended();
       await held;
+      slowId = (await store.appendInTransaction(trx, 'late', 0, [{ type: 'Late', data: {} }], { outbox: message(subject) })).recorded[0]!.eventId;
     });
     await inFlight;
     const fast = (await store.append('early', 0, [{ type: 'Early', data: {} }], { outbox: message(subject) })).recorded[0]!.eventId;

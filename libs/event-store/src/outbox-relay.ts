@@ -61,10 +61,10 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
         await sql<{ transaction_id: string; position: string }>`select transaction_id::text, position::text from ${s}.outbox_checkpoints where name = ${options.name}`.execute(trx)
       ).rows[0]!;
       const { rows } = await sql<OutboxRow>`
-        select position::text, event_id::text, subject, headers, body, transaction_id::text from ${s}.outbox
-        where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-          and (transaction_id, position) > (${cp.transaction_id}::xid8, ${cp.position}::bigint)
-        order by transaction_id, position
+        select o.position::text, o.event_id::text, o.subject, o.headers, o.body, o.transaction_id::text from ${s}.outbox o
+        where o.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          and (o.transaction_id, o.position) > (${cp.transaction_id}::xid8, ${cp.position}::bigint)
+        order by o.transaction_id, o.position
         limit ${batchSize}`.execute(trx);
       let last: OutboxRow | undefined;
       let count = 0;

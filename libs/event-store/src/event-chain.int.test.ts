@@ -1,0 +1,89 @@
+import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDatabase } from '@coffer/runtime';
+import { createTestDatabase, uniqueId, type TestDatabase } from '@coffer/testing';
+import { createEventStore, migrateEventStore, verifyEventChain, type EventStore } from './index';
+
+describe('hash-chained, immutable event log', () => {
+  let tdb: TestDatabase;
+  let db: Kysely<any>;
+
+  beforeAll(async () => {
+    tdb = await createTestDatabase('coffer_chain');
+    db = createDatabase(tdb.url);
+  });
+
+  afterAll(async () => {
+    await db?.destroy();
+    await tdb?.drop();
+  });
+
+  async function freshLog(): Promise<{ schema: string; store: EventStore }> {
+    const schema = `chain_${uniqueId()}`;
+    await migrateEventStore(db, schema);
+    return { schema, store: createEventStore(db, { schema }) };
+  }
+
+  it('links every event to the one before, across streams and concurrent writers', async () => {
+    const { schema, store } = await freshLog();
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.append(`s-${i % 4}`, 'any', [{ type: 'Written', data: { i, nested: { b: 1, a: [1, 'x'] } }, metadata: { actor: 'test', onBehalfOf: undefined } }])),
+    );
+    const verdict = await verifyEventChain(db, schema, { batchSize: 7 });
+    expect(verdict, JSON.stringify(verdict)).toEqual({ ok: true, checked: 20 });
+    const { events } = await store.readStream('s-0');
+    expect(events[0]!.hash).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('reports the first event whose stored bytes were changed by a superuser', async () => {
+    const { schema, store } = await freshLog();
+    for (let i = 0; i < 5; i++) await store.append('audit', i, [{ type: 'Written', data: { i } }]);
+    const target = (await store.readStream('audit')).events[2]!;
+    const s = sql.id(schema);
+    await sql`alter table ${s}.events disable trigger events_immutable`.execute(db);
+    await sql`update ${s}.events set data = '{"i": 99}'::jsonb where event_id = ${target.eventId}::uuid`.execute(db);
+    await sql`alter table ${s}.events enable trigger events_immutable`.execute(db);
+    const verdict = await verifyEventChain(db, schema);
+    expect(verdict).toMatchObject({ ok: false, checked: 2, broken: { eventId: target.eventId, globalPosition: target.globalPosition }, reason: 'content does not match its hash' });
+  });
+
+  it('reports the event after one that was deleted', async () => {
+    const { schema, store } = await freshLog();
+    for (let i = 0; i < 4; i++) await store.append('audit', i, [{ type: 'Written', data: { i } }]);
+    const { events } = await store.readStream('audit');
+    const s = sql.id(schema);
+    await sql`alter table ${s}.events disable trigger events_immutable`.execute(db);
+    await sql`delete from ${s}.events where event_id = ${events[1]!.eventId}::uuid`.execute(db);
+    await sql`alter table ${s}.events enable trigger events_immutable`.execute(db);
+    expect(await verifyEventChain(db, schema)).toMatchObject({ ok: false, broken: { eventId: events[2]!.eventId }, reason: 'previous hash does not match' });
+  });
+
+  it('a role with insert and select cannot UPDATE or DELETE events even with the trigger gone', async () => {
+    const { schema, store } = await freshLog();
+    await store.append('audit', 0, [{ type: 'Written', data: {} }]);
+    const role = `coffer_writer_${uniqueId()}`;
+    const s = sql.id(schema);
+    await sql`create role ${sql.id(role)} login password 'test-only'`.execute(db);
+    try {
+      await sql`grant usage on schema ${s} to ${sql.id(role)}`.execute(db);
+      await sql`grant select, insert on ${s}.events to ${sql.id(role)}`.execute(db);
+      await sql`alter table ${s}.events disable trigger events_immutable`.execute(db);
+      const url = new URL(tdb.url);
+      url.username = role;
+      url.password = 'test-only';
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      try {
+        await expect(client.query(`update "${schema}".events set type = 'X'`)).rejects.toThrow(/permission denied/);
+        await expect(client.query(`delete from "${schema}".events`)).rejects.toThrow(/permission denied/);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await sql`alter table ${s}.events enable trigger events_immutable`.execute(db);
+      await sql`drop owned by ${sql.id(role)}`.execute(db);
+      await sql`drop role ${sql.id(role)}`.execute(db);
+    }
+  });
+});
