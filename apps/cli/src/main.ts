@@ -2,17 +2,22 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { defaultNamespace } from '@coffer/contracts';
+import { verifyEventChain } from '@coffer/event-store';
+import { createDatabase } from '@coffer/runtime';
 import { generateDevCredentials } from './dev-credentials';
 import { startStack, type StackService } from './stack';
 
-const usage = `usage: coffer stack | coffer dev-credentials
+const usage = `usage: coffer stack | coffer dev-credentials | coffer verify-audit [schema...]
 
   stack   start auth, secrets, config and sync-worker as processes on ports 50051-50054,
           against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/coffer, created if missing)
           and NATS_URL (default nats://127.0.0.1:4222). Development credentials are generated and
           written to .coffer/dev-credentials.json (mode 0600). Ctrl-C stops everything.
   dev-credentials
-          write fresh development credentials for docker compose into .coffer/ (env files, keyring).`;
+          write fresh development credentials for docker compose into .coffer/ (env files, keyring).
+  verify-audit [schema...]
+          recompute the hash chain of each service's event log (default: auth secrets config sync)
+          in DATABASE_URL and report the first broken link; exits 1 if any chain is broken.`;
 
 async function devCredentials(): Promise<void> {
   const creds = await generateDevCredentials();
@@ -69,11 +74,36 @@ async function stack(): Promise<void> {
   process.once('SIGTERM', () => void stop());
 }
 
+async function verifyAudit(schemas: string[]): Promise<void> {
+  const db = createDatabase(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/coffer');
+  let broken = false;
+  try {
+    for (const schema of schemas.length ? schemas : ['auth', 'secrets', 'config', 'sync']) {
+      const verdict = await verifyEventChain(db, schema);
+      if (verdict.ok) {
+        console.log(`${schema}: ${verdict.checked} events, chain intact`);
+      } else {
+        broken = true;
+        const b = verdict.broken;
+        console.log(`${schema}: BROKEN at global position ${b.globalPosition} (event ${b.eventId}, ${b.type} in ${b.streamId}): ${verdict.reason}; ${verdict.checked} events before it verified`);
+      }
+    }
+  } finally {
+    await db.destroy();
+  }
+  if (broken) process.exitCode = 1;
+}
+
 const command = process.argv[2];
 if (command === 'stack') {
   stack().catch((err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);
+  });
+} else if (command === 'verify-audit') {
+  verifyAudit(process.argv.slice(3)).catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(2);
   });
 } else if (command === 'dev-credentials') {
   devCredentials().catch((err: unknown) => {

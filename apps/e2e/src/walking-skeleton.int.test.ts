@@ -1,4 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
@@ -17,6 +20,7 @@ const canaries = {
   dbPassword: `canary-dbpw-${Math.random().toString(36).slice(2)}`,
 };
 const allCanaries = Object.values(canaries);
+const cliMain = join(dirname(fileURLToPath(import.meta.url)), '../../cli/src/main.ts');
 const records = [
   { id: 1, name: 'alpha' },
   { id: 2, name: 'beta' },
@@ -365,6 +369,35 @@ describe('walking skeleton: four services, one sync, no secret escapes', () => {
     const output = stack.output();
     expect(output.length).toBeGreaterThan(0);
     expectNoCanary(output, 'process output');
+  });
+
+  it('coffer verify-audit finds every chain intact, then reports the one secrets event a superuser changed', async () => {
+    const cli = (...args: string[]) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', cliMain, 'verify-audit', ...args], { env: { ...process.env, DATABASE_URL: db.url } });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('close', (code) => resolve({ code, out }));
+      });
+    const intact = await cli();
+    expect(intact.out).toMatch(/secrets: \d+ events, chain intact/);
+    expect(intact.code, intact.out).toBe(0);
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    let target = '';
+    try {
+      target = (await client.query<{ id: string }>(`select event_id::text as id from secrets.events where type = 'SecretVersionWritten' order by global_position limit 1 offset 1`)).rows[0]!.id;
+      await client.query('alter table secrets.events disable trigger events_immutable');
+      await client.query(`update secrets.events set metadata = jsonb_set(metadata, '{actor}', '"someone-else"') where event_id = $1`, [target]);
+      await client.query('alter table secrets.events enable trigger events_immutable');
+    } finally {
+      await client.end();
+    }
+    const broken = await cli('secrets');
+    expect(broken.code).toBe(1);
+    expect(broken.out).toContain(`BROKEN at global position`);
+    expect(broken.out).toContain(target);
   });
 
   async function storedPartial(actorId: string): Promise<{ api_token: { _secret: string } }> {
