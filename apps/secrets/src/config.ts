@@ -7,9 +7,29 @@ export const secretsConfigSchema = z.object({
   SECRETS_GRPC_ADDRESS: z.string().default('127.0.0.1:50053'),
   SECRETS_DB_SCHEMA: sqlIdentifier.default('secrets'),
   COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer'),
-  SECRETS_KMS_PROVIDER: z.enum(['local']).default('local'),
-  SECRETS_LOCAL_KEYRING_FILE: z.string({ error: 'required: path of the local KMS keyring file' }).min(1),
+  SECRETS_KMS_PROVIDER: z.enum(['local', 'pkcs11']).default('local'),
+  SECRETS_LOCAL_KEYRING_FILE: z.string().min(1).optional(),
+  SECRETS_PKCS11_LIBRARY: z.string().min(1).optional(),
+  SECRETS_PKCS11_TOKEN_LABEL: z.string().min(1).optional(),
+  SECRETS_PKCS11_PIN: z.string().min(1).optional(),
+  SECRETS_PKCS11_KEK_LABEL: z.string().min(1).default('coffer-kek'),
   SECRETS_EPHEMERAL_TTL_SECONDS: z.coerce.number().int().positive().default(7200),
+  SECRETS_EXPIRY_SWEEP_SECONDS: z.coerce.number().int().positive().default(60),
+  SECRETS_KEK_ROTATION_DAYS: z.coerce.number().positive().default(365),
+  SECRETS_KEK_ROTATION_CHECK_SECONDS: z.coerce.number().int().positive().default(3600),
+  SECRETS_DATA_KEY_CACHE_ENTRIES: z.coerce.number().int().min(0).default(1000),
+  SECRETS_DATA_KEY_CACHE_TTL_SECONDS: z.coerce.number().int().positive().default(300),
+}).superRefine((c, ctx) => {
+  // No default for anything secret: the chosen provider's settings are required, and named when missing.
+  const need = (key: keyof typeof c, why: string) => {
+    if (!c[key]) ctx.addIssue({ code: 'custom', path: [key], message: `required with SECRETS_KMS_PROVIDER=${c.SECRETS_KMS_PROVIDER}: ${why}` });
+  };
+  if (c.SECRETS_KMS_PROVIDER === 'local') need('SECRETS_LOCAL_KEYRING_FILE', 'path of the local KMS keyring file');
+  if (c.SECRETS_KMS_PROVIDER === 'pkcs11') {
+    need('SECRETS_PKCS11_LIBRARY', 'path of the PKCS#11 module');
+    need('SECRETS_PKCS11_TOKEN_LABEL', 'label of the token holding the KEK');
+    need('SECRETS_PKCS11_PIN', 'the token user PIN');
+  }
 });
 
 /** The parsed configuration of the secrets service. */

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { createGrpcServer } from '@coffer/rpc';
-import { announceListening, failStartup, jwksFromAuth, onShutdown, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, jwksFromAuth, onShutdown, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier } from '@coffer/tokens';
 import { loadSecretsConfig } from './config';
-import { loadLocalKms } from './kms/local-kms';
+import { createDataKeyCache } from './data-key-cache';
+import { loadKms } from './kms/load-kms';
 import { secretsGrpcService } from './secrets.grpc';
 import { migrateSecretsReadModel } from './secrets.postgres';
 import { createSecretsService } from './secrets.service';
@@ -15,8 +16,8 @@ const redactor = createRedactor();
 const logger = createLogger({ service: 'secrets', level: config.LOG_LEVEL, redactor });
 
 try {
-  const kms = await loadLocalKms(config.SECRETS_LOCAL_KEYRING_FILE);
-  logger.warn({ kms: kms.provider }, 'the local KMS provider keeps its key in a file: development only');
+  const kms = await loadKms(config);
+  if (kms.provider === 'local') logger.warn({ kms: kms.provider }, 'the local KMS provider keeps its key in a file: development only');
   const runtime = await startRuntime({
     service: 'secrets',
     appName: 'coffer-secrets',
@@ -36,9 +37,16 @@ try {
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
     namespace: runtime.namespace,
     ephemeralTtlMs: config.SECRETS_EPHEMERAL_TTL_SECONDS * 1000,
+    cache: createDataKeyCache({ maxEntries: config.SECRETS_DATA_KEY_CACHE_ENTRIES, ttlMs: config.SECRETS_DATA_KEY_CACHE_TTL_SECONDS * 1000, clock: Date.now }),
+    rotationPeriodMs: config.SECRETS_KEK_ROTATION_DAYS * 24 * 3600 * 1000,
     clock: () => new Date(),
     newId: randomUUID,
   });
+  const background = startBackgroundJobs(logger, [
+    ['expiry sweep', config.SECRETS_EXPIRY_SWEEP_SECONDS * 1000, () => service.expireDue()],
+    // Also resumes a re-wrap a crash left half-done.
+    ['KEK rotation', config.SECRETS_KEK_ROTATION_CHECK_SECONDS * 1000, () => service.rotateIfDue({ subject: 'secrets-rotation-schedule' })],
+  ]);
   const verifier = createTokenVerifier({
     issuer: config.COFFER_TOKEN_ISSUER,
     audience: 'secrets',
@@ -48,8 +56,10 @@ try {
   const port = await server.listen(config.SECRETS_GRPC_ADDRESS);
   announceListening(logger, 'secrets', port);
   onShutdown(logger, [
+    ['background jobs', () => background.stop()],
     ['grpc', () => server.shutdown()],
     ['runtime', () => runtime.close()],
+    ['kms', () => kms.close()],
     ['telemetry', () => telemetry.shutdown()],
   ]);
 } catch (err) {

@@ -20,7 +20,7 @@ export function secretsGrpcService(service: SecretsService): ServiceRegistration
       handler: async (req, ctx) => ({
         secrets: await service.writeSecrets(
           req.workspaceId,
-          req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value })),
+          req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value, ttlSeconds: s.ttlSeconds })),
           actorOf(ctx),
         ),
       }),
@@ -38,6 +38,31 @@ export function secretsGrpcService(service: SecretsService): ServiceRegistration
     listSecretVersions: {
       permission: 'secrets.list',
       handler: async (req) => ({ versions: await service.listSecretVersions(req.workspaceId, req.baseCoordinate) }),
+    },
+    deleteWorkspaceSecrets: {
+      permission: 'secrets.delete',
+      handler: async (req, ctx) => ({ destroyedCount: await service.deleteWorkspaceSecrets(req.workspaceId, actorOf(ctx)) }),
+    },
+    rollbackSecret: {
+      permission: 'secrets.write',
+      handler: async (req, ctx) => ({
+        secret: await service.rollbackSecret(req.workspaceId, req.baseCoordinate, req.toVersion, req.expectedVersion, actorOf(ctx)),
+      }),
+    },
+    rotateKeyEncryptionKey: {
+      permission: 'secrets.admin',
+      handler: async (req, ctx) => service.rotateKek(req.resumeOnly, actorOf(ctx)),
+    },
+    retireKeyEncryptionKeyVersion: {
+      permission: 'secrets.admin',
+      handler: async (req, ctx) => {
+        await service.retireKek(req.kekVersion, actorOf(ctx));
+        return {};
+      },
+    },
+    listKeyEncryptionKeyVersions: {
+      permission: 'secrets.admin',
+      handler: async () => service.listKekVersions(),
     },
   });
 }

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
-import type { SecretVersionDestroyedData, SecretVersionWrittenData } from './domain/secret.decider';
+import type { DataKeyRewrappedData, SecretExpiredData, SecretVersionDestroyedData, SecretVersionWrittenData } from './domain/secret.decider';
 
 type Db = Kysely<any> | Transaction<any>;
 
@@ -9,7 +9,7 @@ export interface SecretVersionRow {
   base_coordinate: string;
   workspace_id: string;
   version: number;
-  state: 'active' | 'destroyed';
+  state: 'active' | 'destroyed' | 'expired';
   ciphertext: Buffer;
   expires_at: Date | null;
   created_at: Date;
@@ -39,6 +39,14 @@ export async function migrateSecretsReadModel(db: Kysely<any>, schema: string): 
     unique (base_coordinate, version)
   )`.execute(db);
   await sql`create index if not exists secret_versions_workspace on ${s}.secret_versions (workspace_id)`.execute(db);
+  await sql`create index if not exists secret_versions_expiry on ${s}.secret_versions (expires_at) where state = 'active' and expires_at is not null`.execute(db);
+  await sql`create table if not exists ${s}.kek_versions (
+    kek_id text not null,
+    version integer not null,
+    state text not null,
+    observed_at timestamptz not null,
+    primary key (kek_id, version)
+  )`.execute(db);
   await sql`create table if not exists ${s}.data_keys (
     data_key_id uuid primary key,
     coordinate text not null unique,
@@ -98,6 +106,98 @@ export async function projectVersionDestroyed(trx: Db, schema: string, e: Secret
     .set({ state: 'destroyed', destroyed_at: e.destroyedAt })
     .where('coordinate', '=', e.coordinate)
     .execute();
+}
+
+/** Inline projection of SecretExpired: like a destroy, the wrapped data key is deleted for good. */
+export async function projectExpired(trx: Db, schema: string, e: SecretExpiredData): Promise<void> {
+  await trx.withSchema(schema).deleteFrom('data_keys').where('coordinate', '=', e.coordinate).execute();
+  await trx.withSchema(schema).updateTable('secret_versions').set({ state: 'expired', destroyed_at: e.expiredAt }).where('coordinate', '=', e.coordinate).execute();
+}
+
+/** Inline projection of DataKeyRewrapped; fails (rolling the append back) if the key moved meanwhile. */
+export async function projectRewrapped(trx: Db, schema: string, e: DataKeyRewrappedData, wrapped: Buffer): Promise<void> {
+  const updated = await trx
+    .withSchema(schema)
+    .updateTable('data_keys')
+    .set({ wrapped, kek_version: e.toKekVersion })
+    .where('coordinate', '=', e.coordinate)
+    .where('kek_version', '=', e.fromKekVersion)
+    .executeTakeFirst();
+  if (Number(updated.numUpdatedRows) !== 1) throw new Error('data key changed during re-wrap');
+  await trx.withSchema(schema).updateTable('secret_versions').set({ kek_version: e.toKekVersion }).where('coordinate', '=', e.coordinate).execute();
+}
+
+/** A live data key still wrapped by another KEK version than `primary`. */
+export interface StaleDataKey {
+  coordinate: string;
+  base_coordinate: string;
+  workspace_id: string;
+  version: number;
+  kek_version: number;
+  wrapped: Buffer;
+}
+
+/** Up to `limit` live data keys of `kekId` not wrapped by `primary`, skipping `skip`. */
+export async function findStaleDataKeys(db: Db, schema: string, kekId: string, primary: number, limit: number, skip: string[]): Promise<StaleDataKey[]> {
+  let q = db
+    .withSchema(schema)
+    .selectFrom('data_keys as k')
+    .innerJoin('secret_versions as v', 'v.coordinate', 'k.coordinate')
+    .select(['k.coordinate', 'v.base_coordinate', 'v.workspace_id', 'v.version', 'k.kek_version', 'k.wrapped'])
+    .where('k.kek_id', '=', kekId)
+    .where('k.kek_version', '<>', primary);
+  if (skip.length > 0) q = q.where('k.coordinate', 'not in', skip);
+  return (await q.orderBy('k.coordinate').limit(limit).execute()) as StaleDataKey[];
+}
+
+/** How many live data keys each KEK version of `kekId` wraps. */
+export async function countDataKeysByKekVersion(db: Db, schema: string, kekId: string): Promise<Map<number, number>> {
+  const rows = await db
+    .withSchema(schema)
+    .selectFrom('data_keys')
+    .select(['kek_version', sql<string>`count(*)`.as('n')])
+    .where('kek_id', '=', kekId)
+    .groupBy('kek_version')
+    .execute();
+  return new Map(rows.map((r) => [Number(r.kek_version), Number(r.n)]));
+}
+
+/** Active versions whose expiry has passed, oldest first. */
+export async function findDueForExpiry(db: Db, schema: string, now: Date, limit: number): Promise<{ base_coordinate: string; workspace_id: string; version: number }[]> {
+  return db
+    .withSchema(schema)
+    .selectFrom('secret_versions')
+    .select(['base_coordinate', 'workspace_id', 'version'])
+    .where('state', '=', 'active')
+    .where('expires_at', '<=', now)
+    .orderBy('expires_at')
+    .limit(limit)
+    .execute();
+}
+
+/** The base coordinates of a workspace that still have an active version. */
+export async function findLiveBases(db: Db, schema: string, workspaceId: string): Promise<string[]> {
+  const rows = await db
+    .withSchema(schema)
+    .selectFrom('secret_versions')
+    .select('base_coordinate')
+    .distinct()
+    .where('workspace_id', '=', workspaceId)
+    .where('state', '=', 'active')
+    .execute();
+  return rows.map((r) => r.base_coordinate as string);
+}
+
+/** When each KEK version was first seen by this service (the rotation schedule counts from it). */
+export async function observeKekVersion(db: Db, schema: string, kekId: string, version: number, state: string, now: Date): Promise<Date> {
+  await db
+    .withSchema(schema)
+    .insertInto('kek_versions')
+    .values({ kek_id: kekId, version, state, observed_at: now })
+    .onConflict((oc) => oc.columns(['kek_id', 'version']).doUpdateSet({ state }))
+    .execute();
+  const row = await db.withSchema(schema).selectFrom('kek_versions').select('observed_at').where('kek_id', '=', kekId).where('version', '=', version).executeTakeFirstOrThrow();
+  return row.observed_at as Date;
 }
 
 /** The rows of the given coordinates, with their wrapped data keys where not destroyed. */

@@ -6,6 +6,7 @@ import { createEventStore, migrateEventStore } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import type { Kysely } from 'kysely';
+import { createDataKeyCache } from './data-key-cache';
 import { bindingOf, openWithKey } from './envelope';
 import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
 import { migrateSecretsReadModel } from './secrets.postgres';
@@ -36,6 +37,8 @@ describe('secrets service against Postgres', () => {
       coordinatePrefix: 'coffer',
       namespace: uniqueNamespace(),
       ephemeralTtlMs: 2 * 3600 * 1000,
+      cache: createDataKeyCache({ maxEntries: 100, ttlMs: 60_000, clock: () => now.getTime() }),
+      rotationPeriodMs: 365 * 24 * 3600 * 1000,
       clock: () => now,
       newId: randomUUID,
     });

@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import {
   CofferError,
   EPHEMERAL_WORKSPACE_ID,
+  isCofferError,
   baseCoordinate,
   parseBaseCoordinate,
   parseCoordinate,
@@ -10,18 +11,33 @@ import {
 import type { EventStore, OutboxMessage, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { hydrate, secretCoordinates } from '@coffer/secret-json';
+import type { DataKeyCache } from './data-key-cache';
 import {
   decide,
   evolve,
   initialState,
+  type DataKeyRewrappedData,
   type SecretEvent,
+  type SecretExpiredData,
   type SecretState,
   type SecretVersionDestroyedData,
   type SecretVersionWrittenData,
 } from './domain/secret.decider';
 import { bindingOf, openWithKey, seal } from './envelope';
-import type { KeyManagementService } from './kms/kms';
-import { findVersions, listVersions, projectVersionDestroyed, projectVersionWritten } from './secrets.postgres';
+import type { KeyManagementService, WrappedKey } from './kms/kms';
+import {
+  countDataKeysByKekVersion,
+  findDueForExpiry,
+  findLiveBases,
+  findStaleDataKeys,
+  findVersions,
+  listVersions,
+  observeKekVersion,
+  projectExpired,
+  projectRewrapped,
+  projectVersionDestroyed,
+  projectVersionWritten,
+} from './secrets.postgres';
 
 /** Who asks, as recorded in events: a service identity and, optionally, on whose behalf. */
 export interface Actor {
@@ -34,6 +50,8 @@ export interface SecretWriteInput {
   baseCoordinate: string;
   expectedVersion: number;
   value: string;
+  /** Seconds until the version expires; 0 or absent: the default for the workspace. */
+  ttlSeconds?: number;
 }
 
 export interface WrittenSecret {
@@ -59,17 +77,24 @@ export interface SecretsServiceDeps {
   coordinatePrefix: string;
   namespace: MessagingNamespace;
   ephemeralTtlMs: number;
+  /** Unwrapped data keys kept in memory (bounded, expiring). */
+  cache: DataKeyCache;
+  /** How often the KEK is rotated by `rotateIfDue` (ms). */
+  rotationPeriodMs: number;
   clock: () => Date;
   newId: () => string;
 }
 
 const MAX_VALUE_BYTES = 64 * 1024;
+const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
+const REWRAP_BATCH = 100;
 const SOURCE = 'coffer/secrets';
 const streamOf = (base: string) => `secret-${base}`;
 
 /** The secrets service's use cases: write, hydrate, delete and list, over the event store and the KMS. */
 export function createSecretsService(deps: SecretsServiceDeps) {
-  const { db, store, kms, schema, coordinatePrefix: prefix, namespace: ns, clock, newId } = deps;
+  const { db, store, kms, schema, coordinatePrefix: prefix, namespace: ns, cache, clock, newId } = deps;
+  const metadataOf = (actor: Actor, extra: Record<string, unknown> = {}) => ({ actor: actor.subject, onBehalfOf: actor.onBehalfOf, traceparent: actor.traceparent, ...extra });
 
   function requireWorkspace(workspaceId: string): void {
     if (!/^[A-Za-z0-9-]{1,64}$/.test(workspaceId)) {
@@ -121,11 +146,18 @@ export function createSecretsService(deps: SecretsServiceDeps) {
   }
 
   /** Writes every value as a new version (v1 of a new base, or the next version of a given one), all or nothing. */
-  async function writeSecrets(workspaceId: string, inputs: SecretWriteInput[], actor: Actor): Promise<WrittenSecret[]> {
+  async function writeSecrets(workspaceId: string, inputs: SecretWriteInput[], actor: Actor, extraMetadata: Record<string, unknown> = {}): Promise<WrittenSecret[]> {
     requireWorkspace(workspaceId);
     if (inputs.length === 0) throw new CofferError('invalid_argument', 'secrets must not be empty', [{ field: 'secrets', reason: 'empty' }]);
     const now = clock();
-    const expiresAt = workspaceId === EPHEMERAL_WORKSPACE_ID ? new Date(now.getTime() + deps.ephemeralTtlMs).toISOString() : null;
+    const expiryOf = (ttlSeconds: number | undefined, field: string): string | null => {
+      const ttl = ttlSeconds ?? 0;
+      if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TTL_SECONDS) {
+        throw new CofferError('invalid_argument', `${field}.ttl_seconds must be 0 to ${MAX_TTL_SECONDS}`, [{ field: `${field}.ttl_seconds`, reason: 'out of range' }]);
+      }
+      if (ttl > 0) return new Date(now.getTime() + ttl * 1000).toISOString();
+      return workspaceId === EPHEMERAL_WORKSPACE_ID ? new Date(now.getTime() + deps.ephemeralTtlMs).toISOString() : null;
+    };
     const seen = new Set<string>();
     const planned: { base: string; streamVersion: number; events: SecretEvent[]; wrapped: Buffer }[] = [];
     for (const [i, input] of inputs.entries()) {
@@ -160,7 +192,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
           dataKeyId: newId(),
           kekId: sealed.dataKey.kekId,
           kekVersion: sealed.dataKey.kekVersion,
-          expiresAt,
+          expiresAt: expiryOf(input.ttlSeconds, field),
           now: now.toISOString(),
         },
         state,
@@ -173,7 +205,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
           trx,
           streamOf(p.base),
           p.streamVersion,
-          p.events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: { actor: actor.subject, onBehalfOf: actor.onBehalfOf, traceparent: actor.traceparent } })),
+          p.events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: metadataOf(actor, extraMetadata) })),
           {
             project: async (t, recorded) => {
               for (const r of recorded) {
@@ -213,14 +245,19 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     for (const c of coordinates) {
       const row = rows.get(c);
       if (!row) throw new CofferError('not_found', `secret ${c} does not exist`);
+      if (row.state === 'expired' || (row.expires_at && row.expires_at.getTime() <= now.getTime())) {
+        cache.drop(c);
+        throw new CofferError('not_found', `secret ${c} expired`);
+      }
       if (row.state === 'destroyed' || !row.wrapped || row.kek_id === null || row.kek_version === null) {
+        cache.drop(c);
         throw new CofferError('not_found', `secret ${c} was deleted`);
       }
-      if (row.expires_at && row.expires_at.getTime() <= now.getTime()) throw new CofferError('not_found', `secret ${c} expired`);
       const binding = bindingOf(row.workspace_id, c);
-      const dek = await kms.unwrap({ kekId: row.kek_id, kekVersion: row.kek_version, wrapped: row.wrapped }, binding);
+      const dek = cache.get(c) ?? (await unwrapFresh({ kekId: row.kek_id, kekVersion: row.kek_version, wrapped: row.wrapped }, binding));
       try {
         values.set(c, openWithKey(dek, row.ciphertext, binding));
+        cache.set(c, dek);
       } finally {
         dek.fill(0);
       }
@@ -229,7 +266,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     await store.append(
       `hydrations-${workspaceId}`,
       'any',
-      [{ type: 'SecretsHydrated', data: { workspaceId, coordinates, reason, hydratedAt: occurredAt }, metadata: { actor: actor.subject, onBehalfOf: actor.onBehalfOf, traceparent: actor.traceparent } }],
+      [{ type: 'SecretsHydrated', data: { workspaceId, coordinates, reason, hydratedAt: occurredAt }, metadata: metadataOf(actor) }],
       {
         outbox: (recorded) =>
           recorded.map((r) =>
@@ -274,7 +311,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
           trx,
           streamOf(p.base),
           p.streamVersion,
-          p.events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: { actor: actor.subject, onBehalfOf: actor.onBehalfOf, traceparent: actor.traceparent } })),
+          p.events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: metadataOf(actor) })),
           {
             project: async (t, recorded) => {
               for (const r of recorded) await projectVersionDestroyed(t, schema, r.data as unknown as SecretVersionDestroyedData);
@@ -282,9 +319,10 @@ export function createSecretsService(deps: SecretsServiceDeps) {
             outbox: (recorded) => recorded.map((r) => destroyedMessage(r, actor)),
           },
         );
-        destroyed.push(...p.events.map((e) => e.data.coordinate));
+        destroyed.push(...p.events.map((e) => (e.data as SecretVersionDestroyedData).coordinate));
       }
     });
+    for (const c of destroyed) cache.drop(c);
     return destroyed;
   }
 
@@ -299,14 +337,214 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     return rows.map((r) => ({
       coordinate: r.coordinate,
       version: r.version,
-      state: r.state === 'destroyed' ? 'destroyed' : r.expires_at && r.expires_at.getTime() <= now ? 'expired' : 'active',
+      state: r.state !== 'active' ? r.state : r.expires_at && r.expires_at.getTime() <= now ? 'expired' : 'active',
       createdAt: r.created_at.toISOString(),
       createdBy: r.created_by,
       kekVersion: r.kek_version ?? 0,
     }));
   }
 
-  return { writeSecrets, hydrateConfig, deleteSecrets, listSecretVersions };
+  /** Unwraps at the KMS; a KEK version this process has not seen yet (a rotation elsewhere) triggers one refresh. */
+  async function unwrapFresh(key: WrappedKey, binding: string): Promise<Buffer> {
+    try {
+      return await kms.unwrap(key, binding);
+    } catch (err) {
+      if (!kms.refresh || !isCofferError(err) || err.code !== 'failed_precondition') throw err;
+      await kms.refresh();
+      return kms.unwrap(key, binding);
+    }
+  }
+
+  function expiredMessage(e: RecordedEvent, actor: Actor): OutboxMessage {
+    const d = e.data as unknown as SecretExpiredData;
+    return integrationEventMessage(
+      ns,
+      'SecretExpired',
+      { coordinate: d.coordinate, baseCoordinate: d.baseCoordinate, version: d.version, workspaceId: d.workspaceId, occurredAt: d.expiredAt },
+      { eventId: e.eventId, source: SOURCE, subject: d.coordinate, time: e.recordedAt, traceparent: actor.traceparent },
+    );
+  }
+
+  /** Shreds every active version whose expiry has passed (up to `limit`), appending SecretExpired; returns how many. */
+  async function expireDue(limit = 500): Promise<number> {
+    const now = clock();
+    const due = await findDueForExpiry(db, schema, now, limit);
+    const byBase = new Map<string, { workspaceId: string; versions: number[] }>();
+    for (const d of due) {
+      const entry = byBase.get(d.base_coordinate) ?? { workspaceId: d.workspace_id, versions: [] };
+      entry.versions.push(Number(d.version));
+      byBase.set(d.base_coordinate, entry);
+    }
+    const sweeper: Actor = { subject: 'secrets-expiry-sweeper' };
+    let expired = 0;
+    for (const [base, { workspaceId, versions }] of byBase) {
+      const { state, streamVersion } = await loadState(base);
+      const events = decide({ type: 'ExpireSecretVersions', workspaceId, versions, now: now.toISOString() }, state);
+      if (events.length === 0) continue;
+      try {
+        await store.append(streamOf(base), streamVersion, events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: metadataOf(sweeper) })), {
+          project: async (trx, recorded) => {
+            for (const r of recorded) await projectExpired(trx, schema, r.data as unknown as SecretExpiredData);
+          },
+          outbox: (recorded) => recorded.map((r) => expiredMessage(r, sweeper)),
+        });
+      } catch (err) {
+        // A write to the same secret won the race; the next sweep sees the new state.
+        if (isCofferError(err) && err.code === 'version_conflict') continue;
+        throw err;
+      }
+      for (const e of events) cache.drop((e.data as SecretExpiredData).coordinate);
+      expired += events.length;
+    }
+    return expired;
+  }
+
+  /** Destroys every version of every secret of a workspace; returns how many versions were destroyed. */
+  async function deleteWorkspaceSecrets(workspaceId: string, actor: Actor): Promise<number> {
+    requireWorkspace(workspaceId);
+    let destroyed = 0;
+    for (;;) {
+      const bases = (await findLiveBases(db, schema, workspaceId)).slice(0, 100);
+      if (bases.length === 0) return destroyed;
+      destroyed += (await deleteSecrets(workspaceId, bases, actor)).length;
+    }
+  }
+
+  /** Writes the value of an earlier, still active version as the next version of its base. */
+  async function rollbackSecret(workspaceId: string, base: string, toVersion: number, expectedVersion: number, actor: Actor): Promise<WrittenSecret> {
+    requireWorkspace(workspaceId);
+    const parsed = parseBaseCoordinate(prefix, base);
+    if (parsed.workspaceId !== workspaceId) throw new CofferError('not_found', 'no such secret in this workspace');
+    if (!Number.isInteger(toVersion) || toVersion < 1) throw new CofferError('invalid_argument', 'to_version must be a positive integer', [{ field: 'to_version', reason: 'invalid' }]);
+    const source = `${base}_v${toVersion}`;
+    const partial = JSON.stringify({ value: { _secret: source } });
+    const hydrated = JSON.parse(await hydrateConfig(workspaceId, partial, `rollback of ${base} to v${toVersion}`, actor)) as { value: string };
+    const [written] = await writeSecrets(workspaceId, [{ baseCoordinate: base, expectedVersion, value: hydrated.value }], actor, { rolledBackFrom: toVersion });
+    return written!;
+  }
+
+  function rewrappedMessage(e: RecordedEvent, actor: Actor): OutboxMessage {
+    const d = e.data as unknown as DataKeyRewrappedData;
+    return integrationEventMessage(
+      ns,
+      'DataKeyRewrapped',
+      { coordinate: d.coordinate, version: d.version, workspaceId: d.workspaceId, fromKekVersion: d.fromKekVersion, toKekVersion: d.toKekVersion, actor: actor.subject, occurredAt: d.rewrappedAt },
+      { eventId: e.eventId, source: SOURCE, subject: d.coordinate, time: e.recordedAt, traceparent: actor.traceparent },
+    );
+  }
+
+  async function recordKekEvent(type: 'KeyEncryptionKeyRotated' | 'KeyEncryptionKeyRetired', version: number, actor: Actor): Promise<void> {
+    const occurredAt = clock().toISOString();
+    await store.append(`kek-${kms.kekId}`, 'any', [{ type, data: { kekId: kms.kekId, provider: kms.provider, kekVersion: version, occurredAt }, metadata: metadataOf(actor) }], {
+      project: (trx) => observeKekVersion(trx, schema, kms.kekId, version, type === 'KeyEncryptionKeyRotated' ? 'primary' : 'retired', clock()),
+      outbox: (recorded) =>
+        recorded.map((r) =>
+          integrationEventMessage(ns, type, { kekId: kms.kekId, kekVersion: version, actor: actor.subject, occurredAt }, { eventId: r.eventId, source: SOURCE, subject: kms.kekId, time: r.recordedAt, traceparent: actor.traceparent }),
+        ),
+    });
+  }
+
+  /**
+   * Re-wraps every live data key not yet under the primary KEK version, one secret version per
+   * transaction (DataKeyRewrapped), so a crash half-way loses nothing: running it again resumes.
+   * Values are never decrypted; only the data key passes through memory.
+   */
+  async function rewrapAll(actor: Actor): Promise<number> {
+    const primary = kms.primaryVersion();
+    const skip: string[] = [];
+    let rewrapped = 0;
+    for (;;) {
+      const batch = await findStaleDataKeys(db, schema, kms.kekId, primary, REWRAP_BATCH, skip);
+      if (batch.length === 0) return rewrapped;
+      for (const key of batch) {
+        const binding = bindingOf(key.workspace_id, key.coordinate);
+        const { state, streamVersion } = await loadState(key.base_coordinate);
+        const events = decide(
+          { type: 'RewrapDataKey', workspaceId: key.workspace_id, version: Number(key.version), fromKekVersion: Number(key.kek_version), toKekVersion: primary, now: clock().toISOString() },
+          state,
+        );
+        if (events.length === 0) {
+          skip.push(key.coordinate);
+          continue;
+        }
+        const dek = await unwrapFresh({ kekId: kms.kekId, kekVersion: Number(key.kek_version), wrapped: key.wrapped }, binding);
+        let wrapped: WrappedKey;
+        try {
+          wrapped = await kms.wrap(dek, binding);
+        } finally {
+          dek.fill(0);
+        }
+        try {
+          await store.append(streamOf(key.base_coordinate), streamVersion, events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: metadataOf(actor) })), {
+            project: async (trx, recorded) => {
+              for (const r of recorded) await projectRewrapped(trx, schema, r.data as unknown as DataKeyRewrappedData, wrapped.wrapped);
+            },
+            outbox: (recorded) => recorded.map((r) => rewrappedMessage(r, actor)),
+          });
+          rewrapped++;
+        } catch (err) {
+          // A concurrent write or delete of this secret: it is picked up again by the next batch.
+          if (!(isCofferError(err) && err.code === 'version_conflict') && !(err instanceof Error && err.message === 'data key changed during re-wrap')) throw err;
+        }
+        cache.drop(key.coordinate);
+      }
+    }
+  }
+
+  /** Creates a new KEK version (unless resuming) and re-wraps every live data key under it. */
+  async function rotateKek(resumeOnly: boolean, actor: Actor): Promise<{ kekVersion: number; rewrapped: number }> {
+    if (!resumeOnly) {
+      const version = await kms.createVersion();
+      await recordKekEvent('KeyEncryptionKeyRotated', version, actor);
+    } else if (kms.refresh) {
+      await kms.refresh();
+    }
+    const rewrapped = await rewrapAll(actor);
+    return { kekVersion: kms.primaryVersion(), rewrapped };
+  }
+
+  /** Destroys a KEK version once no data key is wrapped by it. */
+  async function retireKek(version: number, actor: Actor): Promise<void> {
+    const counts = await countDataKeysByKekVersion(db, schema, kms.kekId);
+    const still = counts.get(version) ?? 0;
+    if (still > 0) {
+      throw new CofferError('failed_precondition', `${still} data keys are still wrapped by KEK version ${version}; resume the rotation first`);
+    }
+    await kms.retireVersion(version);
+    cache.clear();
+    await recordKekEvent('KeyEncryptionKeyRetired', version, actor);
+  }
+
+  /** Every KEK version with its state and how many live data keys it wraps. */
+  async function listKekVersions(): Promise<{ provider: string; kekId: string; versions: { kekVersion: number; state: string; dataKeys: number }[] }> {
+    const counts = await countDataKeysByKekVersion(db, schema, kms.kekId);
+    const versions = (await kms.versions()).map((v) => ({ kekVersion: v.version, state: v.state, dataKeys: counts.get(v.version) ?? 0 }));
+    return { provider: kms.provider, kekId: kms.kekId, versions };
+  }
+
+  /** Rotates when the primary KEK version is older than the rotation period; otherwise resumes an unfinished re-wrap. */
+  async function rotateIfDue(actor: Actor): Promise<'rotated' | 'resumed' | 'not due'> {
+    const since = await observeKekVersion(db, schema, kms.kekId, kms.primaryVersion(), 'primary', clock());
+    if (clock().getTime() - since.getTime() >= deps.rotationPeriodMs) {
+      await rotateKek(false, actor);
+      return 'rotated';
+    }
+    return (await rewrapAll(actor)) > 0 ? 'resumed' : 'not due';
+  }
+
+  return {
+    writeSecrets,
+    hydrateConfig,
+    deleteSecrets,
+    listSecretVersions,
+    expireDue,
+    deleteWorkspaceSecrets,
+    rollbackSecret,
+    rotateKek,
+    retireKek,
+    listKekVersions,
+    rotateIfDue,
+  };
 }
 
 /** The secrets use cases, as composed by main.ts. */

@@ -33,3 +33,34 @@ export function failStartup(logger: Logger, err: unknown): never {
   logger.fatal({ err }, 'start-up failed');
   process.exit(1);
 }
+
+/** Background jobs that run now and then every interval, one run at a time each; `stop` waits for runs in flight. */
+export function startBackgroundJobs(logger: Logger, jobs: Array<[string, number, () => Promise<unknown>]>): { stop(): Promise<void> } {
+  let stopped = false;
+  const timers: NodeJS.Timeout[] = [];
+  const running = new Set<Promise<void>>();
+  for (const [name, intervalMs, run] of jobs) {
+    let busy = false;
+    const tick = () => {
+      if (stopped || busy) return;
+      busy = true;
+      const p = run()
+        .then((result) => logger.debug({ job: name, result }, 'background job ran'))
+        .catch((err: unknown) => logger.error({ err, job: name }, 'background job failed; it runs again at the next interval'))
+        .finally(() => {
+          busy = false;
+          running.delete(p);
+        });
+      running.add(p);
+    };
+    timers.push(setInterval(tick, intervalMs));
+    setImmediate(tick);
+  }
+  return {
+    async stop() {
+      stopped = true;
+      for (const t of timers) clearInterval(t);
+      await Promise.all(running);
+    },
+  };
+}

@@ -13,6 +13,7 @@ export const permissions = [
   'secrets.hydrate',
   'secrets.delete',
   'secrets.list',
+  'secrets.admin',
   'config.read',
   'config.write',
   'config.sync_plan',

@@ -24,7 +24,7 @@ describe('rolePermissions', () => {
   it('grants the documented permissions', () => {
     expect(rolePermissions.config).toEqual(['secrets.write', 'secrets.delete', 'secrets.list']);
     expect(rolePermissions['sync-worker']).toEqual(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read']);
-    expect(rolePermissions.operator).toEqual(['config.read', 'config.write', 'sync.read']);
+    expect(rolePermissions.operator).toEqual(['config.read', 'config.write', 'sync.read', 'secrets.admin']);
     expect(rolePermissions.auth).toEqual([]);
     expect(rolePermissions.secrets).toEqual([]);
   });

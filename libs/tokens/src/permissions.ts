@@ -9,7 +9,7 @@ export const rolePermissions: Readonly<Record<ServiceRole, readonly Permission[]
   secrets: Object.freeze([]),
   config: Object.freeze(['secrets.write', 'secrets.delete', 'secrets.list'] as const),
   'sync-worker': Object.freeze(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read'] as const),
-  operator: Object.freeze(['config.read', 'config.write', 'sync.read'] as const),
+  operator: Object.freeze(['config.read', 'config.write', 'sync.read', 'secrets.admin'] as const),
 });
 
 /** True when the principal's role grants `permission`. */

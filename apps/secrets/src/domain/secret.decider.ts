@@ -26,7 +26,25 @@ export interface DestroySecretVersions {
   now: string;
 }
 
-export type SecretCommand = WriteSecretVersion | DestroySecretVersions;
+/** Shreds the active versions whose expiry has passed. */
+export interface ExpireSecretVersions {
+  type: 'ExpireSecretVersions';
+  workspaceId: string;
+  versions: number[];
+  now: string;
+}
+
+/** Records that a version's data key is now wrapped by another KEK version (the data key itself is unchanged). */
+export interface RewrapDataKey {
+  type: 'RewrapDataKey';
+  workspaceId: string;
+  version: number;
+  fromKekVersion: number;
+  toKekVersion: number;
+  now: string;
+}
+
+export type SecretCommand = WriteSecretVersion | DestroySecretVersions | ExpireSecretVersions | RewrapDataKey;
 
 export interface SecretVersionWrittenData {
   coordinate: string;
@@ -50,38 +68,70 @@ export interface SecretVersionDestroyedData {
   destroyedAt: string;
 }
 
+export interface SecretExpiredData {
+  coordinate: string;
+  baseCoordinate: string;
+  version: number;
+  workspaceId: string;
+  expiredAt: string;
+}
+
+/** No key material: which version, which KEK versions, when. */
+export interface DataKeyRewrappedData {
+  coordinate: string;
+  baseCoordinate: string;
+  version: number;
+  workspaceId: string;
+  fromKekVersion: number;
+  toKekVersion: number;
+  rewrappedAt: string;
+}
+
 export type SecretEvent =
   | { type: 'SecretVersionWritten'; data: SecretVersionWrittenData }
-  | { type: 'SecretVersionDestroyed'; data: SecretVersionDestroyedData };
+  | { type: 'SecretVersionDestroyed'; data: SecretVersionDestroyedData }
+  | { type: 'SecretExpired'; data: SecretExpiredData }
+  | { type: 'DataKeyRewrapped'; data: DataKeyRewrappedData };
 
 export interface SecretState {
   baseCoordinate: string | null;
   workspaceId: string | null;
   latestVersion: number;
-  /** version → active or destroyed */
-  versions: Map<number, 'active' | 'destroyed'>;
+  /** version → active, destroyed or expired */
+  versions: Map<number, 'active' | 'destroyed' | 'expired'>;
+  /** version → the KEK version its data key is wrapped by */
+  kekVersions: Map<number, number>;
 }
 
 /** The state of a secret that has never been written. */
 export function initialState(): SecretState {
-  return { baseCoordinate: null, workspaceId: null, latestVersion: 0, versions: new Map() };
+  return { baseCoordinate: null, workspaceId: null, latestVersion: 0, versions: new Map(), kekVersions: new Map() };
 }
 
 /** Applies one event to the state. */
 export function evolve(state: SecretState, event: SecretEvent): SecretState {
   const versions = new Map(state.versions);
+  const kekVersions = new Map(state.kekVersions);
   switch (event.type) {
     case 'SecretVersionWritten':
       versions.set(event.data.version, 'active');
+      kekVersions.set(event.data.version, event.data.kekVersion);
       return {
         baseCoordinate: event.data.baseCoordinate,
         workspaceId: event.data.workspaceId,
         latestVersion: Math.max(state.latestVersion, event.data.version),
         versions,
+        kekVersions,
       };
     case 'SecretVersionDestroyed':
       versions.set(event.data.version, 'destroyed');
       return { ...state, versions };
+    case 'SecretExpired':
+      versions.set(event.data.version, 'expired');
+      return { ...state, versions };
+    case 'DataKeyRewrapped':
+      kekVersions.set(event.data.version, event.data.toKekVersion);
+      return { ...state, kekVersions };
   }
 }
 
@@ -143,6 +193,37 @@ export function decide(command: SecretCommand, state: SecretState): SecretEvent[
             destroyedAt: command.now,
           },
         }));
+    }
+    case 'ExpireSecretVersions': {
+      if (state.baseCoordinate === null) throw new CofferError('not_found', 'no such secret');
+      const base = state.baseCoordinate;
+      return [...new Set(command.versions)]
+        .filter((v) => state.versions.get(v) === 'active')
+        .sort((a, b) => a - b)
+        .map((version) => ({
+          type: 'SecretExpired' as const,
+          data: { coordinate: `${base}_v${version}`, baseCoordinate: base, version, workspaceId: command.workspaceId, expiredAt: command.now },
+        }));
+    }
+    case 'RewrapDataKey': {
+      if (state.baseCoordinate === null) throw new CofferError('not_found', 'no such secret');
+      if (state.versions.get(command.version) !== 'active') return [];
+      if (state.kekVersions.get(command.version) !== command.fromKekVersion) return [];
+      const base = state.baseCoordinate;
+      return [
+        {
+          type: 'DataKeyRewrapped',
+          data: {
+            coordinate: `${base}_v${command.version}`,
+            baseCoordinate: base,
+            version: command.version,
+            workspaceId: command.workspaceId,
+            fromKekVersion: command.fromKekVersion,
+            toKekVersion: command.toKekVersion,
+            rewrappedAt: command.now,
+          },
+        },
+      ];
     }
   }
 }

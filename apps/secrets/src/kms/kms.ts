@@ -35,6 +35,8 @@ export interface KeyManagementService {
   versions(): Promise<KekVersion[]>;
   /** Releases sessions and connections. */
   close(): Promise<void>;
+  /** Re-reads KEK versions created or retired by another process (a rotation run elsewhere). */
+  refresh?(): Promise<void>;
 }
 
 /** Context-bound wrapping inputs must be 32-byte AES-256 data keys. */

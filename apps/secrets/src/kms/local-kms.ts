@@ -71,7 +71,11 @@ export function generateKeyringDocument(id = 'local'): string {
  * wrapped with AES-256-GCM under the KEK, with the caller's context as additional authenticated
  * data. Rotation and retirement rewrite the file atomically (`persist`), when one is given.
  */
-export function createLocalKms(keyring: LocalKeyring, persist?: (document: string) => Promise<void>): KeyManagementService {
+export function createLocalKms(
+  keyring: LocalKeyring,
+  persist?: (document: string) => Promise<void>,
+  reload?: () => Promise<LocalKeyring>,
+): KeyManagementService {
   const aad = (version: number, context: string) => Buffer.from(`coffer-dek|${keyring.id}|${version}|${context}`, 'utf8');
   let queue: Promise<unknown> = Promise.resolve();
   // Rotation and retirement change the file: one at a time.
@@ -138,14 +142,29 @@ export function createLocalKms(keyring: LocalKeyring, persist?: (document: strin
     async close() {
       for (const key of keyring.keys.values()) key.fill(0);
     },
+    refresh: reload
+      ? () =>
+          serial(async () => {
+            const fresh = await reload();
+            if (fresh.id !== keyring.id) throw new CofferError('failed_precondition', 'the keyring file now holds another KEK id');
+            keyring.keys = fresh.keys;
+            keyring.primaryVersion = fresh.primaryVersion;
+            keyring.retired = fresh.retired;
+          })
+      : undefined,
   };
 }
 
 /** Reads a keyring file; rotations and retirements are written back to it (write, then rename). */
 export async function loadLocalKms(path: string): Promise<KeyManagementService> {
-  return createLocalKms(parseKeyring(await readFile(path, 'utf8')), async (document) => {
-    const tmp = `${path}.${process.pid}.tmp`;
-    await writeFile(tmp, document, { mode: 0o600 });
-    await rename(tmp, path);
-  });
+  const read = async () => parseKeyring(await readFile(path, 'utf8'));
+  return createLocalKms(
+    await read(),
+    async (document) => {
+      const tmp = `${path}.${process.pid}.tmp`;
+      await writeFile(tmp, document, { mode: 0o600 });
+      await rename(tmp, path);
+    },
+    read,
+  );
 }

@@ -188,6 +188,9 @@ export function createPkcs11Kms(options: Pkcs11KmsOptions): KeyManagementService
         ...state.retired.map((version) => ({ version, state: 'retired' as const })),
       ].sort((a, b) => a.version - b.version);
     },
+    async refresh() {
+      state = scan();
+    },
     async close() {
       try {
         pkcs11.C_CloseSession(session);
