@@ -505,6 +505,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
 
   /** Destroys a KEK version once no data key is wrapped by it. */
   async function retireKek(version: number, actor: Actor): Promise<void> {
+    if (version === kms.primaryVersion()) throw new CofferError('failed_precondition', 'the primary KEK version cannot be retired; rotate first');
     const counts = await countDataKeysByKekVersion(db, schema, kms.kekId);
     const still = counts.get(version) ?? 0;
     if (still > 0) {
