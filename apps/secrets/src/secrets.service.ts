@@ -505,6 +505,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
 
   /** Destroys a KEK version once no data key is wrapped by it. */
   async function retireKek(version: number, actor: Actor): Promise<void> {
+    await kms.refresh?.();
     if (version === kms.primaryVersion()) throw new CofferError('failed_precondition', 'the primary KEK version cannot be retired; rotate first');
     const counts = await countDataKeysByKekVersion(db, schema, kms.kekId);
     const still = counts.get(version) ?? 0;
@@ -518,6 +519,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
 
   /** Every KEK version with its state and how many live data keys it wraps. */
   async function listKekVersions(): Promise<{ provider: string; kekId: string; versions: { kekVersion: number; state: string; dataKeys: number }[] }> {
+    await kms.refresh?.();
     const counts = await countDataKeysByKekVersion(db, schema, kms.kekId);
     const versions = (await kms.versions()).map((v) => ({ kekVersion: v.version, state: v.state, dataKeys: counts.get(v.version) ?? 0 }));
     return { provider: kms.provider, kekId: kms.kekId, versions };
