@@ -1,4 +1,5 @@
 import type { SecretsConfig } from '../config';
+import { loadAwsKms } from './aws-kms';
 import type { KeyManagementService } from './kms';
 import { loadLocalKms } from './local-kms';
 import { createPkcs11Kms } from './pkcs11-kms';
@@ -15,5 +16,7 @@ export async function loadKms(config: SecretsConfig): Promise<KeyManagementServi
         pin: config.SECRETS_PKCS11_PIN!,
         kekLabel: config.SECRETS_PKCS11_KEK_LABEL,
       });
+    case 'aws-kms':
+      return loadAwsKms({ region: config.SECRETS_AWS_REGION!, endpoint: config.SECRETS_AWS_KMS_ENDPOINT, kekId: config.SECRETS_AWS_KEK_ID });
   }
 }
