@@ -7,7 +7,7 @@ export const secretsConfigSchema = z.object({
   SECRETS_GRPC_ADDRESS: z.string().default('127.0.0.1:50053'),
   SECRETS_DB_SCHEMA: sqlIdentifier.default('secrets'),
   COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer'),
-  SECRETS_KMS_PROVIDER: z.enum(['local', 'pkcs11', 'aws-kms']).default('local'),
+  SECRETS_KMS_PROVIDER: z.enum(['local', 'pkcs11', 'aws-kms', 'gcp-kms']).default('local'),
   SECRETS_LOCAL_KEYRING_FILE: z.string().min(1).optional(),
   SECRETS_PKCS11_LIBRARY: z.string().min(1).optional(),
   SECRETS_PKCS11_TOKEN_LABEL: z.string().min(1).optional(),
@@ -16,6 +16,8 @@ export const secretsConfigSchema = z.object({
   SECRETS_AWS_REGION: z.string().min(1).optional(),
   SECRETS_AWS_KMS_ENDPOINT: z.string().url().optional(),
   SECRETS_AWS_KEK_ID: z.string().min(1).default('coffer-kek'),
+  SECRETS_GCP_KMS_KEY_NAME: z.string().min(1).optional(),
+  SECRETS_GCP_KMS_ENDPOINT: z.string().min(1).optional(),
   SECRETS_EPHEMERAL_TTL_SECONDS: z.coerce.number().int().positive().default(7200),
   SECRETS_EXPIRY_SWEEP_SECONDS: z.coerce.number().int().positive().default(60),
   SECRETS_KEK_ROTATION_DAYS: z.coerce.number().positive().default(365),
@@ -29,6 +31,7 @@ export const secretsConfigSchema = z.object({
   };
   if (c.SECRETS_KMS_PROVIDER === 'local') need('SECRETS_LOCAL_KEYRING_FILE', 'path of the local KMS keyring file');
   if (c.SECRETS_KMS_PROVIDER === 'aws-kms') need('SECRETS_AWS_REGION', 'the AWS region of the KMS keys (credentials come from the AWS SDK chain)');
+  if (c.SECRETS_KMS_PROVIDER === 'gcp-kms') need('SECRETS_GCP_KMS_KEY_NAME', 'projects/…/locations/…/keyRings/…/cryptoKeys/…');
   if (c.SECRETS_KMS_PROVIDER === 'pkcs11') {
     need('SECRETS_PKCS11_LIBRARY', 'path of the PKCS#11 module');
     need('SECRETS_PKCS11_TOKEN_LABEL', 'label of the token holding the KEK');

@@ -1,5 +1,6 @@
 import type { SecretsConfig } from '../config';
 import { loadAwsKms } from './aws-kms';
+import { loadGcpKms } from './gcp-kms';
 import type { KeyManagementService } from './kms';
 import { loadLocalKms } from './local-kms';
 import { createPkcs11Kms } from './pkcs11-kms';
@@ -18,5 +19,7 @@ export async function loadKms(config: SecretsConfig): Promise<KeyManagementServi
       });
     case 'aws-kms':
       return loadAwsKms({ region: config.SECRETS_AWS_REGION!, endpoint: config.SECRETS_AWS_KMS_ENDPOINT, kekId: config.SECRETS_AWS_KEK_ID });
+    case 'gcp-kms':
+      return loadGcpKms({ keyName: config.SECRETS_GCP_KMS_KEY_NAME!, apiEndpoint: config.SECRETS_GCP_KMS_ENDPOINT });
   }
 }
