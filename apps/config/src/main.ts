@@ -39,7 +39,7 @@ try {
     schema: config.CONFIG_DB_SCHEMA,
     namespace: runtime.namespace,
     secrets: {
-      write: async (workspaceId, writes) => void (await secrets.writeSecrets({ workspaceId, secrets: writes })),
+      write: async (workspaceId, writes) => void (await secrets.writeSecrets({ workspaceId, secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) })),
       delete: async (workspaceId, coordinates) => void (await secrets.deleteSecrets({ workspaceId, coordinates })),
     },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,

@@ -12,6 +12,11 @@ function handlers(overrides: Record<string, unknown> = {}): AnyHandlers {
     hydrateConfig: { permission: 'secrets.hydrate', handler: ok },
     deleteSecrets: { permission: 'secrets.delete', handler: async () => ({ destroyed: [] }) },
     listSecretVersions: { permission: 'secrets.list', handler: async () => ({ versions: [] }) },
+    deleteWorkspaceSecrets: { permission: 'secrets.delete', handler: async () => ({ destroyedCount: 0 }) },
+    rollbackSecret: { permission: 'secrets.write', handler: async () => ({ secret: undefined }) },
+    rotateKeyEncryptionKey: { permission: 'secrets.admin', handler: async () => ({ kekVersion: 1, rewrapped: 0 }) },
+    retireKeyEncryptionKeyVersion: { permission: 'secrets.admin', handler: async () => ({}) },
+    listKeyEncryptionKeyVersions: { permission: 'secrets.admin', handler: async () => ({ provider: 'local', kekId: 'k', versions: [] }) },
     ...overrides,
   } as AnyHandlers;
 }
@@ -25,6 +30,11 @@ describe('defineService', () => {
       hydrateConfig: 'secrets.hydrate',
       deleteSecrets: 'secrets.delete',
       listSecretVersions: 'secrets.list',
+      deleteWorkspaceSecrets: 'secrets.delete',
+      rollbackSecret: 'secrets.write',
+      rotateKeyEncryptionKey: 'secrets.admin',
+      retireKeyEncryptionKeyVersion: 'secrets.admin',
+      listKeyEncryptionKeyVersions: 'secrets.admin',
     });
   });
 

@@ -31,6 +31,10 @@ function asyncContextManager(): ContextManager {
   };
 }
 
+const notInFixture = async (): Promise<never> => {
+  throw new CofferError('failed_precondition', 'not part of this fixture');
+};
+
 function secretsRegistration() {
   return defineService(secretsV1.SecretsServiceService, SERVICE, {
     writeSecrets: {
@@ -69,6 +73,11 @@ function secretsRegistration() {
         return { versions: [{ coordinate: `${req.baseCoordinate}_v1`, version: 1, state: 'active', createdAt: '2030-01-01T00:00:00Z', createdBy: 'config', kekVersion: 1 }] };
       },
     },
+    deleteWorkspaceSecrets: { permission: 'secrets.delete', handler: notInFixture },
+    rollbackSecret: { permission: 'secrets.write', handler: notInFixture },
+    rotateKeyEncryptionKey: { permission: 'secrets.admin', handler: notInFixture },
+    retireKeyEncryptionKeyVersion: { permission: 'secrets.admin', handler: notInFixture },
+    listKeyEncryptionKeyVersions: { permission: 'secrets.admin', handler: notInFixture },
   });
 }
 
@@ -185,7 +194,7 @@ describe('createGrpcServer', () => {
       const token = await issuer.sign({ role: 'config', audience: 'secrets' });
       const client = createPromiseClient(secretsV1.SecretsServiceClient, address, { tokenProvider: async () => token });
       try {
-        const res = await client.writeSecrets({ workspaceId: 'w', secrets: [{ baseCoordinate: 'coffer_x', expectedVersion: 0, value: 'v' }] });
+        const res = await client.writeSecrets({ workspaceId: 'w', secrets: [{ baseCoordinate: 'coffer_x', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] });
         expect(res.secrets).toEqual([{ coordinate: 'coffer_x_v1', baseCoordinate: 'coffer_x', version: 1 }]);
       } finally {
         client.close();
