@@ -38,6 +38,8 @@ export interface Stack {
   /** All output of all four processes so far. */
   output(): string;
   stop(): Promise<void>;
+  /** Stops one service (for fault tests); `restart` brings it back on the same port. */
+  stopOne(name: StackService): Promise<void>;
   /** Stops and starts one service again on the same port (for fault tests). */
   restart(name: StackService): Promise<RunningService>;
 }
@@ -180,6 +182,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     async stop() {
       for (const name of [...stackServices].reverse()) await stopService(services[name]);
       await rm(dir, { recursive: true, force: true });
+    },
+    async stopOne(name) {
+      await stopService(services[name]);
     },
     async restart(name) {
       const old = services[name];

@@ -35,6 +35,17 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
     updated_at timestamptz not null
   )`.execute(db);
   await sql`create index if not exists actors_workspace on ${s}.actors (workspace_id)`.execute(db);
+  await sql`create table if not exists ${s}.secret_shredding (
+    coordinate text primary key,
+    workspace_id uuid not null,
+    actor_id uuid,
+    reason text not null,
+    recorded_at timestamptz not null,
+    attempts integer not null default 0,
+    next_attempt_at timestamptz not null,
+    last_error text
+  )`.execute(db);
+  await sql`create index if not exists secret_shredding_due on ${s}.secret_shredding (next_attempt_at)`.execute(db);
   await sql`create table if not exists ${s}.connections (
     connection_id uuid primary key,
     workspace_id uuid not null,
@@ -198,4 +209,51 @@ export async function findConnection(db: Db, schema: string, id: string): Promis
     .select(['connection_id', 'workspace_id', 'source_id', 'destination_id', 'name', 'version'])
     .where('connection_id', '=', id)
     .executeTakeFirst();
+}
+
+/** A secret coordinate (or base) config no longer references and must have shredded at secrets. */
+export interface PendingShred {
+  coordinate: string;
+  workspace_id: string;
+  actor_id: string | null;
+  attempts: number;
+}
+
+/** Records coordinates to shred; projected in the same transaction as the event that orphaned them. */
+export async function queueShredding(trx: Db, schema: string, workspaceId: string, actorId: string | null, coordinates: string[], reason: string, now: Date): Promise<void> {
+  if (coordinates.length === 0) return;
+  await trx
+    .withSchema(schema)
+    .insertInto('secret_shredding')
+    .values(coordinates.map((coordinate) => ({ coordinate, workspace_id: workspaceId, actor_id: actorId, reason, recorded_at: now, next_attempt_at: now })))
+    .onConflict((oc) => oc.column('coordinate').doNothing())
+    .execute();
+}
+
+/** Queued shreds whose next attempt is due, oldest first. */
+export async function dueShredding(db: Db, schema: string, now: Date, limit: number): Promise<PendingShred[]> {
+  return db
+    .withSchema(schema)
+    .selectFrom('secret_shredding')
+    .select(['coordinate', 'workspace_id', 'actor_id', 'attempts'])
+    .where('next_attempt_at', '<=', now)
+    .orderBy('recorded_at')
+    .limit(limit)
+    .execute() as Promise<PendingShred[]>;
+}
+
+/** Removes shreds that secrets confirmed. */
+export async function completeShredding(trx: Db, schema: string, coordinates: string[]): Promise<void> {
+  if (coordinates.length === 0) return;
+  await trx.withSchema(schema).deleteFrom('secret_shredding').where('coordinate', 'in', coordinates).execute();
+}
+
+/** Pushes failed shreds back with exponential backoff (capped at 5 minutes), keeping the error code only. */
+export async function postponeShredding(db: Db, schema: string, coordinates: string[], now: Date, error: string): Promise<void> {
+  if (coordinates.length === 0) return;
+  await sql`update ${sql.id(schema)}.secret_shredding
+    set attempts = attempts + 1,
+        last_error = ${error},
+        next_attempt_at = ${now}::timestamptz + least(interval '5 minutes', interval '1 second' * power(2, attempts))
+    where coordinate in (${sql.join(coordinates)})`.execute(db);
 }

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { CofferError, baseCoordinate, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
+import { CofferError, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { EventStore, NewEvent, OutboxMessage, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { SecretJsonError, mask, secretCoordinates, split, type PlannedSecretWrite } from '@coffer/secret-json';
@@ -18,6 +18,10 @@ import {
   projectConnectionCreated,
   projectDefinitionRegistered,
   projectWorkspaceCreated,
+  completeShredding,
+  dueShredding,
+  postponeShredding,
+  queueShredding,
   type ActorRow,
 } from './config.postgres';
 import { compileSpec } from './spec-validation';
@@ -41,6 +45,8 @@ export interface ConfigServiceDeps {
   namespace: MessagingNamespace;
   secrets: SecretsPort;
   coordinatePrefix: string;
+  /** Largest accepted config_json / spec_json, in bytes. */
+  maxConfigBytes: number;
   logger: Logger;
   clock: () => Date;
   newId: () => string;
@@ -165,9 +171,15 @@ export function createConfigService(deps: ConfigServiceDeps) {
     return actor;
   }
 
+  function parseBounded(text: string, field: string): Record<string, unknown> {
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > deps.maxConfigBytes) throw invalid(field, `is ${bytes} bytes; the limit is ${deps.maxConfigBytes}`);
+    return parseJsonObject(text, field);
+  }
+
   /** Validates against the spec and splits the secrets out; nothing is written yet. */
   function plan(workspaceId: string, spec: unknown, configJson: string, stored?: unknown) {
-    const config = parseJsonObject(configJson, 'config_json');
+    const config = parseBounded(configJson, 'config_json');
     compileSpec(spec, 'definition spec').validate(config, 'config_json');
     try {
       return split(spec, config, { stored, newBaseCoordinate: () => baseCoordinate(deps.coordinatePrefix, workspaceId, newId()) });
@@ -185,16 +197,51 @@ export function createConfigService(deps: ConfigServiceDeps) {
     );
   }
 
-  async function destroyBestEffort(workspaceId: string, coordinates: string[], why: string): Promise<void> {
-    if (coordinates.length === 0) return;
-    await secrets.delete(workspaceId, coordinates).catch((err: unknown) => {
-      logger.error({ err, coordinates }, `could not destroy secrets ${why}; they are orphans`);
-    });
+  /**
+   * Shreds, at secrets, every queued coordinate that is due. The queue is filled in the same
+   * transaction as the event that orphaned the coordinates, so a secrets outage delays the
+   * shredding but never loses it: failures are retried with backoff until secrets confirms.
+   */
+  async function shredPending(limit = 200): Promise<number> {
+    const due = await dueShredding(db, schema, clock(), limit);
+    let shredded = 0;
+    for (const item of due) {
+      try {
+        await secrets.delete(item.workspace_id, [item.coordinate]);
+      } catch (err) {
+        // not_found: secrets never stored it (or forgot the base): nothing left to shred.
+        if (!(isCofferError(err) && err.code === 'not_found')) {
+          const code = isCofferError(err) ? err.code : 'internal';
+          await postponeShredding(db, schema, [item.coordinate], clock(), code);
+          if (item.attempts === 0) logger.warn({ coordinate: item.coordinate, code }, 'secrets could not shred an orphaned secret yet; retrying');
+          continue;
+        }
+      }
+      await store.append(`shredding-${item.workspace_id}`, 'any', [
+        { type: 'OrphanedSecretShredded', data: { workspaceId: item.workspace_id, actorId: item.actor_id, coordinate: item.coordinate, shreddedAt: clock().toISOString() }, metadata: { actor: 'config-shredder' } },
+      ], { project: (trx) => completeShredding(trx, schema, [item.coordinate]) });
+      shredded++;
+    }
+    return shredded;
   }
 
-  /** Destroys what `writeSecrets` wrote for a change that then failed; the change is all or nothing. */
-  const compensate = (workspaceId: string, writes: PlannedSecretWrite[]) =>
-    destroyBestEffort(workspaceId, writes.map((w) => w.coordinate), 'written for a failed change');
+  const shredNow = () =>
+    shredPending().catch((err: unknown) => {
+      logger.warn({ err }, 'shredding orphaned secrets failed; the background job retries');
+      return 0;
+    });
+
+  /** Queues what `writeSecrets` wrote for a change that then failed, and shreds it; the change is all or nothing. */
+  async function compensate(workspaceId: string, actorId: string | null, writes: PlannedSecretWrite[]): Promise<void> {
+    if (writes.length === 0) return;
+    const coordinates = writes.map((w) => w.coordinate);
+    try {
+      await queueShredding(db, schema, workspaceId, actorId, coordinates, 'written for a failed change', clock());
+    } catch (err) {
+      logger.error({ err, coordinates }, 'could not queue the secrets of a failed change for shredding');
+    }
+    await shredNow();
+  }
 
   async function requireWorkspace(workspaceId: string) {
     const ws = await findWorkspace(db, schema, workspaceId);
@@ -215,6 +262,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
   }
 
   return {
+    shredPending,
+
     /** Creates a workspace. */
     async createWorkspace(name: string, caller: Caller): Promise<WorkspaceView> {
       const workspaceId = newId();
@@ -241,7 +290,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const name = requireName(input.name);
       if (!input.actorType) throw invalid('actor_type', 'must be SOURCE or DESTINATION');
       if (!CONNECTOR.test(input.connector)) throw invalid('connector', 'must look like "builtin:http-json"');
-      const spec = parseJsonObject(input.specJson, 'spec_json');
+      const spec = parseBounded(input.specJson, 'spec_json');
       compileSpec(spec, 'spec_json');
       const definitionId = newId();
       const events = catalogDomain.decide(
@@ -288,7 +337,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
           })),
         });
       } catch (err) {
-        await compensate(ws.workspace_id, planned.writes);
+        await compensate(ws.workspace_id, actorId, planned.writes);
         throw err;
       }
       return actorView({ actor_id: actorId, workspace_id: ws.workspace_id, definition_id: def.definition_id, actor_type: def.actor_type, name, version: 1 }, def.spec, planned.partialConfig);
@@ -315,12 +364,18 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const def = await requireDefinition(state.definitionId!);
       const workspaceId = state.workspaceId!;
       const planned = plan(workspaceId, def.spec, input.configJson, state.partialConfig);
-      const events = actorDomain.decide({ type: 'UpdateActorConfig', name, partialConfig: planned.partialConfig, now: now() }, state);
+      // Older versions of a base still in use stay as history; a base nothing refers to any more is shredded.
+      const liveBases = new Set(secretCoordinates(planned.partialConfig).map(baseOf));
+      const deadBases = [...new Set(planned.orphans.map(baseOf))].filter((b) => !liveBases.has(b));
+      const events = actorDomain.decide({ type: 'UpdateActorConfig', name, partialConfig: planned.partialConfig, shredBases: deadBases, now: now() }, state);
       const data = events[0]!.data as actorDomain.ActorConfigUpdatedData;
       await writeSecrets(workspaceId, planned.writes);
       try {
         await store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
-          project: (trx) => projectActorUpdated(trx, schema, data, version + 1),
+          project: async (trx) => {
+            await projectActorUpdated(trx, schema, data, version + 1);
+            await queueShredding(trx, schema, workspaceId, input.actorId, deadBases, 'no longer referenced', clock());
+          },
           outbox: outbox('ActorConfigUpdated', input.actorId, caller, () => ({
             actorId: input.actorId,
             workspaceId,
@@ -330,13 +385,10 @@ export function createConfigService(deps: ConfigServiceDeps) {
           })),
         });
       } catch (err) {
-        await compensate(workspaceId, planned.writes);
+        await compensate(workspaceId, input.actorId, planned.writes);
         throw err;
       }
-      // Older versions of a base still in use stay as history; a base nothing refers to any more is destroyed.
-      const liveBases = new Set(secretCoordinates(planned.partialConfig).map(baseOf));
-      const deadBases = [...new Set(planned.orphans.map(baseOf))].filter((b) => !liveBases.has(b));
-      await destroyBestEffort(workspaceId, deadBases, 'that the update no longer uses');
+      await shredNow();
       return actorView(
         { actor_id: input.actorId, workspace_id: workspaceId, definition_id: def.definition_id, actor_type: def.actor_type, name, version: version + 1 },
         def.spec,
@@ -351,14 +403,17 @@ export function createConfigService(deps: ConfigServiceDeps) {
       if (input.expectedVersion !== 0 && input.expectedVersion !== version) {
         throw new CofferError('version_conflict', `actor ${input.actorId} is at version ${version}, not ${input.expectedVersion}`);
       }
-      const events = actorDomain.decide({ type: 'DeleteActor', now: now() }, state);
+      const bases = [...new Set(secretCoordinates(state.partialConfig).map(baseOf))];
+      const events = actorDomain.decide({ type: 'DeleteActor', shredBases: bases, now: now() }, state);
       const data = events[0]!.data as actorDomain.ActorDeletedData;
       await store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
-        project: (trx) => projectActorDeleted(trx, schema, data, version + 1),
+        project: async (trx) => {
+          await projectActorDeleted(trx, schema, data, version + 1);
+          await queueShredding(trx, schema, data.workspaceId, input.actorId, bases, 'actor deleted', clock());
+        },
         outbox: outbox('ActorDeleted', input.actorId, caller, () => ({ actorId: input.actorId, workspaceId: data.workspaceId, occurredAt: data.deletedAt })),
       });
-      const bases = [...new Set(secretCoordinates(state.partialConfig).map(baseOf))];
-      await destroyBestEffort(data.workspaceId, bases, 'of a deleted actor');
+      await shredNow();
     },
 
     /** Links a source to a destination of the same workspace. */

@@ -10,6 +10,8 @@ export const configServiceSchema = z.object({
   CONFIG_CLIENT_ID: z.string().min(1).default('config'),
   CONFIG_CLIENT_SECRET: z.string({ error: 'required: the config service identity secret' }).min(16, 'must be at least 16 characters'),
   COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer'),
+  CONFIG_SHRED_RETRY_SECONDS: z.coerce.number().int().positive().default(5),
+  CONFIG_MAX_CONFIG_BYTES: z.coerce.number().int().positive().default(256 * 1024),
 });
 
 /** The parsed configuration of the config service. */

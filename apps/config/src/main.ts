@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
-import { announceListening, failStartup, jwksFromAuth, onShutdown, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, jwksFromAuth, onShutdown, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier } from '@coffer/tokens';
 import { loadConfigServiceConfig } from './config';
@@ -43,15 +43,19 @@ try {
       delete: async (workspaceId, coordinates) => void (await secrets.deleteSecrets({ workspaceId, coordinates })),
     },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
+    maxConfigBytes: config.CONFIG_MAX_CONFIG_BYTES,
     logger,
     clock: () => new Date(),
     newId: randomUUID,
   });
+  // Orphaned secrets are shredded right after each change; this retries what secrets could not take then.
+  const background = startBackgroundJobs(logger, [['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredPending()]]);
   const verifier = createTokenVerifier({ issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', fetchJwks: jwksFromAuth(config.AUTH_ADDRESS) });
   const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger });
   const port = await server.listen(config.CONFIG_GRPC_ADDRESS);
   announceListening(logger, 'config', port);
   onShutdown(logger, [
+    ['background jobs', () => background.stop()],
     ['grpc', () => server.shutdown()],
     ['secrets client', async () => {
       secrets.close();

@@ -28,18 +28,18 @@ describe('actor decider', () => {
 
   it('given an actor, when updating, then ActorConfigUpdated with the new partial config', () => {
     const state = given(decide(create, initialState()));
-    const events = decide({ type: 'UpdateActorConfig', name: 'api2', partialConfig: { a: 1 }, now }, state);
-    expect(events).toEqual([{ type: 'ActorConfigUpdated', data: { actorId: 'a1', workspaceId: 'w1', name: 'api2', partialConfig: { a: 1 }, updatedAt: now } }]);
+    const events = decide({ type: 'UpdateActorConfig', name: 'api2', partialConfig: { a: 1 }, shredBases: ['b1'], now }, state);
+    expect(events).toEqual([{ type: 'ActorConfigUpdated', data: { actorId: 'a1', workspaceId: 'w1', name: 'api2', partialConfig: { a: 1 }, shredBases: ['b1'], updatedAt: now } }]);
     expect(given([...decide(create, initialState()), ...events])).toMatchObject({ name: 'api2', partialConfig: { a: 1 } });
   });
 
   it('given a deleted actor, when updating or deleting, then not_found', () => {
     const created = decide(create, initialState());
-    const deleted = decide({ type: 'DeleteActor', now }, given(created));
+    const deleted = decide({ type: 'DeleteActor', shredBases: [], now }, given(created));
     const state = given([...created, ...deleted]);
     expect(state.status).toBe('deleted');
-    expect(() => decide({ type: 'UpdateActorConfig', name: 'x', partialConfig: {}, now }, state)).toThrow(/no such actor/);
-    expect(() => decide({ type: 'DeleteActor', now }, state)).toThrow(/no such actor/);
+    expect(() => decide({ type: 'UpdateActorConfig', name: 'x', partialConfig: {}, shredBases: [], now }, state)).toThrow(/no such actor/);
+    expect(() => decide({ type: 'DeleteActor', shredBases: [], now }, state)).toThrow(/no such actor/);
   });
 });
 

@@ -20,12 +20,16 @@ export interface UpdateActorConfig {
   type: 'UpdateActorConfig';
   name: string;
   partialConfig: unknown;
+  /** Secret bases the new config no longer references: shredded at secrets. */
+  shredBases: string[];
   now: string;
 }
 
 /** Deletes an actor; its secrets are destroyed afterwards. */
 export interface DeleteActor {
   type: 'DeleteActor';
+  /** Every secret base of the actor: shredded at secrets. */
+  shredBases: string[];
   now: string;
 }
 
@@ -47,12 +51,14 @@ export interface ActorConfigUpdatedData {
   workspaceId: string;
   name: string;
   partialConfig: unknown;
+  shredBases: string[];
   updatedAt: string;
 }
 
 export interface ActorDeletedData {
   actorId: string;
   workspaceId: string;
+  shredBases: string[];
   deletedAt: string;
 }
 
@@ -100,12 +106,19 @@ export function decide(command: ActorCommand, state: ActorState): ActorEvent[] {
       return [
         {
           type: 'ActorConfigUpdated',
-          data: { actorId: state.actorId!, workspaceId: state.workspaceId!, name: command.name, partialConfig: command.partialConfig, updatedAt: command.now },
+          data: {
+            actorId: state.actorId!,
+            workspaceId: state.workspaceId!,
+            name: command.name,
+            partialConfig: command.partialConfig,
+            shredBases: command.shredBases,
+            updatedAt: command.now,
+          },
         },
       ];
     case 'DeleteActor':
       if (state.status !== 'active') throw new CofferError('not_found', 'no such actor');
-      return [{ type: 'ActorDeleted', data: { actorId: state.actorId!, workspaceId: state.workspaceId!, deletedAt: command.now } }];
+      return [{ type: 'ActorDeleted', data: { actorId: state.actorId!, workspaceId: state.workspaceId!, shredBases: command.shredBases, deletedAt: command.now } }];
   }
 }
 

@@ -1,0 +1,118 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configV1, type MessagingNamespace } from '@coffer/contracts';
+import { startStack, type Stack } from '@coffer/cli';
+import { createPromiseClient, createServiceTokenProvider, type PromiseClient } from '@coffer/rpc';
+import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const specsDir = join(process.env.COFFER_CONFORMANCE_DIR ?? resolve(repoRoot, '../shared/conformance'), 'connector-specs');
+const githubSpecFile = join(specsDir, 'source-github.spec.json');
+const present = existsSync(githubSpecFile);
+if (!present) console.warn(`connector specs not found at ${specsDir} (set COFFER_CONFORMANCE_DIR): skipping the no-orphans tests`);
+
+const canary = (label: string) => `canary-${label}-${Math.random().toString(36).slice(2)}`;
+
+describe.skipIf(!present)('no orphans: coordinates a config stops referencing are shredded at secrets', () => {
+  let db: TestDatabase;
+  let ns: MessagingNamespace;
+  let stack: Stack;
+  let config: PromiseClient<configV1.ConfigServiceClient> & { close(): void };
+  let workspaceId = '';
+
+  beforeAll(async () => {
+    db = await createTestDatabase('coffer_orphans');
+    ns = uniqueNamespace();
+    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns });
+    config = createPromiseClient(configV1.ConfigServiceClient, stack.services.config.address, {
+      tokenProvider: createServiceTokenProvider({ authAddress: stack.services.auth.address, ...stack.credentials.clients.operator, audience: 'config' }),
+    });
+    workspaceId = (await config.createWorkspace({ name: 'orphans' })).workspace!.workspaceId;
+  }, 180_000);
+
+  afterAll(async () => {
+    config?.close();
+    await stack?.stop();
+    await deleteStreams(testNatsUrl(), ns);
+    await db?.drop();
+  }, 60_000);
+
+  async function query<T extends pg.QueryResultRow>(text: string, params: unknown[] = []): Promise<T[]> {
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    try {
+      return (await client.query<T>(text, params)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+
+  const storedPartial = async (actorId: string) =>
+    (await query<{ p: unknown }>('select partial_config as p from config.actors where actor_id = $1', [actorId]))[0]!.p as Record<string, any>;
+
+  const states = async (coordinates: string[]) =>
+    new Map((await query<{ coordinate: string; state: string }>('select coordinate, state from secrets.secret_versions where coordinate = any($1)', [coordinates])).map((r) => [r.coordinate, r.state]));
+
+  async function eventually(check: () => Promise<boolean>, what: string, timeoutMs = 45_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      if (await check()) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
+
+  it("switching source-github from OAuth to a personal access token shreds the OAuth branch's coordinates", async () => {
+    const spec = (JSON.parse(readFileSync(githubSpecFile, 'utf8')) as { connectionSpecification: unknown }).connectionSpecification;
+    const definitionId = (
+      await config.registerConnectorDefinition({ name: 'GitHub', actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, connector: 'airbyte:source-github', specJson: JSON.stringify(spec) })
+    ).definition!.definitionId;
+    const oauth = { option_title: 'OAuth Credentials', access_token: canary('gh-access'), client_id: canary('gh-client'), client_secret: canary('gh-secret') };
+    const actor = (
+      await config.createActor({ workspaceId, definitionId, name: 'github', configJson: JSON.stringify({ credentials: oauth, repositories: ['airbytehq/airbyte'] }) })
+    ).actor!;
+    expect(JSON.parse(actor.configJson).credentials).toEqual({ option_title: 'OAuth Credentials', access_token: '**********', client_id: '**********', client_secret: '**********' });
+    const before = await storedPartial(actor.actorId);
+    const oauthCoordinates = ['access_token', 'client_id', 'client_secret'].map((k) => before.credentials[k]._secret as string);
+    expect([...(await states(oauthCoordinates)).values()]).toEqual(['active', 'active', 'active']);
+
+    const pat = canary('gh-pat');
+    await config.updateActor({
+      actorId: actor.actorId,
+      expectedVersion: actor.version,
+      name: 'github',
+      configJson: JSON.stringify({ credentials: { option_title: 'PAT Credentials', personal_access_token: pat }, repositories: ['airbytehq/airbyte'] }),
+    });
+    const after = await storedPartial(actor.actorId);
+    expect(Object.keys(after.credentials).sort()).toEqual(['option_title', 'personal_access_token']);
+    await eventually(async () => [...(await states(oauthCoordinates)).values()].every((s) => s === 'destroyed'), 'the OAuth coordinates to be shredded');
+    expect((await states([after.credentials.personal_access_token._secret]))!.get(after.credentials.personal_access_token._secret)).toBe('active');
+    const stored = JSON.stringify(await query('select data from config.events'));
+    for (const c of [pat, ...Object.values(oauth)].filter((v) => v.startsWith('canary-'))) expect(stored).not.toContain(c);
+  });
+
+  it('an update while secrets is down still shreds the orphaned coordinate once secrets is back', async () => {
+    const spec = { type: 'object', required: ['url'], properties: { url: { type: 'string' }, api_token: { type: 'string', airbyte_secret: true } } };
+    const definitionId = (
+      await config.registerConnectorDefinition({ name: 'optional token', actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, connector: 'builtin:http-json', specJson: JSON.stringify(spec) })
+    ).definition!.definitionId;
+    const actor = (await config.createActor({ workspaceId, definitionId, name: 'api', configJson: JSON.stringify({ url: 'https://example.test', api_token: canary('outage') }) })).actor!;
+    const coordinate = (await storedPartial(actor.actorId)).api_token._secret as string;
+
+    await stack.stopOne('secrets');
+    await config.updateActor({ actorId: actor.actorId, expectedVersion: actor.version, name: 'api', configJson: JSON.stringify({ url: 'https://example.test' }) });
+    const queued = await query<{ coordinate: string; attempts: number; last_error: string | null }>('select coordinate, attempts, last_error from config.secret_shredding');
+    expect(queued.map((q) => q.coordinate)).toEqual([coordinate.replace(/_v1$/, '')]);
+    expect(queued[0]!.attempts).toBeGreaterThanOrEqual(1);
+    expect((await states([coordinate])).get(coordinate)).toBe('active');
+
+    await stack.restart('secrets');
+    await eventually(async () => (await states([coordinate])).get(coordinate) === 'destroyed', 'the orphan to be shredded after secrets came back');
+    await eventually(async () => (await query('select 1 from config.secret_shredding')).length === 0, 'the shredding queue to empty');
+    const shreddedEvents = await query<{ c: string }>(`select data->>'coordinate' as c from config.events where type = 'OrphanedSecretShredded'`);
+    expect(shreddedEvents.map((e) => e.c)).toContain(coordinate.replace(/_v1$/, ''));
+  }, 120_000);
+});
