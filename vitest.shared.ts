@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 const globalSetup = fileURLToPath(new URL('./libs/testing/src/global-setup.ts', import.meta.url));
 
 /** The vitest config every project uses: unit and integration tests side by side, one shared Postgres/NATS. */
-export function projectConfig(options: { testTimeout?: number } = {}) {
+export function projectConfig(options: { testTimeout?: number; fileParallelism?: boolean } = {}) {
   return defineConfig({
     test: {
       include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
@@ -13,6 +13,7 @@ export function projectConfig(options: { testTimeout?: number } = {}) {
       hookTimeout: 120_000,
       pool: 'forks',
       maxWorkers: 2,
+      fileParallelism: options.fileParallelism ?? true,
       passWithNoTests: false,
     },
   });
