@@ -49,5 +49,47 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
     getConnection: { permission: 'config.read', handler: async (req) => ({ connection: await service.getConnection(req.connectionId) }) },
     requestSync: { permission: 'config.write', handler: async (req, ctx) => ({ jobId: await service.requestSync(req.connectionId, callerOf(ctx)) }) },
     getSyncPlan: { permission: 'config.sync_plan', handler: async (req) => ({ plan: await service.getSyncPlan(req.connectionId) }) },
+    listWorkspaces: {
+      permission: 'config.read',
+      handler: async (req) => {
+        const page = await service.listWorkspaces(req.page);
+        return { workspaces: page.items, nextPageToken: page.nextPageToken };
+      },
+    },
+    updateWorkspace: { permission: 'config.write', handler: async (req, ctx) => ({ workspace: await service.updateWorkspace(req, callerOf(ctx)) }) },
+    deleteWorkspace: { permission: 'config.write', handler: async (req, ctx) => ({ actorsDeleted: await service.deleteWorkspace(req, callerOf(ctx)) }) },
+    listConnectorDefinitions: {
+      permission: 'config.read',
+      handler: async (req) => {
+        const page = await service.listDefinitions({ actorType: actorTypeOf(req.actorType), page: req.page });
+        return { definitions: page.items.map(definitionOut), nextPageToken: page.nextPageToken };
+      },
+    },
+    updateConnectorDefinition: {
+      permission: 'config.write',
+      handler: async (req, ctx) => ({ definition: definitionOut(await service.updateDefinition(req, callerOf(ctx))) }),
+    },
+    listActors: {
+      permission: 'config.read',
+      handler: async (req) => {
+        const page = await service.listActors({ workspaceId: req.workspaceId, actorType: actorTypeOf(req.actorType), page: req.page });
+        return { actors: page.items.map(actorOut), nextPageToken: page.nextPageToken };
+      },
+    },
+    listConnections: {
+      permission: 'config.read',
+      handler: async (req) => {
+        const page = await service.listConnections(req);
+        return { connections: page.items, nextPageToken: page.nextPageToken };
+      },
+    },
+    updateConnection: { permission: 'config.write', handler: async (req, ctx) => ({ connection: await service.updateConnection(req, callerOf(ctx)) }) },
+    deleteConnection: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await service.deleteConnection(req, callerOf(ctx));
+        return {};
+      },
+    },
   });
 }

@@ -35,6 +35,7 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
     updated_at timestamptz not null
   )`.execute(db);
   await sql`create index if not exists actors_workspace on ${s}.actors (workspace_id)`.execute(db);
+  await sql`alter table ${s}.workspaces add column if not exists deleted boolean not null default false`.execute(db);
   await sql`create table if not exists ${s}.secret_shredding (
     coordinate text primary key,
     workspace_id uuid not null,
@@ -55,6 +56,7 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
     version integer not null,
     created_at timestamptz not null
   )`.execute(db);
+  await sql`alter table ${s}.connections add column if not exists deleted boolean not null default false`.execute(db);
 }
 
 export interface WorkspaceRow {
@@ -174,7 +176,13 @@ export function isUuid(id: string): boolean {
 /** One workspace, or undefined. */
 export async function findWorkspace(db: Db, schema: string, id: string): Promise<WorkspaceRow | undefined> {
   if (!isUuid(id)) return undefined;
-  return db.withSchema(schema).selectFrom('workspaces').select(['workspace_id', 'name', 'version']).where('workspace_id', '=', id).executeTakeFirst();
+  return db
+    .withSchema(schema)
+    .selectFrom('workspaces')
+    .select(['workspace_id', 'name', 'version'])
+    .where('workspace_id', '=', id)
+    .where('deleted', '=', false)
+    .executeTakeFirst();
 }
 
 /** One connector definition, or undefined. */
@@ -208,6 +216,7 @@ export async function findConnection(db: Db, schema: string, id: string): Promis
     .selectFrom('connections')
     .select(['connection_id', 'workspace_id', 'source_id', 'destination_id', 'name', 'version'])
     .where('connection_id', '=', id)
+    .where('deleted', '=', false)
     .executeTakeFirst();
 }
 
@@ -256,4 +265,97 @@ export async function postponeShredding(db: Db, schema: string, coordinates: str
         last_error = ${error},
         next_attempt_at = ${now}::timestamptz + least(interval '5 minutes', interval '1 second' * power(2, attempts))
     where coordinate in (${sql.join(coordinates)})`.execute(db);
+}
+
+/** A page of rows ordered by id, and whether more follow. */
+export interface Page<T> {
+  rows: T[];
+  more: boolean;
+}
+
+/** Workspaces after `after` (an id), oldest id first. */
+export async function listWorkspaces(db: Db, schema: string, after: string, limit: number): Promise<Page<WorkspaceRow>> {
+  const rows = await db
+    .withSchema(schema)
+    .selectFrom('workspaces')
+    .select(['workspace_id', 'name', 'version'])
+    .where('deleted', '=', false)
+    .where('workspace_id', '>', after)
+    .orderBy('workspace_id')
+    .limit(limit + 1)
+    .execute();
+  return { rows: rows.slice(0, limit) as WorkspaceRow[], more: rows.length > limit };
+}
+
+/** Connector definitions after `after`, optionally of one actor type. */
+export async function listDefinitions(db: Db, schema: string, actorType: string | undefined, after: string, limit: number): Promise<Page<DefinitionRow>> {
+  let q = db
+    .withSchema(schema)
+    .selectFrom('connector_definitions')
+    .select(['definition_id', 'name', 'actor_type', 'connector', 'spec', 'version'])
+    .where('definition_id', '>', after);
+  if (actorType) q = q.where('actor_type', '=', actorType);
+  const rows = await q.orderBy('definition_id').limit(limit + 1).execute();
+  return { rows: rows.slice(0, limit) as DefinitionRow[], more: rows.length > limit };
+}
+
+/** Live actors of a workspace after `after`, optionally of one type, with their definitions' specs. */
+export async function listActors(
+  db: Db,
+  schema: string,
+  workspaceId: string,
+  actorType: string | undefined,
+  after: string,
+  limit: number,
+): Promise<Page<ActorRow & { spec: unknown }>> {
+  let q = db
+    .withSchema(schema)
+    .selectFrom('actors as a')
+    .innerJoin('connector_definitions as d', 'd.definition_id', 'a.definition_id')
+    .select(['a.actor_id', 'a.workspace_id', 'a.definition_id', 'a.actor_type', 'a.name', 'a.partial_config', 'a.version', 'a.deleted', 'd.spec'])
+    .where('a.workspace_id', '=', workspaceId)
+    .where('a.deleted', '=', false)
+    .where('a.actor_id', '>', after);
+  if (actorType) q = q.where('a.actor_type', '=', actorType);
+  const rows = await q.orderBy('a.actor_id').limit(limit + 1).execute();
+  return { rows: rows.slice(0, limit) as (ActorRow & { spec: unknown })[], more: rows.length > limit };
+}
+
+/** Live connections of a workspace after `after`. */
+export async function listConnections(db: Db, schema: string, workspaceId: string, after: string, limit: number): Promise<Page<ConnectionRow>> {
+  const rows = await db
+    .withSchema(schema)
+    .selectFrom('connections')
+    .select(['connection_id', 'workspace_id', 'source_id', 'destination_id', 'name', 'version'])
+    .where('workspace_id', '=', workspaceId)
+    .where('deleted', '=', false)
+    .where('connection_id', '>', after)
+    .orderBy('connection_id')
+    .limit(limit + 1)
+    .execute();
+  return { rows: rows.slice(0, limit) as ConnectionRow[], more: rows.length > limit };
+}
+
+/** Every live actor id of a workspace (for a cascading delete). */
+export async function workspaceActorIds(db: Db, schema: string, workspaceId: string): Promise<string[]> {
+  const rows = await db.withSchema(schema).selectFrom('actors').select('actor_id').where('workspace_id', '=', workspaceId).where('deleted', '=', false).execute();
+  return rows.map((r) => r.actor_id as string);
+}
+
+/** Every live connection id of a workspace (for a cascading delete). */
+export async function workspaceConnectionIds(db: Db, schema: string, workspaceId: string): Promise<string[]> {
+  const rows = await db.withSchema(schema).selectFrom('connections').select('connection_id').where('workspace_id', '=', workspaceId).where('deleted', '=', false).execute();
+  return rows.map((r) => r.connection_id as string);
+}
+
+/** Sets fields of one read-model row (rename, new version, soft delete). */
+export async function patchRow(
+  trx: Db,
+  schema: string,
+  table: 'workspaces' | 'connector_definitions' | 'connections',
+  idColumn: string,
+  id: string,
+  values: Record<string, unknown>,
+): Promise<void> {
+  await trx.withSchema(schema).updateTable(table).set(values).where(idColumn, '=', id).execute();
 }

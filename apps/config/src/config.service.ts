@@ -20,6 +20,14 @@ import {
   projectWorkspaceCreated,
   completeShredding,
   dueShredding,
+  listActors,
+  listConnections,
+  listDefinitions,
+  listWorkspaces,
+  patchRow,
+  workspaceActorIds,
+  workspaceConnectionIds,
+  isUuid,
   postponeShredding,
   queueShredding,
   type ActorRow,
@@ -36,7 +44,24 @@ export interface Caller {
 export interface SecretsPort {
   write(workspaceId: string, writes: { baseCoordinate: string; expectedVersion: number; value: string }[]): Promise<void>;
   delete(workspaceId: string, coordinates: string[]): Promise<void>;
+  /** Shreds every secret of a workspace. */
+  deleteWorkspace(workspaceId: string): Promise<void>;
 }
+
+/** A page request: `pageToken` is opaque, from the previous page. */
+export interface PageInput {
+  pageSize: number;
+  pageToken: string;
+}
+
+/** A page of results. */
+export interface PageOf<T> {
+  items: T[];
+  nextPageToken: string;
+}
+
+/** Shredding-queue entries of this form shred a whole workspace at secrets. */
+const WORKSPACE_SWEEP = 'workspace:';
 
 export interface ConfigServiceDeps {
   db: Kysely<any>;
@@ -121,6 +146,21 @@ function parseJsonObject(text: string, field: string): Record<string, unknown> {
 }
 
 const baseOf = (coordinate: string) => coordinate.slice(0, coordinate.lastIndexOf('_v'));
+
+const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+function pageOf(page: PageInput | undefined): { after: string; limit: number } {
+  const size = page?.pageSize ?? 0;
+  if (!Number.isInteger(size) || size < 0 || size > 500) throw invalid('page.page_size', 'must be 1 to 500 (0 means 50)');
+  if (!page?.pageToken) return { after: NIL_UUID, limit: size || 50 };
+  const after = Buffer.from(page.pageToken, 'base64url').toString('utf8');
+  if (!isUuid(after)) throw invalid('page.page_token', 'is not a token this service issued');
+  return { after, limit: size || 50 };
+}
+
+function nextToken<T>(rows: T[], more: boolean, idOf: (row: T) => string): string {
+  return more && rows.length > 0 ? Buffer.from(idOf(rows.at(-1)!), 'utf8').toString('base64url') : '';
+}
 
 /** The config service's use cases; secrets leave every config before it is stored. */
 export function createConfigService(deps: ConfigServiceDeps) {
@@ -207,7 +247,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
     let shredded = 0;
     for (const item of due) {
       try {
-        await secrets.delete(item.workspace_id, [item.coordinate]);
+        if (item.coordinate.startsWith(WORKSPACE_SWEEP)) await secrets.deleteWorkspace(item.workspace_id);
+        else await secrets.delete(item.workspace_id, [item.coordinate]);
       } catch (err) {
         // not_found: secrets never stored it (or forgot the base): nothing left to shred.
         if (!(isCofferError(err) && err.code === 'not_found')) {
@@ -261,8 +302,152 @@ export function createConfigService(deps: ConfigServiceDeps) {
     };
   }
 
+  async function loadCatalog(streamId: string) {
+    const { currentVersion, events } = await store.readStream(streamId);
+    const state = events.reduce((s, e) => catalogDomain.evolve(s, { type: e.type, data: e.data } as unknown as catalogDomain.CatalogEvent), catalogDomain.initialState());
+    return { state, version: currentVersion };
+  }
+
+  function checkVersion(what: string, id: string, expected: number, actual: number): void {
+    if (expected !== 0 && expected !== actual) throw new CofferError('version_conflict', `${what} ${id} is at version ${actual}, not ${expected}`);
+  }
+
   return {
     shredPending,
+
+    /** Workspaces, a page at a time. */
+    async listWorkspaces(page?: PageInput): Promise<PageOf<WorkspaceView>> {
+      const { after, limit } = pageOf(page);
+      const { rows, more } = await listWorkspaces(db, schema, after, limit);
+      return { items: rows.map((w) => ({ workspaceId: w.workspace_id, name: w.name, version: w.version })), nextPageToken: nextToken(rows, more, (r) => r.workspace_id) };
+    },
+
+    /** Renames a workspace, with an expected version (0 skips the check). */
+    async updateWorkspace(input: { workspaceId: string; expectedVersion: number; name: string }, caller: Caller): Promise<WorkspaceView> {
+      const name = requireName(input.name);
+      const { state, version } = await loadCatalog(`workspace-${input.workspaceId}`);
+      checkVersion('workspace', input.workspaceId, input.expectedVersion, version);
+      const events = catalogDomain.decide({ type: 'RenameWorkspace', name, now: now() }, state);
+      await store.append(`workspace-${input.workspaceId}`, version, asNew(events, caller), {
+        project: (trx) => patchRow(trx, schema, 'workspaces', 'workspace_id', input.workspaceId, { name, version: version + 1 }),
+      });
+      return { workspaceId: input.workspaceId, name, version: version + 1 };
+    },
+
+    /**
+     * Deletes a workspace with every source, destination and connection in it, in one transaction,
+     * then shreds all its secrets at secrets (queued with the events, so an outage only delays it).
+     */
+    async deleteWorkspace(input: { workspaceId: string; expectedVersion: number }, caller: Caller): Promise<number> {
+      const { state, version } = await loadCatalog(`workspace-${input.workspaceId}`);
+      checkVersion('workspace', input.workspaceId, input.expectedVersion, version);
+      const at = now();
+      const wsEvents = catalogDomain.decide({ type: 'DeleteWorkspace', now: at }, state);
+      const actorIds = await workspaceActorIds(db, schema, input.workspaceId);
+      const connectionIds = await workspaceConnectionIds(db, schema, input.workspaceId);
+      const actors = await Promise.all(actorIds.map(async (id) => ({ id, ...(await loadActor(id)) })));
+      const connections = await Promise.all(connectionIds.map(async (id) => ({ id, ...(await loadConnection(id)) })));
+      await db.transaction().execute(async (trx) => {
+        await store.appendInTransaction(trx, `workspace-${input.workspaceId}`, version, asNew(wsEvents, caller), {
+          project: async (t) => {
+            await patchRow(t, schema, 'workspaces', 'workspace_id', input.workspaceId, { deleted: true, version: version + 1 });
+            await queueShredding(t, schema, input.workspaceId, null, [`${WORKSPACE_SWEEP}${input.workspaceId}`], 'workspace deleted', clock());
+          },
+          outbox: outbox('WorkspaceDeleted', input.workspaceId, caller, () => ({ workspaceId: input.workspaceId, occurredAt: at })),
+        });
+        for (const a of actors) {
+          if (a.state.status !== 'active') continue;
+          const bases = [...new Set(secretCoordinates(a.state.partialConfig).map(baseOf))];
+          const events = actorDomain.decide({ type: 'DeleteActor', shredBases: bases, now: at }, a.state);
+          const data = events[0]!.data as actorDomain.ActorDeletedData;
+          await store.appendInTransaction(trx, `actor-${a.id}`, a.version, asNew(events, caller), {
+            project: async (t) => {
+              await projectActorDeleted(t, schema, data, a.version + 1);
+              await queueShredding(t, schema, input.workspaceId, a.id, bases, 'workspace deleted', clock());
+            },
+            outbox: outbox('ActorDeleted', a.id, caller, () => ({ actorId: a.id, workspaceId: input.workspaceId, occurredAt: at })),
+          });
+        }
+        for (const c of connections) {
+          if (!c.state.exists || c.state.deleted) continue;
+          const events = connectionDomain.decide({ type: 'DeleteConnection', now: at }, c.state);
+          await store.appendInTransaction(trx, `connection-${c.id}`, c.version, asNew(events, caller), {
+            project: (t) => patchRow(t, schema, 'connections', 'connection_id', c.id, { deleted: true, version: c.version + 1 }),
+            outbox: outbox('ConnectionDeleted', c.id, caller, () => ({ connectionId: c.id, workspaceId: input.workspaceId, occurredAt: at })),
+          });
+        }
+      });
+      await shredNow();
+      return actors.filter((a) => a.state.status === 'active').length;
+    },
+
+    /** Connector definitions, a page at a time, optionally of one type. */
+    async listDefinitions(input: { actorType?: actorDomain.ActorType; page?: PageInput }): Promise<PageOf<DefinitionView>> {
+      const { after, limit } = pageOf(input.page);
+      const { rows, more } = await listDefinitions(db, schema, input.actorType, after, limit);
+      return {
+        items: rows.map((d) => ({ definitionId: d.definition_id, name: d.name, actorType: d.actor_type, connector: d.connector, specJson: JSON.stringify(d.spec), version: d.version })),
+        nextPageToken: nextToken(rows, more, (r) => r.definition_id),
+      };
+    },
+
+    /** Records a new version of a definition's spec; configs are validated against the latest version. */
+    async updateDefinition(input: { definitionId: string; expectedVersion: number; name: string; specJson: string }, caller: Caller): Promise<DefinitionView> {
+      const name = requireName(input.name);
+      const spec = parseBounded(input.specJson, 'spec_json');
+      compileSpec(spec, 'spec_json');
+      const { state, version } = await loadCatalog(`definition-${input.definitionId}`);
+      checkVersion('connector definition', input.definitionId, input.expectedVersion, version);
+      const events = catalogDomain.decide({ type: 'UpdateConnectorDefinition', name, spec, now: now() }, state);
+      await store.append(`definition-${input.definitionId}`, version, asNew(events, caller), {
+        project: (trx) => patchRow(trx, schema, 'connector_definitions', 'definition_id', input.definitionId, { name, spec: JSON.stringify(spec), version: version + 1 }),
+      });
+      const def = await requireDefinition(input.definitionId);
+      return { definitionId: def.definition_id, name, actorType: def.actor_type, connector: def.connector, specJson: JSON.stringify(spec), version: version + 1 };
+    },
+
+    /** Sources and destinations of a workspace, masked, a page at a time. */
+    async listActors(input: { workspaceId: string; actorType?: actorDomain.ActorType; page?: PageInput }): Promise<PageOf<ActorView>> {
+      const ws = await requireWorkspace(input.workspaceId);
+      const { after, limit } = pageOf(input.page);
+      const { rows, more } = await listActors(db, schema, ws.workspace_id, input.actorType, after, limit);
+      return { items: rows.map((a) => actorView(a, a.spec, a.partial_config)), nextPageToken: nextToken(rows, more, (r) => r.actor_id) };
+    },
+
+    /** Connections of a workspace, a page at a time. */
+    async listConnections(input: { workspaceId: string; page?: PageInput }): Promise<PageOf<ConnectionView>> {
+      const ws = await requireWorkspace(input.workspaceId);
+      const { after, limit } = pageOf(input.page);
+      const { rows, more } = await listConnections(db, schema, ws.workspace_id, after, limit);
+      return {
+        items: rows.map((c) => ({ connectionId: c.connection_id, workspaceId: c.workspace_id, sourceId: c.source_id, destinationId: c.destination_id, name: c.name, version: c.version })),
+        nextPageToken: nextToken(rows, more, (r) => r.connection_id),
+      };
+    },
+
+    /** Renames a connection, with an expected version. */
+    async updateConnection(input: { connectionId: string; expectedVersion: number; name: string }, caller: Caller): Promise<ConnectionView> {
+      const name = requireName(input.name);
+      const { state, version } = await loadConnection(input.connectionId);
+      checkVersion('connection', input.connectionId, input.expectedVersion, version);
+      const events = connectionDomain.decide({ type: 'RenameConnection', name, now: now() }, state);
+      await store.append(`connection-${input.connectionId}`, version, asNew(events, caller), {
+        project: (trx) => patchRow(trx, schema, 'connections', 'connection_id', input.connectionId, { name, version: version + 1 }),
+      });
+      return { connectionId: input.connectionId, workspaceId: state.workspaceId!, sourceId: state.sourceId!, destinationId: state.destinationId!, name, version: version + 1 };
+    },
+
+    /** Deletes a connection; its source and destination stay. */
+    async deleteConnection(input: { connectionId: string; expectedVersion: number }, caller: Caller): Promise<void> {
+      const { state, version } = await loadConnection(input.connectionId);
+      checkVersion('connection', input.connectionId, input.expectedVersion, version);
+      const at = now();
+      const events = connectionDomain.decide({ type: 'DeleteConnection', now: at }, state);
+      await store.append(`connection-${input.connectionId}`, version, asNew(events, caller), {
+        project: (trx) => patchRow(trx, schema, 'connections', 'connection_id', input.connectionId, { deleted: true, version: version + 1 }),
+        outbox: outbox('ConnectionDeleted', input.connectionId, caller, () => ({ connectionId: input.connectionId, workspaceId: state.workspaceId!, occurredAt: at })),
+      });
+    },
 
     /** Creates a workspace. */
     async createWorkspace(name: string, caller: Caller): Promise<WorkspaceView> {

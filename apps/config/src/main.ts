@@ -41,6 +41,7 @@ try {
     secrets: {
       write: async (workspaceId, writes) => void (await secrets.writeSecrets({ workspaceId, secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) })),
       delete: async (workspaceId, coordinates) => void (await secrets.deleteSecrets({ workspaceId, coordinates })),
+      deleteWorkspace: async (workspaceId) => void (await secrets.deleteWorkspaceSecrets({ workspaceId })),
     },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
     maxConfigBytes: config.CONFIG_MAX_CONFIG_BYTES,

@@ -115,4 +115,51 @@ describe.skipIf(!present)('no orphans: coordinates a config stops referencing ar
     const shreddedEvents = await query<{ c: string }>(`select data->>'coordinate' as c from config.events where type = 'OrphanedSecretShredded'`);
     expect(shreddedEvents.map((e) => e.c)).toContain(coordinate.replace(/_v1$/, ''));
   }, 120_000);
+
+  it('lists pages, refuses stale versions, and deleting a workspace deletes its actors and connections and shreds every secret', async () => {
+    const ws = (await config.createWorkspace({ name: 'to delete' })).workspace!;
+    const spec = { type: 'object', required: ['url'], properties: { url: { type: 'string' }, api_token: { type: 'string', airbyte_secret: true } } };
+    const source = (
+      await config.registerConnectorDefinition({ name: 'src', actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, connector: 'builtin:http-json', specJson: JSON.stringify(spec) })
+    ).definition!;
+    const dest = (
+      await config.registerConnectorDefinition({ name: 'dst', actorType: configV1.ActorType.ACTOR_TYPE_DESTINATION, connector: 'builtin:postgres', specJson: JSON.stringify(spec) })
+    ).definition!;
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push((await config.createActor({ workspaceId: ws.workspaceId, definitionId: source.definitionId, name: `s${i}`, configJson: JSON.stringify({ url: 'u', api_token: canary(`ws-${i}`) }) })).actor!.actorId);
+    }
+    const destination = (await config.createActor({ workspaceId: ws.workspaceId, definitionId: dest.definitionId, name: 'd', configJson: JSON.stringify({ url: 'u', api_token: canary('ws-d') }) })).actor!;
+
+    const first = await config.listActors({ workspaceId: ws.workspaceId, actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, page: { pageSize: 2, pageToken: '' } });
+    expect(first.actors).toHaveLength(2);
+    expect(first.nextPageToken).not.toBe('');
+    const second = await config.listActors({ workspaceId: ws.workspaceId, actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, page: { pageSize: 2, pageToken: first.nextPageToken } });
+    expect(second.actors).toHaveLength(1);
+    expect(second.nextPageToken).toBe('');
+    expect([...first.actors, ...second.actors].map((a) => a.actorId).sort()).toEqual([...ids].sort());
+    for (const a of [...first.actors, ...second.actors]) expect(JSON.parse(a.configJson).api_token).toBe('**********');
+    await expect(config.listActors({ workspaceId: ws.workspaceId, actorType: 0, page: { pageSize: 2, pageToken: 'bm90LWEtdXVpZA' } })).rejects.toMatchObject({ code: 'invalid_argument' });
+
+    await expect(config.updateWorkspace({ workspaceId: ws.workspaceId, expectedVersion: ws.version + 5, name: 'x' })).rejects.toMatchObject({ code: 'version_conflict' });
+    const renamed = (await config.updateWorkspace({ workspaceId: ws.workspaceId, expectedVersion: ws.version, name: 'renamed' })).workspace!;
+    expect(renamed).toMatchObject({ name: 'renamed', version: ws.version + 1 });
+
+    const connection = (await config.createConnection({ workspaceId: ws.workspaceId, sourceId: ids[0]!, destinationId: destination.actorId, name: 'c' })).connection!;
+    const renamedConnection = (await config.updateConnection({ connectionId: connection.connectionId, expectedVersion: connection.version, name: 'c2' })).connection!;
+    expect((await config.listConnections({ workspaceId: ws.workspaceId, page: undefined })).connections.map((c) => c.name)).toEqual(['c2']);
+    await config.deleteConnection({ connectionId: connection.connectionId, expectedVersion: renamedConnection.version });
+    await expect(config.requestSync({ connectionId: connection.connectionId })).rejects.toMatchObject({ code: 'not_found' });
+
+    const deleted = await config.deleteWorkspace({ workspaceId: ws.workspaceId, expectedVersion: renamed.version });
+    expect(Number(deleted.actorsDeleted)).toBe(4);
+    await expect(config.getWorkspace({ workspaceId: ws.workspaceId })).rejects.toMatchObject({ code: 'not_found' });
+    await expect(config.getActor({ actorId: ids[0]! })).rejects.toMatchObject({ code: 'not_found' });
+    await eventually(
+      async () => (await query(`select 1 from secrets.secret_versions where workspace_id = $1 and state = 'active'`, [ws.workspaceId])).length === 0,
+      'every secret of the deleted workspace to be shredded',
+    );
+    expect((await query(`select 1 from secrets.secret_versions where workspace_id = $1`, [ws.workspaceId])).length).toBe(4);
+    expect((await query(`select 1 from config.secret_shredding`)).length).toBe(0);
+  });
 });

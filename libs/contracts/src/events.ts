@@ -30,6 +30,8 @@ export const integrationEvents = {
   KeyEncryptionKeyRotated: def('secrets', 'kek.rotated', ev.KeyEncryptionKeyRotated),
   KeyEncryptionKeyRetired: def('secrets', 'kek.retired', ev.KeyEncryptionKeyRetired),
   WorkspaceCreated: def('config', 'workspace.created', ev.WorkspaceCreated),
+  WorkspaceDeleted: def('config', 'workspace.deleted', ev.WorkspaceDeleted),
+  ConnectionDeleted: def('config', 'connection.deleted', ev.ConnectionDeleted),
   ConnectorDefinitionRegistered: def('config', 'definition.registered', ev.ConnectorDefinitionRegistered),
   ActorCreated: def('config', 'actor.created', ev.ActorCreated),
   ActorConfigUpdated: def('config', 'actor.config_updated', ev.ActorConfigUpdated),

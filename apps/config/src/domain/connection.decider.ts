@@ -18,7 +18,20 @@ export interface RequestSync {
   now: string;
 }
 
-export type ConnectionCommand = CreateConnection | RequestSync;
+/** Renames a connection. */
+export interface RenameConnection {
+  type: 'RenameConnection';
+  name: string;
+  now: string;
+}
+
+/** Deletes a connection; no sync can be requested for it afterwards. */
+export interface DeleteConnection {
+  type: 'DeleteConnection';
+  now: string;
+}
+
+export type ConnectionCommand = CreateConnection | RequestSync | RenameConnection | DeleteConnection;
 
 export interface ConnectionCreatedData {
   connectionId: string;
@@ -36,12 +49,27 @@ export interface SyncRequestedData {
   requestedAt: string;
 }
 
+export interface ConnectionRenamedData {
+  connectionId: string;
+  name: string;
+  renamedAt: string;
+}
+
+export interface ConnectionDeletedData {
+  connectionId: string;
+  workspaceId: string;
+  deletedAt: string;
+}
+
 export type ConnectionEvent =
   | { type: 'ConnectionCreated'; data: ConnectionCreatedData }
-  | { type: 'SyncRequested'; data: SyncRequestedData };
+  | { type: 'SyncRequested'; data: SyncRequestedData }
+  | { type: 'ConnectionRenamed'; data: ConnectionRenamedData }
+  | { type: 'ConnectionDeleted'; data: ConnectionDeletedData };
 
 export interface ConnectionState {
   exists: boolean;
+  deleted: boolean;
   connectionId: string | null;
   workspaceId: string | null;
   sourceId: string | null;
@@ -52,7 +80,7 @@ export interface ConnectionState {
 
 /** The state of a connection that does not exist yet. */
 export function initialState(): ConnectionState {
-  return { exists: false, connectionId: null, workspaceId: null, sourceId: null, destinationId: null, name: '', syncsRequested: 0 };
+  return { exists: false, deleted: false, connectionId: null, workspaceId: null, sourceId: null, destinationId: null, name: '', syncsRequested: 0 };
 }
 
 /** Decides the events of a command, or refuses it. */
@@ -76,8 +104,14 @@ export function decide(command: ConnectionCommand, state: ConnectionState): Conn
           },
         },
       ];
+    case 'RenameConnection':
+      if (!state.exists || state.deleted) throw new CofferError('not_found', 'no such connection');
+      return [{ type: 'ConnectionRenamed', data: { connectionId: state.connectionId!, name: command.name, renamedAt: command.now } }];
+    case 'DeleteConnection':
+      if (!state.exists || state.deleted) throw new CofferError('not_found', 'no such connection');
+      return [{ type: 'ConnectionDeleted', data: { connectionId: state.connectionId!, workspaceId: state.workspaceId!, deletedAt: command.now } }];
     case 'RequestSync':
-      if (!state.exists) throw new CofferError('not_found', 'no such connection');
+      if (!state.exists || state.deleted) throw new CofferError('not_found', 'no such connection');
       return [{ type: 'SyncRequested', data: { jobId: command.jobId, connectionId: state.connectionId!, workspaceId: state.workspaceId!, requestedAt: command.now } }];
   }
 }
@@ -88,6 +122,7 @@ export function evolve(state: ConnectionState, event: ConnectionEvent): Connecti
     case 'ConnectionCreated':
       return {
         exists: true,
+        deleted: false,
         connectionId: event.data.connectionId,
         workspaceId: event.data.workspaceId,
         sourceId: event.data.sourceId,
@@ -97,5 +132,9 @@ export function evolve(state: ConnectionState, event: ConnectionEvent): Connecti
       };
     case 'SyncRequested':
       return { ...state, syncsRequested: state.syncsRequested + 1 };
+    case 'ConnectionRenamed':
+      return { ...state, name: event.data.name };
+    case 'ConnectionDeleted':
+      return { ...state, deleted: true };
   }
 }

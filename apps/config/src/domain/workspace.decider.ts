@@ -8,6 +8,19 @@ export interface CreateWorkspace {
   now: string;
 }
 
+/** Renames a workspace. */
+export interface RenameWorkspace {
+  type: 'RenameWorkspace';
+  name: string;
+  now: string;
+}
+
+/** Deletes a workspace; its actors and connections are deleted in the same transaction. */
+export interface DeleteWorkspace {
+  type: 'DeleteWorkspace';
+  now: string;
+}
+
 /** Registers a connector definition: a name, the connector that runs it, and its JSON Schema spec. */
 export interface RegisterConnectorDefinition {
   type: 'RegisterConnectorDefinition';
@@ -19,10 +32,31 @@ export interface RegisterConnectorDefinition {
   now: string;
 }
 
+/** Records a new version of a definition's spec (and name). */
+export interface UpdateConnectorDefinition {
+  type: 'UpdateConnectorDefinition';
+  name: string;
+  spec: unknown;
+  now: string;
+}
+
+export type CatalogCommand = CreateWorkspace | RenameWorkspace | DeleteWorkspace | RegisterConnectorDefinition | UpdateConnectorDefinition;
+
 export interface WorkspaceCreatedData {
   workspaceId: string;
   name: string;
   createdAt: string;
+}
+
+export interface WorkspaceRenamedData {
+  workspaceId: string;
+  name: string;
+  renamedAt: string;
+}
+
+export interface WorkspaceDeletedData {
+  workspaceId: string;
+  deletedAt: string;
 }
 
 export interface ConnectorDefinitionRegisteredData {
@@ -34,31 +68,65 @@ export interface ConnectorDefinitionRegisteredData {
   registeredAt: string;
 }
 
+export interface ConnectorDefinitionUpdatedData {
+  definitionId: string;
+  name: string;
+  spec: unknown;
+  updatedAt: string;
+}
+
 export type CatalogEvent =
   | { type: 'WorkspaceCreated'; data: WorkspaceCreatedData }
-  | { type: 'ConnectorDefinitionRegistered'; data: ConnectorDefinitionRegisteredData };
+  | { type: 'WorkspaceRenamed'; data: WorkspaceRenamedData }
+  | { type: 'WorkspaceDeleted'; data: WorkspaceDeletedData }
+  | { type: 'ConnectorDefinitionRegistered'; data: ConnectorDefinitionRegisteredData }
+  | { type: 'ConnectorDefinitionUpdated'; data: ConnectorDefinitionUpdatedData };
 
-/** Whether the stream (one workspace or one definition) exists. */
+/** A workspace or a definition stream. */
 export interface CatalogState {
-  exists: boolean;
+  status: 'absent' | 'active' | 'deleted';
+  id: string | null;
 }
 
 /** The state of a workspace or definition that does not exist yet. */
 export function initialState(): CatalogState {
-  return { exists: false };
+  return { status: 'absent', id: null };
 }
 
 /** Decides the events of a command, or refuses it. */
-export function decide(command: CreateWorkspace | RegisterConnectorDefinition, state: CatalogState): CatalogEvent[] {
-  if (state.exists) throw new CofferError('failed_precondition', 'it already exists');
-  if (command.type === 'CreateWorkspace') {
-    return [{ type: 'WorkspaceCreated', data: { workspaceId: command.workspaceId, name: command.name, createdAt: command.now } }];
+export function decide(command: CatalogCommand, state: CatalogState): CatalogEvent[] {
+  switch (command.type) {
+    case 'CreateWorkspace':
+      if (state.status !== 'absent') throw new CofferError('failed_precondition', 'the workspace already exists');
+      return [{ type: 'WorkspaceCreated', data: { workspaceId: command.workspaceId, name: command.name, createdAt: command.now } }];
+    case 'RegisterConnectorDefinition': {
+      if (state.status !== 'absent') throw new CofferError('failed_precondition', 'the definition already exists');
+      const { definitionId, name, actorType, connector, spec, now } = command;
+      return [{ type: 'ConnectorDefinitionRegistered', data: { definitionId, name, actorType, connector, spec, registeredAt: now } }];
+    }
+    case 'RenameWorkspace':
+      if (state.status !== 'active') throw new CofferError('not_found', 'no such workspace');
+      return [{ type: 'WorkspaceRenamed', data: { workspaceId: state.id!, name: command.name, renamedAt: command.now } }];
+    case 'DeleteWorkspace':
+      if (state.status !== 'active') throw new CofferError('not_found', 'no such workspace');
+      return [{ type: 'WorkspaceDeleted', data: { workspaceId: state.id!, deletedAt: command.now } }];
+    case 'UpdateConnectorDefinition':
+      if (state.status !== 'active') throw new CofferError('not_found', 'no such connector definition');
+      return [{ type: 'ConnectorDefinitionUpdated', data: { definitionId: state.id!, name: command.name, spec: command.spec, updatedAt: command.now } }];
   }
-  const { definitionId, name, actorType, connector, spec, now } = command;
-  return [{ type: 'ConnectorDefinitionRegistered', data: { definitionId, name, actorType, connector, spec, registeredAt: now } }];
 }
 
 /** Applies one event to the state. */
-export function evolve(_state: CatalogState, _event: CatalogEvent): CatalogState {
-  return { exists: true };
+export function evolve(state: CatalogState, event: CatalogEvent): CatalogState {
+  switch (event.type) {
+    case 'WorkspaceCreated':
+      return { status: 'active', id: event.data.workspaceId };
+    case 'ConnectorDefinitionRegistered':
+      return { status: 'active', id: event.data.definitionId };
+    case 'WorkspaceDeleted':
+      return { ...state, status: 'deleted' };
+    case 'WorkspaceRenamed':
+    case 'ConnectorDefinitionUpdated':
+      return state;
+  }
 }
