@@ -2,6 +2,7 @@ import { configV1 } from '@coffer/contracts';
 import { defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
 import type { ActorType } from './domain/actor.decider';
 import type { ActorView, Caller, ConfigService, DefinitionView } from './config.service';
+import { WEBHOOK_DEFINITION_ID } from './webhook-spec';
 
 function callerOf(ctx: CallContext): Caller {
   const traceparent = ctx.metadata.get('traceparent')[0];
@@ -19,6 +20,7 @@ function protoActorType(t: ActorType): configV1.ActorType {
 }
 
 const actorOut = (a: ActorView): configV1.Actor => ({ ...a, actorType: protoActorType(a.actorType) });
+const webhookOut = (a: ActorView): configV1.WebhookConfig => ({ webhookId: a.actorId, workspaceId: a.workspaceId, name: a.name, configJson: a.configJson, version: a.version });
 const definitionOut = (d: DefinitionView): configV1.ConnectorDefinition => ({ ...d, actorType: protoActorType(d.actorType) });
 
 /** gRPC handlers of coffer.config.v1.ConfigService, each with the permission it needs. */
@@ -84,6 +86,35 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       },
     },
     updateConnection: { permission: 'config.write', handler: async (req, ctx) => ({ connection: await service.updateConnection(req, callerOf(ctx)) }) },
+    createWebhookConfig: {
+      permission: 'config.write',
+      handler: async (req, ctx) => ({
+        webhook: webhookOut(await service.createActor({ workspaceId: req.workspaceId, definitionId: WEBHOOK_DEFINITION_ID, name: req.name, configJson: req.configJson }, callerOf(ctx), 'webhook')),
+      }),
+    },
+    getWebhookConfig: { permission: 'config.read', handler: async (req) => ({ webhook: webhookOut(await service.getActor(req.webhookId, 'webhook')) }) },
+    listWebhookConfigs: {
+      permission: 'config.read',
+      handler: async (req) => {
+        const page = await service.listActors({ workspaceId: req.workspaceId, page: req.page }, 'webhook');
+        return { webhooks: page.items.map(webhookOut), nextPageToken: page.nextPageToken };
+      },
+    },
+    updateWebhookConfig: {
+      permission: 'config.write',
+      handler: async (req, ctx) => ({
+        webhook: webhookOut(
+          await service.updateActor({ actorId: req.webhookId, expectedVersion: req.expectedVersion, name: req.name, configJson: req.configJson }, callerOf(ctx), 'webhook'),
+        ),
+      }),
+    },
+    deleteWebhookConfig: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await service.deleteActor({ actorId: req.webhookId, expectedVersion: req.expectedVersion }, callerOf(ctx), 'webhook');
+        return {};
+      },
+    },
     deleteConnection: {
       permission: 'config.write',
       handler: async (req, ctx) => {

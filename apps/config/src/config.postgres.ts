@@ -288,13 +288,13 @@ export async function listWorkspaces(db: Db, schema: string, after: string, limi
 }
 
 /** Connector definitions after `after`, optionally of one actor type. */
-export async function listDefinitions(db: Db, schema: string, actorType: string | undefined, after: string, limit: number): Promise<Page<DefinitionRow>> {
-  let q = db
+export async function listDefinitions(db: Db, schema: string, actorTypes: string[], after: string, limit: number): Promise<Page<DefinitionRow>> {
+  const q = db
     .withSchema(schema)
     .selectFrom('connector_definitions')
     .select(['definition_id', 'name', 'actor_type', 'connector', 'spec', 'version'])
-    .where('definition_id', '>', after);
-  if (actorType) q = q.where('actor_type', '=', actorType);
+    .where('definition_id', '>', after)
+    .where('actor_type', 'in', actorTypes);
   const rows = await q.orderBy('definition_id').limit(limit + 1).execute();
   return { rows: rows.slice(0, limit) as DefinitionRow[], more: rows.length > limit };
 }
@@ -304,19 +304,19 @@ export async function listActors(
   db: Db,
   schema: string,
   workspaceId: string,
-  actorType: string | undefined,
+  actorTypes: string[],
   after: string,
   limit: number,
 ): Promise<Page<ActorRow & { spec: unknown }>> {
-  let q = db
+  const q = db
     .withSchema(schema)
     .selectFrom('actors as a')
     .innerJoin('connector_definitions as d', 'd.definition_id', 'a.definition_id')
     .select(['a.actor_id', 'a.workspace_id', 'a.definition_id', 'a.actor_type', 'a.name', 'a.partial_config', 'a.version', 'a.deleted', 'd.spec'])
     .where('a.workspace_id', '=', workspaceId)
     .where('a.deleted', '=', false)
-    .where('a.actor_id', '>', after);
-  if (actorType) q = q.where('a.actor_type', '=', actorType);
+    .where('a.actor_id', '>', after)
+    .where('a.actor_type', 'in', actorTypes);
   const rows = await q.orderBy('a.actor_id').limit(limit + 1).execute();
   return { rows: rows.slice(0, limit) as (ActorRow & { spec: unknown })[], more: rows.length > limit };
 }

@@ -33,6 +33,12 @@ import {
   type ActorRow,
 } from './config.postgres';
 import { compileSpec } from './spec-validation';
+import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
+
+/** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
+type Kind = 'connector' | 'webhook';
+const kindOf = (t: actorDomain.ActorType): Kind => (t === 'webhook' ? 'webhook' : 'connector');
+const typesOf = (kind: Kind, actorType?: actorDomain.ActorType): string[] => (kind === 'webhook' ? ['webhook'] : actorType ? [actorType] : ['source', 'destination']);
 
 /** Who asks, as recorded in event metadata. */
 export interface Caller {
@@ -205,9 +211,9 @@ export function createConfigService(deps: ConfigServiceDeps) {
     return def;
   }
 
-  async function requireActor(actorId: string, field = 'actor_id'): Promise<ActorRow> {
+  async function requireActor(actorId: string, field = 'actor_id', kind: Kind = 'connector'): Promise<ActorRow> {
     const actor = await findActor(db, schema, actorId);
-    if (!actor) throw new CofferError('not_found', `no actor ${actorId}`, [{ field, reason: 'not found' }]);
+    if (!actor || kindOf(actor.actor_type) !== kind) throw new CofferError('not_found', `no actor ${actorId}`, [{ field, reason: 'not found' }]);
     return actor;
   }
 
@@ -315,6 +321,19 @@ export function createConfigService(deps: ConfigServiceDeps) {
   return {
     shredPending,
 
+    /** Registers the built-in webhook definition once (replicas racing on it are fine). */
+    async ensureBuiltins(): Promise<void> {
+      if (await findDefinition(db, schema, WEBHOOK_DEFINITION_ID)) return;
+      const events = catalogDomain.decide(
+        { type: 'RegisterConnectorDefinition', definitionId: WEBHOOK_DEFINITION_ID, name: 'Webhook', actorType: 'webhook', connector: 'coffer:webhook', spec: WEBHOOK_SPEC, now: now() },
+        catalogDomain.initialState(),
+      );
+      const data = events[0]!.data as catalogDomain.ConnectorDefinitionRegisteredData;
+      await store.append(`definition-${WEBHOOK_DEFINITION_ID}`, 0, asNew(events, { subject: 'config' }), { project: (trx) => projectDefinitionRegistered(trx, schema, data) }).catch((err: unknown) => {
+        if (!(isCofferError(err) && err.code === 'version_conflict')) throw err;
+      });
+    },
+
     /** Workspaces, a page at a time. */
     async listWorkspaces(page?: PageInput): Promise<PageOf<WorkspaceView>> {
       const { after, limit } = pageOf(page);
@@ -384,7 +403,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     /** Connector definitions, a page at a time, optionally of one type. */
     async listDefinitions(input: { actorType?: actorDomain.ActorType; page?: PageInput }): Promise<PageOf<DefinitionView>> {
       const { after, limit } = pageOf(input.page);
-      const { rows, more } = await listDefinitions(db, schema, input.actorType, after, limit);
+      const { rows, more } = await listDefinitions(db, schema, typesOf('connector', input.actorType), after, limit);
       return {
         items: rows.map((d) => ({ definitionId: d.definition_id, name: d.name, actorType: d.actor_type, connector: d.connector, specJson: JSON.stringify(d.spec), version: d.version })),
         nextPageToken: nextToken(rows, more, (r) => r.definition_id),
@@ -396,6 +415,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const name = requireName(input.name);
       const spec = parseBounded(input.specJson, 'spec_json');
       compileSpec(spec, 'spec_json');
+      if (input.definitionId === WEBHOOK_DEFINITION_ID) throw new CofferError('failed_precondition', 'the built-in webhook definition cannot be changed');
       const { state, version } = await loadCatalog(`definition-${input.definitionId}`);
       checkVersion('connector definition', input.definitionId, input.expectedVersion, version);
       const events = catalogDomain.decide({ type: 'UpdateConnectorDefinition', name, spec, now: now() }, state);
@@ -407,10 +427,10 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Sources and destinations of a workspace, masked, a page at a time. */
-    async listActors(input: { workspaceId: string; actorType?: actorDomain.ActorType; page?: PageInput }): Promise<PageOf<ActorView>> {
+    async listActors(input: { workspaceId: string; actorType?: actorDomain.ActorType; page?: PageInput }, kind: Kind = 'connector'): Promise<PageOf<ActorView>> {
       const ws = await requireWorkspace(input.workspaceId);
       const { after, limit } = pageOf(input.page);
-      const { rows, more } = await listActors(db, schema, ws.workspace_id, input.actorType, after, limit);
+      const { rows, more } = await listActors(db, schema, ws.workspace_id, typesOf(kind, input.actorType), after, limit);
       return { items: rows.map((a) => actorView(a, a.spec, a.partial_config)), nextPageToken: nextToken(rows, more, (r) => r.actor_id) };
     },
 
@@ -497,10 +517,11 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Creates a source or destination: validate, write the secrets, then record the partial config. */
-    async createActor(input: { workspaceId: string; definitionId: string; name: string; configJson: string }, caller: Caller): Promise<ActorView> {
+    async createActor(input: { workspaceId: string; definitionId: string; name: string; configJson: string }, caller: Caller, kind: Kind = 'connector'): Promise<ActorView> {
       const name = requireName(input.name);
       const ws = await requireWorkspace(input.workspaceId);
       const def = await requireDefinition(input.definitionId);
+      if (kindOf(def.actor_type) !== kind) throw new CofferError('not_found', `no connector definition ${input.definitionId}`, [{ field: 'definition_id', reason: 'not found' }]);
       const planned = plan(ws.workspace_id, def.spec, input.configJson);
       const actorId = newId();
       const events = actorDomain.decide(
@@ -529,8 +550,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** One actor, every secret masked. */
-    async getActor(actorId: string): Promise<ActorView> {
-      const actor = await requireActor(actorId);
+    async getActor(actorId: string, kind: Kind = 'connector'): Promise<ActorView> {
+      const actor = await requireActor(actorId, kind === 'webhook' ? 'webhook_id' : 'actor_id', kind);
       const def = await requireDefinition(actor.definition_id);
       return actorView(actor, def.spec, actor.partial_config);
     },
@@ -539,10 +560,10 @@ export function createConfigService(deps: ConfigServiceDeps) {
      * Replaces an actor's configuration: a masked secret keeps its coordinate, a new value becomes
      * the next version of the same base; bases the new config no longer uses are destroyed after.
      */
-    async updateActor(input: { actorId: string; expectedVersion: number; name: string; configJson: string }, caller: Caller): Promise<ActorView> {
+    async updateActor(input: { actorId: string; expectedVersion: number; name: string; configJson: string }, caller: Caller, kind: Kind = 'connector'): Promise<ActorView> {
       const name = requireName(input.name);
       const { state, version } = await loadActor(input.actorId);
-      if (state.status !== 'active') throw new CofferError('not_found', `no actor ${input.actorId}`, [{ field: 'actor_id', reason: 'not found' }]);
+      if (state.status !== 'active' || kindOf(state.actorType!) !== kind) throw new CofferError('not_found', `no actor ${input.actorId}`, [{ field: 'actor_id', reason: 'not found' }]);
       if (input.expectedVersion !== 0 && input.expectedVersion !== version) {
         throw new CofferError('version_conflict', `actor ${input.actorId} is at version ${version}, not ${input.expectedVersion}`);
       }
@@ -582,9 +603,9 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Deletes an actor, then destroys every version of each of its secrets. */
-    async deleteActor(input: { actorId: string; expectedVersion: number }, caller: Caller): Promise<void> {
+    async deleteActor(input: { actorId: string; expectedVersion: number }, caller: Caller, kind: Kind = 'connector'): Promise<void> {
       const { state, version } = await loadActor(input.actorId);
-      if (state.status !== 'active') throw new CofferError('not_found', `no actor ${input.actorId}`, [{ field: 'actor_id', reason: 'not found' }]);
+      if (state.status !== 'active' || kindOf(state.actorType!) !== kind) throw new CofferError('not_found', `no actor ${input.actorId}`, [{ field: 'actor_id', reason: 'not found' }]);
       if (input.expectedVersion !== 0 && input.expectedVersion !== version) {
         throw new CofferError('version_conflict', `actor ${input.actorId} is at version ${version}, not ${input.expectedVersion}`);
       }

@@ -49,6 +49,7 @@ try {
     clock: () => new Date(),
     newId: randomUUID,
   });
+  await service.ensureBuiltins();
   // Orphaned secrets are shredded right after each change; this retries what secrets could not take then.
   const background = startBackgroundJobs(logger, [['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredPending()]]);
   const verifier = createTokenVerifier({ issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', fetchJwks: jwksFromAuth(config.AUTH_ADDRESS) });

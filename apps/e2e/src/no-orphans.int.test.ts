@@ -162,4 +162,51 @@ describe.skipIf(!present)('no orphans: coordinates a config stops referencing ar
     expect((await query(`select 1 from secrets.secret_versions where workspace_id = $1`, [ws.workspaceId])).length).toBe(4);
     expect((await query(`select 1 from config.secret_shredding`)).length).toBe(0);
   });
+
+  it('webhook configurations keep their secrets like connectors do: masked, versioned, shredded on an auth switch and on delete', async () => {
+    const signing = canary('wh-signing-0123456789');
+    const header = canary('wh-header');
+    const bearer = canary('wh-bearer');
+    const webhook = (
+      await config.createWebhookConfig({
+        workspaceId,
+        name: 'events',
+        configJson: JSON.stringify({ url: 'https://hooks.example.test/coffer', signing_secret: signing, headers: [{ name: 'X-Key', value: header }], auth: { type: 'bearer', token: bearer } }),
+      })
+    ).webhook!;
+    expect(JSON.parse(webhook.configJson)).toEqual({
+      url: 'https://hooks.example.test/coffer',
+      signing_secret: '**********',
+      headers: [{ name: 'X-Key', value: '**********' }],
+      auth: { type: 'bearer', token: '**********' },
+    });
+    await expect(config.getActor({ actorId: webhook.webhookId })).rejects.toMatchObject({ code: 'not_found' });
+    expect((await config.listWebhookConfigs({ workspaceId, page: undefined })).webhooks.map((w) => w.webhookId)).toEqual([webhook.webhookId]);
+    const bad = (await config.createWebhookConfig({ workspaceId, name: 'bad', configJson: JSON.stringify({ url: 'ftp://x', signing_secret: 'short' }) }).catch((e: unknown) => e)) as Error;
+    expect(bad.message).toMatch(/\$\.url/);
+    expect(bad.message).toMatch(/\$\.signing_secret/);
+
+    const partial = await storedPartial(webhook.webhookId);
+    const bearerCoordinate = partial.auth.token._secret as string;
+    const masked = JSON.parse(webhook.configJson);
+    const switched = (
+      await config.updateWebhookConfig({
+        webhookId: webhook.webhookId,
+        expectedVersion: webhook.version,
+        name: 'events',
+        configJson: JSON.stringify({ ...masked, auth: { type: 'basic', username: 'coffer', password: canary('wh-basic') } }),
+      })
+    ).webhook!;
+    const after = await storedPartial(webhook.webhookId);
+    expect(after.signing_secret._secret).toBe(partial.signing_secret._secret);
+    expect(after.headers[0].value._secret).toBe(partial.headers[0].value._secret);
+    await eventually(async () => (await states([bearerCoordinate])).get(bearerCoordinate) === 'destroyed', 'the bearer token to be shredded');
+
+    await config.deleteWebhookConfig({ webhookId: switched.webhookId, expectedVersion: switched.version });
+    const all = [after.signing_secret._secret, after.headers[0].value._secret, after.auth.password._secret] as string[];
+    await eventually(async () => [...(await states(all)).values()].every((s) => s === 'destroyed'), 'every webhook secret to be shredded');
+    await expect(config.getWebhookConfig({ webhookId: webhook.webhookId })).rejects.toMatchObject({ code: 'not_found' });
+    const stored = JSON.stringify(await query('select data from config.events'));
+    for (const c of [signing, header, bearer]) expect(stored).not.toContain(c);
+  });
 });

@@ -1,7 +1,7 @@
 import { CofferError } from '@coffer/contracts';
 
-/** Sources read data, destinations write it. */
-export type ActorType = 'source' | 'destination';
+/** Sources read data, destinations write it; webhooks are the platform's own model with secrets (URL, signing secret, auth). */
+export type ActorType = 'source' | 'destination' | 'webhook';
 
 /** Creates a source or destination with an already split (secret-free) configuration. */
 export interface CreateActor {

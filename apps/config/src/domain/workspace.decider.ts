@@ -1,4 +1,5 @@
 import { CofferError } from '@coffer/contracts';
+import type { ActorType } from './actor.decider';
 
 /** Creates a workspace: the tenant boundary of actors, connections and secrets. */
 export interface CreateWorkspace {
@@ -26,7 +27,7 @@ export interface RegisterConnectorDefinition {
   type: 'RegisterConnectorDefinition';
   definitionId: string;
   name: string;
-  actorType: 'source' | 'destination';
+  actorType: ActorType;
   connector: string;
   spec: unknown;
   now: string;
@@ -62,7 +63,7 @@ export interface WorkspaceDeletedData {
 export interface ConnectorDefinitionRegisteredData {
   definitionId: string;
   name: string;
-  actorType: 'source' | 'destination';
+  actorType: ActorType;
   connector: string;
   spec: unknown;
   registeredAt: string;
