@@ -86,6 +86,14 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       },
     },
     updateConnection: { permission: 'config.write', handler: async (req, ctx) => ({ connection: await service.updateConnection(req, callerOf(ctx)) }) },
+    checkConfig: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        const r = await service.runCheck('check', req, callerOf(ctx));
+        return { jobId: r.jobId, succeeded: r.succeeded, message: r.message };
+      },
+    },
+    discoverSchema: { permission: 'config.write', handler: async (req, ctx) => service.runCheck('discover', req, callerOf(ctx)) },
     createWebhookConfig: {
       permission: 'config.write',
       handler: async (req, ctx) => ({

@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { CofferError, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
+import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { EventStore, NewEvent, OutboxMessage, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { SecretJsonError, mask, secretCoordinates, split, type PlannedSecretWrite } from '@coffer/secret-json';
@@ -32,6 +32,7 @@ import {
   queueShredding,
   type ActorRow,
 } from './config.postgres';
+import type { CheckResults } from './check-results';
 import { compileSpec } from './spec-validation';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 
@@ -78,6 +79,9 @@ export interface ConfigServiceDeps {
   coordinatePrefix: string;
   /** Largest accepted config_json / spec_json, in bytes. */
   maxConfigBytes: number;
+  /** Where check and discover answers arrive; absent, CheckConfig and DiscoverSchema are unavailable. */
+  checkResults?: CheckResults;
+  checkTimeoutMs?: number;
   logger: Logger;
   clock: () => Date;
   newId: () => string;
@@ -320,6 +324,34 @@ export function createConfigService(deps: ConfigServiceDeps) {
 
   return {
     shredPending,
+
+    /**
+     * Checks (or discovers with) an unsaved config: its secrets are written as ephemeral coordinates
+     * (check/discover workspace, 2-hour expiry), a CheckRequested goes to the sync worker, and its
+     * CheckCompleted answer is returned. Nothing of the config is stored but the partial config.
+     */
+    async runCheck(kind: 'check' | 'discover', input: { definitionId: string; configJson: string }, caller: Caller) {
+      if (!deps.checkResults) throw new CofferError('unavailable', 'check and discover are not enabled on this config service');
+      const def = await requireDefinition(input.definitionId);
+      if (kindOf(def.actor_type) !== 'connector') throw new CofferError('not_found', `no connector definition ${input.definitionId}`, [{ field: 'definition_id', reason: 'not found' }]);
+      const planned = plan(EPHEMERAL_WORKSPACE_ID, def.spec, input.configJson);
+      const jobId = newId();
+      const waiting = deps.checkResults.wait(jobId, deps.checkTimeoutMs ?? 60_000);
+      try {
+        await writeSecrets(EPHEMERAL_WORKSPACE_ID, planned.writes);
+        const partialConfigJson = JSON.stringify(planned.partialConfig);
+        await store.append(
+          `check-${jobId}`,
+          0,
+          [{ type: 'CheckRequested', data: { jobId, kind, definitionId: def.definition_id, connector: def.connector, partialConfig: planned.partialConfig, requestedAt: now() }, metadata: metadata(caller) }],
+          { outbox: outbox('CheckRequested', jobId, caller, (r) => ({ jobId, kind, connector: def.connector, partialConfigJson, occurredAt: r.recordedAt.toISOString() })) },
+        );
+        const result = await waiting.result;
+        return { jobId, succeeded: result.succeeded, message: result.message, catalogJson: result.catalogJson };
+      } finally {
+        waiting.cancel();
+      }
+    },
 
     /** Registers the built-in webhook definition once (replicas racing on it are fine). */
     async ensureBuiltins(): Promise<void> {

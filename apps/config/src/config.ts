@@ -12,6 +12,7 @@ export const configServiceSchema = z.object({
   COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer'),
   CONFIG_SHRED_RETRY_SECONDS: z.coerce.number().int().positive().default(5),
   CONFIG_MAX_CONFIG_BYTES: z.coerce.number().int().positive().default(256 * 1024),
+  CONFIG_CHECK_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(60),
 });
 
 /** The parsed configuration of the config service. */

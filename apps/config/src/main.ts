@@ -7,6 +7,7 @@ import { createTokenVerifier } from '@coffer/tokens';
 import { loadConfigServiceConfig } from './config';
 import { configGrpcService } from './config.grpc';
 import { migrateConfigReadModel } from './config.postgres';
+import { createCheckResults } from './check-results';
 import { createConfigService } from './config.service';
 
 const config = loadConfigServiceConfig(process.env);
@@ -33,6 +34,7 @@ try {
     audience: 'secrets',
   });
   const secrets = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken });
+  const checkResults = createCheckResults(runtime.nc, runtime.namespace, logger);
   const service = createConfigService({
     db: runtime.db,
     store: runtime.store,
@@ -45,6 +47,8 @@ try {
     },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
     maxConfigBytes: config.CONFIG_MAX_CONFIG_BYTES,
+    checkResults,
+    checkTimeoutMs: config.CONFIG_CHECK_TIMEOUT_SECONDS * 1000,
     logger,
     clock: () => new Date(),
     newId: randomUUID,
@@ -60,6 +64,7 @@ try {
     ['background jobs', () => background.stop()],
     ['grpc', () => server.shutdown()],
     ['secrets client', async () => {
+      checkResults.close();
       secrets.close();
       secretsToken.close();
     }],

@@ -6,6 +6,7 @@ import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry'
 import { createTokenVerifier } from '@coffer/tokens';
 import { loadSyncWorkerConfig } from './config';
 import { builtinConnectors } from './connectors/registry';
+import { CHECK_REQUESTED_CONSUMER, createCheckRunner } from './check-runner';
 import { createSyncRunner, SYNC_REQUESTED_CONSUMER } from './sync-runner';
 import { syncGrpcService } from './sync.grpc';
 import { migrateSyncReadModel } from './sync.postgres';
@@ -62,12 +63,37 @@ try {
     handle: (event) => runner.handleSyncRequested(event),
     onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'SyncRequested handler failed; it will be redelivered'),
   });
+  const checkRunner = createCheckRunner({
+    db: runtime.db,
+    store: runtime.store,
+    schema: config.SYNC_WORKER_DB_SCHEMA,
+    namespace: ns,
+    ports: {
+      hydrate: async (workspaceId, partialConfigJson, reason) => (await secretsClient.hydrateConfig({ workspaceId, partialConfigJson, reason })).configJson,
+    },
+    connectors: builtinConnectors(),
+    redactor,
+    logger,
+    clock: () => new Date(),
+  });
+  const checkConsumer = await runConsumer(runtime.nc, {
+    stream: streamName(ns, 'config'),
+    durable: CHECK_REQUESTED_CONSUMER,
+    filterSubjects: [eventSubject(ns, 'CheckRequested')],
+    maxDeliver: config.SYNC_WORKER_MAX_DELIVER,
+    deadLetterSubject: `${ns.subjectRoot}.sync.dead_letter.check_requested`,
+    handle: (event) => checkRunner.handleCheckRequested(event),
+    onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'CheckRequested handler failed; it will be redelivered'),
+  });
   const verifier = createTokenVerifier({ issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', fetchJwks: jwksFromAuth(config.AUTH_ADDRESS) });
   const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA)], verifier, logger });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);
   announceListening(logger, 'sync-worker', port);
   onShutdown(logger, [
-    ['consumer', () => consumer.stop()],
+    ['consumers', async () => {
+      await consumer.stop();
+      await checkConsumer.stop();
+    }],
     ['grpc', () => server.shutdown()],
     ['clients', async () => {
       configClient.close();

@@ -38,6 +38,8 @@ export const integrationEvents = {
   ActorDeleted: def('config', 'actor.deleted', ev.ActorDeleted),
   ConnectionCreated: def('config', 'connection.created', ev.ConnectionCreated),
   SyncRequested: def('config', 'connection.sync_requested', ev.SyncRequested),
+  CheckRequested: def('config', 'check.requested', ev.CheckRequested),
+  CheckCompleted: def('sync', 'check.completed', ev.CheckCompleted),
   SyncStarted: def('sync', 'job.started', ev.SyncStarted),
   SyncSucceeded: def('sync', 'job.succeeded', ev.SyncSucceeded),
   SyncFailed: def('sync', 'job.failed', ev.SyncFailed),

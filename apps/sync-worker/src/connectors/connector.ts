@@ -1,14 +1,24 @@
 /** One record read from a source; written to the destination as is. */
 export type SyncRecord = Record<string, unknown>;
 
+/** What a source offers: one entry per stream, with the JSON Schema of its records. */
+export interface Catalog {
+  streams: { name: string; json_schema: Record<string, unknown> }[];
+}
+
 /** A source reads records with a hydrated config; it must not log or return the config. */
 export interface SourceConnector {
   read(config: Record<string, unknown>, signal: AbortSignal): AsyncIterable<SyncRecord>;
+  /** Resolves when the config works; throws a ConnectorError saying why not. */
+  check(config: Record<string, unknown>, signal: AbortSignal): Promise<void>;
+  discover(config: Record<string, unknown>, signal: AbortSignal): Promise<Catalog>;
 }
 
 /** A destination writes every record or none; it returns how many it wrote. */
 export interface DestinationConnector {
   write(config: Record<string, unknown>, records: AsyncIterable<SyncRecord>, signal: AbortSignal): Promise<number>;
+  /** Resolves when the config works; throws a ConnectorError saying why not. */
+  check(config: Record<string, unknown>, signal: AbortSignal): Promise<void>;
 }
 
 /** A connector failure whose message is safe to record: it names what failed, never a config value. */

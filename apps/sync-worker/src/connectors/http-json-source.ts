@@ -1,4 +1,4 @@
-import { ConnectorError, stringField, type SourceConnector, type SyncRecord } from './connector';
+import { ConnectorError, stringField, type Catalog, type SourceConnector, type SyncRecord } from './connector';
 
 const NAME = 'builtin:http-json';
 const MAX_BODY_BYTES = 50 * 1024 * 1024;
@@ -8,7 +8,24 @@ const MAX_BODY_BYTES = 50 * 1024 * 1024;
  * it answers (or of its `data` / `records` array).
  */
 export function httpJsonSource(options: { timeoutMs?: number } = {}): SourceConnector {
-  return {
+  const source: SourceConnector = {
+    async check(config, signal) {
+      for await (const _record of source.read(config, signal)) break;
+    },
+    async discover(config, signal): Promise<Catalog> {
+      const properties: Record<string, { type: string[] }> = {};
+      let seen = 0;
+      for await (const record of source.read(config, signal)) {
+        for (const [k, v] of Object.entries(record)) {
+          const t = v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'number' ? (Number.isInteger(v) ? 'integer' : 'number') : typeof v;
+          const types = new Set(properties[k]?.type ?? []);
+          types.add(t);
+          properties[k] = { type: [...types].sort() };
+        }
+        if (++seen >= 100) break;
+      }
+      return { streams: [{ name: 'records', json_schema: { type: 'object', properties } }] };
+    },
     async *read(config, signal) {
       const url = stringField(config, 'url', NAME);
       const token = stringField(config, 'api_token', NAME);
@@ -55,4 +72,5 @@ export function httpJsonSource(options: { timeoutMs?: number } = {}): SourceConn
       }
     },
   };
+  return source;
 }

@@ -10,18 +10,20 @@ const BATCH = 500;
  */
 export function postgresDestination(): DestinationConnector {
   return {
+    async check(config) {
+      const client = clientFor(config);
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+        await client.query('select 1');
+      } catch (err) {
+        throw new ConnectorError(`${NAME}: could not connect (${pgReason(err)})`);
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    },
     async write(config, records, signal) {
-      const port = config.port === undefined ? 5432 : Number(config.port);
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConnectorError(`${NAME}: config field port must be a port number`);
-      const client = new pg.Client({
-        host: stringField(config, 'host', NAME),
-        port,
-        database: stringField(config, 'database', NAME),
-        user: stringField(config, 'username', NAME),
-        password: typeof config.password === 'string' ? config.password : undefined,
-        connectionTimeoutMillis: 10_000,
-        application_name: 'coffer-sync-worker',
-      });
+      const client = clientFor(config);
       const schema = stringField(config, 'schema', NAME);
       const table = stringField(config, 'table', NAME);
       // A broken connection emits 'error' on the client; the failing query reports it.
@@ -64,6 +66,20 @@ export function postgresDestination(): DestinationConnector {
       }
     },
   };
+}
+
+function clientFor(config: Record<string, unknown>): pg.Client {
+  const port = config.port === undefined ? 5432 : Number(config.port);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConnectorError(`${NAME}: config field port must be a port number`);
+  return new pg.Client({
+    host: stringField(config, 'host', NAME),
+    port,
+    database: stringField(config, 'database', NAME),
+    user: stringField(config, 'username', NAME),
+    password: typeof config.password === 'string' ? config.password : undefined,
+    connectionTimeoutMillis: 10_000,
+    application_name: 'coffer-sync-worker',
+  });
 }
 
 // The SQLSTATE and Postgres' message; the sync runner redacts registered secrets from it too.

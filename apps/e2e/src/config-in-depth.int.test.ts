@@ -1,4 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -16,7 +18,7 @@ if (!present) console.warn(`connector specs not found at ${specsDir} (set COFFER
 
 const canary = (label: string) => `canary-${label}-${Math.random().toString(36).slice(2)}`;
 
-describe.skipIf(!present)('no orphans: coordinates a config stops referencing are shredded at secrets', () => {
+describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check and discover', () => {
   let db: TestDatabase;
   let ns: MessagingNamespace;
   let stack: Stack;
@@ -208,5 +210,47 @@ describe.skipIf(!present)('no orphans: coordinates a config stops referencing ar
     await expect(config.getWebhookConfig({ webhookId: webhook.webhookId })).rejects.toMatchObject({ code: 'not_found' });
     const stored = JSON.stringify(await query('select data from config.events'));
     for (const c of [signing, header, bearer]) expect(stored).not.toContain(c);
+  });
+
+  it('checks and discovers with an unsaved config: its secrets become ephemeral coordinates, the sync worker answers', async () => {
+    const good = canary('check-token');
+    const http = createServer((req, res) => {
+      if (req.headers.authorization !== `Bearer ${good}`) return void res.writeHead(401).end();
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify([{ id: 1, name: 'alpha', score: 1.5 }]));
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/records`;
+    try {
+      const spec = { type: 'object', required: ['url', 'api_token'], properties: { url: { type: 'string' }, api_token: { type: 'string', airbyte_secret: true } } };
+      const definitionId = (
+        await config.registerConnectorDefinition({ name: 'checked', actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, connector: 'builtin:http-json', specJson: JSON.stringify(spec) })
+      ).definition!.definitionId;
+      const ok = await config.checkConfig({ definitionId, configJson: JSON.stringify({ url, api_token: good }) });
+      expect(ok).toMatchObject({ succeeded: true, message: '' });
+      const wrong = canary('check-wrong');
+      const denied = await config.checkConfig({ definitionId, configJson: JSON.stringify({ url, api_token: wrong }) });
+      expect(denied.succeeded).toBe(false);
+      expect(denied.message).toContain('HTTP 401');
+      expect(denied.message).not.toContain(wrong);
+      const discovered = await config.discoverSchema({ definitionId, configJson: JSON.stringify({ url, api_token: good }) });
+      expect(discovered.succeeded).toBe(true);
+      expect(JSON.parse(discovered.catalogJson)).toEqual({
+        streams: [{ name: 'records', json_schema: { type: 'object', properties: { id: { type: ['integer'] }, name: { type: ['string'] }, score: { type: ['number'] } } } }],
+      });
+      const invalid = await config.checkConfig({ definitionId, configJson: JSON.stringify({ url }) }).catch((e: unknown) => e as { code: string; message: string });
+      expect(invalid).toMatchObject({ code: 'invalid_argument' });
+
+      const ephemeral = await query<{ hours: number }>(
+        `select extract(epoch from (expires_at - created_at)) / 3600 as hours from secrets.secret_versions where workspace_id = '00000000-0000-0000-0000-000000000000'`,
+      );
+      expect(ephemeral.length).toBe(3);
+      for (const e of ephemeral) expect(Number(e.hours)).toBeCloseTo(2, 1);
+      const stored = JSON.stringify(await query(`select data from config.events where stream_id like 'check-%'`));
+      expect(stored).not.toContain(good);
+      expect(stored).not.toContain(wrong);
+      expect(stored).toContain('_secret');
+    } finally {
+      await new Promise<void>((r) => http.close(() => r()));
+    }
   });
 });
