@@ -39,6 +39,11 @@ import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
 type Kind = 'connector' | 'webhook';
 const kindOf = (t: actorDomain.ActorType): Kind => (t === 'webhook' ? 'webhook' : 'connector');
+/** The published name of an actor event: SourceCreated, DestinationConfigUpdated, WebhookConfigDeleted, ... */
+function actorEvent(t: actorDomain.ActorType, what: 'Created' | 'ConfigUpdated' | 'Deleted'): IntegrationEventName {
+  const prefix = t === 'source' ? 'Source' : t === 'destination' ? 'Destination' : 'WebhookConfig';
+  return (what === 'ConfigUpdated' && prefix === 'WebhookConfig' ? 'WebhookConfigUpdated' : `${prefix}${what}`) as IntegrationEventName;
+}
 const typesOf = (kind: Kind, actorType?: actorDomain.ActorType): string[] => (kind === 'webhook' ? ['webhook'] : actorType ? [actorType] : ['source', 'destination']);
 
 /** Who asks, as recorded in event metadata. */
@@ -416,7 +421,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
               await projectActorDeleted(t, schema, data, a.version + 1);
               await queueShredding(t, schema, input.workspaceId, a.id, bases, 'workspace deleted', clock());
             },
-            outbox: outbox('ActorDeleted', a.id, caller, () => ({ actorId: a.id, workspaceId: input.workspaceId, occurredAt: at })),
+            outbox: outbox(actorEvent(a.state.actorType!, 'Deleted') as 'SourceDeleted', a.id, caller, () => ({ actorId: a.id, workspaceId: input.workspaceId, occurredAt: at })),
           });
         }
         for (const c of connections) {
@@ -565,7 +570,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       try {
         await store.append(`actor-${actorId}`, 0, asNew(events, caller), {
           project: (trx) => projectActorCreated(trx, schema, data),
-          outbox: outbox('ActorCreated', actorId, caller, () => ({
+          outbox: outbox(actorEvent(def.actor_type, 'Created') as 'SourceCreated', actorId, caller, () => ({
             actorId,
             workspaceId: ws.workspace_id,
             definitionId: def.definition_id,
@@ -614,7 +619,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
             await projectActorUpdated(trx, schema, data, version + 1);
             await queueShredding(trx, schema, workspaceId, input.actorId, deadBases, 'no longer referenced', clock());
           },
-          outbox: outbox('ActorConfigUpdated', input.actorId, caller, () => ({
+          outbox: outbox(actorEvent(state.actorType!, 'ConfigUpdated') as 'SourceConfigUpdated', input.actorId, caller, () => ({
             actorId: input.actorId,
             workspaceId,
             partialConfigJson: JSON.stringify(planned.partialConfig),
@@ -649,7 +654,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
           await projectActorDeleted(trx, schema, data, version + 1);
           await queueShredding(trx, schema, data.workspaceId, input.actorId, bases, 'actor deleted', clock());
         },
-        outbox: outbox('ActorDeleted', input.actorId, caller, () => ({ actorId: input.actorId, workspaceId: data.workspaceId, occurredAt: data.deletedAt })),
+        outbox: outbox(actorEvent(state.actorType!, 'Deleted') as 'SourceDeleted', input.actorId, caller, () => ({ actorId: input.actorId, workspaceId: data.workspaceId, occurredAt: data.deletedAt })),
       });
       await shredNow();
     },

@@ -210,6 +210,8 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
     await expect(config.getWebhookConfig({ webhookId: webhook.webhookId })).rejects.toMatchObject({ code: 'not_found' });
     const stored = JSON.stringify(await query('select data from config.events'));
     for (const c of [signing, header, bearer]) expect(stored).not.toContain(c);
+    const published = await query<{ type: string }>(`select headers->>'ce-type' as type from config.outbox where headers->>'ce-subject' = $1 order by position`, [webhook.webhookId]);
+    expect(published.map((p) => p.type)).toEqual(['coffer.config.v1.WebhookConfigCreated', 'coffer.config.v1.WebhookConfigUpdated', 'coffer.config.v1.WebhookConfigDeleted']);
   });
 
   it('checks and discovers with an unsaved config: its secrets become ephemeral coordinates, the sync worker answers', async () => {
