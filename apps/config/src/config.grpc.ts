@@ -71,6 +71,13 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       permission: 'config.write',
       handler: async (req, ctx) => ({ definition: definitionOut(await service.updateDefinition(req, callerOf(ctx))) }),
     },
+    deleteConnectorDefinition: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await service.deleteDefinition(req, callerOf(ctx));
+        return {};
+      },
+    },
     listActors: {
       permission: 'config.read',
       handler: async (req) => {

@@ -57,6 +57,7 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
     created_at timestamptz not null
   )`.execute(db);
   await sql`alter table ${s}.connections add column if not exists deleted boolean not null default false`.execute(db);
+  await sql`alter table ${s}.connector_definitions add column if not exists deleted boolean not null default false`.execute(db);
 }
 
 export interface WorkspaceRow {
@@ -193,6 +194,7 @@ export async function findDefinition(db: Db, schema: string, id: string): Promis
     .selectFrom('connector_definitions')
     .select(['definition_id', 'name', 'actor_type', 'connector', 'spec', 'version'])
     .where('definition_id', '=', id)
+    .where('deleted', '=', false)
     .executeTakeFirst();
 }
 
@@ -294,6 +296,7 @@ export async function listDefinitions(db: Db, schema: string, actorTypes: string
     .selectFrom('connector_definitions')
     .select(['definition_id', 'name', 'actor_type', 'connector', 'spec', 'version'])
     .where('definition_id', '>', after)
+    .where('deleted', '=', false)
     .where('actor_type', 'in', actorTypes);
   const rows = await q.orderBy('definition_id').limit(limit + 1).execute();
   return { rows: rows.slice(0, limit) as DefinitionRow[], more: rows.length > limit };
@@ -358,4 +361,16 @@ export async function patchRow(
   values: Record<string, unknown>,
 ): Promise<void> {
   await trx.withSchema(schema).updateTable(table).set(values).where(idColumn, '=', id).execute();
+}
+
+/** How many live actors use a definition. */
+export async function countActorsOfDefinition(db: Db, schema: string, definitionId: string): Promise<number> {
+  const row = await db
+    .withSchema(schema)
+    .selectFrom('actors')
+    .select(sql<string>`count(*)`.as('n'))
+    .where('definition_id', '=', definitionId)
+    .where('deleted', '=', false)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
 }

@@ -25,6 +25,7 @@ import {
   listDefinitions,
   listWorkspaces,
   patchRow,
+  countActorsOfDefinition,
   workspaceActorIds,
   workspaceConnectionIds,
   isUuid,
@@ -461,6 +462,17 @@ export function createConfigService(deps: ConfigServiceDeps) {
       });
       const def = await requireDefinition(input.definitionId);
       return { definitionId: def.definition_id, name, actorType: def.actor_type, connector: def.connector, specJson: JSON.stringify(spec), version: version + 1 };
+    },
+
+    /** Deletes a connector definition no source or destination uses. */
+    async deleteDefinition(input: { definitionId: string; expectedVersion: number }, caller: Caller): Promise<void> {
+      if (input.definitionId === WEBHOOK_DEFINITION_ID) throw new CofferError('failed_precondition', 'the built-in webhook definition cannot be deleted');
+      const { state, version } = await loadCatalog(`definition-${input.definitionId}`);
+      checkVersion('connector definition', input.definitionId, input.expectedVersion, version);
+      const events = catalogDomain.decide({ type: 'DeleteConnectorDefinition', actorsUsingIt: await countActorsOfDefinition(db, schema, input.definitionId), now: now() }, state);
+      await store.append(`definition-${input.definitionId}`, version, asNew(events, caller), {
+        project: (trx) => patchRow(trx, schema, 'connector_definitions', 'definition_id', input.definitionId, { deleted: true, version: version + 1 }),
+      });
     },
 
     /** Sources and destinations of a workspace, masked, a page at a time. */

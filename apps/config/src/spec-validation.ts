@@ -9,7 +9,8 @@ export interface CompiledSpec {
   validate(config: unknown, field: string): void;
 }
 
-const MAX_REPORTED = 10;
+// Every failing path is reported, up to a bound that keeps an error message readable.
+const MAX_REPORTED = 100;
 const KNOWN_META = /^https?:\/\/json-schema\.org\/(draft-0[467])\/schema#?$/;
 
 function newAjv(): Ajv {

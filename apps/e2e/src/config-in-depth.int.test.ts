@@ -133,6 +133,12 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
     }
     const destination = (await config.createActor({ workspaceId: ws.workspaceId, definitionId: dest.definitionId, name: 'd', configJson: JSON.stringify({ url: 'u', api_token: canary('ws-d') }) })).actor!;
 
+    const huge = await config
+      .createActor({ workspaceId: ws.workspaceId, definitionId: source.definitionId, name: 'huge', configJson: JSON.stringify({ url: 'x'.repeat(300 * 1024), api_token: 't' }) })
+      .catch((e: unknown) => e as { code: string; message: string });
+    expect(huge).toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/config_json is \d+ bytes; the limit is 262144/) });
+    await expect(config.deleteConnectorDefinition({ definitionId: source.definitionId, expectedVersion: 0 })).rejects.toMatchObject({ code: 'failed_precondition' });
+
     const first = await config.listActors({ workspaceId: ws.workspaceId, actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, page: { pageSize: 2, pageToken: '' } });
     expect(first.actors).toHaveLength(2);
     expect(first.nextPageToken).not.toBe('');
@@ -162,6 +168,9 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
       'every secret of the deleted workspace to be shredded',
     );
     expect((await query(`select 1 from secrets.secret_versions where workspace_id = $1`, [ws.workspaceId])).length).toBe(4);
+    await config.deleteConnectorDefinition({ definitionId: source.definitionId, expectedVersion: source.version });
+    await expect(config.getConnectorDefinition({ definitionId: source.definitionId })).rejects.toMatchObject({ code: 'not_found' });
+    expect((await config.listConnectorDefinitions({ page: undefined, actorType: 0 })).definitions.map((d) => d.definitionId)).not.toContain(source.definitionId);
     expect((await query(`select 1 from config.secret_shredding`)).length).toBe(0);
   });
 

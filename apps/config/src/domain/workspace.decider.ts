@@ -41,7 +41,15 @@ export interface UpdateConnectorDefinition {
   now: string;
 }
 
-export type CatalogCommand = CreateWorkspace | RenameWorkspace | DeleteWorkspace | RegisterConnectorDefinition | UpdateConnectorDefinition;
+/** Deletes a definition no actor uses any more. */
+export interface DeleteConnectorDefinition {
+  type: 'DeleteConnectorDefinition';
+  /** How many live actors use it; must be 0. */
+  actorsUsingIt: number;
+  now: string;
+}
+
+export type CatalogCommand = CreateWorkspace | RenameWorkspace | DeleteWorkspace | RegisterConnectorDefinition | UpdateConnectorDefinition | DeleteConnectorDefinition;
 
 export interface WorkspaceCreatedData {
   workspaceId: string;
@@ -76,7 +84,13 @@ export interface ConnectorDefinitionUpdatedData {
   updatedAt: string;
 }
 
+export interface ConnectorDefinitionDeletedData {
+  definitionId: string;
+  deletedAt: string;
+}
+
 export type CatalogEvent =
+  | { type: 'ConnectorDefinitionDeleted'; data: ConnectorDefinitionDeletedData }
   | { type: 'WorkspaceCreated'; data: WorkspaceCreatedData }
   | { type: 'WorkspaceRenamed'; data: WorkspaceRenamedData }
   | { type: 'WorkspaceDeleted'; data: WorkspaceDeletedData }
@@ -111,6 +125,10 @@ export function decide(command: CatalogCommand, state: CatalogState): CatalogEve
     case 'DeleteWorkspace':
       if (state.status !== 'active') throw new CofferError('not_found', 'no such workspace');
       return [{ type: 'WorkspaceDeleted', data: { workspaceId: state.id!, deletedAt: command.now } }];
+    case 'DeleteConnectorDefinition':
+      if (state.status !== 'active') throw new CofferError('not_found', 'no such connector definition');
+      if (command.actorsUsingIt > 0) throw new CofferError('failed_precondition', `${command.actorsUsingIt} sources or destinations still use this definition`);
+      return [{ type: 'ConnectorDefinitionDeleted', data: { definitionId: state.id!, deletedAt: command.now } }];
     case 'UpdateConnectorDefinition':
       if (state.status !== 'active') throw new CofferError('not_found', 'no such connector definition');
       return [{ type: 'ConnectorDefinitionUpdated', data: { definitionId: state.id!, name: command.name, spec: command.spec, updatedAt: command.now } }];
@@ -125,6 +143,7 @@ export function evolve(state: CatalogState, event: CatalogEvent): CatalogState {
     case 'ConnectorDefinitionRegistered':
       return { status: 'active', id: event.data.definitionId };
     case 'WorkspaceDeleted':
+    case 'ConnectorDefinitionDeleted':
       return { ...state, status: 'deleted' };
     case 'WorkspaceRenamed':
     case 'ConnectorDefinitionUpdated':
