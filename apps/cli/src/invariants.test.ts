@@ -38,3 +38,43 @@ describe('invariant 1: only the secrets service touches the KMS', () => {
     expect(withKms).toEqual(['secrets']);
   });
 });
+
+describe('every gRPC method declares its permission, and the README says which', async () => {
+  const { authGrpcService } = await import('../../auth/src/auth.grpc');
+  const { configGrpcService } = await import('../../config/src/config.grpc');
+  const { secretsGrpcService } = await import('../../secrets/src/secrets.grpc');
+  const { syncGrpcService } = await import('../../sync-worker/src/sync.grpc');
+  const { rolePermissions } = await import('@coffer/tokens');
+  // The handlers are never called here: only the declared permissions are read.
+  const registrations = [
+    ['auth', authGrpcService({} as never)],
+    ['secrets', secretsGrpcService({} as never)],
+    ['config', configGrpcService({} as never)],
+    ['sync-worker', syncGrpcService({} as never, 'sync')],
+  ] as const;
+  const inCode = new Map<string, string>();
+  for (const [service, reg] of registrations) {
+    for (const [key, spec] of Object.entries(reg.methods)) {
+      inCode.set(`${service} ${reg.name.split('.').pop()}/${key[0]!.toUpperCase()}${key.slice(1)}`, spec.permission);
+    }
+  }
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Who may call what'));
+  const rows = [...section.matchAll(/^\| ([a-z-]+) \| `([A-Za-z]+\/[A-Za-z]+)` \| `([a-z._]+)` \| ([^|]+) \|$/gm)];
+  const inReadme = new Map(rows.map((r) => [`${r[1]} ${r[2]}`, { permission: r[3]!, grantedTo: r[4]!.trim() }]));
+
+  it('lists every method of every service with the permission the code declares', () => {
+    expect(inCode.size).toBeGreaterThan(40);
+    for (const [method, permission] of inCode) {
+      expect(inReadme.get(method)?.permission, `README.md is missing or wrong about ${method}`).toBe(permission);
+    }
+    for (const method of inReadme.keys()) expect(inCode.has(method), `README.md lists ${method}, which no service has`).toBe(true);
+  });
+
+  it('names the roles that hold each permission', () => {
+    for (const [method, { permission, grantedTo }] of inReadme) {
+      const roles = permission === 'public' ? 'anyone' : Object.entries(rolePermissions).filter(([, ps]) => (ps as readonly string[]).includes(permission)).map(([r]) => r).join(', ');
+      expect(grantedTo, method).toBe(roles);
+    }
+  });
+});
