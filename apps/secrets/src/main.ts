@@ -1,14 +1,12 @@
-import { randomUUID } from 'node:crypto';
 import { createGrpcServer } from '@coffer/rpc';
 import { announceListening, failStartup, jwksFromAuth, onShutdown, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier } from '@coffer/tokens';
 import { loadSecretsConfig } from './config';
-import { createDataKeyCache } from './data-key-cache';
 import { loadKms } from './kms/load-kms';
 import { secretsGrpcService } from './secrets.grpc';
 import { migrateSecretsReadModel } from './secrets.postgres';
-import { createSecretsService } from './secrets.service';
+import { secretsServiceFromConfig } from './secrets.service';
 
 const config = loadSecretsConfig(process.env);
 const telemetry = await startTelemetry({ serviceName: 'coffer-secrets', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
@@ -29,19 +27,7 @@ try {
     redactor,
     migrate: migrateSecretsReadModel,
   });
-  const service = createSecretsService({
-    db: runtime.db,
-    store: runtime.store,
-    kms,
-    schema: config.SECRETS_DB_SCHEMA,
-    coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
-    namespace: runtime.namespace,
-    ephemeralTtlMs: config.SECRETS_EPHEMERAL_TTL_SECONDS * 1000,
-    cache: createDataKeyCache({ maxEntries: config.SECRETS_DATA_KEY_CACHE_ENTRIES, ttlMs: config.SECRETS_DATA_KEY_CACHE_TTL_SECONDS * 1000, clock: Date.now }),
-    rotationPeriodMs: config.SECRETS_KEK_ROTATION_DAYS * 24 * 3600 * 1000,
-    clock: () => new Date(),
-    newId: randomUUID,
-  });
+  const service = secretsServiceFromConfig(config, { db: runtime.db, store: runtime.store, kms });
   const background = startBackgroundJobs(logger, [
     ['expiry sweep', config.SECRETS_EXPIRY_SWEEP_SECONDS * 1000, () => service.expireDue()],
     // Also resumes a re-wrap a crash left half-done.

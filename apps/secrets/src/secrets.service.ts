@@ -11,7 +11,9 @@ import {
 import type { EventStore, OutboxMessage, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { hydrate, secretCoordinates } from '@coffer/secret-json';
-import type { DataKeyCache } from './data-key-cache';
+import { randomUUID } from 'node:crypto';
+import type { SecretsConfig } from './config';
+import { createDataKeyCache, type DataKeyCache } from './data-key-cache';
 import {
   decide,
   evolve,
@@ -552,3 +554,25 @@ export function createSecretsService(deps: SecretsServiceDeps) {
 
 /** The secrets use cases, as composed by main.ts. */
 export type SecretsService = ReturnType<typeof createSecretsService>;
+
+/** The service as its configuration describes it: what main.ts and the rotate-kek command share. */
+export function secretsServiceFromConfig(
+  config: SecretsConfig,
+  parts: { db: Kysely<any>; store: EventStore; kms: KeyManagementService; cacheEntries?: number },
+): SecretsService {
+  return createSecretsService({
+    ...parts,
+    schema: config.SECRETS_DB_SCHEMA,
+    coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
+    namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
+    ephemeralTtlMs: config.SECRETS_EPHEMERAL_TTL_SECONDS * 1000,
+    cache: createDataKeyCache({
+      maxEntries: parts.cacheEntries ?? config.SECRETS_DATA_KEY_CACHE_ENTRIES,
+      ttlMs: config.SECRETS_DATA_KEY_CACHE_TTL_SECONDS * 1000,
+      clock: Date.now,
+    }),
+    rotationPeriodMs: config.SECRETS_KEK_ROTATION_DAYS * 24 * 3600 * 1000,
+    clock: () => new Date(),
+    newId: randomUUID,
+  });
+}
