@@ -4,7 +4,7 @@ import { recordInbox, type EventStore } from '@coffer/event-store';
 import { integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { secretValues } from '@coffer/secret-json';
 import type { Logger, Redactor } from '@coffer/telemetry';
-import { ConnectorError } from './connectors/connector';
+import { ConnectorError, parseObject } from './connectors/connector';
 import type { ConnectorRegistry } from './connectors/registry';
 
 /** What the check runner needs from secrets. */
@@ -12,6 +12,7 @@ export interface CheckPorts {
   hydrate(workspaceId: string, partialConfigJson: string, reason: string): Promise<string>;
 }
 
+/** What the check runner is composed from; secrets is reached through `ports`. */
 export interface CheckRunnerDeps {
   db: Kysely<any>;
   store: EventStore;
@@ -42,9 +43,10 @@ export function createCheckRunner(deps: CheckRunnerDeps) {
     if (request.kind === 'discover' && !source) return { succeeded: false, message: `${request.connector} is not a source: nothing to discover`, catalogJson: '' };
     const registered: string[] = [];
     try {
+      const partial = parseObject(request.partialConfigJson, 'the partial config');
       const full = await ports.hydrate(EPHEMERAL_WORKSPACE_ID, request.partialConfigJson, `${request.kind} ${request.jobId}`);
-      const config = JSON.parse(full) as Record<string, unknown>;
-      for (const v of secretValues(JSON.parse(request.partialConfigJson), config)) {
+      const config = parseObject(full, 'the hydrated config');
+      for (const v of secretValues(partial, config)) {
         redactor.register(v);
         registered.push(v);
       }
@@ -92,3 +94,6 @@ export function createCheckRunner(deps: CheckRunnerDeps) {
 
   return { handleCheckRequested };
 }
+
+/** The check runner, as composed by main.ts. */
+export type CheckRunner = ReturnType<typeof createCheckRunner>;

@@ -1,19 +1,18 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
 import { isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
-import { recordInbox, type EventStore, type NewEvent, type OutboxMessage, type RecordedEvent } from '@coffer/event-store';
+import { recordInbox, type AppendOptions, type EventStore, type NewEvent, type OutboxMessage, type RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { secretValues } from '@coffer/secret-json';
 import type { Logger, Redactor } from '@coffer/telemetry';
-import { ConnectorError } from './connectors/connector';
+import { ConnectorError, parseObject } from './connectors/connector';
 import type { ConnectorRegistry } from './connectors/registry';
 import {
   decide,
   evolve,
   initialState,
   type SyncJobEvent,
-  type SyncJobFailedData,
   type SyncJobStartedData,
-  type SyncJobSucceededData,
 } from './domain/sync-job.decider';
 import { projectJobFailed, projectJobStarted, projectJobSucceeded } from './sync.postgres';
 
@@ -31,6 +30,7 @@ export interface SyncPorts {
   hydrate(workspaceId: string, partialConfigJson: string, reason: string): Promise<string>;
 }
 
+/** What the sync runner is composed from; config and secrets are reached through `ports`. */
 export interface SyncRunnerDeps {
   db: Kysely<any>;
   store: EventStore;
@@ -41,6 +41,8 @@ export interface SyncRunnerDeps {
   redactor: Redactor;
   logger: Logger;
   clock: () => Date;
+  /** Waits between attempts to record how a job ended (default 1 s, 5 s, 15 s); the outcome is known, so it is worth retrying. */
+  endRetryDelaysMs?: number[];
 }
 
 /** The inbox name of the SyncRequested consumer. */
@@ -51,14 +53,19 @@ const streamOf = (jobId: string) => `sync-job-${jobId}`;
 /** The SyncRequested handler: start the job (once), run it, record how it ended. */
 export function createSyncRunner(deps: SyncRunnerDeps) {
   const { db, store, schema, namespace: ns, ports, connectors, redactor, logger, clock } = deps;
+  const endRetryDelaysMs = deps.endRetryDelaysMs ?? [1_000, 5_000, 15_000];
 
   function outbox<N extends IntegrationEventName>(name: N, jobId: string, traceparent: string | undefined, message: IntegrationEventMessage<N>) {
     return (recorded: RecordedEvent[]): OutboxMessage[] =>
       recorded.map((r) => integrationEventMessage(ns, name, message, { eventId: r.eventId, source: SOURCE, subject: jobId, time: r.recordedAt, traceparent }));
   }
 
-  const asNew = (events: SyncJobEvent[], traceparent?: string): NewEvent[] =>
-    events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: { actor: 'sync-worker', traceparent } }));
+  const asNew = (events: SyncJobEvent[], event: CloudEvent, jobId: string): NewEvent[] =>
+    events.map((e) => ({
+      type: e.type,
+      data: { ...e.data },
+      metadata: { actor: 'sync-worker', correlationId: jobId, causationId: event.id, traceparent: event.traceparent },
+    }));
 
   /** Runs source → destination with hydrated configs; every secret value is registered with the redactor first. */
   async function run(jobId: string, plan: SyncPlan, signal: AbortSignal): Promise<number> {
@@ -70,10 +77,11 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     const registered: string[] = [];
     try {
       const hydrated = [];
-      for (const side of [plan.source, plan.destination]) {
+      for (const [name, side] of [['source', plan.source], ['destination', plan.destination]] as const) {
+        const partial = parseObject(side.partialConfigJson, `the ${name} partial config`);
         const full = await ports.hydrate(plan.workspaceId, side.partialConfigJson, `sync ${jobId}`);
-        const config = JSON.parse(full) as Record<string, unknown>;
-        for (const v of secretValues(JSON.parse(side.partialConfigJson), config)) {
+        const config = parseObject(full, `the hydrated ${name} config`);
+        for (const v of secretValues(partial, config)) {
           redactor.register(v);
           registered.push(v);
         }
@@ -92,6 +100,26 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     return 'internal error (see the sync worker log)';
   }
 
+  /** Appends the job's last event, retrying transient failures: a lost outcome would leave the job running forever. */
+  async function recordEnd(jobId: string, events: NewEvent[], options: AppendOptions): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await store.append(streamOf(jobId), 1, events, options);
+        return;
+      } catch (err) {
+        // Someone else ended the job (a reaper, an operator): theirs stands.
+        if (isCofferError(err) && err.code === 'version_conflict') {
+          logger.warn({ jobId }, 'sync job already ended elsewhere; keeping that outcome');
+          return;
+        }
+        const delay = endRetryDelaysMs[attempt];
+        if (delay === undefined) throw err;
+        logger.warn({ err, jobId, attempt: attempt + 1 }, 'could not record how the sync ended; retrying');
+        await sleep(delay);
+      }
+    }
+  }
+
   /** Handles one SyncRequested event; a redelivered event finds its id in the inbox and does nothing. */
   async function handleSyncRequested(event: CloudEvent, signal: AbortSignal = new AbortController().signal): Promise<void> {
     const request = event.data as IntegrationEventMessage<'SyncRequested'>;
@@ -99,14 +127,24 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     const traceparent = event.traceparent;
     const started = decide({ type: 'StartSyncJob', jobId, connectionId, workspaceId, now: clock().toISOString() }, initialState());
     const startedData = started[0]!.data as SyncJobStartedData;
-    const fresh = await db.transaction().execute(async (trx) => {
-      if (!(await recordInbox(trx, schema, SYNC_REQUESTED_CONSUMER, event.id))) return false;
-      await store.appendInTransaction(trx, streamOf(jobId), 0, asNew(started, traceparent), {
-        project: (t) => projectJobStarted(t, schema, startedData),
-        outbox: outbox('SyncStarted', jobId, traceparent, { jobId, connectionId, occurredAt: startedData.startedAt }),
+    let fresh: boolean;
+    try {
+      fresh = await db.transaction().execute(async (trx) => {
+        if (!(await recordInbox(trx, schema, SYNC_REQUESTED_CONSUMER, event.id))) return false;
+        await store.appendInTransaction(trx, streamOf(jobId), 0, asNew(started, event, jobId), {
+          project: (t) => projectJobStarted(t, schema, startedData),
+          outbox: outbox('SyncStarted', jobId, traceparent, { jobId, connectionId, occurredAt: startedData.startedAt }),
+        });
+        return true;
       });
-      return true;
-    });
+    } catch (err) {
+      // The same job id under another event id (a re-published request): the job runs once.
+      if (isCofferError(err) && err.code === 'version_conflict') {
+        logger.warn({ jobId, eventId: event.id }, 'sync job already started by another SyncRequested event');
+        return;
+      }
+      throw err;
+    }
     if (!fresh) {
       logger.info({ jobId, eventId: event.id }, 'SyncRequested already handled');
       return;
@@ -125,15 +163,15 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     }
     const end = ended[0]!;
     if (end.type === 'SyncJobSucceeded') {
-      const d = end.data as SyncJobSucceededData;
-      await store.append(streamOf(jobId), 1, asNew(ended, traceparent), {
+      const d = end.data;
+      await recordEnd(jobId, asNew(ended, event, jobId), {
         project: (t) => projectJobSucceeded(t, schema, d),
         outbox: outbox('SyncSucceeded', jobId, traceparent, { jobId, connectionId, recordsSynced: d.recordsSynced, occurredAt: d.endedAt }),
       });
       logger.info({ jobId, recordsSynced: d.recordsSynced }, 'sync succeeded');
-    } else {
-      const d = end.data as SyncJobFailedData;
-      await store.append(streamOf(jobId), 1, asNew(ended, traceparent), {
+    } else if (end.type === 'SyncJobFailed') {
+      const d = end.data;
+      await recordEnd(jobId, asNew(ended, event, jobId), {
         project: (t) => projectJobFailed(t, schema, d),
         outbox: outbox('SyncFailed', jobId, traceparent, { jobId, connectionId, reason: d.reason, occurredAt: d.endedAt }),
       });

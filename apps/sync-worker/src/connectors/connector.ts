@@ -35,3 +35,18 @@ export function stringField(config: Record<string, unknown>, field: string, conn
   if (typeof v !== 'string' || v === '') throw new ConnectorError(`${connector}: config field ${field} must be a non-empty string`);
   return v;
 }
+
+/**
+ * @internal Parses a JSON object, failing with a ConnectorError that names only `what`: a parse
+ * error's own message quotes the text around the fault, which may be a secret.
+ */
+export function parseObject(text: string, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ConnectorError(`${what} is not valid JSON`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConnectorError(`${what} is not a JSON object`);
+  return value as Record<string, unknown>;
+}

@@ -1,0 +1,21 @@
+import type { configV1, secretsV1 } from '@coffer/contracts';
+import type { PromiseClient } from '@coffer/rpc';
+import type { CheckPorts } from './check-runner';
+import type { SyncPlan, SyncPorts } from './sync-runner';
+
+/** The runners' ports over gRPC: config's GetSyncPlan and secrets' HydrateConfig, with sync-worker's own service tokens. */
+export function grpcPorts(
+  config: Pick<PromiseClient<configV1.ConfigServiceClient>, 'getSyncPlan'>,
+  secrets: Pick<PromiseClient<secretsV1.SecretsServiceClient>, 'hydrateConfig'>,
+): SyncPorts & CheckPorts {
+  return {
+    async getSyncPlan(connectionId): Promise<SyncPlan> {
+      const { plan } = await config.getSyncPlan({ connectionId });
+      if (!plan) throw new Error('config returned no sync plan');
+      return plan;
+    },
+    async hydrate(workspaceId, partialConfigJson, reason) {
+      return (await secrets.hydrateConfig({ workspaceId, partialConfigJson, reason })).configJson;
+    },
+  };
+}
