@@ -10,6 +10,26 @@ export async function migrateAuthReadModel(db: Kysely<any>, schema: string): Pro
     secret_hash text not null,
     updated_at timestamptz not null
   )`.execute(db);
+  await sql`create table if not exists ${sql.id(schema)}.client_lockouts (
+    client_id text primary key,
+    failures_in_window integer not null,
+    locked_until timestamptz,
+    updated_at timestamptz not null
+  )`.execute(db);
+}
+
+/** The lockout row admins read: recent failures and the lock, if any (inline projection). */
+export async function upsertClientLockout(
+  db: Db,
+  schema: string,
+  row: { clientId: string; failuresInWindow: number; lockedUntil: string | null; updatedAt: string },
+): Promise<void> {
+  await db
+    .withSchema(schema)
+    .insertInto('client_lockouts')
+    .values({ client_id: row.clientId, failures_in_window: row.failuresInWindow, locked_until: row.lockedUntil, updated_at: row.updatedAt })
+    .onConflict((oc) => oc.column('client_id').doUpdateSet({ failures_in_window: row.failuresInWindow, locked_until: row.lockedUntil, updated_at: row.updatedAt }))
+    .execute();
 }
 
 /** Upserts a service identity row (inline projection). */

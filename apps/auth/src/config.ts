@@ -26,6 +26,9 @@ export const authConfigSchema = z.object({
   AUTH_SIGNING_KEY: z.string({ error: 'required: an Ed25519 private JWK with a kid' }).min(1),
   AUTH_SERVICE_IDENTITIES: identitiesJson,
   AUTH_SERVICE_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(900),
+  AUTH_LOCKOUT_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
+  AUTH_LOCKOUT_WINDOW_SECONDS: z.coerce.number().int().positive().default(900),
+  AUTH_LOCKOUT_SECONDS: z.coerce.number().int().positive().default(900),
 });
 
 /** The parsed configuration of the auth service. */

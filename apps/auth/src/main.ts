@@ -36,6 +36,11 @@ try {
     issuer: config.COFFER_TOKEN_ISSUER,
     serviceTokenTtlSeconds: config.AUTH_SERVICE_TOKEN_TTL_SECONDS,
     audiences: ['auth', 'config', 'secrets', 'sync-worker'],
+    lockoutPolicy: {
+      maxFailures: config.AUTH_LOCKOUT_MAX_FAILURES,
+      windowMs: config.AUTH_LOCKOUT_WINDOW_SECONDS * 1000,
+      lockMs: config.AUTH_LOCKOUT_SECONDS * 1000,
+    },
     clock: () => new Date(),
     newId: randomUUID,
   });

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
-import { isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
+import { CofferError, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import { recordInbox, type AppendOptions, type EventStore, type NewEvent, type OutboxMessage, type RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { secretValues } from '@coffer/secret-json';
@@ -49,6 +49,7 @@ export interface SyncRunnerDeps {
 export const SYNC_REQUESTED_CONSUMER = 'sync-worker-sync-requested';
 const SOURCE = 'coffer/sync-worker';
 const streamOf = (jobId: string) => `sync-job-${jobId}`;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The SyncRequested handler: start the job (once), run it, record how it ended. */
 export function createSyncRunner(deps: SyncRunnerDeps) {
@@ -124,6 +125,10 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
   async function handleSyncRequested(event: CloudEvent, signal: AbortSignal = new AbortController().signal): Promise<void> {
     const request = event.data as IntegrationEventMessage<'SyncRequested'>;
     const { jobId, connectionId, workspaceId } = request;
+    // Fails every delivery, so a malformed request ends on the dead-letter subject.
+    if (![jobId, connectionId, workspaceId].every((id) => typeof id === 'string' && UUID.test(id))) {
+      throw new CofferError('invalid_argument', 'SyncRequested needs uuid job_id, connection_id and workspace_id');
+    }
     const traceparent = event.traceparent;
     const started = decide({ type: 'StartSyncJob', jobId, connectionId, workspaceId, now: clock().toISOString() }, initialState());
     const startedData = started[0]!.data as SyncJobStartedData;

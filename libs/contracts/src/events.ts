@@ -51,6 +51,8 @@ export const integrationEvents = {
   SyncSucceeded: def('sync', 'job.succeeded', ev.SyncSucceeded),
   SyncFailed: def('sync', 'job.failed', ev.SyncFailed),
   ServiceIdentityRegistered: def('auth', 'service_identity.registered', ev.ServiceIdentityRegistered),
+  LoginFailed: def('auth', 'client.login_failed', ev.LoginFailed),
+  ClientLocked: def('auth', 'client.locked', ev.ClientLocked),
 } as const;
 
 /** Name of an integration event, e.g. `SecretVersionWritten`. */
