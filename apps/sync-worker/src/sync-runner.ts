@@ -68,15 +68,20 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       metadata: { actor: 'sync-worker', correlationId: jobId, causationId: event.id, traceparent: event.traceparent },
     }));
 
-  /** Runs source → destination with hydrated configs; every secret value is registered with the redactor first. */
-  async function run(jobId: string, plan: SyncPlan, signal: AbortSignal): Promise<number> {
-    if (!plan.source || !plan.destination) throw new ConnectorError('the sync plan has no source or no destination');
-    const source = connectors.sources[plan.source.connector];
-    const destination = connectors.destinations[plan.destination.connector];
-    if (!source) throw new ConnectorError(`unknown source connector ${plan.source.connector}`);
-    if (!destination) throw new ConnectorError(`unknown destination connector ${plan.destination.connector}`);
+  /**
+   * Runs source → destination with hydrated configs. Every secret value is registered with the
+   * redactor before a connector runs and stays registered until the failure reason is redacted and
+   * logged: the reason is worked out here, inside the registration, never after it.
+   */
+  async function run(jobId: string, connectionId: string, signal: AbortSignal): Promise<{ recordsSynced: number } | { reason: string }> {
     const registered: string[] = [];
     try {
+      const plan = await ports.getSyncPlan(connectionId);
+      if (!plan.source || !plan.destination) throw new ConnectorError('the sync plan has no source or no destination');
+      const source = connectors.sources[plan.source.connector];
+      const destination = connectors.destinations[plan.destination.connector];
+      if (!source) throw new ConnectorError(`unknown source connector ${plan.source.connector}`);
+      if (!destination) throw new ConnectorError(`unknown destination connector ${plan.destination.connector}`);
       const hydrated = [];
       for (const [name, side] of [['source', plan.source], ['destination', plan.destination]] as const) {
         const partial = parseObject(side.partialConfigJson, `the ${name} partial config`);
@@ -88,17 +93,17 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         }
         hydrated.push(config);
       }
-      return await destination.write(hydrated[1]!, source.read(hydrated[0]!, signal), signal);
+      return { recordsSynced: await destination.write(hydrated[1]!, source.read(hydrated[0]!, signal), signal) };
+    } catch (err) {
+      if (err instanceof ConnectorError) return { reason: redactor.redact(err.message) };
+      if (isCofferError(err)) return { reason: redactor.redact(`${err.code}: ${err.message}`) };
+      // The logger redacts with the values still registered; the caller gets nothing of the message.
+      logger.error({ err, jobId }, 'sync failed unexpectedly');
+      return { reason: 'internal error (see the sync worker log)' };
     } finally {
       // The plaintext configs go out of scope here; the redactor forgets them once this sync ends.
       for (const v of registered) redactor.unregister(v);
     }
-  }
-
-  function failureReason(err: unknown): string {
-    if (err instanceof ConnectorError) return redactor.redact(err.message);
-    if (isCofferError(err)) return redactor.redact(`${err.code}: ${err.message}`);
-    return 'internal error (see the sync worker log)';
   }
 
   /** Appends the job's last event, retrying transient failures: a lost outcome would leave the job running forever. */
@@ -156,16 +161,11 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     }
     logger.info({ jobId, connectionId }, 'sync started');
     const state = started.reduce(evolve, initialState());
-    let ended: SyncJobEvent[];
-    try {
-      const plan = await ports.getSyncPlan(connectionId);
-      const recordsSynced = await run(jobId, plan, signal);
-      ended = decide({ type: 'CompleteSyncJob', recordsSynced, now: clock().toISOString() }, state);
-    } catch (err) {
-      const reason = failureReason(err);
-      if (!(err instanceof ConnectorError) && !isCofferError(err)) logger.error({ err, jobId }, 'sync failed unexpectedly');
-      ended = decide({ type: 'FailSyncJob', reason, now: clock().toISOString() }, state);
-    }
+    const result = await run(jobId, connectionId, signal);
+    const ended =
+      'recordsSynced' in result && Number.isSafeInteger(result.recordsSynced) && result.recordsSynced >= 0
+        ? decide({ type: 'CompleteSyncJob', recordsSynced: result.recordsSynced, now: clock().toISOString() }, state)
+        : decide({ type: 'FailSyncJob', reason: 'reason' in result ? result.reason : 'the destination reported an invalid record count', now: clock().toISOString() }, state);
     const end = ended[0]!;
     if (end.type === 'SyncJobSucceeded') {
       const d = end.data;

@@ -59,7 +59,9 @@ export function postgresDestination(): DestinationConnector {
         return written;
       } catch (err) {
         await client.query('rollback').catch(() => undefined);
-        if (err instanceof ConnectorError) throw err;
+        // Only Postgres' own failures are this connector's to explain; anything else (a source that
+        // crashed mid-stream) goes up as it is, so it is not blamed on the destination.
+        if (err instanceof ConnectorError || !isPgError(err)) throw err;
         throw new ConnectorError(`${NAME}: write failed (${pgReason(err)})`);
       } finally {
         await client.end().catch(() => undefined);
@@ -80,6 +82,10 @@ function clientFor(config: Record<string, unknown>): pg.Client {
     connectionTimeoutMillis: 10_000,
     application_name: 'coffer-sync-worker',
   });
+}
+
+function isPgError(err: unknown): boolean {
+  return err instanceof pg.DatabaseError || (err instanceof Error && typeof (err as Error & { code?: unknown }).code === 'string');
 }
 
 // The SQLSTATE and Postgres' message; the sync runner redacts registered secrets from it too.

@@ -1,0 +1,338 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { jetstreamManager } from '@nats-io/jetstream';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { streamName, type MessagingNamespace } from '@coffer/contracts';
+import { createJetStreamPublisher, deadLetterHeaders, integrationEventMessage, type CloudEvent } from '@coffer/messaging';
+import { startRuntime, type ServiceRuntime } from '@coffer/runtime';
+import { hydrate } from '@coffer/secret-json';
+import { createLogger, createRedactor, REDACTED } from '@coffer/telemetry';
+import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
+import { createCheckRunner } from './check-runner';
+import { ConnectorError, stringField, type SourceConnector } from './connectors/connector';
+import { builtinConnectors } from './connectors/registry';
+import { deadLetterSubject, startConsumers } from './consumers';
+import { createSyncRunner, type SyncPlan, type SyncRunner } from './sync-runner';
+import { findJob, migrateSyncReadModel } from './sync.postgres';
+
+// Config and secrets are replaced at the runner's ports (plain functions holding plans and a vault);
+// Postgres, NATS, the HTTP source and the Postgres destination are all real. The gRPC adapters of the
+// ports are exercised by the e2e walking skeleton against the real services.
+
+const schema = 'sync';
+const canaries = {
+  apiToken: `canary-api-${randomUUID()}`,
+  tunnelKey: `canary-tunnel-${randomUUID()}`,
+};
+const marker = `record-marker-${randomUUID()}`;
+const records = Array.from({ length: 25 }, (_, i) => ({ id: i + 1, name: `${marker}-${i + 1}`, nested: { ok: i % 2 === 0 } }));
+const workspaceId = randomUUID();
+
+describe('sync worker: SyncRequested through NATS, Postgres and the built-in connectors', () => {
+  let tdb: TestDatabase;
+  let ns: MessagingNamespace;
+  let runtime: ServiceRuntime;
+  let consumers: { stop(): Promise<void> };
+  let runner: SyncRunner;
+  let http: Server;
+  let sourceUrl: string;
+  let destination: Record<string, unknown>;
+  const logLines: string[] = [];
+  const redactor = createRedactor();
+  const vault = new Map<string, string>();
+  const plans = new Map<string, SyncPlan>();
+  const hydrations: string[] = [];
+  let sourceRequests = 0;
+  const observed: { tokenRedactedDuringRun?: string; registeredDuringRun?: number } = {};
+
+  const coordinate = (value: string) => {
+    const c = `coffer_workspace_${workspaceId}_secret_${randomUUID()}_v1`;
+    vault.set(c, value);
+    return c;
+  };
+
+  // Sees what the runner set up before a connector runs, then reads like the built-in source.
+  const observingSource: SourceConnector = {
+    ...builtinConnectors().sources['builtin:http-json']!,
+    read(config, signal) {
+      observed.tokenRedactedDuringRun = redactor.redact(`token=${stringField(config, 'api_token', 'test:observing')}`);
+      observed.registeredDuringRun = redactor.size();
+      return builtinConnectors().sources['builtin:http-json']!.read(config, signal);
+    },
+  };
+  const leakySource = (kind: 'connector' | 'crash'): SourceConnector => ({
+    ...observingSource,
+    async *read(config) {
+      const token = stringField(config, 'api_token', 'test:leaky');
+      if (kind === 'connector') throw new ConnectorError(`upstream refused the token ${token}`);
+      throw new TypeError(`crashed while holding ${token}`);
+    },
+  });
+
+  function planFor(sourceConnector: string, sourceConfig: Record<string, unknown> = {}): SyncPlan {
+    const connectionId = randomUUID();
+    const plan: SyncPlan = {
+      connectionId,
+      workspaceId,
+      source: {
+        actorId: randomUUID(),
+        connector: sourceConnector,
+        partialConfigJson: JSON.stringify({ url: sourceUrl, api_token: { _secret: coordinate(canaries.apiToken) }, ...sourceConfig }),
+      },
+      destination: {
+        actorId: randomUUID(),
+        connector: 'builtin:postgres',
+        partialConfigJson: JSON.stringify({
+          ...destination,
+          password: { _secret: coordinate(String(destination.password ?? '')) },
+          tunnel_key: { _secret: coordinate(canaries.tunnelKey) },
+        }),
+      },
+    };
+    plans.set(connectionId, plan);
+    return plan;
+  }
+
+  async function publishSyncRequested(jobId: string, connectionId: string, eventId = randomUUID()): Promise<void> {
+    const message = integrationEventMessage(ns, 'SyncRequested', { jobId, connectionId, workspaceId, occurredAt: new Date().toISOString() }, {
+      eventId,
+      source: 'coffer/config',
+      subject: connectionId,
+      time: new Date(),
+    });
+    await createJetStreamPublisher(runtime.nc)(message);
+  }
+
+  /** Every message of a stream so far, from the first. */
+  async function streamMessages(stream: string): Promise<{ subject: string; headers: Record<string, string>; data: string }[]> {
+    const jsm = await jetstreamManager(runtime.nc);
+    const { state } = await jsm.streams.info(stream);
+    const out: { subject: string; headers: Record<string, string>; data: string }[] = [];
+    for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
+      const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+      if (!m) continue;
+      const headers: Record<string, string> = {};
+      for (const [k, v] of m.header ?? []) headers[k] = v.join(',');
+      out.push({ subject: m.subject, headers, data: m.string() });
+    }
+    return out;
+  }
+
+  async function waitForOutcome(jobId: string): Promise<{ type: string; data: Record<string, unknown> }> {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      for (const m of await streamMessages(streamName(ns, 'sync'))) {
+        const type = m.headers['ce-type'] ?? '';
+        if (!/SyncSucceeded|SyncFailed/.test(type)) continue;
+        const data = JSON.parse(m.data) as Record<string, unknown>;
+        if (data.jobId === jobId) return { type, data };
+      }
+      await sleep(200);
+    }
+    throw new Error(`no SyncSucceeded or SyncFailed for ${jobId}`);
+  }
+
+  async function query<T>(text: string, params: unknown[] = []): Promise<T[]> {
+    const client = new pg.Client({ connectionString: tdb.url });
+    await client.connect();
+    try {
+      return (await client.query(text, params)).rows as T[];
+    } finally {
+      await client.end();
+    }
+  }
+
+  beforeAll(async () => {
+    tdb = await createTestDatabase('coffer_sync_worker');
+    ns = uniqueNamespace();
+    http = createServer((req, res) => {
+      sourceRequests++;
+      if (req.headers.authorization !== `Bearer ${canaries.apiToken}`) return void res.writeHead(401).end(`bad token ${req.headers.authorization}`);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(req.url === '/wrapped' ? { data: records } : records));
+    });
+    await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
+    sourceUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/records`;
+    const u = new URL(tdb.url);
+    destination = {
+      host: u.hostname,
+      port: Number(u.port || 5432),
+      database: tdb.name,
+      username: decodeURIComponent(u.username || 'postgres'),
+      password: decodeURIComponent(u.password),
+      schema: 'warehouse',
+      table: 'api_records',
+    };
+    const logger = createLogger({ service: 'sync-worker', level: 'debug', redactor, destination: { write: (line: string) => void logLines.push(line) } });
+    runtime = await startRuntime({
+      service: 'sync',
+      appName: 'coffer-sync-worker-test',
+      databaseUrl: tdb.url,
+      schema,
+      natsUrl: testNatsUrl(),
+      namespace: ns,
+      logger,
+      redactor,
+      migrate: migrateSyncReadModel,
+    });
+    const builtin = builtinConnectors();
+    const deps = {
+      db: runtime.db,
+      store: runtime.store,
+      schema,
+      namespace: ns,
+      ports: {
+        getSyncPlan: async (connectionId: string) => plans.get(connectionId)!,
+        hydrate: async (_ws: string, partialConfigJson: string, reason: string) => {
+          hydrations.push(reason);
+          return JSON.stringify(hydrate(JSON.parse(partialConfigJson), (c) => vault.get(c)!));
+        },
+      },
+      connectors: {
+        sources: { ...builtin.sources, 'test:observing': observingSource, 'test:leaky': leakySource('connector'), 'test:crash': leakySource('crash') },
+        destinations: builtin.destinations,
+      },
+      redactor,
+      logger,
+      clock: () => new Date(),
+      endRetryDelaysMs: [50],
+    };
+    runner = createSyncRunner(deps);
+    consumers = await startConsumers(runtime.nc, ns, { sync: runner, check: createCheckRunner(deps) }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
+  }, 60_000);
+
+  afterAll(async () => {
+    await consumers?.stop();
+    await runtime?.close();
+    await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+    await deleteStreams(testNatsUrl(), ns);
+    await tdb?.drop();
+  }, 60_000);
+
+  it('runs a requested sync: SyncStarted then SyncSucceeded with the count, the rows land in order, the job reads succeeded', async () => {
+    const plan = planFor('test:observing');
+    const jobId = randomUUID();
+    await publishSyncRequested(jobId, plan.connectionId);
+    const outcome = await waitForOutcome(jobId);
+    expect(outcome.type, JSON.stringify(outcome.data)).toBe('coffer.sync.v1.SyncSucceeded');
+    expect(Number(outcome.data.recordsSynced)).toBe(records.length);
+    expect(outcome.data.connectionId).toBe(plan.connectionId);
+
+    const rows = await query<{ data: unknown }>('select data from warehouse.api_records order by id');
+    expect(rows.map((r) => r.data)).toEqual(records);
+
+    const job = await findJob(runtime.db, schema, jobId);
+    expect(job).toMatchObject({ job_id: jobId, connection_id: plan.connectionId, status: 'succeeded', failure_reason: null });
+    expect(Number(job!.records_synced)).toBe(records.length);
+    expect(job!.ended_at).toBeInstanceOf(Date);
+
+    const types = (await streamMessages(streamName(ns, 'sync'))).filter((m) => m.data.includes(jobId)).map((m) => m.headers['ce-type']);
+    expect(types).toEqual(['coffer.sync.v1.SyncStarted', 'coffer.sync.v1.SyncSucceeded']);
+    const events = await query<{ type: string; metadata: Record<string, unknown> }>('select type, metadata from sync.events where stream_id = $1 order by stream_version', [`sync-job-${jobId}`]);
+    expect(events.map((e) => e.type)).toEqual(['SyncJobStarted', 'SyncJobSucceeded']);
+    expect(events[0]!.metadata).toMatchObject({ actor: 'sync-worker', correlationId: jobId });
+  });
+
+  it('registers every hydrated secret of both sides before a connector runs, and forgets them when the sync ends', () => {
+    expect(observed.tokenRedactedDuringRun).toBe(`token=${REDACTED}`);
+    // The api token, the destination password (when the test server has one) and the tunnel key.
+    expect(observed.registeredDuringRun).toBeGreaterThanOrEqual(2);
+    expect(redactor.size()).toBe(0);
+    expect(hydrations.every((r) => /^sync [0-9a-f-]{36}$/.test(r))).toBe(true);
+  });
+
+  it('does nothing for a redelivered SyncRequested (inbox) nor for the same job under another event id', async () => {
+    const plan = planFor('builtin:http-json', { url: sourceUrl.replace('/records', '/wrapped') });
+    const jobId = randomUUID();
+    const event: CloudEvent = {
+      id: randomUUID(),
+      type: 'coffer.config.v1.SyncRequested',
+      source: 'coffer/config',
+      time: new Date().toISOString(),
+      name: 'SyncRequested',
+      data: { jobId, connectionId: plan.connectionId, workspaceId, occurredAt: new Date().toISOString() },
+    };
+    await runner.handleSyncRequested(event);
+    const requestsAfterFirst = sourceRequests;
+    const hydrationsAfterFirst = hydrations.length;
+    await runner.handleSyncRequested(event);
+    await runner.handleSyncRequested({ ...event, id: randomUUID() });
+    expect(sourceRequests).toBe(requestsAfterFirst);
+    expect(hydrations).toHaveLength(hydrationsAfterFirst);
+    const events = await query<{ type: string }>('select type from sync.events where stream_id = $1 order by stream_version', [`sync-job-${jobId}`]);
+    expect(events.map((e) => e.type)).toEqual(['SyncJobStarted', 'SyncJobSucceeded']);
+    const rows = await query<{ n: number }>('select count(*)::int as n from warehouse.api_records');
+    expect(rows[0]!.n).toBe(records.length * 2);
+  });
+
+  it('fails a sync whose source answers 401: SyncFailed names the status, the destination gets nothing', async () => {
+    const plan = planFor('builtin:http-json');
+    vault.set(JSON.parse(plan.source!.partialConfigJson).api_token._secret, `${canaries.apiToken}-wrong`);
+    const before = await query<{ n: number }>('select count(*)::int as n from warehouse.api_records');
+    const jobId = randomUUID();
+    await publishSyncRequested(jobId, plan.connectionId);
+    const outcome = await waitForOutcome(jobId);
+    expect(outcome.type).toBe('coffer.sync.v1.SyncFailed');
+    expect(outcome.data.reason).toMatch(/HTTP 401/);
+    expect(await query<{ n: number }>('select count(*)::int as n from warehouse.api_records')).toEqual(before);
+    expect(await findJob(runtime.db, schema, jobId)).toMatchObject({ status: 'failed', failure_reason: expect.stringMatching(/HTTP 401/) });
+  });
+
+  it('fails an unknown connector with a clear reason, before hydrating anything', async () => {
+    const plan = planFor('builtin:nope');
+    const jobId = randomUUID();
+    const hydrationsBefore = hydrations.length;
+    await publishSyncRequested(jobId, plan.connectionId);
+    const outcome = await waitForOutcome(jobId);
+    expect(outcome.type).toBe('coffer.sync.v1.SyncFailed');
+    expect(outcome.data.reason).toBe('unknown source connector builtin:nope');
+    expect(hydrations).toHaveLength(hydrationsBefore);
+  });
+
+  it('redacts a secret a connector puts in its error; an unexpected error becomes a generic reason and a redacted log line', async () => {
+    const leaky = planFor('test:leaky');
+    const leakyJob = randomUUID();
+    await publishSyncRequested(leakyJob, leaky.connectionId);
+    const leakyOutcome = await waitForOutcome(leakyJob);
+    expect(leakyOutcome.data.reason).toBe(`upstream refused the token ${REDACTED}`);
+
+    const crash = planFor('test:crash');
+    const crashJob = randomUUID();
+    await publishSyncRequested(crashJob, crash.connectionId);
+    const crashOutcome = await waitForOutcome(crashJob);
+    expect(crashOutcome.data.reason).toBe('internal error (see the sync worker log)');
+    const line = logLines.find((l) => l.includes('sync failed unexpectedly') && l.includes(crashJob));
+    expect(line).toContain(`crashed while holding ${REDACTED}`);
+  });
+
+  it('dead-letters a malformed SyncRequested under the sync stream after its deliveries', async () => {
+    await publishSyncRequested('not-a-uuid', randomUUID());
+    const subject = deadLetterSubject(ns, 'sync_requested');
+    const deadline = Date.now() + 30_000;
+    let dead: { headers: Record<string, string> } | undefined;
+    while (!dead && Date.now() < deadline) {
+      dead = (await streamMessages(streamName(ns, 'sync'))).find((m) => m.subject === subject);
+      if (!dead) await sleep(200);
+    }
+    expect(dead, 'no dead letter').toBeDefined();
+    expect(dead!.headers[deadLetterHeaders.reason]).toBe('handler_failed');
+    expect(dead!.headers[deadLetterHeaders.error]).toBe('CofferError:invalid_argument');
+  });
+
+  it('leaves no secret and no record data in any table of its schema, any sync stream message, or any log line', async () => {
+    const tables = await query<{ table_name: string }>("select table_name from information_schema.tables where table_schema = 'sync'");
+    expect(tables.map((t) => t.table_name)).toEqual(expect.arrayContaining(['events', 'sync_jobs', 'inbox']));
+    const leaks = [canaries.apiToken, canaries.tunnelKey, marker];
+    for (const { table_name } of tables) {
+      const rows = JSON.stringify(await query(`select * from sync."${table_name.replaceAll('"', '""')}"`));
+      for (const leak of leaks) expect(rows, `sync.${table_name}`).not.toContain(leak);
+    }
+    const messages = JSON.stringify(await streamMessages(streamName(ns, 'sync')));
+    for (const leak of leaks) expect(messages).not.toContain(leak);
+    const logs = logLines.join('\n');
+    expect(logs).toContain('sync succeeded');
+    for (const leak of [canaries.apiToken, canaries.tunnelKey]) expect(logs).not.toContain(leak);
+  });
+});
