@@ -65,10 +65,10 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   };
   const leakySource = (kind: 'connector' | 'crash'): SourceConnector => ({
     ...observingSource,
-    async *read(config) {
+    read(config) {
       const token = stringField(config, 'api_token', 'test:leaky');
-      if (kind === 'connector') throw new ConnectorError(`upstream refused the token ${token}`);
-      throw new TypeError(`crashed while holding ${token}`);
+      const err = kind === 'connector' ? new ConnectorError(`upstream refused the token ${token}`) : new TypeError(`crashed while holding ${token}`);
+      return { [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(err) }) };
     },
   });
 
