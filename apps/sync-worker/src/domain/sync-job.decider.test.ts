@@ -27,6 +27,25 @@ describe('sync job decider', () => {
     expect(() => decide({ type: 'FailSyncJob', reason: 'x', now }, done)).toThrow(/failed, not running/);
   });
 
+  it('given nothing, when completing or failing, then failed_precondition: a job ends only after it started', () => {
+    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: 1, now }, initialState())).toThrow(/absent, not running/);
+    expect(() => decide({ type: 'FailSyncJob', reason: 'x', now }, initialState())).toThrow(/absent, not running/);
+  });
+
+  it('given a succeeded job, when completing again, then failed_precondition', () => {
+    const started = decide(start, initialState());
+    const done = given([...started, ...decide({ type: 'CompleteSyncJob', recordsSynced: 2, now }, given(started))]);
+    expect(done.status).toBe('succeeded');
+    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: 2, now }, done)).toThrow(/succeeded, not running/);
+  });
+
+  it('given a running job, when completing with a negative or fractional count, then invalid_argument', () => {
+    const running = given(decide(start, initialState()));
+    for (const recordsSynced of [-1, 1.5, Number.NaN]) {
+      expect(() => decide({ type: 'CompleteSyncJob', recordsSynced, now }, running)).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
+    }
+  });
+
   it('bounds the failure reason', () => {
     const [event] = decide({ type: 'FailSyncJob', reason: 'x'.repeat(5000), now }, given(decide(start, initialState())));
     expect((event!.data as { reason: string }).reason).toHaveLength(500);

@@ -1,0 +1,37 @@
+import { describe, expect, it } from 'vitest';
+import { loadSyncWorkerConfig, syncWorkerConfigSchema } from './config';
+
+const base = { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/coffer' };
+const secret = 'sync-worker-client-secret-value';
+
+describe('sync worker configuration', () => {
+  it('requires the service identity secret, naming the variable, with no default', () => {
+    expect(() => loadSyncWorkerConfig({ ...base })).toThrow(/SYNC_WORKER_CLIENT_SECRET: required/);
+    expect(() => loadSyncWorkerConfig({ DATABASE_URL: 'nope' })).toThrow(/DATABASE_URL[\s\S]*SYNC_WORKER_CLIENT_SECRET/);
+  });
+
+  it('defaults everything else to the local stack', () => {
+    const c = loadSyncWorkerConfig({ ...base, SYNC_WORKER_CLIENT_SECRET: secret });
+    expect(c).toMatchObject({
+      SYNC_WORKER_GRPC_ADDRESS: '127.0.0.1:50054',
+      SYNC_WORKER_DB_SCHEMA: 'sync',
+      CONFIG_ADDRESS: '127.0.0.1:50052',
+      SECRETS_ADDRESS: '127.0.0.1:50053',
+      AUTH_ADDRESS: '127.0.0.1:50051',
+      SYNC_WORKER_CLIENT_ID: 'sync-worker',
+      SYNC_WORKER_MAX_DELIVER: 5,
+    });
+  });
+
+  it('never prints the client secret in its error', () => {
+    expect(() => loadSyncWorkerConfig({ ...base, SYNC_WORKER_CLIENT_SECRET: 'short-secret', SYNC_WORKER_MAX_DELIVER: 'x' })).toThrow(
+      expect.objectContaining({ message: expect.not.stringContaining('short-secret') }),
+    );
+  });
+
+  it('accepts no KMS setting: only the secrets service touches the KMS', () => {
+    expect(Object.keys(syncWorkerConfigSchema.shape).filter((k) => /KMS|KEYRING|KEK/.test(k))).toEqual([]);
+    const c = loadSyncWorkerConfig({ ...base, SYNC_WORKER_CLIENT_SECRET: secret, SECRETS_KMS_PROVIDER: 'local', SECRETS_LOCAL_KEYRING_FILE: '/k.json' });
+    expect(Object.keys(c).filter((k) => k.startsWith('SECRETS_KMS') || k.includes('KEYRING'))).toEqual([]);
+  });
+});

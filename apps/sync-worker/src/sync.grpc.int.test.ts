@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import type { Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syncV1 } from '@coffer/contracts';
+import { migrateEventStore } from '@coffer/event-store';
+import { createGrpcServer, createPromiseClient, type GrpcServer } from '@coffer/rpc';
+import { createDatabase } from '@coffer/runtime';
+import { createLogger } from '@coffer/telemetry';
+import { createTestDatabase, type TestDatabase } from '@coffer/testing';
+import { createTokenVerifier, TOKEN_TYPES } from '@coffer/tokens';
+import { syncGrpcService } from './sync.grpc';
+import { migrateSyncReadModel, projectJobFailed, projectJobStarted, projectJobSucceeded } from './sync.postgres';
+
+const schema = 'sync';
+const ISSUER = 'coffer-auth';
+
+describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs read model in Postgres', () => {
+  let tdb: TestDatabase;
+  let db: Kysely<any>;
+  let server: GrpcServer;
+  let address: string;
+  let sign: (role: string) => Promise<string>;
+  const clients: Array<{ close(): void }> = [];
+
+  const clientAs = (role: string) => {
+    const client = createPromiseClient(syncV1.SyncServiceClient, address, { tokenProvider: () => sign(role) });
+    clients.push(client);
+    return client;
+  };
+
+  beforeAll(async () => {
+    tdb = await createTestDatabase('coffer_sync_grpc');
+    db = createDatabase(tdb.url);
+    await migrateEventStore(db, schema);
+    await migrateSyncReadModel(db, schema);
+    const { publicKey, privateKey } = await generateKeyPair('EdDSA', { extractable: true });
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'test', alg: 'EdDSA', use: 'sig' };
+    sign = (role) =>
+      new SignJWT({ role })
+        .setProtectedHeader({ alg: 'EdDSA', kid: 'test', typ: TOKEN_TYPES.service })
+        .setIssuer(ISSUER)
+        .setAudience('sync-worker')
+        .setSubject(role)
+        .setJti(randomUUID())
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(privateKey);
+    const verifier = createTokenVerifier({ issuer: ISSUER, audience: 'sync-worker', fetchJwks: async () => ({ keys: [jwk] }) });
+    server = createGrpcServer({ services: [syncGrpcService(db, schema)], verifier, logger: createLogger({ service: 'sync-worker', level: 'silent' }) });
+    address = `127.0.0.1:${await server.listen('127.0.0.1:0')}`;
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await server?.shutdown();
+    await db?.destroy();
+    await tdb?.drop();
+  });
+
+  it('reports a running job, then its success with the count, then a failed job with its reason', async () => {
+    const operator = clientAs('operator');
+    const jobId = randomUUID();
+    const connectionId = randomUUID();
+    await projectJobStarted(db, schema, { jobId, connectionId, workspaceId: randomUUID(), startedAt: '2026-01-01T00:00:00.000Z' });
+    expect((await operator.getSyncJob({ jobId })).job).toEqual({
+      jobId,
+      connectionId,
+      status: syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING,
+      recordsSynced: 0,
+      failureReason: '',
+      startedAt: '2026-01-01T00:00:00.000Z',
+      endedAt: '',
+    });
+    await projectJobSucceeded(db, schema, { jobId, connectionId, recordsSynced: 1203, endedAt: '2026-01-01T00:01:00.000Z' });
+    expect((await operator.getSyncJob({ jobId })).job).toMatchObject({
+      status: syncV1.SyncJobStatus.SYNC_JOB_STATUS_SUCCEEDED,
+      recordsSynced: 1203,
+      endedAt: '2026-01-01T00:01:00.000Z',
+    });
+
+    const failedId = randomUUID();
+    await projectJobStarted(db, schema, { jobId: failedId, connectionId, workspaceId: randomUUID(), startedAt: '2026-01-01T00:00:00.000Z' });
+    await projectJobFailed(db, schema, { jobId: failedId, connectionId, reason: 'builtin:http-json: api.example.com answered HTTP 401', endedAt: '2026-01-01T00:00:01.000Z' });
+    expect((await operator.getSyncJob({ jobId: failedId })).job).toMatchObject({
+      status: syncV1.SyncJobStatus.SYNC_JOB_STATUS_FAILED,
+      failureReason: 'builtin:http-json: api.example.com answered HTTP 401',
+    });
+  });
+
+  it('answers NOT_FOUND for an unknown job (a uuid or not) and INVALID_ARGUMENT naming job_id for an empty one', async () => {
+    const operator = clientAs('operator');
+    for (const jobId of [randomUUID(), 'not-a-uuid']) {
+      await expect(operator.getSyncJob({ jobId })).rejects.toMatchObject({ code: 'not_found', details: [{ field: 'job_id', reason: 'not found' }] });
+    }
+    await expect(operator.getSyncJob({ jobId: '' })).rejects.toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/job_id/), details: [{ field: 'job_id', reason: 'required' }] });
+  });
+
+  it('refuses a caller without sync.read (PERMISSION_DENIED) and one without a token (UNAUTHENTICATED)', async () => {
+    await expect(clientAs('config').getSyncJob({ jobId: randomUUID() })).rejects.toMatchObject({ code: 'permission_denied' });
+    const anonymous = createPromiseClient(syncV1.SyncServiceClient, address);
+    clients.push(anonymous);
+    await expect(anonymous.getSyncJob({ jobId: randomUUID() })).rejects.toMatchObject({ code: 'unauthenticated' });
+  });
+});
