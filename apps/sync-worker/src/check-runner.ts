@@ -27,6 +27,8 @@ export interface CheckRunnerDeps {
 
 /** The inbox name of the CheckRequested consumer. */
 export const CHECK_REQUESTED_CONSUMER = 'sync-worker-check-requested';
+// Bounded after redacting, never before: a cut secret would no longer match the redactor.
+const MAX_MESSAGE = 500;
 
 /**
  * Runs check and discover jobs for unsaved configs: hydrates the ephemeral coordinates, registers
@@ -54,8 +56,8 @@ export function createCheckRunner(deps: CheckRunnerDeps) {
       await (source ? source.check(config, signal) : destination!.check(config, signal));
       return { succeeded: true, message: '', catalogJson: '' };
     } catch (err) {
-      if (err instanceof ConnectorError) return { succeeded: false, message: redactor.redact(err.message), catalogJson: '' };
-      if (isCofferError(err)) return { succeeded: false, message: redactor.redact(`${err.code}: ${err.message}`), catalogJson: '' };
+      if (err instanceof ConnectorError) return { succeeded: false, message: redactor.redact(err.message).slice(0, MAX_MESSAGE), catalogJson: '' };
+      if (isCofferError(err)) return { succeeded: false, message: redactor.redact(`${err.code}: ${err.message}`).slice(0, MAX_MESSAGE), catalogJson: '' };
       logger.error({ err, jobId: request.jobId }, 'check failed unexpectedly');
       return { succeeded: false, message: 'internal error (see the sync worker log)', catalogJson: '' };
     } finally {

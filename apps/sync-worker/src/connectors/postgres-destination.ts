@@ -88,10 +88,11 @@ function isPgError(err: unknown): boolean {
   return err instanceof pg.DatabaseError || (err instanceof Error && typeof (err as Error & { code?: unknown }).code === 'string');
 }
 
-// The SQLSTATE and Postgres' message; the sync runner redacts registered secrets from it too.
+// The SQLSTATE and Postgres' message, whole: cutting it here could leave the first characters of a
+// secret that the runner's redactor no longer recognizes; the runner bounds the reason after redacting.
 function pgReason(err: unknown): string {
   if (err instanceof Error && typeof (err as Error & { code?: unknown }).code === 'string') {
-    return `${(err as Error & { code: string }).code}: ${err.message}`.slice(0, 200);
+    return `${(err as Error & { code: string }).code}: ${err.message}`;
   }
   return err instanceof Error ? err.name : 'error';
 }
