@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { streamName, type MessagingNamespace } from '@coffer/contracts';
 import { createJetStreamPublisher, deadLetterHeaders, integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { startRuntime, type ServiceRuntime } from '@coffer/runtime';
-import { hydrate } from '@coffer/secret-json';
+import { createEventStore, migrateEventStore } from '@coffer/event-store';
 import { createLogger, createRedactor, REDACTED } from '@coffer/telemetry';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { createCheckRunner } from './check-runner';
@@ -17,10 +17,17 @@ import { builtinConnectors } from './connectors/registry';
 import { deadLetterSubject, startConsumers } from './consumers';
 import { createSyncRunner, type SyncPlan, type SyncRunner } from './sync-runner';
 import { findJob, migrateSyncReadModel } from './sync.postgres';
+import { createConfigService, type ConfigService } from '../../config/src/config.service';
+import { migrateConfigReadModel } from '../../config/src/config.postgres';
+import { createDataKeyCache } from '../../secrets/src/data-key-cache';
+import { createLocalKms, generateKeyringDocument, parseKeyring } from '../../secrets/src/kms/local-kms';
+import { migrateSecretsReadModel } from '../../secrets/src/secrets.postgres';
+import { createSecretsService, type SecretsService } from '../../secrets/src/secrets.service';
 
-// Config and secrets are replaced at the runner's ports (plain functions holding plans and a vault);
-// Postgres, NATS, the HTTP source and the Postgres destination are all real. The gRPC adapters of the
-// ports are exercised by the e2e walking skeleton against the real services.
+// The runner's ports are served by the real config and secrets services, composed in-process on the
+// same Postgres (their own schemas, event logs and local KMS); Postgres, NATS, the HTTP source and the
+// Postgres destination are real too. Only the gRPC hop is skipped here: the e2e walking skeleton
+// covers the gRPC adapters of the ports against the four processes.
 
 const schema = 'sync';
 const canaries = {
@@ -29,7 +36,27 @@ const canaries = {
 };
 const marker = `record-marker-${randomUUID()}`;
 const records = Array.from({ length: 25 }, (_, i) => ({ id: i + 1, name: `${marker}-${i + 1}`, nested: { ok: i % 2 === 0 } }));
-const workspaceId = randomUUID();
+let workspaceId = '';
+const operator = { subject: 'operator' };
+const sourceSpec = {
+  type: 'object',
+  required: ['url', 'api_token'],
+  properties: { url: { type: 'string' }, api_token: { type: 'string', airbyte_secret: true } },
+};
+const destinationSpec = {
+  type: 'object',
+  required: ['host', 'port', 'database', 'username', 'schema', 'table'],
+  properties: {
+    host: { type: 'string' },
+    port: { type: 'integer' },
+    database: { type: 'string' },
+    username: { type: 'string' },
+    password: { type: 'string', airbyte_secret: true },
+    schema: { type: 'string' },
+    table: { type: 'string' },
+    tunnel_key: { type: 'string', airbyte_secret: true },
+  },
+};
 
 describe('sync worker: SyncRequested through NATS, Postgres and the built-in connectors', () => {
   let tdb: TestDatabase;
@@ -42,17 +69,13 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   let destination: Record<string, unknown>;
   const logLines: string[] = [];
   const redactor = createRedactor();
-  const vault = new Map<string, string>();
-  const plans = new Map<string, SyncPlan>();
+  let configService: ConfigService;
+  let secretsService: SecretsService;
+  const definitions = new Map<string, string>();
   const hydrations: string[] = [];
   let sourceRequests = 0;
   const observed: { tokenRedactedDuringRun?: string; registeredDuringRun?: number } = {};
-
-  const coordinate = (value: string) => {
-    const c = `coffer_workspace_${workspaceId}_secret_${randomUUID()}_v1`;
-    vault.set(c, value);
-    return c;
-  };
+  let closeServicesDb: (() => Promise<void>) | undefined;
 
   // Sees what the runner set up before a connector runs, then reads like the built-in source.
   const observingSource: SourceConnector = {
@@ -72,28 +95,32 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     },
   });
 
-  function planFor(sourceConnector: string, sourceConfig: Record<string, unknown> = {}): SyncPlan {
-    const connectionId = randomUUID();
-    const plan: SyncPlan = {
-      connectionId,
-      workspaceId,
-      source: {
-        actorId: randomUUID(),
-        connector: sourceConnector,
-        partialConfigJson: JSON.stringify({ url: sourceUrl, api_token: { _secret: coordinate(canaries.apiToken) }, ...sourceConfig }),
+  async function definitionFor(connector: string, actorType: 'source' | 'destination'): Promise<string> {
+    if (!definitions.has(connector)) {
+      const spec = actorType === 'source' ? sourceSpec : destinationSpec;
+      const def = await configService.registerDefinition({ name: connector, actorType, connector, specJson: JSON.stringify(spec) }, operator);
+      definitions.set(connector, def.definitionId);
+    }
+    return definitions.get(connector)!;
+  }
+
+  /** A source and destination created at the real config service, their secrets at the real secrets service. */
+  async function planFor(sourceConnector: string, sourceConfig: Record<string, unknown> = {}, apiToken = canaries.apiToken): Promise<SyncPlan> {
+    const source = await configService.createActor(
+      { workspaceId, definitionId: await definitionFor(sourceConnector, 'source'), name: 'source', configJson: JSON.stringify({ url: sourceUrl, api_token: apiToken, ...sourceConfig }) },
+      operator,
+    );
+    const dest = await configService.createActor(
+      {
+        workspaceId,
+        definitionId: await definitionFor('builtin:postgres', 'destination'),
+        name: 'warehouse',
+        configJson: JSON.stringify({ ...destination, tunnel_key: canaries.tunnelKey }),
       },
-      destination: {
-        actorId: randomUUID(),
-        connector: 'builtin:postgres',
-        partialConfigJson: JSON.stringify({
-          ...destination,
-          password: { _secret: coordinate(String(destination.password ?? '')) },
-          tunnel_key: { _secret: coordinate(canaries.tunnelKey) },
-        }),
-      },
-    };
-    plans.set(connectionId, plan);
-    return plan;
+      operator,
+    );
+    const connection = await configService.createConnection({ workspaceId, sourceId: source.actorId, destinationId: dest.actorId, name: 'c' }, operator);
+    return configService.getSyncPlan(connection.connectionId);
   }
 
   async function publishSyncRequested(jobId: string, connectionId: string, eventId = randomUUID()): Promise<void> {
@@ -166,6 +193,43 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       table: 'api_records',
     };
     const logger = createLogger({ service: 'sync-worker', level: 'debug', redactor, destination: { write: (line: string) => void logLines.push(line) } });
+    const quiet = createLogger({ service: 'config', level: 'silent', redactor: createRedactor() });
+    const { createDatabase } = await import('@coffer/runtime');
+    const servicesDb = createDatabase(tdb.url, { max: 4 });
+    closeServicesDb = () => servicesDb.destroy();
+    for (const s of ['secrets', 'config']) await migrateEventStore(servicesDb, s);
+    await migrateSecretsReadModel(servicesDb, 'secrets');
+    await migrateConfigReadModel(servicesDb, 'config');
+    secretsService = createSecretsService({
+      db: servicesDb,
+      store: createEventStore(servicesDb, { schema: 'secrets' }),
+      kms: createLocalKms(parseKeyring(generateKeyringDocument('sync-test'))),
+      schema: 'secrets',
+      coordinatePrefix: 'coffer',
+      namespace: ns,
+      ephemeralTtlMs: 7_200_000,
+      cache: createDataKeyCache({ maxEntries: 100, ttlMs: 60_000, clock: Date.now }),
+      rotationPeriodMs: 365 * 24 * 3600 * 1000,
+      clock: () => new Date(),
+      newId: randomUUID,
+    });
+    configService = createConfigService({
+      db: servicesDb,
+      store: createEventStore(servicesDb, { schema: 'config' }),
+      schema: 'config',
+      namespace: ns,
+      secrets: {
+        write: async (ws, writes) => void (await secretsService.writeSecrets(ws, writes, { subject: 'config' })),
+        delete: async (ws, coordinates) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' })),
+        deleteWorkspace: async (ws) => void (await secretsService.deleteWorkspaceSecrets(ws, { subject: 'config' })),
+      },
+      coordinatePrefix: 'coffer',
+      maxConfigBytes: 256 * 1024,
+      logger: quiet,
+      clock: () => new Date(),
+      newId: randomUUID,
+    });
+    workspaceId = (await configService.createWorkspace('sync tests', operator)).workspaceId;
     runtime = await startRuntime({
       service: 'sync',
       appName: 'coffer-sync-worker-test',
@@ -184,10 +248,10 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       schema,
       namespace: ns,
       ports: {
-        getSyncPlan: async (connectionId: string) => plans.get(connectionId)!,
-        hydrate: async (_ws: string, partialConfigJson: string, reason: string) => {
+        getSyncPlan: (connectionId: string) => configService.getSyncPlan(connectionId),
+        hydrate: async (ws: string, partialConfigJson: string, reason: string) => {
           hydrations.push(reason);
-          return JSON.stringify(hydrate(JSON.parse(partialConfigJson), (c) => vault.get(c)!));
+          return secretsService.hydrateConfig(ws, partialConfigJson, reason, { subject: 'sync-worker' });
         },
       },
       connectors: {
@@ -206,13 +270,14 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   afterAll(async () => {
     await consumers?.stop();
     await runtime?.close();
+    await closeServicesDb?.();
     await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
     await deleteStreams(testNatsUrl(), ns);
     await tdb?.drop();
   }, 60_000);
 
   it('runs a requested sync: SyncStarted then SyncSucceeded with the count, the rows land in order, the job reads succeeded', async () => {
-    const plan = planFor('test:observing');
+    const plan = await planFor('test:observing');
     const jobId = randomUUID();
     await publishSyncRequested(jobId, plan.connectionId);
     const outcome = await waitForOutcome(jobId);
@@ -244,7 +309,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   });
 
   it('does nothing for a redelivered SyncRequested (inbox) nor for the same job under another event id', async () => {
-    const plan = planFor('builtin:http-json', { url: sourceUrl.replace('/records', '/wrapped') });
+    const plan = await planFor('builtin:http-json', { url: sourceUrl.replace('/records', '/wrapped') });
     const jobId = randomUUID();
     const event: CloudEvent = {
       id: randomUUID(),
@@ -268,8 +333,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   });
 
   it('fails a sync whose source answers 401: SyncFailed names the status, the destination gets nothing', async () => {
-    const plan = planFor('builtin:http-json');
-    vault.set(JSON.parse(plan.source!.partialConfigJson).api_token._secret, `${canaries.apiToken}-wrong`);
+    const plan = await planFor('builtin:http-json', {}, `${canaries.apiToken}-wrong`);
     const before = await query<{ n: number }>('select count(*)::int as n from warehouse.api_records');
     const jobId = randomUUID();
     await publishSyncRequested(jobId, plan.connectionId);
@@ -281,7 +345,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   });
 
   it('fails an unknown connector with a clear reason, before hydrating anything', async () => {
-    const plan = planFor('builtin:nope');
+    const plan = await planFor('builtin:nope');
     const jobId = randomUUID();
     const hydrationsBefore = hydrations.length;
     await publishSyncRequested(jobId, plan.connectionId);
@@ -292,13 +356,13 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   });
 
   it('redacts a secret a connector puts in its error; an unexpected error becomes a generic reason and a redacted log line', async () => {
-    const leaky = planFor('test:leaky');
+    const leaky = await planFor('test:leaky');
     const leakyJob = randomUUID();
     await publishSyncRequested(leakyJob, leaky.connectionId);
     const leakyOutcome = await waitForOutcome(leakyJob);
     expect(leakyOutcome.data.reason).toBe(`upstream refused the token ${REDACTED}`);
 
-    const crash = planFor('test:crash');
+    const crash = await planFor('test:crash');
     const crashJob = randomUUID();
     await publishSyncRequested(crashJob, crash.connectionId);
     const crashOutcome = await waitForOutcome(crashJob);
