@@ -19,10 +19,8 @@ import { createSyncRunner, type SyncPlan, type SyncRunner } from './sync-runner'
 import { findJob, migrateSyncReadModel } from './sync.postgres';
 import { createConfigService, type ConfigService } from '../../config/src/config.service';
 import { migrateConfigReadModel } from '../../config/src/config.postgres';
-import { createDataKeyCache } from '../../secrets/src/data-key-cache';
-import { createLocalKms, generateKeyringDocument, parseKeyring } from '../../secrets/src/kms/local-kms';
-import { migrateSecretsReadModel } from '../../secrets/src/secrets.postgres';
-import { createSecretsService, type SecretsService } from '../../secrets/src/secrets.service';
+import { startInProcessSecretsService } from '../../secrets/src/in-process';
+import type { SecretsService } from '../../secrets/src/secrets.service';
 
 // The runner's ports are served by the real config and secrets services, composed in-process on the
 // same Postgres (their own schemas, event logs and local KMS); Postgres, NATS, the HTTP source and the
@@ -197,22 +195,9 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     const { createDatabase } = await import('@coffer/runtime');
     const servicesDb = createDatabase(tdb.url, { max: 4 });
     closeServicesDb = () => servicesDb.destroy();
-    for (const s of ['secrets', 'config']) await migrateEventStore(servicesDb, s);
-    await migrateSecretsReadModel(servicesDb, 'secrets');
+    await migrateEventStore(servicesDb, 'config');
     await migrateConfigReadModel(servicesDb, 'config');
-    secretsService = createSecretsService({
-      db: servicesDb,
-      store: createEventStore(servicesDb, { schema: 'secrets' }),
-      kms: createLocalKms(parseKeyring(generateKeyringDocument('sync-test'))),
-      schema: 'secrets',
-      coordinatePrefix: 'coffer',
-      namespace: ns,
-      ephemeralTtlMs: 7_200_000,
-      cache: createDataKeyCache({ maxEntries: 100, ttlMs: 60_000, clock: Date.now }),
-      rotationPeriodMs: 365 * 24 * 3600 * 1000,
-      clock: () => new Date(),
-      newId: randomUUID,
-    });
+    secretsService = await startInProcessSecretsService({ db: servicesDb, namespace: ns });
     configService = createConfigService({
       db: servicesDb,
       store: createEventStore(servicesDb, { schema: 'config' }),

@@ -1,0 +1,32 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { MessagingNamespace } from '@coffer/contracts';
+import { createEventStore, migrateEventStore } from '@coffer/event-store';
+import { createDataKeyCache } from './data-key-cache';
+import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
+import { migrateSecretsReadModel } from './secrets.postgres';
+import { createSecretsService, type SecretsService } from './secrets.service';
+
+/**
+ * The real secrets service on a database of the caller's, with a fresh local keyring, without its
+ * gRPC server: for other apps' integration tests, so their ports talk to the real thing while the
+ * KMS stays inside this app.
+ */
+export async function startInProcessSecretsService(options: { db: Kysely<any>; namespace: MessagingNamespace; schema?: string }): Promise<SecretsService> {
+  const schema = options.schema ?? 'secrets';
+  await migrateEventStore(options.db, schema);
+  await migrateSecretsReadModel(options.db, schema);
+  return createSecretsService({
+    db: options.db,
+    store: createEventStore(options.db, { schema }),
+    kms: createLocalKms(parseKeyring(generateKeyringDocument('in-process'))),
+    schema,
+    coordinatePrefix: 'coffer',
+    namespace: options.namespace,
+    ephemeralTtlMs: 7_200_000,
+    cache: createDataKeyCache({ maxEntries: 100, ttlMs: 60_000, clock: Date.now }),
+    rotationPeriodMs: 365 * 24 * 3600 * 1000,
+    clock: () => new Date(),
+    newId: randomUUID,
+  });
+}
