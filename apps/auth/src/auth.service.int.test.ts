@@ -25,14 +25,14 @@ describe('auth: repeated bad client secrets are slowed, then locked out', () => 
     await migrateEventStore(db, schema);
     await migrateAuthReadModel(db, schema);
     const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
+    const key = await importSigningKey(JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'test' }));
     service = createAuthService({
       db,
       store: createEventStore(db, { schema }),
       schema,
       namespace: uniqueNamespace(),
-      signingKey: await importSigningKey(JSON.stringify({ ...(await exportJWK(privateKey)), kid: 'test' })),
+      signingKey: async () => key,
       issuer: 'coffer-auth',
-      serviceTokenTtlSeconds: 900,
       audiences: ['secrets'],
       lockoutPolicy: { maxFailures: 3, windowMs: 60_000, lockMs: 300_000 },
       sleep: async (ms) => void delays.push(ms),

@@ -1,12 +1,24 @@
+import { randomBytes } from 'node:crypto';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
 import type { Kysely } from 'kysely';
-import { CofferError, isCofferError, type MessagingNamespace } from '@coffer/contracts';
-import type { EventStore } from '@coffer/event-store';
+import { CofferError, isCofferError, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
+import type { EventStore, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
+import type { Principal, TokenKind, UserRole } from '@coffer/tokens';
+import * as app from './domain/application.decider';
 import { decide, evolve, initialState, type ServiceIdentityEvent } from './domain/service-identity.decider';
-import { findServiceIdentity, upsertClientLockout, upsertServiceIdentity } from './auth.postgres';
+import {
+  findApplication,
+  findClientLockout,
+  findOrganization,
+  findServiceIdentity,
+  upsertClientLockout,
+  upsertServiceIdentity,
+  type ApplicationRow,
+} from './auth.postgres';
 import * as lockout from './domain/client-lockout.decider';
 import { DUMMY_HASH, hashSecret, verifySecret } from './password-hash';
-import { signServiceToken, type SigningKey } from './signing-keys';
+import { signToken, type SigningKey } from './signing-keys';
 
 /** A service identity as configured: client id, its secret (hashed before storing) and its role. */
 export interface ConfiguredIdentity {
@@ -15,15 +27,35 @@ export interface ConfiguredIdentity {
   role: string;
 }
 
+/** Lifetimes of the tokens auth issues, in seconds. */
+export interface TokenLifetimes {
+  service: number;
+  application: number;
+  scoped: number;
+  widget: number;
+}
+
+/** Default lifetimes: application 15 minutes, scoped and widget 20 minutes, service 15 minutes. */
+export const DEFAULT_LIFETIMES: TokenLifetimes = { service: 900, application: 900, scoped: 1200, widget: 1200 };
+
+/** Makes (or finds) the workspace of an organization's end user at config; returns its id. */
+export type ProvisionWorkspace = (organizationId: string, externalUserId: string) => Promise<string>;
+
 export interface AuthServiceDeps {
   db: Kysely<any>;
   store: EventStore;
   schema: string;
   namespace: MessagingNamespace;
-  signingKey: SigningKey;
+  /** The key to sign with now (the ring's active key). */
+  signingKey: () => Promise<SigningKey>;
   issuer: string;
-  serviceTokenTtlSeconds: number;
+  lifetimes?: Partial<TokenLifetimes>;
+  /** Audiences a service token may be issued for. */
   audiences: readonly string[];
+  /** How long a rotated application secret keeps working. Default 24 hours. */
+  secretGraceMs?: number;
+  /** Absent: scoped tokens cannot create end users' workspaces. */
+  provisionWorkspace?: ProvisionWorkspace;
   clock: () => Date;
   newId: () => string;
   /** Failed logins that lock a client id out, and for how long. */
@@ -32,17 +64,72 @@ export interface AuthServiceDeps {
   sleep?: (ms: number) => Promise<void>;
 }
 
-/** The auth use cases of the skeleton: service identities and service tokens. */
+/** The services whose APIs an organization's tokens are for. */
+export const USER_TOKEN_AUDIENCES = ['auth', 'config'];
+const SOURCE = 'coffer/auth';
+const CLIENT_ID = /^[a-z][a-z0-9-]{0,62}$/;
+const EXTERNAL_USER_ID = /^[\x21-\x7e]{1,200}$/;
+
+function field(name: string, reason: string, message: string): CofferError {
+  return new CofferError('invalid_argument', message, [{ field: name, reason }]);
+}
+
+/** Service identities, organizations and their applications, every kind of token, and revocations. */
 export function createAuthService(deps: AuthServiceDeps) {
   const { db, store, schema, namespace: ns, clock } = deps;
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const lifetimes: TokenLifetimes = { ...DEFAULT_LIFETIMES, ...deps.lifetimes };
+  const graceMs = deps.secretGraceMs ?? 24 * 60 * 60_000;
+
+  function message(name: IntegrationEventName, data: object, subject: string) {
+    return (r: RecordedEvent) => integrationEventMessage(ns, name, data as never, { eventId: r.eventId, source: SOURCE, subject, time: r.recordedAt });
+  }
+
+  async function sign(kind: TokenKind, claims: { subject: string; audience: string | string[]; role: string; extra?: Record<string, string>; notAfter?: Date }) {
+    const issuedAt = clock();
+    const ttl = lifetimes[kind];
+    const expiresAt = claims.notAfter && claims.notAfter.getTime() < issuedAt.getTime() + ttl * 1000 ? claims.notAfter : undefined;
+    const { token, expiresAt: exp } = await signToken(await deps.signingKey(), {
+      kind,
+      issuer: deps.issuer,
+      subject: claims.subject,
+      audience: claims.audience,
+      role: claims.role,
+      tokenId: deps.newId(),
+      issuedAt,
+      expiresAt,
+      ttlSeconds: ttl,
+      extra: claims.extra,
+    });
+    return { accessToken: token, expiresIn: Math.max(0, Math.floor(exp.getTime() / 1000) - Math.floor(issuedAt.getTime() / 1000)) };
+  }
+
+  // ---------------------------------------------------------------- service identities
+
+  async function loadIdentity(clientId: string) {
+    const streamId = `service-identity-${clientId}`;
+    const { currentVersion, events } = await store.readStream(streamId);
+    const state = events.reduce((s, e) => evolve(s, { type: e.type, data: e.data } as ServiceIdentityEvent), initialState());
+    return { streamId, currentVersion, state };
+  }
+
+  async function appendIdentity(streamId: string, version: number, state: ReturnType<typeof initialState>, decided: ServiceIdentityEvent[], now: string) {
+    const final = decided.reduce(evolve, state);
+    await store.append(streamId, version, decided.map((e) => ({ type: e.type, data: { ...e.data } })), {
+      project: (trx) => upsertServiceIdentity(trx, schema, { clientId: final.clientId!, role: final.role!, secretHash: final.secretHash!, revokedAt: final.revokedAt, updatedAt: now }),
+      outbox: (recorded) =>
+        recorded.flatMap((r) => {
+          if (r.type === 'ServiceIdentityRegistered') return [message('ServiceIdentityRegistered', { clientId: final.clientId, occurredAt: now }, final.clientId!)(r)];
+          if (r.type === 'ServiceIdentityRevoked') return [message('ServiceIdentityRevoked', { clientId: final.clientId, occurredAt: now }, final.clientId!)(r)];
+          return [];
+        }),
+    });
+  }
 
   /** Registers the configured identities (hashed), recording only what changed. */
   async function registerIdentities(identities: ConfiguredIdentity[]): Promise<void> {
     for (const identity of identities) {
-      const streamId = `service-identity-${identity.clientId}`;
-      const { currentVersion, events } = await store.readStream(streamId);
-      const state = events.reduce((s, e) => evolve(s, { type: e.type, data: e.data } as ServiceIdentityEvent), initialState());
+      const { streamId, currentVersion, state } = await loadIdentity(identity.clientId);
       const matches = state.secretHash ? await verifySecret(identity.clientSecret, state.secretHash) : false;
       const now = clock().toISOString();
       const decided = decide(
@@ -56,60 +143,49 @@ export function createAuthService(deps: AuthServiceDeps) {
         },
         state,
       );
-      if (decided.length === 0) continue;
-      const final = decided.reduce(evolve, state);
-      await store.append(streamId, currentVersion, decided.map((e) => ({ type: e.type, data: { ...e.data } })), {
-        project: (trx) => upsertServiceIdentity(trx, schema, { clientId: identity.clientId, role: final.role!, secretHash: final.secretHash!, updatedAt: now }),
-        outbox: (recorded) =>
-          recorded
-            .filter((r) => r.type === 'ServiceIdentityRegistered')
-            .map((r) =>
-              integrationEventMessage(ns, 'ServiceIdentityRegistered', { clientId: identity.clientId, occurredAt: now }, {
-                eventId: r.eventId,
-                source: 'coffer/auth',
-                subject: identity.clientId,
-                time: r.recordedAt,
-              }),
-            ),
-      });
+      if (decided.length > 0) await appendIdentity(streamId, currentVersion, state, decided, now);
     }
   }
 
-  /** Exchanges client credentials for a short-lived service token for one audience. */
-  async function issueServiceToken(clientId: string, clientSecret: string, audience: string): Promise<{ accessToken: string; expiresIn: number }> {
-    if (!deps.audiences.includes(audience)) {
-      throw new CofferError('invalid_argument', `audience must be one of ${deps.audiences.join(', ')}`, [{ field: 'audience', reason: 'unknown' }]);
-    }
-    const identity = clientId ? await findServiceIdentity(db, schema, clientId) : undefined;
+  /** Revokes every token of a service identity; it gets new ones once its configured secret changes. */
+  async function revokeServiceIdentity(clientId: string): Promise<void> {
+    if (!CLIENT_ID.test(clientId)) throw field('client_id', 'invalid', 'client_id must be a service identity client id');
+    const { streamId, currentVersion, state } = await loadIdentity(clientId);
+    const now = clock().toISOString();
+    await appendIdentity(streamId, currentVersion, state, decide({ type: 'RevokeServiceIdentity', clientId, now }, state), now);
+  }
+
+  // ---------------------------------------------------------------- logins and lockout
+
+  /**
+   * Checks a client secret against the candidate hashes of a client, slowing and locking out repeated
+   * failures per client id. Unknown ids spend the same time and leave no trace.
+   */
+  async function checkCredentials(clientId: string, clientSecret: string, hashes: string[] | undefined): Promise<void> {
     const streamId = `login-${clientId}`;
-    const { currentVersion, events } = identity ? await store.readStream(streamId) : { currentVersion: 0, events: [] };
+    const known = hashes !== undefined;
+    const { currentVersion, events } = known ? await store.readStream(streamId) : { currentVersion: 0, events: [] };
     const state = events.reduce((s, e) => lockout.evolve(s, { type: e.type, data: e.data } as unknown as lockout.ClientLockoutEvent), lockout.initialState());
     const now = clock();
-    const ok = !lockout.isLocked(state, now) && (await verifySecret(clientSecret, identity?.secret_hash ?? DUMMY_HASH));
-    if (!identity || !ok) {
+    const locked = lockout.isLocked(state, now);
+    let ok = false;
+    if (!locked) {
+      for (const hash of hashes?.length ? hashes : [DUMMY_HASH]) if (await verifySecret(clientSecret, hash)) ok = true;
+    }
+    if (!known || !ok) {
       let failures = 1;
-      if (identity && !lockout.isLocked(state, now)) {
+      if (known && !locked) {
         // Failures are recorded for real client ids only: unknown ids cannot grow the log.
         const decided = lockout.decide({ type: 'RecordFailedLogin', clientId, now: now.toISOString(), policy: deps.lockoutPolicy }, state);
         failures = (decided[0]!.data as { failuresInWindow: number }).failuresInWindow;
         await recordLockout(streamId, currentVersion, decided);
-      } else if (identity) {
+      } else if (known) {
         failures = deps.lockoutPolicy.maxFailures;
       }
       await sleep(lockout.failureDelayMs(failures));
       throw new CofferError('unauthenticated', 'invalid client credentials');
     }
     await recordLockout(streamId, currentVersion, lockout.decide({ type: 'RecordSuccessfulLogin', clientId, now: now.toISOString() }, state));
-    const accessToken = await signServiceToken(deps.signingKey, {
-      issuer: deps.issuer,
-      subject: clientId,
-      audience,
-      role: identity.role,
-      tokenId: deps.newId(),
-      issuedAt: clock(),
-      ttlSeconds: deps.serviceTokenTtlSeconds,
-    });
-    return { accessToken, expiresIn: deps.serviceTokenTtlSeconds };
   }
 
   /** Appends login outcomes with their read model row and published events; a concurrent outcome wins quietly. */
@@ -131,9 +207,8 @@ export function createAuthService(deps: AuthServiceDeps) {
           }),
         outbox: (recorded) =>
           recorded.flatMap((r) => {
-            const meta = { eventId: r.eventId, source: 'coffer/auth', subject: clientId, time: r.recordedAt };
-            if (r.type === 'LoginFailed' && failed) return [integrationEventMessage(ns, 'LoginFailed', { clientId, failuresInWindow: failed.failuresInWindow, occurredAt: failed.failedAt }, meta)];
-            if (r.type === 'ClientLocked' && locked) return [integrationEventMessage(ns, 'ClientLocked', { clientId, lockedUntil: locked.lockedUntil, occurredAt: locked.lockedAt }, meta)];
+            if (r.type === 'LoginFailed' && failed) return [message('LoginFailed', { clientId, failuresInWindow: failed.failuresInWindow, occurredAt: failed.failedAt }, clientId)(r)];
+            if (r.type === 'ClientLocked' && locked) return [message('ClientLocked', { clientId, lockedUntil: locked.lockedUntil, occurredAt: locked.lockedAt }, clientId)(r)];
             return [];
           }),
       });
@@ -142,12 +217,248 @@ export function createAuthService(deps: AuthServiceDeps) {
     }
   }
 
-  /** The public JWKS: only public keys. */
-  function jwks(): { keys: unknown[] } {
-    return { keys: [deps.signingKey.publicJwk] };
+  /** The failures and the lock of a client id, for admins. */
+  async function clientLockout(clientId: string): Promise<{ failuresInWindow: number; lockedUntil: string }> {
+    const row = await findClientLockout(db, schema, clientId);
+    const until = row?.locked_until && row.locked_until.getTime() > clock().getTime() ? row.locked_until.toISOString() : '';
+    return { failuresInWindow: row?.failures_in_window ?? 0, lockedUntil: until };
   }
 
-  return { registerIdentities, issueServiceToken, jwks };
+  /** Exchanges client credentials for a short-lived service token for one audience. */
+  async function issueServiceToken(clientId: string, clientSecret: string, audience: string): Promise<{ accessToken: string; expiresIn: number }> {
+    if (!deps.audiences.includes(audience)) {
+      throw new CofferError('invalid_argument', `audience must be one of ${deps.audiences.join(', ')}`, [{ field: 'audience', reason: 'unknown' }]);
+    }
+    const identity = clientId && CLIENT_ID.test(clientId) ? await findServiceIdentity(db, schema, clientId) : undefined;
+    await checkCredentials(clientId, clientSecret, identity ? [identity.secret_hash] : undefined);
+    if (identity!.revoked_at) throw new CofferError('unauthenticated', 'invalid client credentials');
+    return sign('service', { subject: clientId, audience, role: identity!.role });
+  }
+
+  // ---------------------------------------------------------------- organizations and applications
+
+  /** Only operators, or the organization's own admins, act on an organization. */
+  function requireOrganizationAccess(caller: Principal, organizationId: string): void {
+    if (caller.kind === 'service') return;
+    if (caller.organizationId !== organizationId) throw new CofferError('permission_denied', 'the token is for another organization');
+  }
+
+  async function createOrganization(name: string): Promise<{ organizationId: string; name: string }> {
+    const trimmed = name.trim();
+    if (trimmed.length === 0 || trimmed.length > 200) throw field('name', 'invalid', 'name must be 1 to 200 characters');
+    const organizationId = deps.newId();
+    const now = clock().toISOString();
+    await store.append(`organization-${organizationId}`, 0, [{ type: 'OrganizationCreated', data: { organizationId, name: trimmed, createdAt: now } }], {
+      project: (trx) => trx.withSchema(schema).insertInto('organizations').values({ organization_id: organizationId, name: trimmed, created_at: now }).execute().then(() => undefined),
+      outbox: (recorded) => recorded.map(message('OrganizationCreated', { organizationId, name: trimmed, occurredAt: now }, organizationId)),
+    });
+    return { organizationId, name: trimmed };
+  }
+
+  async function loadApplication(clientId: string) {
+    const streamId = `application-${clientId}`;
+    const { currentVersion, events } = await store.readStream(streamId);
+    const state = events.reduce((s, e) => app.evolve(s, { type: e.type, data: e.data } as unknown as app.ApplicationEvent), app.initialState());
+    return { streamId, currentVersion, state };
+  }
+
+  async function appendApplication(streamId: string, version: number, state: app.ApplicationState, decided: app.ApplicationEvent[]): Promise<app.ApplicationState> {
+    const final = decided.reduce(app.evolve, state);
+    if (decided.length === 0) return final;
+    const now = clock().toISOString();
+    await store.append(streamId, version, decided.map((e) => ({ type: e.type, data: { ...e.data } })), {
+      project: async (trx) => {
+        const values = {
+          organization_id: final.organizationId!,
+          name: final.name,
+          allowed_origins: JSON.stringify(final.allowedOrigins),
+          secret_hash: final.secretHash!,
+          previous_secret_hash: final.previousSecretHash,
+          previous_valid_until: final.previousValidUntil,
+          disabled_at: final.disabledAt,
+          version: version + decided.length,
+        };
+        await trx.withSchema(schema).insertInto('applications').values({ client_id: final.clientId!, ...values }).onConflict((oc) => oc.column('client_id').doUpdateSet(values)).execute();
+      },
+      // Published events name the application; its secret and the secret's hash stay here.
+      outbox: (recorded) =>
+        recorded.flatMap((r) => {
+          const org = final.organizationId!;
+          const id = final.clientId!;
+          if (r.type === 'ApplicationCreated') return [message('ApplicationCreated', { clientId: id, organizationId: org, name: final.name, allowedOrigins: final.allowedOrigins, occurredAt: now }, id)(r)];
+          if (r.type === 'ApplicationSecretRotated') return [message('ApplicationSecretRotated', { clientId: id, organizationId: org, previousSecretValidUntil: final.previousValidUntil, occurredAt: now }, id)(r)];
+          if (r.type === 'ApplicationDisabled') return [message('ApplicationDisabled', { clientId: id, organizationId: org, occurredAt: final.disabledAt }, id)(r)];
+          return [];
+        }),
+    });
+    return final;
+  }
+
+  function newClientSecret(): string {
+    return `coffer_app_secret_${randomBytes(32).toString('base64url')}`;
+  }
+
+  function applicationOut(s: app.ApplicationState) {
+    return { clientId: s.clientId!, organizationId: s.organizationId!, name: s.name, allowedOrigins: s.allowedOrigins, disabled: s.disabledAt !== null };
+  }
+
+  async function createApplication(caller: Principal, input: { organizationId: string; name: string; allowedOrigins: string[] }) {
+    const organizationId = input.organizationId || caller.organizationId || '';
+    if (!organizationId) throw field('organization_id', 'required', 'organization_id is required');
+    requireOrganizationAccess(caller, organizationId);
+    if (!(await findOrganization(db, schema, organizationId))) throw new CofferError('not_found', `no organization ${organizationId}`, [{ field: 'organization_id', reason: 'not found' }]);
+    const clientId = `app-${deps.newId()}`;
+    const clientSecret = newClientSecret();
+    const { streamId, currentVersion, state } = await loadApplication(clientId);
+    const decided = app.decide(
+      { type: 'CreateApplication', clientId, organizationId, name: input.name, allowedOrigins: input.allowedOrigins, secretHash: await hashSecret(clientSecret), now: clock().toISOString() },
+      state,
+    );
+    const final = await appendApplication(streamId, currentVersion, state, decided);
+    return { application: applicationOut(final), clientSecret };
+  }
+
+  async function requireApplication(caller: Principal, clientId: string) {
+    if (!clientId) throw field('client_id', 'required', 'client_id is required');
+    const loaded = await loadApplication(clientId);
+    if (loaded.state.clientId === null) throw new CofferError('not_found', `no application ${clientId}`, [{ field: 'client_id', reason: 'not found' }]);
+    requireOrganizationAccess(caller, loaded.state.organizationId!);
+    return loaded;
+  }
+
+  async function rotateApplicationSecret(caller: Principal, clientId: string) {
+    const { streamId, currentVersion, state } = await requireApplication(caller, clientId);
+    const clientSecret = newClientSecret();
+    const decided = app.decide({ type: 'RotateApplicationSecret', secretHash: await hashSecret(clientSecret), now: clock().toISOString(), graceMs }, state);
+    const final = await appendApplication(streamId, currentVersion, state, decided);
+    return { clientSecret, previousSecretValidUntil: final.previousValidUntil! };
+  }
+
+  async function disableApplication(caller: Principal, clientId: string): Promise<void> {
+    const { streamId, currentVersion, state } = await requireApplication(caller, clientId);
+    await appendApplication(streamId, currentVersion, state, app.decide({ type: 'DisableApplication', now: clock().toISOString() }, state));
+  }
+
+  function acceptedHashes(row: ApplicationRow): string[] {
+    const hashes = [row.secret_hash];
+    if (row.previous_secret_hash && row.previous_valid_until && row.previous_valid_until.getTime() > clock().getTime()) hashes.push(row.previous_secret_hash);
+    return hashes;
+  }
+
+  // ---------------------------------------------------------------- the organization's tokens
+
+  /** Exchanges an application's client credentials for an organization-wide token (15 minutes). */
+  async function issueApplicationToken(clientId: string, clientSecret: string) {
+    const row = /^app-[0-9a-f-]{36}$/.test(clientId) ? await findApplication(db, schema, clientId) : undefined;
+    await checkCredentials(clientId, clientSecret, row ? acceptedHashes(row) : undefined);
+    if (row!.disabled_at) throw new CofferError('unauthenticated', 'invalid client credentials');
+    return sign('application', { subject: clientId, audience: USER_TOKEN_AUDIENCES, role: 'org_admin', extra: { org: row!.organization_id, azp: clientId } });
+  }
+
+  async function liveApplication(caller: Principal): Promise<ApplicationRow> {
+    const row = caller.applicationId ? await findApplication(db, schema, caller.applicationId) : undefined;
+    // The revocation list refuses its tokens already; this closes the gap before the event arrives.
+    if (!row || row.disabled_at) throw new CofferError('permission_denied', 'the application of this token is disabled');
+    return row;
+  }
+
+  /** Exchanges an application token for one scoped to a workspace and/or an end user (20 minutes). */
+  async function issueScopedToken(caller: Principal, input: { workspaceId: string; externalUserId: string; createWorkspace: boolean; role: string }) {
+    const role = (input.role || 'workspace_editor') as UserRole;
+    if (role !== 'workspace_editor' && role !== 'workspace_reader') throw field('role', 'invalid', 'role must be workspace_editor or workspace_reader');
+    if (input.externalUserId && !EXTERNAL_USER_ID.test(input.externalUserId)) throw field('external_user_id', 'invalid', 'external_user_id must be 1 to 200 printable characters');
+    if (input.workspaceId && !/^[0-9a-f-]{36}$/.test(input.workspaceId)) throw field('workspace_id', 'invalid', 'workspace_id must be a workspace id');
+    const row = await liveApplication(caller);
+    const org = row.organization_id;
+    let workspaceId = input.workspaceId;
+    if (!workspaceId) {
+      if (!input.externalUserId) throw field('workspace_id', 'required', 'workspace_id or external_user_id is required');
+      const known = await db.withSchema(schema).selectFrom('end_user_workspaces').select('workspace_id').where('organization_id', '=', org).where('external_user_id', '=', input.externalUserId).executeTakeFirst();
+      if (known) workspaceId = known.workspace_id as string;
+      else if (!input.createWorkspace) throw new CofferError('not_found', 'this end user has no workspace yet; ask with create_workspace', [{ field: 'external_user_id', reason: 'no workspace' }]);
+      else if (!deps.provisionWorkspace) throw new CofferError('failed_precondition', 'auth is not connected to config (CONFIG_ADDRESS), so it cannot create workspaces');
+      else {
+        workspaceId = await deps.provisionWorkspace(org, input.externalUserId);
+        await db
+          .withSchema(schema)
+          .insertInto('end_user_workspaces')
+          .values({ organization_id: org, external_user_id: input.externalUserId, workspace_id: workspaceId })
+          .onConflict((oc) => oc.columns(['organization_id', 'external_user_id']).doNothing())
+          .execute();
+      }
+    }
+    const extra: Record<string, string> = { org, azp: row.client_id, ws: workspaceId };
+    if (input.externalUserId) extra.ext = input.externalUserId;
+    const subject = input.externalUserId ? `${org}/${input.externalUserId}` : row.client_id;
+    return { ...(await sign('scoped', { subject, audience: USER_TOKEN_AUDIENCES, role, extra })), workspaceId };
+  }
+
+  /** Exchanges a scoped token for one bound to one of the application's allowed origins. */
+  async function issueWidgetToken(caller: Principal, allowedOrigin: string) {
+    const origin = app.normalizeOrigin(allowedOrigin);
+    if (!origin) throw field('allowed_origin', 'invalid', 'allowed_origin must be an origin (scheme://host[:port])');
+    const row = await liveApplication(caller);
+    if (!row.allowed_origins.includes(origin)) throw new CofferError('permission_denied', 'allowed_origin is not one of the application\'s allowed origins', [{ field: 'allowed_origin', reason: 'not allowed' }]);
+    const extra: Record<string, string> = { org: caller.organizationId!, azp: caller.applicationId!, ws: caller.workspaceId!, origin };
+    if (caller.externalUserId) extra.ext = caller.externalUserId;
+    // A widget token never outlives the scoped token it came from.
+    return { ...(await sign('widget', { subject: caller.subject, audience: USER_TOKEN_AUDIENCES, role: caller.role, extra, notAfter: caller.expiresAt })), workspaceId: caller.workspaceId! };
+  }
+
+  // ---------------------------------------------------------------- revocation
+
+  /**
+   * Revokes one token. An organization's admin revokes its own organization's tokens by presenting
+   * them; operators may also revoke by jti and expiry. Revoking twice is not an error.
+   */
+  async function revokeToken(caller: Principal, input: { token: string; tokenId: string; expiresAt: string }): Promise<string> {
+    let tokenId = input.tokenId;
+    let expiresAt = input.expiresAt;
+    if (input.token) {
+      let claims: ReturnType<typeof decodeJwt>;
+      try {
+        decodeProtectedHeader(input.token);
+        claims = decodeJwt(input.token);
+      } catch {
+        throw field('token', 'malformed', 'token is not a JWT');
+      }
+      if (claims.iss !== deps.issuer || typeof claims.jti !== 'string' || typeof claims.exp !== 'number') throw field('token', 'invalid', 'token is not one of ours');
+      if (caller.kind !== 'service' && claims.org !== caller.organizationId) throw new CofferError('permission_denied', 'the token is of another organization');
+      tokenId = claims.jti;
+      expiresAt = new Date(claims.exp * 1000).toISOString();
+    } else {
+      if (caller.kind !== 'service') throw field('token', 'required', 'an organization revokes a token by presenting it');
+      if (!tokenId) throw field('token_id', 'required', 'token or token_id is required');
+      if (!expiresAt || Number.isNaN(Date.parse(expiresAt))) throw field('expires_at', 'invalid', 'expires_at (RFC 3339) is required with token_id');
+      expiresAt = new Date(expiresAt).toISOString();
+    }
+    if (tokenId.length > 200) throw field('token_id', 'invalid', 'token_id is too long');
+    const now = clock().toISOString();
+    try {
+      await store.append(`token-revocation-${tokenId}`, 0, [{ type: 'TokenRevoked', data: { tokenId, expiresAt, revokedBy: caller.subject, revokedAt: now } }], {
+        outbox: (recorded) => recorded.map(message('TokenRevoked', { tokenId, expiresAt, revokedBy: caller.subject, occurredAt: now }, tokenId)),
+      });
+    } catch (err) {
+      if (!(isCofferError(err) && err.code === 'version_conflict')) throw err;
+    }
+    return tokenId;
+  }
+
+  return {
+    registerIdentities,
+    issueServiceToken,
+    revokeServiceIdentity,
+    clientLockout,
+    createOrganization,
+    createApplication,
+    rotateApplicationSecret,
+    disableApplication,
+    issueApplicationToken,
+    issueScopedToken,
+    issueWidgetToken,
+    revokeToken,
+    lifetimes,
+  };
 }
 
 /** The auth use cases, as composed by main.ts. */

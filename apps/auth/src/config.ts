@@ -26,6 +26,15 @@ export const authConfigSchema = z.object({
   AUTH_SIGNING_KEY: z.string({ error: 'required: an Ed25519 private JWK with a kid' }).min(1),
   AUTH_SERVICE_IDENTITIES: identitiesJson,
   AUTH_SERVICE_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(900),
+  AUTH_APPLICATION_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(900),
+  AUTH_SCOPED_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(1200),
+  AUTH_WIDGET_TOKEN_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(1200),
+  /** How long a rotated application secret keeps working: one day by default. */
+  AUTH_APPLICATION_SECRET_GRACE_SECONDS: z.coerce.number().int().min(0).max(30 * 86400).default(86400),
+  /** How often the signing key is replaced: one day by default. */
+  AUTH_SIGNING_KEY_ROTATION_SECONDS: z.coerce.number().int().min(60).default(86400),
+  /** Where config answers, for creating end users' workspaces; without it, scoped tokens need a workspace_id. */
+  CONFIG_ADDRESS: z.string().optional(),
   AUTH_LOCKOUT_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
   AUTH_LOCKOUT_WINDOW_SECONDS: z.coerce.number().int().positive().default(900),
   AUTH_LOCKOUT_SECONDS: z.coerce.number().int().positive().default(900),

@@ -1,21 +1,23 @@
 import { randomUUID } from 'node:crypto';
-import { createGrpcServer } from '@coffer/rpc';
-import { announceListening, failStartup, onShutdown, startRuntime } from '@coffer/runtime';
+import { configV1 } from '@coffer/contracts';
+import { createGrpcServer, createPromiseClient } from '@coffer/rpc';
+import { announceListening, failStartup, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
+import { createTokenVerifier } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
 import { migrateAuthReadModel } from './auth.postgres';
-import { createAuthService } from './auth.service';
+import { createAuthService, type ProvisionWorkspace } from './auth.service';
 import { loadAuthConfig } from './config';
-import { importSigningKey } from './signing-keys';
+import { createSigningKeyRing, signServiceToken } from './signing-keys';
 
 const config = loadAuthConfig(process.env);
 const telemetry = await startTelemetry({ serviceName: 'coffer-auth', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
 const redactor = createRedactor();
 for (const identity of config.AUTH_SERVICE_IDENTITIES) redactor.register(identity.clientSecret);
+redactor.register(config.AUTH_SIGNING_KEY);
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL, redactor });
 
 try {
-  const signingKey = await importSigningKey(config.AUTH_SIGNING_KEY);
   const runtime = await startRuntime({
     service: 'auth',
     appName: 'coffer-auth',
@@ -27,15 +29,59 @@ try {
     redactor,
     migrate: migrateAuthReadModel,
   });
+  const lifetimes = {
+    service: config.AUTH_SERVICE_TOKEN_TTL_SECONDS,
+    application: config.AUTH_APPLICATION_TOKEN_TTL_SECONDS,
+    scoped: config.AUTH_SCOPED_TOKEN_TTL_SECONDS,
+    widget: config.AUTH_WIDGET_TOKEN_TTL_SECONDS,
+  };
+  const longestTokenMs = Math.max(...Object.values(lifetimes)) * 1000;
+  const ring = await createSigningKeyRing({
+    db: runtime.db,
+    store: runtime.store,
+    schema: config.AUTH_DB_SCHEMA,
+    namespace: runtime.namespace,
+    rootKeyJwk: config.AUTH_SIGNING_KEY,
+    rotationIntervalMs: config.AUTH_SIGNING_KEY_ROTATION_SECONDS * 1000,
+    // A replaced key stays published until the last token it signed has expired, plus clock skew.
+    retireAfterMs: longestTokenMs + 60_000,
+    clock: () => new Date(),
+    newId: randomUUID,
+  });
+  await ring.init();
+
+  // auth provisions end users' workspaces at config with a service token it signs for itself.
+  let provisionWorkspace: ProvisionWorkspace | undefined;
+  if (config.CONFIG_ADDRESS) {
+    const configClient = createPromiseClient(configV1.ConfigServiceClient, config.CONFIG_ADDRESS, {
+      tokenProvider: async () =>
+        signServiceToken(await ring.active(), {
+          issuer: config.COFFER_TOKEN_ISSUER,
+          subject: 'auth',
+          audience: 'config',
+          role: 'auth',
+          tokenId: randomUUID(),
+          issuedAt: new Date(),
+          ttlSeconds: 300,
+        }),
+    });
+    provisionWorkspace = async (organizationId, externalUserId) => {
+      const res = await configClient.provisionWorkspace({ name: `end user ${externalUserId}`, organizationId, externalUserId });
+      return res.workspace!.workspaceId;
+    };
+  }
+
   const service = createAuthService({
     db: runtime.db,
     store: runtime.store,
     schema: config.AUTH_DB_SCHEMA,
     namespace: runtime.namespace,
-    signingKey,
+    signingKey: () => ring.active(),
     issuer: config.COFFER_TOKEN_ISSUER,
-    serviceTokenTtlSeconds: config.AUTH_SERVICE_TOKEN_TTL_SECONDS,
+    lifetimes,
     audiences: ['auth', 'config', 'secrets', 'sync-worker'],
+    secretGraceMs: config.AUTH_APPLICATION_SECRET_GRACE_SECONDS * 1000,
+    provisionWorkspace,
     lockoutPolicy: {
       maxFailures: config.AUTH_LOCKOUT_MAX_FAILURES,
       windowMs: config.AUTH_LOCKOUT_WINDOW_SECONDS * 1000,
@@ -45,11 +91,24 @@ try {
     newId: randomUUID,
   });
   await service.registerIdentities(config.AUTH_SERVICE_IDENTITIES);
-  const server = createGrpcServer({ services: [authGrpcService(service)], logger });
+  const revocations = watchRevocations({ nc: runtime.nc, namespace: runtime.namespace, logger, lookbackMs: longestTokenMs + 60_000 });
+  await revocations.ready;
+  const verifier = createTokenVerifier({
+    issuer: config.COFFER_TOKEN_ISSUER,
+    audience: 'auth',
+    fetchJwks: () => ring.jwks() as never,
+    acceptedKinds: ['service', 'application', 'scoped', 'widget'],
+    revocations: revocations.list,
+    minRefetchIntervalMs: 1_000,
+  });
+  const jobs = startBackgroundJobs(logger, [['signing-key-rotation', 60_000, () => ring.rotateIfDue()]]);
+  const server = createGrpcServer({ services: [authGrpcService(service, ring)], verifier, logger });
   const port = await server.listen(config.AUTH_GRPC_ADDRESS);
   announceListening(logger, 'auth', port);
   onShutdown(logger, [
     ['grpc', () => server.shutdown()],
+    ['jobs', () => jobs.stop()],
+    ['revocations', () => revocations.stop()],
     ['runtime', () => runtime.close()],
     ['telemetry', () => telemetry.shutdown()],
   ]);

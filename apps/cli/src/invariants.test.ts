@@ -47,21 +47,24 @@ describe('every gRPC method declares its permission, and the README says which',
   const { rolePermissions } = await import('@coffer/tokens');
   // The handlers are never called here: only the declared permissions are read.
   const registrations = [
-    ['auth', authGrpcService({} as never)],
+    ['auth', authGrpcService({} as never, {} as never)],
     ['secrets', secretsGrpcService({} as never)],
     ['config', configGrpcService({} as never)],
     ['sync-worker', syncGrpcService({} as never, 'sync')],
   ] as const;
   const inCode = new Map<string, string>();
+  const kindsInCode = new Map<string, string>();
   for (const [service, reg] of registrations) {
     for (const [key, spec] of Object.entries(reg.methods)) {
-      inCode.set(`${service} ${reg.name.split('.').pop()}/${key[0]!.toUpperCase()}${key.slice(1)}`, spec.permission);
+      const method = `${service} ${reg.name.split('.').pop()}/${key[0]!.toUpperCase()}${key.slice(1)}`;
+      inCode.set(method, spec.permission);
+      kindsInCode.set(method, spec.permission === 'public' ? '—' : spec.tokenKinds ? spec.tokenKinds.join(', ') : 'any it accepts');
     }
   }
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
   const section = readme.slice(readme.indexOf('## Who may call what'));
-  const rows = [...section.matchAll(/^\| ([a-z-]+) \| `([A-Za-z]+\/[A-Za-z]+)` \| `([a-z._]+)` \| ([^|]+) \|$/gm)];
-  const inReadme = new Map(rows.map((r) => [`${r[1]} ${r[2]}`, { permission: r[3]!, grantedTo: r[4]!.trim() }]));
+  const rows = [...section.matchAll(/^\| ([a-z-]+) \| `([A-Za-z]+\/[A-Za-z]+)` \| `([a-z._]+)` \| ([^|]+) \| ([^|]+) \|$/gm)];
+  const inReadme = new Map(rows.map((r) => [`${r[1]} ${r[2]}`, { permission: r[3]!, grantedTo: r[4]!.trim(), kinds: r[5]!.trim() }]));
 
   it('lists every method of every service with the permission the code declares', () => {
     expect(inCode.size).toBeGreaterThan(40);
@@ -69,6 +72,10 @@ describe('every gRPC method declares its permission, and the README says which',
       expect(inReadme.get(method)?.permission, `README.md is missing or wrong about ${method}`).toBe(permission);
     }
     for (const method of inReadme.keys()) expect(inCode.has(method), `README.md lists ${method}, which no service has`).toBe(true);
+  });
+
+  it('names the kinds of token each method takes', () => {
+    for (const [method, { kinds }] of inReadme) expect(kinds, method).toBe(kindsInCode.get(method));
   });
 
   it('names the roles that hold each permission', () => {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +107,18 @@ async function stopService(svc: RunningService): Promise<void> {
   });
 }
 
+/** A port that was free a moment ago on `host` (the OS picks it; the service binds it right after). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /** Starts auth, secrets, config and sync-worker as separate processes wired to each other. */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const credentials = await generateDevCredentials();
@@ -124,6 +137,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const services = {} as Record<StackService, RunningService>;
   const envs = {} as Record<StackService, Record<string, string>>;
   const addr = (name: StackService) => `${host}:${services[name]?.port ?? options.ports?.[name] ?? 0}`;
+  // auth starts first but calls config (to make end users' workspaces), so config's port is chosen up front.
+  const configAddress = `${host}:${options.ports?.config || (await freePort(host))}`;
 
   const start = async (name: StackService) => {
     const svc = spawnService(name, envs[name], options.echo);
@@ -138,6 +153,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...common,
       AUTH_GRPC_ADDRESS: addr('auth'),
       AUTH_SIGNING_KEY: credentials.signingKeyJwk,
+      CONFIG_ADDRESS: configAddress,
       AUTH_SERVICE_IDENTITIES: JSON.stringify(
         (['config', 'sync-worker', 'operator'] as const).map((role) => ({ ...credentials.clients[role], role })),
       ),
@@ -154,7 +170,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...common,
       AUTH_ADDRESS: services.auth.address,
       SECRETS_ADDRESS: services.secrets.address,
-      CONFIG_GRPC_ADDRESS: addr('config'),
+      CONFIG_GRPC_ADDRESS: configAddress,
       CONFIG_CLIENT_ID: credentials.clients.config.clientId,
       CONFIG_CLIENT_SECRET: credentials.clients.config.clientSecret,
     };

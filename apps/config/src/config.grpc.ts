@@ -2,6 +2,7 @@ import { configV1 } from '@coffer/contracts';
 import { defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
 import type { ActorType } from './domain/actor.decider';
 import type { ActorView, Caller, ConfigService, DefinitionView } from './config.service';
+import { createScopeGuard } from './scope';
 import { WEBHOOK_DEFINITION_ID } from './webhook-spec';
 
 function callerOf(ctx: CallContext): Caller {
@@ -25,11 +26,27 @@ const definitionOut = (d: DefinitionView): configV1.ConnectorDefinition => ({ ..
 
 /** gRPC handlers of coffer.config.v1.ConfigService, each with the permission it needs. */
 export function configGrpcService(service: ConfigService): ServiceRegistration {
+  // Organizations' tokens reach only their own organization's workspaces, scoped tokens only their one workspace.
+  const guard = createScopeGuard(service);
   return defineService(configV1.ConfigServiceService, 'coffer.config.v1.ConfigService', {
-    createWorkspace: { permission: 'config.write', handler: async (req, ctx) => ({ workspace: await service.createWorkspace(req.name, callerOf(ctx)) }) },
-    getWorkspace: { permission: 'config.read', handler: async (req) => ({ workspace: await service.getWorkspace(req.workspaceId) }) },
-    registerConnectorDefinition: {
+    createWorkspace: {
       permission: 'config.write',
+      handler: async (req, ctx) => ({ workspace: await service.createWorkspace({ name: req.name, organizationId: guard.organizationForNewWorkspace(ctx, req.organizationId) }, callerOf(ctx)) }),
+    },
+    getWorkspace: {
+      permission: 'config.read',
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
+        return { workspace: await service.getWorkspace(req.workspaceId) };
+      },
+    },
+    provisionWorkspace: {
+      permission: 'config.provision',
+      tokenKinds: ['service'],
+      handler: async (req, ctx) => service.provisionWorkspace(req, callerOf(ctx)),
+    },
+    registerConnectorDefinition: {
+      permission: 'config.catalog',
       handler: async (req, ctx) => ({
         definition: definitionOut(
           await service.registerDefinition({ name: req.name, actorType: actorTypeOf(req.actorType), connector: req.connector, specJson: req.specJson }, callerOf(ctx)),
@@ -37,29 +54,78 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       }),
     },
     getConnectorDefinition: { permission: 'config.read', handler: async (req) => ({ definition: definitionOut(await service.getDefinition(req.definitionId)) }) },
-    createActor: { permission: 'config.write', handler: async (req, ctx) => ({ actor: actorOut(await service.createActor(req, callerOf(ctx))) }) },
-    getActor: { permission: 'config.read', handler: async (req) => ({ actor: actorOut(await service.getActor(req.actorId)) }) },
-    updateActor: { permission: 'config.write', handler: async (req, ctx) => ({ actor: actorOut(await service.updateActor(req, callerOf(ctx))) }) },
+    createActor: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
+        return { actor: actorOut(await service.createActor(req, callerOf(ctx))) };
+      },
+    },
+    getActor: {
+      permission: 'config.read',
+      handler: async (req, ctx) => {
+        await guard.actor(ctx, req.actorId);
+        return { actor: actorOut(await service.getActor(req.actorId)) };
+      },
+    },
+    updateActor: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.actor(ctx, req.actorId);
+        return { actor: actorOut(await service.updateActor(req, callerOf(ctx))) };
+      },
+    },
     deleteActor: {
       permission: 'config.write',
       handler: async (req, ctx) => {
+        await guard.actor(ctx, req.actorId);
         await service.deleteActor(req, callerOf(ctx));
         return {};
       },
     },
-    createConnection: { permission: 'config.write', handler: async (req, ctx) => ({ connection: await service.createConnection(req, callerOf(ctx)) }) },
-    getConnection: { permission: 'config.read', handler: async (req) => ({ connection: await service.getConnection(req.connectionId) }) },
-    requestSync: { permission: 'config.write', handler: async (req, ctx) => ({ jobId: await service.requestSync(req.connectionId, callerOf(ctx)) }) },
+    createConnection: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
+        return { connection: await service.createConnection(req, callerOf(ctx)) };
+      },
+    },
+    getConnection: {
+      permission: 'config.read',
+      handler: async (req, ctx) => {
+        await guard.connection(ctx, req.connectionId);
+        return { connection: await service.getConnection(req.connectionId) };
+      },
+    },
+    requestSync: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.connection(ctx, req.connectionId);
+        return { jobId: await service.requestSync(req.connectionId, callerOf(ctx)) };
+      },
+    },
     getSyncPlan: { permission: 'config.sync_plan', handler: async (req) => ({ plan: await service.getSyncPlan(req.connectionId) }) },
     listWorkspaces: {
       permission: 'config.read',
-      handler: async (req) => {
-        const page = await service.listWorkspaces(req.page);
+      handler: async (req, ctx) => {
+        const page = await service.listWorkspaces(req.page, guard.listFilter(ctx));
         return { workspaces: page.items, nextPageToken: page.nextPageToken };
       },
     },
-    updateWorkspace: { permission: 'config.write', handler: async (req, ctx) => ({ workspace: await service.updateWorkspace(req, callerOf(ctx)) }) },
-    deleteWorkspace: { permission: 'config.write', handler: async (req, ctx) => ({ actorsDeleted: await service.deleteWorkspace(req, callerOf(ctx)) }) },
+    updateWorkspace: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
+        return { workspace: await service.updateWorkspace(req, callerOf(ctx)) };
+      },
+    },
+    deleteWorkspace: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId, { organizationWide: true });
+        return { actorsDeleted: await service.deleteWorkspace(req, callerOf(ctx)) };
+      },
+    },
     listConnectorDefinitions: {
       permission: 'config.read',
       handler: async (req) => {
@@ -68,11 +134,11 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       },
     },
     updateConnectorDefinition: {
-      permission: 'config.write',
+      permission: 'config.catalog',
       handler: async (req, ctx) => ({ definition: definitionOut(await service.updateDefinition(req, callerOf(ctx))) }),
     },
     deleteConnectorDefinition: {
-      permission: 'config.write',
+      permission: 'config.catalog',
       handler: async (req, ctx) => {
         await service.deleteDefinition(req, callerOf(ctx));
         return {};
@@ -80,19 +146,27 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
     },
     listActors: {
       permission: 'config.read',
-      handler: async (req) => {
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
         const page = await service.listActors({ workspaceId: req.workspaceId, actorType: actorTypeOf(req.actorType), page: req.page });
         return { actors: page.items.map(actorOut), nextPageToken: page.nextPageToken };
       },
     },
     listConnections: {
       permission: 'config.read',
-      handler: async (req) => {
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
         const page = await service.listConnections(req);
         return { connections: page.items, nextPageToken: page.nextPageToken };
       },
     },
-    updateConnection: { permission: 'config.write', handler: async (req, ctx) => ({ connection: await service.updateConnection(req, callerOf(ctx)) }) },
+    updateConnection: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.connection(ctx, req.connectionId);
+        return { connection: await service.updateConnection(req, callerOf(ctx)) };
+      },
+    },
     checkConfig: {
       permission: 'config.write',
       handler: async (req, ctx) => {
@@ -103,29 +177,43 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
     discoverSchema: { permission: 'config.write', handler: async (req, ctx) => service.runCheck('discover', req, callerOf(ctx)) },
     createWebhookConfig: {
       permission: 'config.write',
-      handler: async (req, ctx) => ({
-        webhook: webhookOut(await service.createActor({ workspaceId: req.workspaceId, definitionId: WEBHOOK_DEFINITION_ID, name: req.name, configJson: req.configJson }, callerOf(ctx), 'webhook')),
-      }),
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
+        return {
+          webhook: webhookOut(await service.createActor({ workspaceId: req.workspaceId, definitionId: WEBHOOK_DEFINITION_ID, name: req.name, configJson: req.configJson }, callerOf(ctx), 'webhook')),
+        };
+      },
     },
-    getWebhookConfig: { permission: 'config.read', handler: async (req) => ({ webhook: webhookOut(await service.getActor(req.webhookId, 'webhook')) }) },
+    getWebhookConfig: {
+      permission: 'config.read',
+      handler: async (req, ctx) => {
+        await guard.actor(ctx, req.webhookId);
+        return { webhook: webhookOut(await service.getActor(req.webhookId, 'webhook')) };
+      },
+    },
     listWebhookConfigs: {
       permission: 'config.read',
-      handler: async (req) => {
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
         const page = await service.listActors({ workspaceId: req.workspaceId, page: req.page }, 'webhook');
         return { webhooks: page.items.map(webhookOut), nextPageToken: page.nextPageToken };
       },
     },
     updateWebhookConfig: {
       permission: 'config.write',
-      handler: async (req, ctx) => ({
-        webhook: webhookOut(
-          await service.updateActor({ actorId: req.webhookId, expectedVersion: req.expectedVersion, name: req.name, configJson: req.configJson }, callerOf(ctx), 'webhook'),
-        ),
-      }),
+      handler: async (req, ctx) => {
+        await guard.actor(ctx, req.webhookId);
+        return {
+          webhook: webhookOut(
+            await service.updateActor({ actorId: req.webhookId, expectedVersion: req.expectedVersion, name: req.name, configJson: req.configJson }, callerOf(ctx), 'webhook'),
+          ),
+        };
+      },
     },
     deleteWebhookConfig: {
       permission: 'config.write',
       handler: async (req, ctx) => {
+        await guard.actor(ctx, req.webhookId);
         await service.deleteActor({ actorId: req.webhookId, expectedVersion: req.expectedVersion }, callerOf(ctx), 'webhook');
         return {};
       },
@@ -133,6 +221,7 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
     deleteConnection: {
       permission: 'config.write',
       handler: async (req, ctx) => {
+        await guard.connection(ctx, req.connectionId);
         await service.deleteConnection(req, callerOf(ctx));
         return {};
       },

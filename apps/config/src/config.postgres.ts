@@ -36,6 +36,10 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
   )`.execute(db);
   await sql`create index if not exists actors_workspace on ${s}.actors (workspace_id)`.execute(db);
   await sql`alter table ${s}.workspaces add column if not exists deleted boolean not null default false`.execute(db);
+  await sql`alter table ${s}.workspaces add column if not exists organization_id text`.execute(db);
+  await sql`alter table ${s}.workspaces add column if not exists external_user_id text`.execute(db);
+  // One workspace per end user of an organization: concurrent provisioning of the same user makes one.
+  await sql`create unique index if not exists workspaces_end_user on ${s}.workspaces (organization_id, external_user_id) where external_user_id is not null and not deleted`.execute(db);
   await sql`create table if not exists ${s}.secret_shredding (
     coordinate text primary key,
     workspace_id uuid not null,
@@ -64,7 +68,11 @@ export interface WorkspaceRow {
   workspace_id: string;
   name: string;
   version: number;
+  organization_id: string | null;
+  external_user_id: string | null;
 }
+
+const WORKSPACE_COLUMNS = ['workspace_id', 'name', 'version', 'organization_id', 'external_user_id'] as const;
 
 export interface DefinitionRow {
   definition_id: string;
@@ -97,7 +105,11 @@ export interface ConnectionRow {
 
 /** Projects WorkspaceCreated. */
 export async function projectWorkspaceCreated(trx: Db, schema: string, e: WorkspaceCreatedData): Promise<void> {
-  await trx.withSchema(schema).insertInto('workspaces').values({ workspace_id: e.workspaceId, name: e.name, version: 1, created_at: e.createdAt }).execute();
+  await trx
+    .withSchema(schema)
+    .insertInto('workspaces')
+    .values({ workspace_id: e.workspaceId, name: e.name, version: 1, created_at: e.createdAt, organization_id: e.organizationId || null, external_user_id: e.externalUserId || null })
+    .execute();
 }
 
 /** Projects ConnectorDefinitionRegistered. */
@@ -180,10 +192,36 @@ export async function findWorkspace(db: Db, schema: string, id: string): Promise
   return db
     .withSchema(schema)
     .selectFrom('workspaces')
-    .select(['workspace_id', 'name', 'version'])
+    .select(WORKSPACE_COLUMNS)
     .where('workspace_id', '=', id)
     .where('deleted', '=', false)
     .executeTakeFirst();
+}
+
+/** The live workspace of an organization's end user, or undefined. */
+export async function findEndUserWorkspace(db: Db, schema: string, organizationId: string, externalUserId: string): Promise<WorkspaceRow | undefined> {
+  return db
+    .withSchema(schema)
+    .selectFrom('workspaces')
+    .select(WORKSPACE_COLUMNS)
+    .where('organization_id', '=', organizationId)
+    .where('external_user_id', '=', externalUserId)
+    .where('deleted', '=', false)
+    .executeTakeFirst();
+}
+
+/** The workspace an actor (source, destination, webhook) or a connection belongs to, with its organization. */
+export async function findOwner(db: Db, schema: string, table: 'actors' | 'connections', id: string): Promise<{ workspace_id: string; organization_id: string | null } | undefined> {
+  if (!isUuid(id)) return undefined;
+  const key = table === 'actors' ? 'actor_id' : 'connection_id';
+  return (await db
+    .withSchema(schema)
+    .selectFrom(`${table} as t`)
+    .innerJoin('workspaces as w', 'w.workspace_id', 't.workspace_id')
+    .select(['w.workspace_id', 'w.organization_id'])
+    .where(`t.${key}`, '=', id)
+    .where('t.deleted', '=', false)
+    .executeTakeFirst()) as { workspace_id: string; organization_id: string | null } | undefined;
 }
 
 /** One connector definition, or undefined. */
@@ -276,11 +314,11 @@ export interface Page<T> {
 }
 
 /** Workspaces after `after` (an id), oldest id first. */
-export async function listWorkspaces(db: Db, schema: string, after: string, limit: number): Promise<Page<WorkspaceRow>> {
-  const rows = await db
-    .withSchema(schema)
-    .selectFrom('workspaces')
-    .select(['workspace_id', 'name', 'version'])
+export async function listWorkspaces(db: Db, schema: string, after: string, limit: number, only: { organizationId?: string; workspaceId?: string } = {}): Promise<Page<WorkspaceRow>> {
+  let q = db.withSchema(schema).selectFrom('workspaces').select(WORKSPACE_COLUMNS);
+  if (only.organizationId !== undefined) q = q.where('organization_id', '=', only.organizationId);
+  if (only.workspaceId !== undefined) q = q.where('workspace_id', '=', isUuid(only.workspaceId) ? only.workspaceId : '00000000-0000-0000-0000-000000000000');
+  const rows = await q
     .where('deleted', '=', false)
     .where('workspace_id', '>', after)
     .orderBy('workspace_id')

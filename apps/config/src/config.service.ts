@@ -12,6 +12,9 @@ import {
   findConnection,
   findDefinition,
   findWorkspace,
+  findEndUserWorkspace,
+  findOwner,
+  type WorkspaceRow,
   projectActorCreated,
   projectActorDeleted,
   projectActorUpdated,
@@ -97,6 +100,23 @@ export interface WorkspaceView {
   workspaceId: string;
   name: string;
   version: number;
+  /** Empty when no organization owns it. */
+  organizationId: string;
+  externalUserId: string;
+}
+
+const wsView = (w: WorkspaceRow): WorkspaceView => ({
+  workspaceId: w.workspace_id,
+  name: w.name,
+  version: w.version,
+  organizationId: w.organization_id ?? '',
+  externalUserId: w.external_user_id ?? '',
+});
+
+/** Who owns a resource: its workspace and that workspace's organization ('' when none). */
+export interface Owner {
+  workspaceId: string;
+  organizationId: string;
 }
 
 export interface DefinitionView {
@@ -328,7 +348,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     if (expected !== 0 && expected !== actual) throw new CofferError('version_conflict', `${what} ${id} is at version ${actual}, not ${expected}`);
   }
 
-  return {
+  const api = {
     shredPending,
 
     /**
@@ -373,10 +393,20 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Workspaces, a page at a time. */
-    async listWorkspaces(page?: PageInput): Promise<PageOf<WorkspaceView>> {
+    async listWorkspaces(page?: PageInput, only: { organizationId?: string; workspaceId?: string } = {}): Promise<PageOf<WorkspaceView>> {
       const { after, limit } = pageOf(page);
-      const { rows, more } = await listWorkspaces(db, schema, after, limit);
-      return { items: rows.map((w) => ({ workspaceId: w.workspace_id, name: w.name, version: w.version })), nextPageToken: nextToken(rows, more, (r) => r.workspace_id) };
+      const { rows, more } = await listWorkspaces(db, schema, after, limit, only);
+      return { items: rows.map(wsView), nextPageToken: nextToken(rows, more, (r) => r.workspace_id) };
+    },
+
+    /** The owner of a workspace, an actor or a connection; undefined when there is none. */
+    async ownerOf(target: { workspaceId?: string; actorId?: string; connectionId?: string }): Promise<Owner | undefined> {
+      if (target.workspaceId !== undefined) {
+        const ws = await findWorkspace(db, schema, target.workspaceId);
+        return ws ? { workspaceId: ws.workspace_id, organizationId: ws.organization_id ?? '' } : undefined;
+      }
+      const row = target.actorId !== undefined ? await findOwner(db, schema, 'actors', target.actorId) : await findOwner(db, schema, 'connections', target.connectionId ?? '');
+      return row ? { workspaceId: row.workspace_id, organizationId: row.organization_id ?? '' } : undefined;
     },
 
     /** Renames a workspace, with an expected version (0 skips the check). */
@@ -388,7 +418,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       await store.append(`workspace-${input.workspaceId}`, version, asNew(events, caller), {
         project: (trx) => patchRow(trx, schema, 'workspaces', 'workspace_id', input.workspaceId, { name, version: version + 1 }),
       });
-      return { workspaceId: input.workspaceId, name, version: version + 1 };
+      return { ...wsView(await requireWorkspace(input.workspaceId)), name, version: version + 1 };
     },
 
     /**
@@ -519,21 +549,41 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Creates a workspace. */
-    async createWorkspace(name: string, caller: Caller): Promise<WorkspaceView> {
+    async createWorkspace(input: { name: string; organizationId?: string; externalUserId?: string }, caller: Caller): Promise<WorkspaceView> {
       const workspaceId = newId();
-      const events = catalogDomain.decide({ type: 'CreateWorkspace', workspaceId, name: requireName(name), now: now() }, catalogDomain.initialState());
+      const organizationId = input.organizationId ?? '';
+      const externalUserId = input.externalUserId ?? '';
+      if (organizationId.length > 200) throw new CofferError('invalid_argument', 'organization_id is too long', [{ field: 'organization_id', reason: 'too long' }]);
+      const events = catalogDomain.decide({ type: 'CreateWorkspace', workspaceId, name: requireName(input.name), organizationId, externalUserId, now: now() }, catalogDomain.initialState());
       const data = events[0]!.data as catalogDomain.WorkspaceCreatedData;
       await store.append(`workspace-${workspaceId}`, 0, asNew(events, caller), {
         project: (trx) => projectWorkspaceCreated(trx, schema, data),
-        outbox: outbox('WorkspaceCreated', workspaceId, caller, () => ({ workspaceId, name: data.name, occurredAt: data.createdAt })),
+        outbox: outbox('WorkspaceCreated', workspaceId, caller, () => ({ workspaceId, name: data.name, occurredAt: data.createdAt, organizationId, externalUserId })),
       });
-      return { workspaceId, name: data.name, version: 1 };
+      return { workspaceId, name: data.name, version: 1, organizationId, externalUserId };
+    },
+
+    /** The workspace of an organization's end user, made on first use; concurrent first uses make one. */
+    async provisionWorkspace(input: { organizationId: string; externalUserId: string; name: string }, caller: Caller): Promise<{ workspace: WorkspaceView; created: boolean }> {
+      if (!input.organizationId) throw new CofferError('invalid_argument', 'organization_id is required', [{ field: 'organization_id', reason: 'required' }]);
+      if (!input.externalUserId || input.externalUserId.length > 200) {
+        throw new CofferError('invalid_argument', 'external_user_id must be 1 to 200 characters', [{ field: 'external_user_id', reason: 'invalid' }]);
+      }
+      const existing = await findEndUserWorkspace(db, schema, input.organizationId, input.externalUserId);
+      if (existing) return { workspace: wsView(existing), created: false };
+      try {
+        return { workspace: await api.createWorkspace({ ...input, name: input.name || `end user ${input.externalUserId}` }, caller), created: true };
+      } catch (err) {
+        // The unique index on (organization, end user) lost us the race: the winner's workspace is the one.
+        const winner = await findEndUserWorkspace(db, schema, input.organizationId, input.externalUserId);
+        if (winner) return { workspace: wsView(winner), created: false };
+        throw err;
+      }
     },
 
     /** One workspace. */
     async getWorkspace(workspaceId: string): Promise<WorkspaceView> {
-      const ws = await requireWorkspace(workspaceId);
-      return { workspaceId: ws.workspace_id, name: ws.name, version: ws.version };
+      return wsView(await requireWorkspace(workspaceId));
     },
 
     /** Registers a connector definition after checking its spec compiles. */
@@ -737,6 +787,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       return { connectionId, workspaceId: c.workspace_id, source: await side(c.source_id, 'source'), destination: await side(c.destination_id, 'destination') };
     },
   };
+  return api;
 }
 
 /** The config use cases, as composed by main.ts. */

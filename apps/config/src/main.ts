@@ -1,9 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
-import { announceListening, failStartup, jwksFromAuth, onShutdown, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
-import { createTokenVerifier } from '@coffer/tokens';
 import { loadConfigServiceConfig } from './config';
 import { configGrpcService } from './config.grpc';
 import { migrateConfigReadModel } from './config.postgres';
@@ -56,7 +55,8 @@ try {
   await service.ensureBuiltins();
   // Orphaned secrets are shredded right after each change; this retries what secrets could not take then.
   const background = startBackgroundJobs(logger, [['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredPending()]]);
-  const verifier = createTokenVerifier({ issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', fetchJwks: jwksFromAuth(config.AUTH_ADDRESS) });
+  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, acceptedKinds: ['service', 'application', 'scoped', 'widget'] });
+  const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger });
   const port = await server.listen(config.CONFIG_GRPC_ADDRESS);
   announceListening(logger, 'config', port);
@@ -68,6 +68,7 @@ try {
       secrets.close();
       secretsToken.close();
     }],
+    ['revocations', () => tokens.stop()],
     ['runtime', () => runtime.close()],
     ['telemetry', () => telemetry.shutdown()],
   ]);

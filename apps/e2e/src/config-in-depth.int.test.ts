@@ -32,7 +32,7 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
     config = createPromiseClient(configV1.ConfigServiceClient, stack.services.config.address, {
       tokenProvider: createServiceTokenProvider({ authAddress: stack.services.auth.address, ...stack.credentials.clients.operator, audience: 'config' }),
     });
-    workspaceId = (await config.createWorkspace({ name: 'orphans' })).workspace!.workspaceId;
+    workspaceId = (await config.createWorkspace({ name: 'orphans', organizationId: '' })).workspace!.workspaceId;
   }, 180_000);
 
   afterAll(async () => {
@@ -119,7 +119,7 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
   }, 120_000);
 
   it('lists pages, refuses stale versions, and deleting a workspace deletes its actors and connections and shreds every secret', async () => {
-    const ws = (await config.createWorkspace({ name: 'to delete' })).workspace!;
+    const ws = (await config.createWorkspace({ name: 'to delete', organizationId: '' })).workspace!;
     const spec = { type: 'object', required: ['url'], properties: { url: { type: 'string' }, api_token: { type: 'string', airbyte_secret: true } } };
     const source = (
       await config.registerConnectorDefinition({ name: 'src', actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, connector: 'builtin:http-json', specJson: JSON.stringify(spec) })

@@ -42,7 +42,7 @@ describe.skipIf(!present)('every real connector spec through create, masked read
     });
     client = new pg.Client({ connectionString: db.url });
     await client.connect();
-    workspaceId = (await config.createWorkspace({ name: 'real specs' })).workspace!.workspaceId;
+    workspaceId = (await config.createWorkspace({ name: 'real specs', organizationId: '' })).workspace!.workspaceId;
   }, 180_000);
 
   afterAll(async () => {

@@ -172,7 +172,7 @@ describe('walking skeleton: four services, one sync, no secret escapes', () => {
   });
 
   it('creates a workspace, registers specs, creates a source with a canary and reads it back masked', async () => {
-    workspaceId = (await config.createWorkspace({ name: 'e2e' })).workspace!.workspaceId;
+    workspaceId = (await config.createWorkspace({ name: 'e2e', organizationId: '' })).workspace!.workspaceId;
     sourceDefinitionId = (
       await config.registerConnectorDefinition({
         name: 'HTTP JSON API',

@@ -1,7 +1,6 @@
 import { createGrpcServer } from '@coffer/rpc';
-import { announceListening, failStartup, jwksFromAuth, onShutdown, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
-import { createTokenVerifier } from '@coffer/tokens';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
 import { secretsGrpcService } from './secrets.grpc';
@@ -33,17 +32,15 @@ try {
     // Also resumes a re-wrap a crash left half-done.
     ['KEK rotation', config.SECRETS_KEK_ROTATION_CHECK_SECONDS * 1000, () => service.rotateIfDue({ subject: 'secrets-rotation-schedule' })],
   ]);
-  const verifier = createTokenVerifier({
-    issuer: config.COFFER_TOKEN_ISSUER,
-    audience: 'secrets',
-    fetchJwks: jwksFromAuth(config.AUTH_ADDRESS),
-  });
+  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'secrets', authAddress: config.AUTH_ADDRESS });
+  const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [secretsGrpcService(service)], verifier, logger });
   const port = await server.listen(config.SECRETS_GRPC_ADDRESS);
   announceListening(logger, 'secrets', port);
   onShutdown(logger, [
     ['background jobs', () => background.stop()],
     ['grpc', () => server.shutdown()],
+    ['revocations', () => tokens.stop()],
     ['runtime', () => runtime.close()],
     ['kms', () => kms.close()],
     ['telemetry', () => telemetry.shutdown()],

@@ -1,8 +1,7 @@
 import { configV1, secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
-import { announceListening, failStartup, jwksFromAuth, onShutdown, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
-import { createTokenVerifier } from '@coffer/tokens';
 import { createCheckRunner } from './check-runner';
 import { loadSyncWorkerConfig } from './config';
 import { builtinConnectors } from './connectors/registry';
@@ -52,7 +51,8 @@ try {
     { sync: createSyncRunner(deps), check: createCheckRunner(deps) },
     { maxDeliver: config.SYNC_WORKER_MAX_DELIVER, logger },
   );
-  const verifier = createTokenVerifier({ issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', fetchJwks: jwksFromAuth(config.AUTH_ADDRESS) });
+  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS });
+  const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA)], verifier, logger });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);
   announceListening(logger, 'sync-worker', port);
@@ -65,6 +65,7 @@ try {
       configToken.close();
       secretsToken.close();
     }],
+    ['revocations', () => tokens.stop()],
     ['runtime', () => runtime.close()],
     ['telemetry', () => telemetry.shutdown()],
   ]);

@@ -214,7 +214,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       clock: () => new Date(),
       newId: randomUUID,
     });
-    workspaceId = (await configService.createWorkspace('sync tests', operator)).workspaceId;
+    workspaceId = (await configService.createWorkspace({ name: 'sync tests' }, operator)).workspaceId;
     runtime = await startRuntime({
       service: 'sync',
       appName: 'coffer-sync-worker-test',

@@ -53,6 +53,14 @@ export const integrationEvents = {
   ServiceIdentityRegistered: def('auth', 'service_identity.registered', ev.ServiceIdentityRegistered),
   LoginFailed: def('auth', 'client.login_failed', ev.LoginFailed),
   ClientLocked: def('auth', 'client.locked', ev.ClientLocked),
+  OrganizationCreated: def('auth', 'organization.created', ev.OrganizationCreated),
+  ApplicationCreated: def('auth', 'application.created', ev.ApplicationCreated),
+  ApplicationSecretRotated: def('auth', 'application.secret_rotated', ev.ApplicationSecretRotated),
+  // Revocations share one subject prefix so each service follows them with one filter (NATS 2.9 has no multi-filter consumers).
+  ApplicationDisabled: def('auth', 'revocation.application_disabled', ev.ApplicationDisabled),
+  TokenRevoked: def('auth', 'revocation.token_revoked', ev.TokenRevoked),
+  ServiceIdentityRevoked: def('auth', 'revocation.service_identity_revoked', ev.ServiceIdentityRevoked),
+  SigningKeyRotated: def('auth', 'signing_key.rotated', ev.SigningKeyRotated),
 } as const;
 
 /** Name of an integration event, e.g. `SecretVersionWritten`. */
@@ -87,6 +95,11 @@ export function eventSubject(ns: MessagingNamespace, name: IntegrationEventName)
 /** The JetStream stream of one service, e.g. `COFFER_SECRETS`. */
 export function streamName(ns: MessagingNamespace, service: ServiceName): string {
   return `${ns.streamPrefix}_${service.toUpperCase()}`;
+}
+
+/** The one subject filter under which auth publishes every revocation (token, application, service identity). */
+export function revocationSubjects(ns: MessagingNamespace): string {
+  return `${ns.subjectRoot}.auth.revocation.>`;
 }
 
 /** The subjects one service's stream holds (`<root>.<service>.>`). */

@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@coffer/telemetry';
-import type { Permission, Principal } from '@coffer/tokens';
+import type { Permission, Principal, TokenKind } from '@coffer/tokens';
 
 /** What a handler gets besides its request. */
 export interface CallContext {
@@ -18,6 +18,8 @@ export interface CallContext {
 /** One unary method: the permission it needs (or 'public') and its handler. */
 export interface MethodSpec<Req, Res> {
   permission: Permission | 'public';
+  /** The kinds of token the method takes; default: every kind the server's verifier accepts. */
+  tokenKinds?: readonly TokenKind[];
   handler: (req: Req, ctx: CallContext) => Promise<Res>;
 }
 

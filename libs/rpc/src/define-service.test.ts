@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { authV1, secretsV1 } from '@coffer/contracts';
 import type { MethodSpec } from './call-context';
 import { defineService } from './define-service';
+import { unservedAuthMethods } from '../test/fixtures';
 
 const ok = async () => ({ configJson: '{}' });
 type AnyHandlers = Parameters<typeof defineService<typeof secretsV1.SecretsServiceService>>[2];
@@ -63,7 +64,8 @@ describe('defineService', () => {
     expect(() => defineService(authV1.AuthServiceService, 'coffer.secrets.v1.SecretsService', {
       issueServiceToken: { permission: 'public', handler: async () => ({ accessToken: '', expiresIn: 0, tokenType: '' }) },
       getJwks: { permission: 'public', handler: async () => ({ jwksJson: '{}' }) },
-    })).toThrow(/not in this service/);
+      ...unservedAuthMethods(),
+    } as never)).toThrow(/not in this service/);
   });
 
   it('throws on streaming methods', () => {

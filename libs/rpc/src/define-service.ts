@@ -25,7 +25,10 @@ export function defineService<D extends grpc.ServiceDefinition>(definition: D, n
     if (spec.permission !== 'public' && !isPermission(spec.permission)) {
       throw new Error(`${name}.${key}: permission must be 'public' or a known permission, got ${String(spec.permission)}`);
     }
-    methods[key] = { permission: spec.permission, handler: spec.handler };
+    if (spec.tokenKinds !== undefined && (spec.permission === 'public' || spec.tokenKinds.length === 0)) {
+      throw new Error(`${name}.${key}: tokenKinds needs a protected method and at least one kind`);
+    }
+    methods[key] = spec.tokenKinds ? { permission: spec.permission, tokenKinds: spec.tokenKinds, handler: spec.handler } : { permission: spec.permission, handler: spec.handler };
   }
   for (const key of Object.keys(given)) {
     if (!Object.hasOwn(definition, key)) throw new Error(`${name}: handler ${key} matches no method of the service`);

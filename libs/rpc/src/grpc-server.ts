@@ -16,8 +16,13 @@ export interface GrpcServerOptions {
   /** Required as soon as one method is not 'public'. */
   verifier?: TokenVerifier;
   logger: Logger;
-  /** Default: insecure (plaintext); pass `grpc.ServerCredentials.createSsl(...)` for (m)TLS. */
+  /** Default: insecure (plaintext); pass `mtlsServerCredentials(...)` for mutual TLS. */
   credentials?: grpc.ServerCredentials;
+  /**
+   * With mutual TLS: a verified client certificate whose CN is a service role identifies that service.
+   * A call without a bearer token is then that service's; a service token must carry the same role.
+   */
+  certificateIdentity?: boolean;
   /** How long `shutdown()` waits for in-flight calls before cancelling them; default 10 s. */
   shutdownTimeoutMs?: number;
 }
@@ -64,7 +69,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     for (const [key, method] of Object.entries(service.definition)) {
       const spec = service.methods[key];
       if (!spec) throw new Error(`${service.name}.${key}: no handler declared`);
-      implementation[key] = wrapUnary(method.path, spec, { verifier: options.verifier, logger: options.logger });
+      implementation[key] = wrapUnary(method.path, spec, { verifier: options.verifier, logger: options.logger, certificateIdentity: options.certificateIdentity ?? false });
     }
     server.addService(service.definition, implementation);
   }

@@ -6,3 +6,4 @@ export { createPromiseClient, type PromiseClient, type PromiseClientOptions, typ
 export { createServiceTokenProvider, type ServiceTokenProvider, type ServiceTokenProviderOptions } from './service-token-provider';
 export { codeOfStatus, statusOfCode } from './status-of-code';
 export { INTERNAL_ERROR_MESSAGE } from './unary-middleware';
+export { loadMtls, mtlsChannelCredentials, mtlsServerCredentials, type MtlsMaterial } from './mtls';

@@ -7,7 +7,7 @@ import { defineService } from './define-service';
 import { createGrpcServer, type GrpcServer } from './grpc-server';
 import { createPromiseClient } from './promise-client';
 import { createServiceTokenProvider } from './service-token-provider';
-import { captureLogger, createTestIssuer, ISSUER, type TestIssuer } from '../test/fixtures';
+import { captureLogger, createTestIssuer, ISSUER, unservedAuthMethods, type TestIssuer } from '../test/fixtures';
 
 const identities: Record<string, { secret: string; role: string }> = {
   'config-client': { secret: 'config-secret-123', role: 'config' },
@@ -33,7 +33,7 @@ describe('createServiceTokenProvider', () => {
         defineService(authV1.AuthServiceService, 'coffer.auth.v1.AuthService', {
           issueServiceToken: {
             permission: 'public',
-            handler: async (req) => {
+            handler: async (req: authV1.IssueServiceTokenRequest) => {
               const identity = identities[req.clientId];
               if (!identity || identity.secret !== req.clientSecret) throw new CofferError('unauthenticated', 'invalid client credentials');
               if (!isServiceRole(identity.role)) throw new CofferError('internal', 'bad role');
@@ -44,7 +44,8 @@ describe('createServiceTokenProvider', () => {
             },
           },
           getJwks: { permission: 'public', handler: async () => ({ jwksJson: JSON.stringify(issuer.jwks) }) },
-        }),
+          ...unservedAuthMethods(),
+        } as never),
       ],
     });
     authAddress = `127.0.0.1:${await auth.listen('127.0.0.1:0')}`;

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { CofferError, isCofferError } from '@coffer/contracts';
 import type { Logger } from '@coffer/telemetry';
-import { hasPermission, type Principal, type TokenVerifier } from '@coffer/tokens';
+import { hasPermission, isServiceRole, type Principal, type TokenVerifier } from '@coffer/tokens';
 import type { CallContext, MethodSpec } from './call-context';
 import { writeErrorDetails } from './error-details';
 import { statusOfCode } from './status-of-code';
@@ -16,17 +16,59 @@ const BEARER = /^Bearer\s+(\S+)\s*$/i;
 export interface MiddlewareDeps {
   verifier?: TokenVerifier;
   logger: Logger;
+  /** Take a service's identity from its verified client certificate (mutual TLS). */
+  certificateIdentity?: boolean;
 }
 
-async function authenticate(metadata: grpc.Metadata, verifier: TokenVerifier | undefined): Promise<Principal> {
+/** The service a verified client certificate names (its CN), with the certificate's validity. */
+interface PeerIdentity {
+  name: string;
+  fingerprint: string;
+  validFrom: Date;
+  validTo: Date;
+}
+
+function peerIdentity(call: grpc.ServerUnaryCall<unknown, unknown>): PeerIdentity | undefined {
+  const cert = call.getAuthContext?.()?.sslPeerCertificate;
+  const cn = cert?.subject?.CN;
+  if (!cert || typeof cn !== 'string' || cn.length === 0) return undefined;
+  return { name: cn, fingerprint: cert.fingerprint256, validFrom: new Date(cert.valid_from), validTo: new Date(cert.valid_to) };
+}
+
+/** The principal of a call that carries no token but a client certificate naming a service role. */
+function certificatePrincipal(peer: PeerIdentity, verifier: TokenVerifier | undefined): Principal {
+  if (!isServiceRole(peer.name)) throw new CofferError('unauthenticated', 'missing bearer token');
+  const principal: Principal = {
+    subject: peer.name,
+    kind: 'service',
+    tokenType: 'x509',
+    role: peer.name,
+    tokenId: `x509:${peer.fingerprint}`,
+    // A revoked service identity is refused for every certificate issued before its revocation.
+    issuedAt: peer.validFrom,
+    expiresAt: peer.validTo,
+  };
+  if (verifier?.isRevoked?.(principal)) throw new CofferError('unauthenticated', 'invalid certificate: revoked');
+  return principal;
+}
+
+async function authenticate(metadata: grpc.Metadata, verifier: TokenVerifier | undefined, peer?: PeerIdentity): Promise<Principal> {
   const values = metadata.get('authorization');
-  if (values.length === 0) throw new CofferError('unauthenticated', 'missing bearer token');
+  if (values.length === 0) {
+    if (peer) return certificatePrincipal(peer, verifier);
+    throw new CofferError('unauthenticated', 'missing bearer token');
+  }
   if (values.length > 1 || typeof values[0] !== 'string') throw new CofferError('unauthenticated', 'malformed authorization header');
   const match = BEARER.exec(values[0]);
   if (!match) throw new CofferError('unauthenticated', 'malformed authorization header');
   // createGrpcServer refuses protected methods without a verifier; this keeps the check local too.
   if (!verifier) throw new CofferError('unauthenticated', 'no token verifier configured');
   return verifier.verify(match[1]!);
+}
+
+function originOf(metadata: grpc.Metadata): string | undefined {
+  const values = metadata.get('origin');
+  return values.length === 1 && typeof values[0] === 'string' ? values[0] : undefined;
 }
 
 function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): Date | undefined {
@@ -59,7 +101,23 @@ export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps
     const run = async (): Promise<unknown> => {
       let principal: Principal | undefined;
       if (spec.permission !== 'public') {
-        principal = await authenticate(call.metadata, deps.verifier);
+        const peer = deps.certificateIdentity ? peerIdentity(call) : undefined;
+        principal = await authenticate(call.metadata, deps.verifier, peer);
+        // With mutual TLS a service token must be of the service the certificate names.
+        if (peer && principal.kind === 'service' && principal.role !== peer.name) {
+          logger.warn({ subject: principal.subject, role: principal.role, certificate: peer.name }, 'service token of another service than the client certificate');
+          throw new CofferError('permission_denied', 'the service token does not match the client certificate');
+        }
+        if (spec.tokenKinds && !spec.tokenKinds.includes(principal.kind)) {
+          logger.warn({ subject: principal.subject, kind: principal.kind }, 'wrong kind of token');
+          throw new CofferError('permission_denied', `this method takes ${spec.tokenKinds.join(' or ')} tokens, not ${principal.kind} tokens`);
+        }
+        // A widget token works only from the browser origin it was issued for (the Origin header that
+        // a grpc-web proxy forwards); anything else presenting it is refused.
+        if (principal.kind === 'widget' && originOf(call.metadata) !== principal.origin) {
+          logger.warn({ subject: principal.subject }, 'widget token from another origin');
+          throw new CofferError('permission_denied', 'widget token used from an origin it is not bound to');
+        }
         if (!hasPermission(principal, spec.permission)) {
           logger.warn({ subject: principal.subject, role: principal.role, permission: spec.permission }, 'permission denied');
           throw new CofferError('permission_denied', `role ${principal.role} lacks ${spec.permission}`);

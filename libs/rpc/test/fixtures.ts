@@ -6,6 +6,7 @@ import { protoPath as healthProtoPath } from 'grpc-health-check';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { pino, type Logger } from 'pino';
 import { TOKEN_TYPES, type ServiceRole } from '@coffer/tokens';
+import { authV1, CofferError } from '@coffer/contracts';
 
 export const ISSUER = 'coffer-auth';
 
@@ -123,4 +124,17 @@ export async function reflect(address: string, request: Record<string, unknown>)
   } finally {
     client.close();
   }
+}
+
+/**
+ * The AuthService methods a test's small auth server does not serve: each answers FAILED_PRECONDITION,
+ * so a test that strays onto one fails loudly instead of hanging.
+ */
+export function unservedAuthMethods(): Record<string, { permission: 'public'; handler: () => Promise<never> }> {
+  const served = new Set(['issueServiceToken', 'getJwks']);
+  return Object.fromEntries(
+    Object.keys(authV1.AuthServiceService)
+      .filter((k) => !served.has(k))
+      .map((k) => [k, { permission: 'public' as const, handler: () => Promise.reject(new CofferError('failed_precondition', `${k} is not served by this test server`)) }]),
+  );
 }

@@ -1,3 +1,4 @@
+import { loadMtls, type MtlsMaterial } from '@coffer/rpc';
 import { z } from 'zod';
 
 /** Settings every service shares; spread into each app's own schema. */
@@ -10,7 +11,24 @@ export const commonEnv = {
   COFFER_TOKEN_ISSUER: z.string().default('coffer-auth'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  /** Mutual TLS on every gRPC server and client: all three PEM files, or none. */
+  COFFER_TLS_CA_FILE: z.string().optional(),
+  COFFER_TLS_CERT_FILE: z.string().optional(),
+  COFFER_TLS_KEY_FILE: z.string().optional(),
 };
+
+/** The mutual-TLS material the settings name, or undefined when TLS is off; half a setting is an error. */
+export function mtlsFromEnv(config: { COFFER_TLS_CA_FILE?: string; COFFER_TLS_CERT_FILE?: string; COFFER_TLS_KEY_FILE?: string }): MtlsMaterial | undefined {
+  const files = { caFile: config.COFFER_TLS_CA_FILE, certFile: config.COFFER_TLS_CERT_FILE, keyFile: config.COFFER_TLS_KEY_FILE };
+  const given = Object.values(files).filter(Boolean).length;
+  if (given === 0) return undefined;
+  if (given < 3) throw new Error('invalid configuration: COFFER_TLS_CA_FILE, COFFER_TLS_CERT_FILE and COFFER_TLS_KEY_FILE go together');
+  try {
+    return loadMtls(files as { caFile: string; certFile: string; keyFile: string });
+  } catch (err) {
+    throw new Error(`invalid configuration: cannot read the TLS files (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
 
 /** A lowercase SQL identifier, for schema names taken from configuration. */
 export const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'must be a lowercase SQL identifier');

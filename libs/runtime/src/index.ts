@@ -1,5 +1,6 @@
-export { commonEnv, parseEnv, sqlIdentifier } from './env';
+export { commonEnv, mtlsFromEnv, parseEnv, sqlIdentifier } from './env';
 export { createDatabase } from './database';
 export { startRuntime, type RuntimeOptions, type ServiceRuntime } from './runtime';
 export { announceListening, failStartup, onShutdown, startBackgroundJobs } from './lifecycle';
 export { jwksFromAuth } from './jwks';
+export { startTokenVerification, watchRevocations, type RevocationWatch, type TokenVerificationOptions, type WatchRevocationsOptions } from './revocations';

@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { serviceRoles, TOKEN_TYPES, type Principal, type ServiceRole } from './claims';
+import { serviceRoles, TOKEN_TYPES, userRoles, type Principal, type ServiceRole } from './claims';
 import { hasPermission, rolePermissions } from './permissions';
 
 function principal(role: ServiceRole): Principal {
-  return { subject: role, tokenType: TOKEN_TYPES.service, role, tokenId: 'jti', expiresAt: new Date() };
+  return { subject: role, kind: 'service', tokenType: TOKEN_TYPES.service, role, tokenId: 'jti', issuedAt: new Date(), expiresAt: new Date() };
 }
 
 describe('rolePermissions', () => {
   it('has an entry for every role', () => {
-    expect(Object.keys(rolePermissions).sort()).toEqual([...serviceRoles].sort());
+    expect(Object.keys(rolePermissions).sort()).toEqual([...serviceRoles, ...userRoles].sort());
   });
 
   it('lets only sync-worker hydrate', () => {
@@ -24,9 +24,16 @@ describe('rolePermissions', () => {
   it('grants the documented permissions', () => {
     expect(rolePermissions.config).toEqual(['secrets.write', 'secrets.delete', 'secrets.list']);
     expect(rolePermissions['sync-worker']).toEqual(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read']);
-    expect(rolePermissions.operator).toEqual(['config.read', 'config.write', 'sync.read', 'secrets.admin']);
-    expect(rolePermissions.auth).toEqual([]);
+    expect(rolePermissions.operator).toEqual(['config.read', 'config.write', 'config.catalog', 'sync.read', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke']);
+    expect(rolePermissions.auth).toEqual(['config.provision']);
     expect(rolePermissions.secrets).toEqual([]);
+  });
+
+  it('never lets an organization role near secrets or the connector catalog', () => {
+    for (const role of userRoles) {
+      expect(rolePermissions[role].filter((p) => p.startsWith('secrets.') || p === 'config.catalog' || p === 'config.sync_plan')).toEqual([]);
+    }
+    expect(rolePermissions.workspace_reader).not.toContain('config.write');
   });
 
   it('cannot be widened at run time', () => {

@@ -1,19 +1,24 @@
-import type { Permission, Principal, ServiceRole } from './claims';
+import type { Permission, Principal, Role } from './claims';
 
 /**
- * What each service role may do. Only sync-worker hydrates; only config and sync-worker write
- * secrets; auth and secrets call nobody's protected methods.
+ * What each role may do. Only sync-worker hydrates; only config and sync-worker write secrets; auth
+ * and secrets call nobody's protected methods except auth provisioning end users' workspaces. The
+ * organization's roles never reach secrets, and their reach is narrowed further by the token's scope
+ * (organization, workspace) in each service.
  */
-export const rolePermissions: Readonly<Record<ServiceRole, readonly Permission[]>> = Object.freeze({
-  auth: Object.freeze([]),
+export const rolePermissions: Readonly<Record<Role, readonly Permission[]>> = Object.freeze({
+  auth: Object.freeze(['config.provision'] as const),
   secrets: Object.freeze([]),
   config: Object.freeze(['secrets.write', 'secrets.delete', 'secrets.list'] as const),
   'sync-worker': Object.freeze(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read'] as const),
-  operator: Object.freeze(['config.read', 'config.write', 'sync.read', 'secrets.admin'] as const),
+  operator: Object.freeze(['config.read', 'config.write', 'config.catalog', 'sync.read', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke'] as const),
+  org_admin: Object.freeze(['config.read', 'config.write', 'auth.applications', 'auth.issue_scoped', 'auth.revoke'] as const),
+  workspace_editor: Object.freeze(['config.read', 'config.write', 'auth.issue_widget'] as const),
+  workspace_reader: Object.freeze(['config.read', 'auth.issue_widget'] as const),
 });
 
 /** True when the principal's role grants `permission`. */
-export function hasPermission(principal: Principal, permission: Permission): boolean {
+export function hasPermission(principal: Pick<Principal, 'role'>, permission: Permission): boolean {
   // Own-property lookup: a role string like "constructor" must not reach Object.prototype.
   if (!Object.hasOwn(rolePermissions, principal.role)) return false;
   return rolePermissions[principal.role].includes(permission);

@@ -2,6 +2,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWT
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { CofferError } from '@coffer/contracts';
 import { TOKEN_TYPES } from './claims';
+import { createRevocationList } from './revocation-list';
 import { createTokenVerifier, type TokenVerifierOptions } from './token-verifier';
 
 const ISSUER = 'coffer-auth';
@@ -65,9 +66,11 @@ describe('createTokenVerifier', () => {
     const principal = await verify(await sign());
     expect(principal).toEqual({
       subject: 'config-client',
+      kind: 'service',
       tokenType: TOKEN_TYPES.service,
       role: 'config',
       tokenId: 'tok-1',
+      issuedAt: NOW,
       expiresAt: new Date((nowSec + 600) * 1000),
     });
   });
@@ -113,9 +116,43 @@ describe('createTokenVerifier', () => {
     expect((await rejection(verify(await sign(claims(), { typ: undefined })))).message).toBe('invalid token: unexpected typ');
   });
 
-  it('accepts other typ values only when configured', async () => {
-    const { verify } = verifier({ acceptedTypes: [TOKEN_TYPES.service, 'coffer-app+jwt'] });
-    await expect(verify(await sign(claims(), { typ: 'coffer-app+jwt' }))).resolves.toMatchObject({ tokenType: 'coffer-app+jwt' });
+  it('accepts other kinds only when configured, each with its own claims', async () => {
+    const app = claims({ sub: 'app-1', azp: 'app-1', org: 'org-1', role: 'org_admin' });
+    await rejection(verifier().verify(await sign(app, { typ: TOKEN_TYPES.application })));
+    const { verify } = verifier({ acceptedKinds: ['service', 'application', 'scoped', 'widget'] });
+    await expect(verify(await sign(app, { typ: TOKEN_TYPES.application }))).resolves.toMatchObject({
+      kind: 'application',
+      organizationId: 'org-1',
+      applicationId: 'app-1',
+    });
+    const scoped = claims({ sub: 'user-7', azp: 'app-1', org: 'org-1', ws: 'ws-a', ext: 'user-7', role: 'workspace_editor' });
+    await expect(verify(await sign(scoped, { typ: TOKEN_TYPES.scoped }))).resolves.toMatchObject({ kind: 'scoped', workspaceId: 'ws-a', externalUserId: 'user-7' });
+    const widget = { ...scoped, origin: 'https://app.example.com' };
+    await expect(verify(await sign(widget, { typ: TOKEN_TYPES.widget }))).resolves.toMatchObject({ kind: 'widget', origin: 'https://app.example.com' });
+    // Each kind's own claims are required, and roles do not cross kinds.
+    expect((await rejection(verify(await sign({ ...scoped, ws: undefined }, { typ: TOKEN_TYPES.scoped })))).message).toBe('invalid token: ws claim check failed');
+    expect((await rejection(verify(await sign(scoped, { typ: TOKEN_TYPES.widget })))).message).toBe('invalid token: origin claim check failed');
+    expect((await rejection(verify(await sign({ ...app, org: undefined }, { typ: TOKEN_TYPES.application })))).message).toBe('invalid token: org claim check failed');
+    expect((await rejection(verify(await sign({ ...app, azp: 'app-2' }, { typ: TOKEN_TYPES.application })))).message).toBe('invalid token: azp claim check failed');
+    expect((await rejection(verify(await sign({ ...scoped, role: 'org_admin' }, { typ: TOKEN_TYPES.scoped })))).message).toBe('invalid token: role claim check failed');
+    expect((await rejection(verify(await sign({ ...app, role: 'operator' }, { typ: TOKEN_TYPES.application })))).message).toBe('invalid token: role claim check failed');
+    expect((await rejection(verify(await sign(claims({ role: 'org_admin' }))))).message).toBe('invalid token: role claim check failed');
+  });
+
+  it('refuses revoked tokens and tokens of revoked identities issued before the revocation', async () => {
+    const revocations = createRevocationList(() => NOW);
+    const { verify } = verifier({ revocations, acceptedKinds: ['service', 'scoped'] });
+    await expect(verify(await sign())).resolves.toBeDefined();
+    revocations.revokeToken('tok-1', new Date((nowSec + 600) * 1000));
+    expect((await rejection(verify(await sign()))).message).toBe('invalid token: revoked');
+    await expect(verify(await sign(claims({ jti: 'tok-2' })))).resolves.toBeDefined();
+    revocations.revokeIdentity('config-client', NOW);
+    await rejection(verify(await sign(claims({ jti: 'tok-3' }))));
+    // Tokens minted from a disabled application are refused through their azp.
+    const scoped = claims({ sub: 'user-7', azp: 'app-1', org: 'org-1', ws: 'ws-a', role: 'workspace_reader', jti: 'tok-4' });
+    await expect(verify(await sign(scoped, { typ: TOKEN_TYPES.scoped }))).resolves.toBeDefined();
+    revocations.revokeIdentity('app-1', NOW);
+    await rejection(verify(await sign(scoped, { typ: TOKEN_TYPES.scoped })));
   });
 
   it('rejects missing required claims and unknown roles', async () => {

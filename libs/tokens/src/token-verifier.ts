@@ -8,11 +8,14 @@ import {
   type FlattenedJWSInput,
 } from 'jose';
 import { CofferError, isCofferError } from '@coffer/contracts';
-import { isServiceRole, TOKEN_TYPES, type Principal } from './claims';
+import { isServiceRole, isUserRole, TOKEN_TYPES, tokenKindOf, type Principal, type TokenKind } from './claims';
+import type { RevocationList } from './revocation-list';
 
 /** Verifies bearer tokens locally; every failure is `CofferError('unauthenticated')`. */
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;
+  /** Whether an identity established otherwise (a client certificate) has been revoked. */
+  isRevoked?(principal: Pick<Principal, 'tokenId' | 'subject' | 'applicationId' | 'issuedAt'>): boolean;
 }
 
 /** Options of {@link createTokenVerifier}. */
@@ -27,8 +30,10 @@ export interface TokenVerifierOptions {
   cacheTtlMs?: number;
   /** Allowed clock skew for `exp`, `nbf` and `iat`; default 30 seconds. */
   clockToleranceSec?: number;
-  /** Accepted `typ` header values; default `[TOKEN_TYPES.service]`. */
-  acceptedTypes?: string[];
+  /** Accepted kinds of token (their `typ` headers); default `['service']`. */
+  acceptedKinds?: readonly TokenKind[];
+  /** Revoked tokens and identities, kept current from auth's events; checked after the signature. */
+  revocations?: Pick<RevocationList, 'isRevoked'>;
   /** Minimum gap between two JWKS fetches (unknown kid, expired cache); default 10 seconds. */
   minRefetchIntervalMs?: number;
   /** Current time; tests pass a fixed clock. Default `() => new Date()`. */
@@ -48,6 +53,12 @@ function invalid(reason: string, cause?: unknown): CofferError {
   const err = new CofferError('unauthenticated', `invalid token: ${reason}`);
   if (cause !== undefined) Object.defineProperty(err, 'cause', { value: cause, enumerable: false });
   return err;
+}
+
+function stringClaim(payload: Record<string, unknown>, name: string): string {
+  const value = payload[name];
+  if (typeof value !== 'string' || value.length === 0) throw invalid(`${name} claim check failed`);
+  return value;
 }
 
 function normalizeTyp(typ: string): string {
@@ -78,14 +89,14 @@ interface KeyCache {
 }
 
 /**
- * Creates a verifier for service tokens: EdDSA only, `iss`, `aud`, `typ`, `exp`/`nbf`/`iat` with a small
- * skew, `sub`/`jti`/`role` present; keys come from a cached JWKS, refetched (rate-limited) on an unknown kid.
+ * Creates a verifier: EdDSA only, `iss`, `aud`, `typ` (one of the accepted kinds), `exp`/`nbf`/`iat` with a
+ * small skew, `sub`/`jti`/`role` and each kind's own claims present, not revoked; keys come from a cached JWKS, refetched (rate-limited) on an unknown kid.
  */
 export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
   const cacheTtlMs = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
   const minRefetchMs = options.minRefetchIntervalMs ?? DEFAULT_MIN_REFETCH_MS;
   const tolerance = options.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC;
-  const acceptedTypes = new Set((options.acceptedTypes ?? [TOKEN_TYPES.service]).map(normalizeTyp));
+  const acceptedTypes = new Set<string>((options.acceptedKinds ?? ['service']).map((k) => TOKEN_TYPES[k]));
   const clock = options.clock ?? (() => new Date());
 
   let cache: KeyCache | undefined;
@@ -158,6 +169,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   }
 
   return {
+    isRevoked: (principal) => options.revocations?.isRevoked(principal) ?? false,
     async verify(token: string): Promise<Principal> {
       if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid('malformed');
       checkHeader(token);
@@ -182,14 +194,33 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       if (typeof payload.exp !== 'number') throw invalid('missing exp claim');
       if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw invalid('sub claim check failed');
       if (typeof payload.jti !== 'string' || payload.jti.length === 0) throw invalid('jti claim check failed');
-      if (!isServiceRole(payload.role)) throw invalid('role claim check failed');
-      return {
+      const kind = tokenKindOf(protectedHeader.typ!)!;
+      const principal: Principal = {
         subject: payload.sub,
+        kind,
         tokenType: protectedHeader.typ!,
-        role: payload.role,
+        role: payload.role as Principal['role'],
         tokenId: payload.jti,
+        issuedAt: new Date(payload.iat * 1000),
         expiresAt: new Date(payload.exp * 1000),
       };
+      if (kind === 'service') {
+        if (!isServiceRole(payload.role)) throw invalid('role claim check failed');
+      } else {
+        // Every user token names its organization and the application it descends from.
+        const org = stringClaim(payload, 'org');
+        const azp = stringClaim(payload, 'azp');
+        if (!isUserRole(payload.role) || (kind === 'application') !== (payload.role === 'org_admin')) throw invalid('role claim check failed');
+        if (kind === 'application' && azp !== payload.sub) throw invalid('azp claim check failed');
+        Object.assign(principal, { organizationId: org, applicationId: azp });
+        if (kind !== 'application') {
+          principal.workspaceId = stringClaim(payload, 'ws');
+          if (typeof payload.ext === 'string' && payload.ext.length > 0) principal.externalUserId = payload.ext;
+        }
+        if (kind === 'widget') principal.origin = stringClaim(payload, 'origin');
+      }
+      if (options.revocations?.isRevoked(principal)) throw invalid('revoked');
+      return principal;
     },
   };
 }

@@ -25,10 +25,19 @@ describe('service identity decider', () => {
     const state = decide(cmd(), initialState()).reduce(evolve, initialState());
     const events = decide(cmd({ secretHash: 'h2', role: 'operator' }), state);
     expect(events.map((e) => e.type)).toEqual(['ServiceIdentitySecretChanged', 'ServiceIdentityRoleChanged']);
-    expect(events.reduce(evolve, state)).toEqual({ clientId: 'config', role: 'operator', secretHash: 'h2' });
+    expect(events.reduce(evolve, state)).toEqual({ clientId: 'config', role: 'operator', secretHash: 'h2', revokedAt: null });
   });
 
   it('refuses a malformed client id', () => {
     expect(() => decide(cmd({ clientId: 'Bad Id' }), initialState())).toThrow(/client id/);
+  });
+
+  it('revokes a registered identity, and a new secret brings it back', () => {
+    const registered = decide(cmd(), initialState()).reduce(evolve, initialState());
+    const revoked = decide({ type: 'RevokeServiceIdentity', clientId: 'config', now: '2026-01-02T00:00:00.000Z' }, registered).reduce(evolve, registered);
+    expect(revoked.revokedAt).toBe('2026-01-02T00:00:00.000Z');
+    const back = decide(cmd({ secretHash: 'h2', secretMatchesStored: false }), revoked).reduce(evolve, revoked);
+    expect(back.revokedAt).toBeNull();
+    expect(() => decide({ type: 'RevokeServiceIdentity', clientId: 'nobody', now: 'x' }, initialState())).toThrow(/no service identity/);
   });
 });

@@ -6,6 +6,10 @@ export interface CreateWorkspace {
   type: 'CreateWorkspace';
   workspaceId: string;
   name: string;
+  /** The owning organization; empty for operator-made workspaces outside any organization. */
+  organizationId: string;
+  /** The organization's end user this workspace is for, if any. */
+  externalUserId: string;
   now: string;
 }
 
@@ -55,6 +59,9 @@ export interface WorkspaceCreatedData {
   workspaceId: string;
   name: string;
   createdAt: string;
+  /** Absent on workspaces created before organizations existed. */
+  organizationId?: string;
+  externalUserId?: string;
 }
 
 export interface WorkspaceRenamedData {
@@ -113,7 +120,12 @@ export function decide(command: CatalogCommand, state: CatalogState): CatalogEve
   switch (command.type) {
     case 'CreateWorkspace':
       if (state.status !== 'absent') throw new CofferError('failed_precondition', 'the workspace already exists');
-      return [{ type: 'WorkspaceCreated', data: { workspaceId: command.workspaceId, name: command.name, createdAt: command.now } }];
+      return [
+        {
+          type: 'WorkspaceCreated',
+          data: { workspaceId: command.workspaceId, name: command.name, createdAt: command.now, organizationId: command.organizationId, externalUserId: command.externalUserId },
+        },
+      ];
     case 'RegisterConnectorDefinition': {
       if (state.status !== 'absent') throw new CofferError('failed_precondition', 'the definition already exists');
       const { definitionId, name, actorType, connector, spec, now } = command;
