@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { configV1 } from '@coffer/contracts';
-import { createGrpcServer, createPromiseClient } from '@coffer/rpc';
-import { announceListening, failStartup, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
+import { createGrpcServer, createPromiseClient, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
+import { announceListening, failStartup, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
@@ -29,6 +29,8 @@ try {
     redactor,
     migrate: migrateAuthReadModel,
   });
+  // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
+  const tls = mtlsFromEnv(config);
   const lifetimes = {
     service: config.AUTH_SERVICE_TOKEN_TTL_SECONDS,
     application: config.AUTH_APPLICATION_TOKEN_TTL_SECONDS,
@@ -54,6 +56,7 @@ try {
   let provisionWorkspace: ProvisionWorkspace | undefined;
   if (config.CONFIG_ADDRESS) {
     const configClient = createPromiseClient(configV1.ConfigServiceClient, config.CONFIG_ADDRESS, {
+      credentials: tls ? mtlsChannelCredentials(tls) : undefined,
       tokenProvider: async () =>
         signServiceToken(await ring.active(), {
           issuer: config.COFFER_TOKEN_ISSUER,
@@ -102,7 +105,7 @@ try {
     minRefetchIntervalMs: 1_000,
   });
   const jobs = startBackgroundJobs(logger, [['signing-key-rotation', 60_000, () => ring.rotateIfDue()]]);
-  const server = createGrpcServer({ services: [authGrpcService(service, ring)], verifier, logger });
+  const server = createGrpcServer({ services: [authGrpcService(service, ring)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.AUTH_GRPC_ADDRESS);
   announceListening(logger, 'auth', port);
   onShutdown(logger, [

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MessagingNamespace } from '@coffer/contracts';
+import { generateDevCertificates, type DevCertificates } from './dev-certificates';
 import { generateDevCredentials, type DevCredentials } from './dev-credentials';
 
 /** The four service apps, in start order. */
@@ -22,6 +23,8 @@ export interface StackOptions {
   /** Also write each line of output here (e.g. process.stdout for the CLI). */
   echo?: (service: StackService, line: string) => void;
   startTimeoutMs?: number;
+  /** Mutual TLS on every port: a throwaway CA and a certificate per service (and one for the operator). */
+  tls?: boolean;
 }
 
 export interface RunningService {
@@ -36,6 +39,8 @@ export interface RunningService {
 export interface Stack {
   services: Record<StackService, RunningService>;
   credentials: DevCredentials;
+  /** With `tls`: the CA and every certificate (services, `operator`), for clients of the stack. */
+  tls?: DevCertificates;
   /** All output of all four processes so far. */
   output(): string;
   stop(): Promise<void>;
@@ -127,6 +132,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   await writeFile(keyringFile, credentials.keyringJson, { mode: 0o600 });
   const host = options.host ?? '127.0.0.1';
   const timeout = options.startTimeoutMs ?? 60_000;
+  const tls = options.tls ? await generateDevCertificates(dir, [...stackServices, 'operator']) : undefined;
+  const tlsEnv = (name: StackService): Record<string, string> =>
+    tls ? { COFFER_TLS_CA_FILE: tls.caFile, COFFER_TLS_CERT_FILE: tls.certificates[name]!.certFile, COFFER_TLS_KEY_FILE: tls.certificates[name]!.keyFile } : {};
   const common = {
     DATABASE_URL: options.databaseUrl,
     NATS_URL: options.natsUrl,
@@ -151,6 +159,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   try {
     envs.auth = {
       ...common,
+      ...tlsEnv('auth'),
       AUTH_GRPC_ADDRESS: addr('auth'),
       AUTH_SIGNING_KEY: credentials.signingKeyJwk,
       CONFIG_ADDRESS: configAddress,
@@ -161,6 +170,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await start('auth');
     envs.secrets = {
       ...common,
+      ...tlsEnv('secrets'),
       AUTH_ADDRESS: services.auth.address,
       SECRETS_GRPC_ADDRESS: addr('secrets'),
       SECRETS_LOCAL_KEYRING_FILE: keyringFile,
@@ -168,6 +178,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await start('secrets');
     envs.config = {
       ...common,
+      ...tlsEnv('config'),
       AUTH_ADDRESS: services.auth.address,
       SECRETS_ADDRESS: services.secrets.address,
       CONFIG_GRPC_ADDRESS: configAddress,
@@ -177,6 +188,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await start('config');
     envs['sync-worker'] = {
       ...common,
+      ...tlsEnv('sync-worker'),
       AUTH_ADDRESS: services.auth.address,
       SECRETS_ADDRESS: services.secrets.address,
       CONFIG_ADDRESS: services.config.address,
@@ -194,6 +206,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   return {
     services,
     credentials,
+    tls,
     output: () => stackServices.flatMap((n) => services[n]?.output ?? []).join('\n'),
     async stop() {
       for (const name of [...stackServices].reverse()) await stopService(services[name]);

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { secretsV1 } from '@coffer/contracts';
-import { createGrpcServer, createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
-import { announceListening, failStartup, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
+import { announceListening, failStartup, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { loadConfigServiceConfig } from './config';
 import { configGrpcService } from './config.grpc';
@@ -26,13 +26,17 @@ try {
     redactor,
     migrate: migrateConfigReadModel,
   });
+  // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
+  const tls = mtlsFromEnv(config);
+  const channel = tls ? mtlsChannelCredentials(tls) : undefined;
   const secretsToken = createServiceTokenProvider({
+    credentials: channel,
     authAddress: config.AUTH_ADDRESS,
     clientId: config.CONFIG_CLIENT_ID,
     clientSecret: config.CONFIG_CLIENT_SECRET,
     audience: 'secrets',
   });
-  const secrets = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken });
+  const secrets = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken, credentials: channel });
   const checkResults = createCheckResults(runtime.nc, runtime.namespace, logger);
   const service = createConfigService({
     db: runtime.db,
@@ -55,9 +59,9 @@ try {
   await service.ensureBuiltins();
   // Orphaned secrets are shredded right after each change; this retries what secrets could not take then.
   const background = startBackgroundJobs(logger, [['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredPending()]]);
-  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, acceptedKinds: ['service', 'application', 'scoped', 'widget'] });
+  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, credentials: channel, acceptedKinds: ['service', 'application', 'scoped', 'widget'] });
   const verifier = tokens.verifier;
-  const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger });
+  const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.CONFIG_GRPC_ADDRESS);
   announceListening(logger, 'config', port);
   onShutdown(logger, [

@@ -1,5 +1,5 @@
-import { createGrpcServer } from '@coffer/rpc';
-import { announceListening, failStartup, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { createGrpcServer, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
+import { announceListening, failStartup, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
@@ -32,9 +32,17 @@ try {
     // Also resumes a re-wrap a crash left half-done.
     ['KEK rotation', config.SECRETS_KEK_ROTATION_CHECK_SECONDS * 1000, () => service.rotateIfDue({ subject: 'secrets-rotation-schedule' })],
   ]);
-  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'secrets', authAddress: config.AUTH_ADDRESS });
+  // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
+  const tls = mtlsFromEnv(config);
+  const tokens = await startTokenVerification({
+    runtime,
+    issuer: config.COFFER_TOKEN_ISSUER,
+    audience: 'secrets',
+    authAddress: config.AUTH_ADDRESS,
+    credentials: tls ? mtlsChannelCredentials(tls) : undefined,
+  });
   const verifier = tokens.verifier;
-  const server = createGrpcServer({ services: [secretsGrpcService(service)], verifier, logger });
+  const server = createGrpcServer({ services: [secretsGrpcService(service)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SECRETS_GRPC_ADDRESS);
   announceListening(logger, 'secrets', port);
   onShutdown(logger, [

@@ -1,6 +1,6 @@
 import { configV1, secretsV1 } from '@coffer/contracts';
-import { createGrpcServer, createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
-import { announceListening, failStartup, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
+import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
+import { announceListening, failStartup, mtlsFromEnv, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createCheckRunner } from './check-runner';
 import { loadSyncWorkerConfig } from './config';
@@ -29,11 +29,14 @@ try {
     redactor,
     migrate: migrateSyncReadModel,
   });
-  const identity = { authAddress: config.AUTH_ADDRESS, clientId: config.SYNC_WORKER_CLIENT_ID, clientSecret: config.SYNC_WORKER_CLIENT_SECRET };
+  // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
+  const tls = mtlsFromEnv(config);
+  const channel = tls ? mtlsChannelCredentials(tls) : undefined;
+  const identity = { credentials: channel, authAddress: config.AUTH_ADDRESS, clientId: config.SYNC_WORKER_CLIENT_ID, clientSecret: config.SYNC_WORKER_CLIENT_SECRET };
   const configToken = createServiceTokenProvider({ ...identity, audience: 'config' });
   const secretsToken = createServiceTokenProvider({ ...identity, audience: 'secrets' });
-  const configClient = createPromiseClient(configV1.ConfigServiceClient, config.CONFIG_ADDRESS, { tokenProvider: configToken });
-  const secretsClient = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken });
+  const configClient = createPromiseClient(configV1.ConfigServiceClient, config.CONFIG_ADDRESS, { tokenProvider: configToken, credentials: channel });
+  const secretsClient = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken, credentials: channel });
   const deps = {
     db: runtime.db,
     store: runtime.store,
@@ -51,9 +54,9 @@ try {
     { sync: createSyncRunner(deps), check: createCheckRunner(deps) },
     { maxDeliver: config.SYNC_WORKER_MAX_DELIVER, logger },
   );
-  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS });
+  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS, credentials: channel });
   const verifier = tokens.verifier;
-  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA)], verifier, logger });
+  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);
   announceListening(logger, 'sync-worker', port);
   onShutdown(logger, [
