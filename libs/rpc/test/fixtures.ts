@@ -14,6 +14,8 @@ export const ISSUER = 'coffer-auth';
 export interface TestIssuer {
   jwks: { keys: JWK[] };
   sign(options: { role: ServiceRole; subject?: string; audience: string; ttlSeconds?: number }): Promise<string>;
+  /** Signs any claims under any `typ` with the issuer's key, for tokens of the organization kinds. */
+  signClaims(typ: string, claims: Record<string, unknown>): Promise<string>;
 }
 
 /** Generates a fresh Ed25519 key and signs service tokens the way apps/auth does. */
@@ -23,6 +25,12 @@ export async function createTestIssuer(kid = 'test-key'): Promise<TestIssuer> {
   return {
     jwks: { keys: [publicJwk] },
     sign: ({ role, subject, audience, ttlSeconds = 600 }) => signWith(privateKey, kid, { role, subject: subject ?? `${role}-client`, audience, ttlSeconds }),
+    signClaims: (typ, claims) => {
+      const iat = Math.floor(Date.now() / 1000);
+      return new SignJWT({ iss: ISSUER, jti: `jti-${Math.random().toString(36).slice(2)}`, iat, nbf: iat, exp: iat + 600, ...claims })
+        .setProtectedHeader({ alg: 'EdDSA', kid, typ })
+        .sign(privateKey);
+    },
   };
 }
 
