@@ -32,6 +32,7 @@ describe('auth: repeated bad client secrets are slowed, then locked out', () => 
       schema,
       namespace: uniqueNamespace(),
       signingKey: async () => key,
+      jwks: async () => ({ keys: [key.publicJwk] }),
       issuer: 'coffer-auth',
       audiences: ['secrets'],
       lockoutPolicy: { maxFailures: 3, windowMs: 60_000, lockMs: 300_000 },

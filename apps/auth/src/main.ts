@@ -80,6 +80,7 @@ try {
     schema: config.AUTH_DB_SCHEMA,
     namespace: runtime.namespace,
     signingKey: () => ring.active(),
+    jwks: () => ring.jwks(),
     issuer: config.COFFER_TOKEN_ISSUER,
     lifetimes,
     audiences: ['auth', 'config', 'secrets', 'sync-worker'],

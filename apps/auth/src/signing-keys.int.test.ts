@@ -51,7 +51,7 @@ describe('signing keys: rotation keeps the old key published for its grace, then
     ring = await createSigningKeyRing({ db, store, schema, namespace, rootKeyJwk: JSON.stringify(rootJwk), rotationIntervalMs: 24 * 3600_000, retireAfterMs: RETIRE_AFTER_MS, clock, newId: randomUUID, cacheMs: 0 });
     await ring.init();
     const service = createAuthService({
-      db, store, schema, namespace, signingKey: () => ring.active(), issuer: ISSUER, audiences: ['auth'],
+      db, store, schema, namespace, signingKey: () => ring.active(), jwks: () => ring.jwks(), issuer: ISSUER, audiences: ['auth'],
       lockoutPolicy: { maxFailures: 5, windowMs: 60_000, lockMs: 60_000 }, clock, newId: randomUUID,
     });
     // The verifier's clock is real: the keys it trusts are whatever GetJwks publishes at the ring's time.

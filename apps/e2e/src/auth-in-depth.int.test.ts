@@ -209,6 +209,26 @@ describe('auth in depth: organizations, the token hierarchy, scoping, revocation
     expect((await call(config, 'getWorkspace', { workspaceId: workspaceB }, widget.accessToken, ORIGIN)).status).toBe(grpc.status.PERMISSION_DENIED);
   });
 
+  it('lets a workspace_reader read but never write, and an organization revoke only its own tokens', async () => {
+    const reader = (await ok(call<authV1.IssueScopedTokenResponse>(auth, 'issueScopedToken', { workspaceId: workspaceA, role: 'workspace_reader' }, appToken))).accessToken;
+    expect(decodeJwt(reader).role).toBe('workspace_reader');
+    expect((await call(config, 'getActor', { actorId: actorA }, reader)).status).toBe(grpc.status.OK);
+    expect((await call(config, 'listActors', { workspaceId: workspaceA }, reader)).status).toBe(grpc.status.OK);
+    expect((await call(config, 'updateActor', { actorId: actorA, name: 'x', configJson: '{}' }, reader)).status).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await call(config, 'deleteActor', { actorId: actorA }, reader)).status).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await call(auth, 'issueScopedToken', { workspaceId: workspaceA, role: 'org_admin' }, appToken)).status).toBe(grpc.status.INVALID_ARGUMENT);
+
+    // Organization B cannot revoke organization A's token, and nobody revokes with a token auth did not sign.
+    expect((await call(auth, 'revokeToken', { token: reader }, appBToken)).status).toBe(grpc.status.PERMISSION_DENIED);
+    const attacker = await generateKeyPair('EdDSA');
+    const forged = await new SignJWT({ ...decodeJwt(reader), org: orgB }).setProtectedHeader(decodeProtectedHeader(reader) as never).sign(attacker.privateKey);
+    expect((await call(auth, 'revokeToken', { token: forged }, appBToken)).status).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await call(auth, 'revokeToken', { tokenId: 'some-jti', expiresAt: new Date().toISOString() }, appBToken)).status).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((await call(config, 'getActor', { actorId: actorA }, reader)).status).toBe(grpc.status.OK);
+    // Its own organization's admin can.
+    await ok(call(auth, 'revokeToken', { token: reader }, appToken));
+  });
+
   it('refuses a token of the wrong kind where another kind is needed (typ)', async () => {
     const denied = grpc.status.PERMISSION_DENIED;
     expect((await call(auth, 'issueScopedToken', { workspaceId: workspaceA }, scopedA)).status).toBe(denied);
