@@ -1,18 +1,19 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { defaultNamespace } from '@coffer/contracts';
 import { verifyEventChain } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
-import { generateDevCredentials } from './dev-credentials';
+import { generateDevCredentials, type DevCredentials } from './dev-credentials';
 import { startStack, type StackService } from './stack';
 
 const usage = `usage: coffer stack | coffer dev-credentials | coffer verify-audit [schema...]
 
   stack   start auth, secrets, config and sync-worker as processes on ports 50051-50054,
           against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/coffer, created if missing)
-          and NATS_URL (default nats://127.0.0.1:4222). Development credentials are generated and
-          written to .coffer/dev-credentials.json (mode 0600). Ctrl-C stops everything.
+          and NATS_URL (default nats://127.0.0.1:4222). Development credentials are generated on the
+          first start, kept in .coffer/dev-credentials.json (mode 0600) and reused by later starts
+          against the same database. Ctrl-C stops everything.
   dev-credentials
           write fresh development credentials for docker compose into .coffer/ (env files, keyring).
   verify-audit [schema...]
@@ -54,16 +55,22 @@ async function stack(): Promise<void> {
   const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
   await ensureDatabase(databaseUrl);
   const ports: Record<StackService, number> = { auth: 50051, config: 50052, secrets: 50053, 'sync-worker': 50054 };
+  // The database outlives the processes: reuse the signing key, keyring and client secrets it was made with.
+  const file = join('.coffer', 'dev-credentials.json');
+  const saved = await readFile(file, 'utf8')
+    .then((text) => (JSON.parse(text) as { credentials?: DevCredentials }).credentials)
+    .catch(() => undefined);
   const running = await startStack({
     databaseUrl,
     natsUrl,
     namespace: defaultNamespace,
     ports,
+    credentials: saved,
     echo: (service, line) => process.stdout.write(`${service.padEnd(11)} | ${line}\n`),
   });
-  await mkdir('.coffer', { recursive: true });
-  const file = join('.coffer', 'dev-credentials.json');
-  await writeFile(file, JSON.stringify({ clients: running.credentials.clients, services: Object.fromEntries(Object.values(running.services).map((s) => [s.name, s.address])) }, null, 2), { mode: 0o600 });
+  await mkdir('.coffer', { recursive: true, mode: 0o700 });
+  const services = Object.fromEntries(Object.values(running.services).map((s) => [s.name, s.address]));
+  await writeFile(file, JSON.stringify({ clients: running.credentials.clients, services, credentials: running.credentials }, null, 2), { mode: 0o600 });
   console.log(`\nCoffer is up: ${Object.values(running.services).map((s) => `${s.name} ${s.address}`).join(', ')}`);
   console.log(`Client credentials (development only) are in ${file}.`);
   const stop = async () => {

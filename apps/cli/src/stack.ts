@@ -23,6 +23,8 @@ export interface StackOptions {
   /** Also write each line of output here (e.g. process.stdout for the CLI). */
   echo?: (service: StackService, line: string) => void;
   startTimeoutMs?: number;
+  /** Credentials to reuse (a stack restarted against the same database needs its signing key and keyring); fresh ones by default. */
+  credentials?: DevCredentials;
   /** Mutual TLS on every port: a throwaway CA and a certificate per service (and one for the operator). */
   tls?: boolean;
 }
@@ -126,7 +128,7 @@ function freePort(host: string): Promise<number> {
 
 /** Starts auth, secrets, config and sync-worker as separate processes wired to each other. */
 export async function startStack(options: StackOptions): Promise<Stack> {
-  const credentials = await generateDevCredentials();
+  const credentials = options.credentials ?? (await generateDevCredentials());
   const dir = await mkdtemp(join(tmpdir(), 'coffer-stack-'));
   const keyringFile = join(dir, 'keyring.json');
   await writeFile(keyringFile, credentials.keyringJson, { mode: 0o600 });
