@@ -7,20 +7,27 @@ import { createDatabase } from '@coffer/runtime';
 import { generateDevCredentials, type DevCredentials } from './dev-credentials';
 import { startStack, type StackService } from './stack';
 
-const usage = `usage: coffer stack | coffer dev-credentials | coffer verify-audit [schema...]
+const usage = `usage: coffer stack | coffer dev-credentials [--force] | coffer verify-audit [schema...]
 
   stack   start auth, secrets, config and sync-worker as processes on ports 50051-50054,
           against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/coffer, created if missing)
           and NATS_URL (default nats://127.0.0.1:4222). Development credentials are generated on the
           first start, kept in .coffer/dev-credentials.json (mode 0600) and reused by later starts
           against the same database. Ctrl-C stops everything.
-  dev-credentials
-          write fresh development credentials for docker compose into .coffer/ (env files, keyring).
+  dev-credentials [--force]
+          write development credentials for docker compose into .coffer/ (env files, keyring);
+          refuses to replace existing ones without --force.
   verify-audit [schema...]
           recompute the hash chain of each service's event log (default: auth secrets config sync)
           in DATABASE_URL and report the first broken link; exits 1 if any chain is broken.`;
 
-async function devCredentials(): Promise<void> {
+async function devCredentials(force: boolean): Promise<void> {
+  // A second run would replace the signing key and keyring the compose volumes were sealed with.
+  const existing = await readFile(join('.coffer', 'auth.env'), 'utf8').then(() => true, () => false);
+  if (existing && !force) {
+    console.error('.coffer/ already holds development credentials; the stack\'s database was sealed with them. Pass --force to replace them (and reset the database).');
+    process.exit(1);
+  }
   const creds = await generateDevCredentials();
   await mkdir('.coffer', { recursive: true, mode: 0o700 });
   const identities = (['config', 'sync-worker', 'operator'] as const).map((role) => ({ ...creds.clients[role], role }));
@@ -113,7 +120,7 @@ if (command === 'stack') {
     process.exit(2);
   });
 } else if (command === 'dev-credentials') {
-  devCredentials().catch((err: unknown) => {
+  devCredentials(process.argv.includes('--force')).catch((err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);
   });
