@@ -84,9 +84,9 @@ export function authGrpcService(service: AuthService, ring: SigningKeyRing): Ser
       },
     },
     getClientLockout: {
-      permission: 'auth.admin',
-      tokenKinds: ['service'],
-      handler: async (req) => service.clientLockout(req.clientId),
+      permission: 'auth.applications',
+      tokenKinds: ['service', 'application'],
+      handler: async (req, ctx) => service.clientLockout(caller(ctx), req.clientId),
     },
   });
 }

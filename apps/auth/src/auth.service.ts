@@ -217,8 +217,12 @@ export function createAuthService(deps: AuthServiceDeps) {
     }
   }
 
-  /** The failures and the lock of a client id, for admins. */
-  async function clientLockout(clientId: string): Promise<{ failuresInWindow: number; lockedUntil: string }> {
+  /** The failures and the lock of a client id, for operators and for the admins of the application's organization. */
+  async function clientLockout(caller: Principal, clientId: string): Promise<{ failuresInWindow: number; lockedUntil: string }> {
+    if (caller.kind !== 'service') {
+      const application = /^app-[0-9a-f-]{36}$/.test(clientId) ? await findApplication(db, schema, clientId) : undefined;
+      if (!application || application.organization_id !== caller.organizationId) throw new CofferError('permission_denied', 'the client is not an application of this organization');
+    }
     const row = await findClientLockout(db, schema, clientId);
     const until = row?.locked_until && row.locked_until.getTime() > clock().getTime() ? row.locked_until.toISOString() : '';
     return { failuresInWindow: row?.failures_in_window ?? 0, lockedUntil: until };
@@ -372,17 +376,22 @@ export function createAuthService(deps: AuthServiceDeps) {
     if (!workspaceId) {
       if (!input.externalUserId) throw field('workspace_id', 'required', 'workspace_id or external_user_id is required');
       const known = await db.withSchema(schema).selectFrom('end_user_workspaces').select('workspace_id').where('organization_id', '=', org).where('external_user_id', '=', input.externalUserId).executeTakeFirst();
-      if (known) workspaceId = known.workspace_id as string;
-      else if (!input.createWorkspace) throw new CofferError('not_found', 'this end user has no workspace yet; ask with create_workspace', [{ field: 'external_user_id', reason: 'no workspace' }]);
-      else if (!deps.provisionWorkspace) throw new CofferError('failed_precondition', 'auth is not connected to config (CONFIG_ADDRESS), so it cannot create workspaces');
-      else {
+      if (input.createWorkspace) {
+        if (!deps.provisionWorkspace) throw new CofferError('failed_precondition', 'auth is not connected to config (CONFIG_ADDRESS), so it cannot create workspaces');
+        // Idempotent at config: the end user's live workspace, or a new one if it was deleted since.
         workspaceId = await deps.provisionWorkspace(org, input.externalUserId);
-        await db
-          .withSchema(schema)
-          .insertInto('end_user_workspaces')
-          .values({ organization_id: org, external_user_id: input.externalUserId, workspace_id: workspaceId })
-          .onConflict((oc) => oc.columns(['organization_id', 'external_user_id']).doNothing())
-          .execute();
+        if (known?.workspace_id !== workspaceId) {
+          await db
+            .withSchema(schema)
+            .insertInto('end_user_workspaces')
+            .values({ organization_id: org, external_user_id: input.externalUserId, workspace_id: workspaceId })
+            .onConflict((oc) => oc.columns(['organization_id', 'external_user_id']).doUpdateSet({ workspace_id: workspaceId }))
+            .execute();
+        }
+      } else if (known) {
+        workspaceId = known.workspace_id as string;
+      } else {
+        throw new CofferError('not_found', 'this end user has no workspace yet; ask with create_workspace', [{ field: 'external_user_id', reason: 'no workspace' }]);
       }
     }
     const extra: Record<string, string> = { org, azp: row.client_id, ws: workspaceId };

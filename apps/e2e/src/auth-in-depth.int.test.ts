@@ -310,6 +310,9 @@ describe('auth in depth: organizations, the token hierarchy, scoping, revocation
     const lock = await ok(call<authV1.GetClientLockoutResponse>(auth, 'getClientLockout', { clientId: appC.clientId }, op.auth));
     expect(lock.failuresInWindow).toBe(5);
     expect(Date.parse(lock.lockedUntil)).toBeGreaterThan(Date.now());
+    // The organization's own admin sees it too; another organization does not.
+    expect((await ok(call<authV1.GetClientLockoutResponse>(auth, 'getClientLockout', { clientId: appC.clientId }, appToken))).lockedUntil).toBe(lock.lockedUntil);
+    expect((await call(auth, 'getClientLockout', { clientId: appC.clientId }, appBToken)).status).toBe(grpc.status.PERMISSION_DENIED);
   }, 60_000);
 
   it('applies a revoked token at config, secrets and sync-worker within a second', async () => {
