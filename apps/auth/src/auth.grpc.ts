@@ -80,7 +80,7 @@ export function authGrpcService(service: AuthService, ring: SigningKeyRing): Ser
       tokenKinds: ['service'],
       handler: async () => {
         const r = await ring.rotate();
-        return { kid: r.kid, previousKid: r.previousKid, previousRetireAt: r.previousRetireAt.toISOString() };
+        return { kid: r.kid, activateAt: r.activateAt.toISOString(), previousKid: r.previousKid, previousRetireAt: r.previousRetireAt.toISOString() };
       },
     },
     getClientLockout: {

@@ -24,6 +24,7 @@ export async function migrateAuthReadModel(db: Kysely<any>, schema: string): Pro
     created_at timestamptz not null,
     retire_at timestamptz
   )`.execute(db);
+  await sql`alter table ${sql.id(schema)}.signing_keys add column if not exists activate_at timestamptz`.execute(db);
   await sql`create unique index if not exists signing_keys_one_active on ${sql.id(schema)}.signing_keys ((true)) where retire_at is null`.execute(db);
   await sql`create table if not exists ${sql.id(schema)}.organizations (
     organization_id text primary key,

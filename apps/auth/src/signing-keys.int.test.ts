@@ -18,6 +18,7 @@ import { createSigningKeyRing, type SigningKeyRing } from './signing-keys';
 const schema = 'auth';
 const ISSUER = 'coffer-auth';
 const RETIRE_AFTER_MS = 21 * 60_000;
+const PREPUBLISH_MS = 6 * 60_000;
 
 function call<Res>(client: grpc.Client, method: string, req: unknown, token: string): Promise<{ status: grpc.status; message: string; res?: Res }> {
   const metadata = new grpc.Metadata();
@@ -48,7 +49,7 @@ describe('signing keys: rotation keeps the old key published for its grace, then
     const store = createEventStore(db, { schema });
     const namespace = uniqueNamespace();
     const clock = () => now;
-    ring = await createSigningKeyRing({ db, store, schema, namespace, rootKeyJwk: JSON.stringify(rootJwk), rotationIntervalMs: 24 * 3600_000, retireAfterMs: RETIRE_AFTER_MS, clock, newId: randomUUID, cacheMs: 0 });
+    ring = await createSigningKeyRing({ db, store, schema, namespace, rootKeyJwk: JSON.stringify(rootJwk), rotationIntervalMs: 24 * 3600_000, retireAfterMs: RETIRE_AFTER_MS, prepublishMs: PREPUBLISH_MS, clock, newId: randomUUID, cacheMs: 0 });
     await ring.init();
     const service = createAuthService({
       db, store, schema, namespace, signingKey: () => ring.active(), jwks: () => ring.jwks(), issuer: ISSUER, audiences: ['auth'],
@@ -86,15 +87,20 @@ describe('signing keys: rotation keeps the old key published for its grace, then
     for (const e of events.rows) expect(e.data).not.toContain(rootJwk.d!);
   });
 
-  it('rotates: the new key signs, the old stays in the JWKS until every token it signed has expired, then it is refused', async () => {
+  it('rotates: the new key is published first and signs later; the old stays until every token it signed has expired, then it is refused', async () => {
     const oldToken = await operatorToken('root', rootJwk);
     expect((await call(client, 'getClientLockout', { clientId: 'x' }, oldToken)).status).toBe(grpc.status.OK);
 
     const rotated = await call<authV1.RotateSigningKeyResponse>(client, 'rotateSigningKey', {}, oldToken);
     expect(rotated.status).toBe(grpc.status.OK);
-    expect(rotated.res).toMatchObject({ previousKid: 'root' });
-    expect((await ring.active()).kid).toBe(rotated.res!.kid);
+    expect(rotated.res).toMatchObject({ previousKid: 'root', activateAt: new Date(now.getTime() + PREPUBLISH_MS).toISOString() });
+    expect(rotated.res!.previousRetireAt).toBe(new Date(now.getTime() + PREPUBLISH_MS + RETIRE_AFTER_MS).toISOString());
+    // Published at once, so every verifier's cached JWKS has it before it signs anything...
     expect((await ring.jwks()).keys.map((k) => k.kid).sort()).toEqual(['root', rotated.res!.kid].sort());
+    expect((await ring.active()).kid).toBe('root');
+    // ...and it takes over once the pre-publication time has passed.
+    now = new Date(now.getTime() + PREPUBLISH_MS);
+    expect((await ring.active()).kid).toBe(rotated.res!.kid);
 
     // Within the grace the old key still verifies.
     now = new Date(now.getTime() + RETIRE_AFTER_MS - 1000);

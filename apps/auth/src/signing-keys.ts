@@ -89,6 +89,14 @@ export async function signServiceToken(key: SigningKey, claims: ServiceTokenClai
   return (await signToken(key, { ...claims, kind: 'service' })).token;
 }
 
+/** What a rotation did: the new key, when it starts signing, and when the key it replaces leaves the JWKS. */
+export interface Rotation {
+  kid: string;
+  activateAt: Date;
+  previousKid: string;
+  previousRetireAt: Date;
+}
+
 /** Options of {@link createSigningKeyRing}. */
 export interface SigningKeyRingOptions {
   db: Kysely<any>;
@@ -99,8 +107,13 @@ export interface SigningKeyRingOptions {
   rootKeyJwk: string;
   /** How long a key signs before a new one replaces it. */
   rotationIntervalMs: number;
-  /** How long a replaced key stays in the JWKS: at least the longest token lifetime plus clock skew. */
+  /** How long a replaced key stays in the JWKS after the new one starts signing: at least the longest token lifetime plus clock skew. */
   retireAfterMs: number;
+  /**
+   * How long a new key is published before it signs: longer than verifiers cache the JWKS (5 minutes),
+   * so no service meets a token whose key it has not fetched yet. Default 6 minutes.
+   */
+  prepublishMs?: number;
   clock: () => Date;
   newId: () => string;
   /** How long a replica trusts its cached view of the ring before rereading it. Default 5 s. */
@@ -112,8 +125,12 @@ interface KeyRow {
   public_jwk: JWK;
   sealed_private_jwk: string;
   created_at: Date;
+  /** When it starts signing; null on keys made before pre-publication (they signed at once). */
+  activate_at: Date | null;
   retire_at: Date | null;
 }
+
+const activation = (r: KeyRow): number => (r.activate_at ?? r.created_at).getTime();
 
 const RING_STREAM = 'signing-keys';
 
@@ -128,6 +145,7 @@ export async function createSigningKeyRing(options: SigningKeyRingOptions) {
   const root = await parseRootKey(options.rootKeyJwk);
   const sealingKey = Buffer.from(hkdfSync('sha256', root.seed, Buffer.from('coffer-auth'), Buffer.from('signing-key-seal-v1'), 32));
   const cacheMs = options.cacheMs ?? 5_000;
+  const prepublishMs = options.prepublishMs ?? 6 * 60_000;
 
   function seal(kid: string, privateJwk: JWK): string {
     const iv = randomBytes(12);
@@ -160,7 +178,8 @@ export async function createSigningKeyRing(options: SigningKeyRingOptions) {
     const now = clock().getTime();
     if (cached && now - cached.at < cacheMs) return cached;
     const all = await rows();
-    const activeRow = all.find((r) => r.retire_at === null);
+    // The newest key whose time has come signs; a newer one may be published and waiting.
+    const activeRow = all.filter((r) => activation(r) <= now).sort((a, b) => activation(b) - activation(a))[0];
     if (!activeRow) throw new CofferError('failed_precondition', 'no active signing key');
     const active = cached?.active.kid === activeRow.kid ? cached.active : await unseal(activeRow);
     const published = all.filter((r) => r.retire_at === null || r.retire_at.getTime() > now).map((r) => r.public_jwk);
@@ -168,20 +187,26 @@ export async function createSigningKeyRing(options: SigningKeyRingOptions) {
     return cached;
   }
 
-  async function addKey(key: SigningKey, privateJwk: JWK, previous: KeyRow | undefined, expectedVersion: number): Promise<void> {
+  async function addKey(key: SigningKey, privateJwk: JWK, previous: KeyRow | undefined, expectedVersion: number): Promise<{ activateAt: Date; retireAt: Date }> {
     const at = clock();
-    const retireAt = new Date(at.getTime() + options.retireAfterMs);
+    const activateAt = new Date(at.getTime() + (previous ? prepublishMs : 0));
+    const retireAt = new Date(activateAt.getTime() + options.retireAfterMs);
     await store.append(
       RING_STREAM,
       expectedVersion,
-      [{ type: 'SigningKeyRotated', data: { kid: key.kid, previousKid: previous?.kid ?? '', retireAt: previous ? retireAt.toISOString() : '', rotatedAt: at.toISOString() } }],
+      [
+        {
+          type: 'SigningKeyRotated',
+          data: { kid: key.kid, previousKid: previous?.kid ?? '', activateAt: activateAt.toISOString(), retireAt: previous ? retireAt.toISOString() : '', rotatedAt: at.toISOString() },
+        },
+      ],
       {
         project: async (trx) => {
           if (previous) await trx.withSchema(schema).updateTable('signing_keys').set({ retire_at: retireAt }).where('kid', '=', previous.kid).execute();
           await trx
             .withSchema(schema)
             .insertInto('signing_keys')
-            .values({ kid: key.kid, public_jwk: JSON.stringify(key.publicJwk), sealed_private_jwk: seal(key.kid, privateJwk), created_at: at, retire_at: null })
+            .values({ kid: key.kid, public_jwk: JSON.stringify(key.publicJwk), sealed_private_jwk: seal(key.kid, privateJwk), created_at: at, activate_at: activateAt, retire_at: null })
             .execute();
         },
         outbox: (recorded) =>
@@ -189,13 +214,14 @@ export async function createSigningKeyRing(options: SigningKeyRingOptions) {
             integrationEventMessage(
               options.namespace,
               'SigningKeyRotated',
-              { kid: key.kid, previousKid: previous?.kid ?? '', retireAt: previous ? retireAt.toISOString() : '', occurredAt: at.toISOString() },
+              { kid: key.kid, previousKid: previous?.kid ?? '', activateAt: activateAt.toISOString(), retireAt: previous ? retireAt.toISOString() : '', occurredAt: at.toISOString() },
               { eventId: r.eventId, source: 'coffer/auth', subject: key.kid, time: r.recordedAt },
             ),
           ),
       },
     );
     cached = undefined;
+    return { activateAt, retireAt };
   }
 
   /** Seeds the ring with AUTH_SIGNING_KEY when it is empty, and checks that the active key unseals. */
@@ -212,33 +238,36 @@ export async function createSigningKeyRing(options: SigningKeyRingOptions) {
     await load();
   }
 
-  async function ringState(): Promise<{ version: number; active: KeyRow | undefined }> {
+  async function ringState(): Promise<{ version: number; newest: KeyRow | undefined }> {
     // The version first: a rotation that commits after it makes our append conflict, never a second key.
     const { currentVersion } = await store.readStream(RING_STREAM);
-    return { version: currentVersion, active: (await rows()).find((r) => r.retire_at === null) };
+    return { version: currentVersion, newest: (await rows()).find((r) => r.retire_at === null) };
   }
 
-  async function rotateFrom(version: number, previous: KeyRow | undefined): Promise<{ kid: string; previousKid: string; previousRetireAt: Date }> {
+  async function rotateFrom(version: number, previous: KeyRow | undefined): Promise<Rotation> {
     const { privateKey } = await generateKeyPair('EdDSA', { extractable: true });
     const kid = `k-${options.newId()}`;
     const privateJwk = { ...(await exportJWK(privateKey)), kid };
     const key: SigningKey = { kid, privateKey, publicJwk: { kty: privateJwk.kty, crv: privateJwk.crv, x: privateJwk.x, kid, alg: 'EdDSA', use: 'sig' } };
-    await addKey(key, privateJwk, previous, version);
-    return { kid, previousKid: previous?.kid ?? '', previousRetireAt: new Date(clock().getTime() + options.retireAfterMs) };
+    const { activateAt, retireAt } = await addKey(key, privateJwk, previous, version);
+    return { kid, activateAt, previousKid: previous?.kid ?? '', previousRetireAt: retireAt };
   }
 
-  /** Makes a new signing key now; the previous one stays published for `retireAfterMs`. */
-  async function rotate(): Promise<{ kid: string; previousKid: string; previousRetireAt: Date }> {
-    const { version, active } = await ringState();
-    return rotateFrom(version, active);
+  /**
+   * Makes a new signing key: published now, signing after `prepublishMs`; the key it replaces signs
+   * until then and stays published for `retireAfterMs` more.
+   */
+  async function rotate(): Promise<Rotation> {
+    const { version, newest } = await ringState();
+    return rotateFrom(version, newest);
   }
 
   /** Rotates when the active key is older than the interval; a replica that loses the race does nothing. */
   async function rotateIfDue(): Promise<boolean> {
-    const { version, active } = await ringState();
-    if (active && clock().getTime() - active.created_at.getTime() < options.rotationIntervalMs) return false;
+    const { version, newest } = await ringState();
+    if (newest && clock().getTime() - activation(newest) < options.rotationIntervalMs) return false;
     try {
-      await rotateFrom(version, active);
+      await rotateFrom(version, newest);
       return true;
     } catch (err) {
       if (isCofferError(err) && err.code === 'version_conflict') return false;

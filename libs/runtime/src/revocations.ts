@@ -101,8 +101,9 @@ export function watchRevocations(options: WatchRevocationsOptions): RevocationWa
       } catch (err) {
         if (!running) break;
         logger.warn({ err }, 'cannot follow revocations yet; retrying');
-        await new Promise((r) => setTimeout(r, retryDelayMs));
       }
+      // Following again re-reads the lookback window: applying a revocation twice changes nothing.
+      if (running) await new Promise((r) => setTimeout(r, retryDelayMs));
     }
   })();
 
