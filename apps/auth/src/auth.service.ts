@@ -464,7 +464,6 @@ export function createAuthService(deps: AuthServiceDeps) {
     issueScopedToken,
     issueWidgetToken,
     revokeToken,
-    lifetimes,
   };
 }
 

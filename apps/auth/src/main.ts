@@ -3,7 +3,7 @@ import { configV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
-import { createTokenVerifier } from '@coffer/tokens';
+import { createTokenVerifier, userTokenKinds } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
 import { migrateAuthReadModel } from './auth.postgres';
 import { createAuthService, type ProvisionWorkspace } from './auth.service';
@@ -101,7 +101,7 @@ try {
     issuer: config.COFFER_TOKEN_ISSUER,
     audience: 'auth',
     fetchJwks: () => ring.jwks() as never,
-    acceptedKinds: ['service', 'application', 'scoped', 'widget'],
+    acceptedKinds: ['service', ...userTokenKinds],
     revocations: revocations.list,
     minRefetchIntervalMs: 1_000,
   });

@@ -3,6 +3,7 @@ import { secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
+import { userTokenKinds } from '@coffer/tokens';
 import { loadConfigServiceConfig } from './config';
 import { configGrpcService } from './config.grpc';
 import { migrateConfigReadModel } from './config.postgres';
@@ -59,7 +60,7 @@ try {
   await service.ensureBuiltins();
   // Orphaned secrets are shredded right after each change; this retries what secrets could not take then.
   const background = startBackgroundJobs(logger, [['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredPending()]]);
-  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, credentials: channel, acceptedKinds: ['service', 'application', 'scoped', 'widget'] });
+  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, credentials: channel, acceptedKinds: ['service', ...userTokenKinds] });
   const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.CONFIG_GRPC_ADDRESS);
