@@ -71,6 +71,8 @@ export const USER_TOKEN_AUDIENCES = ['auth', 'config'];
 const SOURCE = 'coffer/auth';
 const CLIENT_ID = /^[a-z][a-z0-9-]{0,62}$/;
 const EXTERNAL_USER_ID = /^[\x21-\x7e]{1,200}$/;
+/** Application client ids are `app-<uuid>`; anything else is no application and costs no lookup. */
+const APPLICATION_ID = /^app-[0-9a-f-]{36}$/;
 
 function field(name: string, reason: string, message: string): CofferError {
   return new CofferError('invalid_argument', message, [{ field: name, reason }]);
@@ -105,7 +107,6 @@ export function createAuthService(deps: AuthServiceDeps) {
     });
     return { accessToken: token, expiresIn: Math.max(0, Math.floor(exp.getTime() / 1000) - Math.floor(issuedAt.getTime() / 1000)) };
   }
-
 
   async function loadIdentity(clientId: string) {
     const streamId = `service-identity-${clientId}`;
@@ -155,7 +156,6 @@ export function createAuthService(deps: AuthServiceDeps) {
     const now = clock().toISOString();
     await appendIdentity(streamId, currentVersion, state, decide({ type: 'RevokeServiceIdentity', clientId, now }, state), now);
   }
-
 
   /**
    * Checks a client secret against the candidate hashes of a client, slowing and locking out repeated
@@ -220,7 +220,7 @@ export function createAuthService(deps: AuthServiceDeps) {
   /** The failures and the lock of a client id, for operators and for the admins of the application's organization. */
   async function clientLockout(caller: Principal, clientId: string): Promise<{ failuresInWindow: number; lockedUntil: string }> {
     if (caller.kind !== 'service') {
-      const application = /^app-[0-9a-f-]{36}$/.test(clientId) ? await findApplication(db, schema, clientId) : undefined;
+      const application = APPLICATION_ID.test(clientId) ? await findApplication(db, schema, clientId) : undefined;
       if (!application || application.organization_id !== caller.organizationId) throw new CofferError('permission_denied', 'the client is not an application of this organization');
     }
     const row = await findClientLockout(db, schema, clientId);
@@ -238,7 +238,6 @@ export function createAuthService(deps: AuthServiceDeps) {
     if (identity!.revoked_at) throw new CofferError('unauthenticated', 'invalid client credentials');
     return sign('service', { subject: clientId, audience, role: identity!.role });
   }
-
 
   /** Only operators, or the organization's own admins, act on an organization. */
   function requireOrganizationAccess(caller: Principal, organizationId: string): void {
@@ -348,10 +347,9 @@ export function createAuthService(deps: AuthServiceDeps) {
     return hashes;
   }
 
-
   /** Exchanges an application's client credentials for an organization-wide token (15 minutes). */
   async function issueApplicationToken(clientId: string, clientSecret: string) {
-    const row = /^app-[0-9a-f-]{36}$/.test(clientId) ? await findApplication(db, schema, clientId) : undefined;
+    const row = APPLICATION_ID.test(clientId) ? await findApplication(db, schema, clientId) : undefined;
     await checkCredentials(clientId, clientSecret, row ? acceptedHashes(row) : undefined);
     if (row!.disabled_at) throw new CofferError('unauthenticated', 'invalid client credentials');
     return sign('application', { subject: clientId, audience: USER_TOKEN_AUDIENCES, role: 'org_admin', extra: { org: row!.organization_id, azp: clientId } });
@@ -411,7 +409,6 @@ export function createAuthService(deps: AuthServiceDeps) {
     // A widget token never outlives the scoped token it came from.
     return { ...(await sign('widget', { subject: caller.subject, audience: USER_TOKEN_AUDIENCES, role: caller.role, extra, notAfter: caller.expiresAt })), workspaceId: caller.workspaceId! };
   }
-
 
   /**
    * Revokes one token. An organization's admin revokes its own organization's tokens by presenting

@@ -100,7 +100,7 @@ try {
   const verifier = createTokenVerifier({
     issuer: config.COFFER_TOKEN_ISSUER,
     audience: 'auth',
-    fetchJwks: () => ring.jwks() as never,
+    fetchJwks: () => ring.jwks(),
     acceptedKinds: ['service', ...userTokenKinds],
     revocations: revocations.list,
     minRefetchIntervalMs: 1_000,

@@ -74,6 +74,11 @@ export interface WorkspaceRow {
 
 const WORKSPACE_COLUMNS = ['workspace_id', 'name', 'version', 'organization_id', 'external_user_id'] as const;
 
+/** Workspaces that are not deleted, with the columns of a WorkspaceRow. */
+function liveWorkspaces(db: Db, schema: string) {
+  return db.withSchema(schema).selectFrom('workspaces').select(WORKSPACE_COLUMNS).where('deleted', '=', false);
+}
+
 export interface DefinitionRow {
   definition_id: string;
   name: string;
@@ -189,25 +194,12 @@ export function isUuid(id: string): boolean {
 /** One workspace, or undefined. */
 export async function findWorkspace(db: Db, schema: string, id: string): Promise<WorkspaceRow | undefined> {
   if (!isUuid(id)) return undefined;
-  return db
-    .withSchema(schema)
-    .selectFrom('workspaces')
-    .select(WORKSPACE_COLUMNS)
-    .where('workspace_id', '=', id)
-    .where('deleted', '=', false)
-    .executeTakeFirst();
+  return liveWorkspaces(db, schema).where('workspace_id', '=', id).executeTakeFirst();
 }
 
 /** The live workspace of an organization's end user, or undefined. */
 export async function findEndUserWorkspace(db: Db, schema: string, organizationId: string, externalUserId: string): Promise<WorkspaceRow | undefined> {
-  return db
-    .withSchema(schema)
-    .selectFrom('workspaces')
-    .select(WORKSPACE_COLUMNS)
-    .where('organization_id', '=', organizationId)
-    .where('external_user_id', '=', externalUserId)
-    .where('deleted', '=', false)
-    .executeTakeFirst();
+  return liveWorkspaces(db, schema).where('organization_id', '=', organizationId).where('external_user_id', '=', externalUserId).executeTakeFirst();
 }
 
 /** The workspace an actor (source, destination, webhook) or a connection belongs to, with its organization. */
@@ -315,11 +307,10 @@ export interface Page<T> {
 
 /** Workspaces after `after` (an id), oldest id first. */
 export async function listWorkspaces(db: Db, schema: string, after: string, limit: number, only: { organizationId?: string; workspaceId?: string } = {}): Promise<Page<WorkspaceRow>> {
-  let q = db.withSchema(schema).selectFrom('workspaces').select(WORKSPACE_COLUMNS);
+  let q = liveWorkspaces(db, schema);
   if (only.organizationId !== undefined) q = q.where('organization_id', '=', only.organizationId);
   if (only.workspaceId !== undefined) q = q.where('workspace_id', '=', isUuid(only.workspaceId) ? only.workspaceId : '00000000-0000-0000-0000-000000000000');
   const rows = await q
-    .where('deleted', '=', false)
     .where('workspace_id', '>', after)
     .orderBy('workspace_id')
     .limit(limit + 1)

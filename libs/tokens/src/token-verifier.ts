@@ -8,7 +8,7 @@ import {
   type FlattenedJWSInput,
 } from 'jose';
 import { CofferError, isCofferError } from '@coffer/contracts';
-import { isServiceRole, isUserRole, TOKEN_TYPES, tokenKindOf, type Principal, type TokenKind } from './claims';
+import { isServiceRole, isUserRole, tokenKindOf, type Principal, type TokenKind } from './claims';
 import type { RevocationList } from './revocation-list';
 
 /** Verifies bearer tokens locally; every failure is `CofferError('unauthenticated')`. */
@@ -61,11 +61,6 @@ function stringClaim(payload: Record<string, unknown>, name: string): string {
   return value;
 }
 
-function normalizeTyp(typ: string): string {
-  const lower = typ.toLowerCase();
-  return lower.startsWith('application/') ? lower.slice('application/'.length) : lower;
-}
-
 // jose's messages never contain the token, but we still map to our own short reasons so the
 // text a caller sees is stable and ours.
 function reasonOf(err: unknown): string {
@@ -96,7 +91,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const cacheTtlMs = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
   const minRefetchMs = options.minRefetchIntervalMs ?? DEFAULT_MIN_REFETCH_MS;
   const tolerance = options.clockToleranceSec ?? DEFAULT_CLOCK_TOLERANCE_SEC;
-  const acceptedTypes = new Set<string>((options.acceptedKinds ?? ['service']).map((k) => TOKEN_TYPES[k]));
+  const acceptedKinds = new Set<TokenKind>(options.acceptedKinds ?? ['service']);
   const clock = options.clock ?? (() => new Date());
 
   let cache: KeyCache | undefined;
@@ -165,7 +160,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     }
     if (header.alg !== 'EdDSA') throw invalid('algorithm not allowed');
     if (typeof header.kid !== 'string' || header.kid.length === 0) throw invalid('missing kid');
-    if (typeof header.typ !== 'string' || !acceptedTypes.has(normalizeTyp(header.typ))) throw invalid('unexpected typ');
+    const kind = typeof header.typ === 'string' ? tokenKindOf(header.typ) : undefined;
+    if (!kind || !acceptedKinds.has(kind)) throw invalid('unexpected typ');
   }
 
   return {
