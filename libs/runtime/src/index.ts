@@ -1,5 +1,5 @@
 export { commonEnv, mtlsFromEnv, parseEnv, sqlIdentifier } from './env';
-export { createDatabase } from './database';
+export { createDatabase, type DatabaseOptions } from './database';
 export { startRuntime, type RuntimeOptions, type ServiceRuntime } from './runtime';
 export { announceListening, failStartup, onShutdown, startBackgroundJobs } from './lifecycle';
 export { jwksFromAuth } from './jwks';

@@ -35,7 +35,9 @@ export interface RuntimeOptions {
 /** Connects Postgres and NATS, migrates, declares the service's stream and starts its outbox relay. */
 export async function startRuntime(options: RuntimeOptions): Promise<ServiceRuntime> {
   const { logger } = options;
-  const db = createDatabase(options.databaseUrl);
+  const db = createDatabase(options.databaseUrl, {
+    onConnectionError: (err) => logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'an idle Postgres connection dropped; the pool opens a new one'),
+  });
   let nc: NatsConnection | undefined;
   try {
     await migrateEventStore(db, options.schema);
