@@ -20,6 +20,13 @@ function protoActorType(t: ActorType): configV1.ActorType {
   return t === 'source' ? configV1.ActorType.ACTOR_TYPE_SOURCE : configV1.ActorType.ACTOR_TYPE_DESTINATION;
 }
 
+/** The workspace a check/discover runs for: the one requested, or a scoped or widget token's own. */
+function checkWorkspaceOf(ctx: CallContext, requested: string): string {
+  const p = ctx.principal;
+  if (!requested && p && (p.kind === 'scoped' || p.kind === 'widget') && p.workspaceId) return p.workspaceId;
+  return requested;
+}
+
 const actorOut = (a: ActorView): configV1.Actor => ({ ...a, actorType: protoActorType(a.actorType) });
 const webhookOut = (a: ActorView): configV1.WebhookConfig => ({ webhookId: a.actorId, workspaceId: a.workspaceId, name: a.name, configJson: a.configJson, version: a.version });
 const definitionOut = (d: DefinitionView): configV1.ConnectorDefinition => ({ ...d, actorType: protoActorType(d.actorType) });
@@ -170,11 +177,20 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
     checkConfig: {
       permission: 'config.write',
       handler: async (req, ctx) => {
-        const r = await service.runCheck('check', req, callerOf(ctx));
+        const workspaceId = checkWorkspaceOf(ctx, req.workspaceId);
+        if (workspaceId) await guard.workspace(ctx, workspaceId);
+        const r = await service.runCheck('check', { ...req, workspaceId }, callerOf(ctx));
         return { jobId: r.jobId, succeeded: r.succeeded, message: r.message };
       },
     },
-    discoverSchema: { permission: 'config.write', handler: async (req, ctx) => service.runCheck('discover', req, callerOf(ctx)) },
+    discoverSchema: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        const workspaceId = checkWorkspaceOf(ctx, req.workspaceId);
+        if (workspaceId) await guard.workspace(ctx, workspaceId);
+        return service.runCheck('discover', { ...req, workspaceId }, callerOf(ctx));
+      },
+    },
     createWebhookConfig: {
       permission: 'config.write',
       handler: async (req, ctx) => {

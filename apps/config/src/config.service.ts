@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { EventStore, NewEvent, OutboxMessage, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
-import { SecretJsonError, mask, secretCoordinates, split, type PlannedSecretWrite } from '@coffer/secret-json';
+import { SecretJsonError, mask, ownSecretCoordinates, secretCoordinates, split, type PlannedSecretWrite } from '@coffer/secret-json';
 import type { Logger } from '@coffer/telemetry';
 import * as actorDomain from './domain/actor.decider';
 import * as connectionDomain from './domain/connection.decider';
@@ -56,10 +56,19 @@ export interface Caller {
   traceparent?: string;
 }
 
-/** What config needs from the secrets service: write versions and destroy them. */
+/** Whom written secrets belong to: an actor, or one check/discover run of a workspace. */
+export interface SecretsOwner {
+  /** The actor id, or the check/discover job id. */
+  ownerId: string;
+  /** For check/discover secrets: the workspace that runs the check. */
+  ownerWorkspaceId?: string;
+}
+
+/** What config needs from the secrets service: write versions and destroy them, always for one owner. */
 export interface SecretsPort {
-  write(workspaceId: string, writes: { baseCoordinate: string; expectedVersion: number; value: string }[]): Promise<void>;
-  delete(workspaceId: string, coordinates: string[]): Promise<void>;
+  write(workspaceId: string, writes: { baseCoordinate: string; expectedVersion: number; value: string }[], owner: SecretsOwner): Promise<void>;
+  /** Destroys the owner's own coordinates; secrets leaves another owner's untouched. */
+  delete(workspaceId: string, coordinates: string[], ownerId: string): Promise<void>;
   /** Shreds every secret of a workspace. */
   deleteWorkspace(workspaceId: string): Promise<void>;
 }
@@ -265,12 +274,24 @@ export function createConfigService(deps: ConfigServiceDeps) {
     }
   }
 
-  async function writeSecrets(workspaceId: string, writes: PlannedSecretWrite[]): Promise<void> {
+  async function writeSecrets(workspaceId: string, writes: PlannedSecretWrite[], owner: SecretsOwner): Promise<void> {
     if (writes.length === 0) return;
     await secrets.write(
       workspaceId,
       writes.map((w) => ({ baseCoordinate: w.baseCoordinate, expectedVersion: w.version - 1, value: w.value })),
+      owner,
     );
+  }
+
+  /**
+   * The bases an actor's partial config holds at secret positions of its spec, in its own
+   * workspace: the only ones config wrote for it, so the only ones shredded on its behalf.
+   */
+  async function ownBases(definitionId: string, workspaceId: string, partial: unknown): Promise<string[]> {
+    const def = await findDefinition(db, schema, definitionId);
+    const coordinates = def ? ownSecretCoordinates(def.spec, partial) : [];
+    const mine = `${deps.coordinatePrefix}_workspace_${workspaceId}_secret_`;
+    return [...new Set(coordinates.filter((c) => c.startsWith(mine)).map(baseOf))];
   }
 
   /**
@@ -284,7 +305,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     for (const item of due) {
       try {
         if (item.coordinate.startsWith(WORKSPACE_SWEEP)) await secrets.deleteWorkspace(item.workspace_id);
-        else await secrets.delete(item.workspace_id, [item.coordinate]);
+        else await secrets.delete(item.workspace_id, [item.coordinate], item.actor_id ?? '');
       } catch (err) {
         // not_found: secrets never stored it (or forgot the base): nothing left to shred.
         if (!(isCofferError(err) && err.code === 'not_found')) {
@@ -307,6 +328,21 @@ export function createConfigService(deps: ConfigServiceDeps) {
       logger.warn({ err }, 'shredding orphaned secrets failed; the background job retries');
       return 0;
     });
+
+  /**
+   * Destroys a check/discover run's secrets once it has answered (or timed out); queued first, so an
+   * outage only delays it, and the 2-hour expiry at secrets stays the backstop.
+   */
+  async function discardEphemeral(jobId: string, writes: PlannedSecretWrite[]): Promise<void> {
+    if (writes.length === 0) return;
+    try {
+      await queueShredding(db, schema, EPHEMERAL_WORKSPACE_ID, jobId, [...new Set(writes.map((w) => w.baseCoordinate))], 'check answered', clock());
+    } catch (err) {
+      logger.warn({ err, jobId }, 'could not queue the secrets of an answered check for shredding; they expire');
+      return;
+    }
+    await shredNow();
+  }
 
   /** Queues what `writeSecrets` wrote for a change that then failed, and shreds it; the change is all or nothing. */
   async function compensate(workspaceId: string, actorId: string | null, writes: PlannedSecretWrite[]): Promise<void> {
@@ -356,26 +392,36 @@ export function createConfigService(deps: ConfigServiceDeps) {
      * (check/discover workspace, 2-hour expiry), a CheckRequested goes to the sync worker, and its
      * CheckCompleted answer is returned. Nothing of the config is stored but the partial config.
      */
-    async runCheck(kind: 'check' | 'discover', input: { definitionId: string; configJson: string }, caller: Caller) {
+    async runCheck(kind: 'check' | 'discover', input: { definitionId: string; configJson: string; workspaceId: string }, caller: Caller) {
       if (!deps.checkResults) throw new CofferError('unavailable', 'check and discover are not enabled on this config service');
+      if (!input.workspaceId) throw invalid('workspace_id', 'is required');
+      const ws = await requireWorkspace(input.workspaceId);
       const def = await requireDefinition(input.definitionId);
       if (kindOf(def.actor_type) !== 'connector') throw new CofferError('not_found', `no connector definition ${input.definitionId}`, [{ field: 'definition_id', reason: 'not found' }]);
       const planned = plan(EPHEMERAL_WORKSPACE_ID, def.spec, input.configJson);
       const jobId = newId();
       const waiting = deps.checkResults.wait(jobId, deps.checkTimeoutMs ?? 60_000);
       try {
-        await writeSecrets(EPHEMERAL_WORKSPACE_ID, planned.writes);
+        // Bound to the caller's workspace and to this one run: no other config can hydrate them.
+        await writeSecrets(EPHEMERAL_WORKSPACE_ID, planned.writes, { ownerId: jobId, ownerWorkspaceId: ws.workspace_id });
         const partialConfigJson = JSON.stringify(planned.partialConfig);
         await store.append(
           `check-${jobId}`,
           0,
-          [{ type: 'CheckRequested', data: { jobId, kind, definitionId: def.definition_id, connector: def.connector, partialConfig: planned.partialConfig, requestedAt: now() }, metadata: metadata(caller) }],
-          { outbox: outbox('CheckRequested', jobId, caller, (r) => ({ jobId, kind, connector: def.connector, partialConfigJson, occurredAt: r.recordedAt.toISOString() })) },
+          [
+            {
+              type: 'CheckRequested',
+              data: { jobId, kind, workspaceId: ws.workspace_id, definitionId: def.definition_id, connector: def.connector, partialConfig: planned.partialConfig, requestedAt: now() },
+              metadata: metadata(caller),
+            },
+          ],
+          { outbox: outbox('CheckRequested', jobId, caller, (r) => ({ jobId, kind, connector: def.connector, partialConfigJson, occurredAt: r.recordedAt.toISOString(), workspaceId: ws.workspace_id })) },
         );
         const result = await waiting.result;
         return { jobId, succeeded: result.succeeded, message: result.message, catalogJson: result.catalogJson };
       } finally {
         waiting.cancel();
+        await discardEphemeral(jobId, planned.writes);
       }
     },
 
@@ -432,7 +478,13 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const wsEvents = catalogDomain.decide({ type: 'DeleteWorkspace', now: at }, state);
       const actorIds = await workspaceActorIds(db, schema, input.workspaceId);
       const connectionIds = await workspaceConnectionIds(db, schema, input.workspaceId);
-      const actors = await Promise.all(actorIds.map(async (id) => ({ id, ...(await loadActor(id)) })));
+      const actors = await Promise.all(
+        actorIds.map(async (id) => {
+          const loaded = await loadActor(id);
+          const bases = loaded.state.status === 'active' ? await ownBases(loaded.state.definitionId!, input.workspaceId, loaded.state.partialConfig) : [];
+          return { id, ...loaded, bases };
+        }),
+      );
       const connections = await Promise.all(connectionIds.map(async (id) => ({ id, ...(await loadConnection(id)) })));
       await db.transaction().execute(async (trx) => {
         await store.appendInTransaction(trx, `workspace-${input.workspaceId}`, version, asNew(wsEvents, caller), {
@@ -444,7 +496,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
         });
         for (const a of actors) {
           if (a.state.status !== 'active') continue;
-          const bases = [...new Set(secretCoordinates(a.state.partialConfig).map(baseOf))];
+          const bases = a.bases;
           const events = actorDomain.decide({ type: 'DeleteActor', shredBases: bases, now: at }, a.state);
           const data = events[0]!.data as actorDomain.ActorDeletedData;
           await store.appendInTransaction(trx, `actor-${a.id}`, a.version, asNew(events, caller), {
@@ -628,7 +680,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
         actorDomain.initialState(),
       );
       const data = events[0]!.data as actorDomain.ActorCreatedData;
-      await writeSecrets(ws.workspace_id, planned.writes);
+      await writeSecrets(ws.workspace_id, planned.writes, { ownerId: actorId });
       try {
         await store.append(`actor-${actorId}`, 0, asNew(events, caller), {
           project: (trx) => projectActorCreated(trx, schema, data),
@@ -670,11 +722,12 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const workspaceId = state.workspaceId!;
       const planned = plan(workspaceId, def.spec, input.configJson, state.partialConfig);
       // Older versions of a base still in use stay as history; a base nothing refers to any more is shredded.
-      const liveBases = new Set(secretCoordinates(planned.partialConfig).map(baseOf));
-      const deadBases = [...new Set(planned.orphans.map(baseOf))].filter((b) => !liveBases.has(b));
+      const liveBases = new Set(ownSecretCoordinates(def.spec, planned.partialConfig).map(baseOf));
+      const mine = `${deps.coordinatePrefix}_workspace_${workspaceId}_secret_`;
+      const deadBases = [...new Set(planned.orphans.filter((c) => c.startsWith(mine)).map(baseOf))].filter((b) => !liveBases.has(b));
       const events = actorDomain.decide({ type: 'UpdateActorConfig', name, partialConfig: planned.partialConfig, shredBases: deadBases, now: now() }, state);
       const data = events[0]!.data as actorDomain.ActorConfigUpdatedData;
-      await writeSecrets(workspaceId, planned.writes);
+      await writeSecrets(workspaceId, planned.writes, { ownerId: input.actorId });
       try {
         await store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
           project: async (trx) => {
@@ -708,7 +761,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       if (input.expectedVersion !== 0 && input.expectedVersion !== version) {
         throw new CofferError('version_conflict', `actor ${input.actorId} is at version ${version}, not ${input.expectedVersion}`);
       }
-      const bases = [...new Set(secretCoordinates(state.partialConfig).map(baseOf))];
+      const bases = await ownBases(state.definitionId!, state.workspaceId!, state.partialConfig);
       const events = actorDomain.decide({ type: 'DeleteActor', shredBases: bases, now: now() }, state);
       const data = events[0]!.data as actorDomain.ActorDeletedData;
       await store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
@@ -782,6 +835,10 @@ export function createConfigService(deps: ConfigServiceDeps) {
         const actor = await findActor(db, schema, actorId);
         if (!actor) throw new CofferError('failed_precondition', `the connection's ${which} was deleted`);
         const def = await requireDefinition(actor.definition_id);
+        // A reference outside a secret field (stored before such configs were refused) is never handed out to hydrate.
+        if (secretCoordinates(actor.partial_config).length !== ownSecretCoordinates(def.spec, actor.partial_config).length) {
+          throw new CofferError('failed_precondition', `the connection's ${which} holds a secret reference outside a secret field; update its config`);
+        }
         return { actorId, connector: def.connector, partialConfigJson: JSON.stringify(actor.partial_config) };
       };
       return { connectionId, workspaceId: c.workspace_id, source: await side(c.source_id, 'source'), destination: await side(c.destination_id, 'destination') };

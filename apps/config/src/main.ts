@@ -45,8 +45,9 @@ try {
     schema: config.CONFIG_DB_SCHEMA,
     namespace: runtime.namespace,
     secrets: {
-      write: async (workspaceId, writes) => void (await secrets.writeSecrets({ workspaceId, secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) })),
-      delete: async (workspaceId, coordinates) => void (await secrets.deleteSecrets({ workspaceId, coordinates })),
+      write: async (workspaceId, writes, owner) =>
+        void (await secrets.writeSecrets({ workspaceId, ownerId: owner.ownerId, ownerWorkspaceId: owner.ownerWorkspaceId ?? '', secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) })),
+      delete: async (workspaceId, coordinates, ownerId) => void (await secrets.deleteSecrets({ workspaceId, coordinates, ownerId })),
       deleteWorkspace: async (workspaceId) => void (await secrets.deleteWorkspaceSecrets({ workspaceId })),
     },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,

@@ -236,19 +236,19 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
       const definitionId = (
         await config.registerConnectorDefinition({ name: 'checked', actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, connector: 'builtin:http-json', specJson: JSON.stringify(spec) })
       ).definition!.definitionId;
-      const ok = await config.checkConfig({ definitionId, configJson: JSON.stringify({ url, api_token: good }) });
+      const ok = await config.checkConfig({ workspaceId, definitionId, configJson: JSON.stringify({ url, api_token: good }) });
       expect(ok).toMatchObject({ succeeded: true, message: '' });
       const wrong = canary('check-wrong');
-      const denied = await config.checkConfig({ definitionId, configJson: JSON.stringify({ url, api_token: wrong }) });
+      const denied = await config.checkConfig({ workspaceId, definitionId, configJson: JSON.stringify({ url, api_token: wrong }) });
       expect(denied.succeeded).toBe(false);
       expect(denied.message).toContain('HTTP 401');
       expect(denied.message).not.toContain(wrong);
-      const discovered = await config.discoverSchema({ definitionId, configJson: JSON.stringify({ url, api_token: good }) });
+      const discovered = await config.discoverSchema({ workspaceId, definitionId, configJson: JSON.stringify({ url, api_token: good }) });
       expect(discovered.succeeded).toBe(true);
       expect(JSON.parse(discovered.catalogJson)).toEqual({
         streams: [{ name: 'records', json_schema: { type: 'object', properties: { id: { type: ['integer'] }, name: { type: ['string'] }, score: { type: ['number'] } } } }],
       });
-      const invalid = await config.checkConfig({ definitionId, configJson: JSON.stringify({ url }) }).catch((e: unknown) => e as { code: string; message: string });
+      const invalid = await config.checkConfig({ workspaceId, definitionId, configJson: JSON.stringify({ url }) }).catch((e: unknown) => e as { code: string; message: string });
       expect(invalid).toMatchObject({ code: 'invalid_argument' });
 
       const ephemeral = await query<{ hours: number }>(
@@ -256,6 +256,9 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
       );
       expect(ephemeral.length).toBe(3);
       for (const e of ephemeral) expect(Number(e.hours)).toBeCloseTo(2, 1);
+      // Destroyed as soon as each check answered; the expiry is only the backstop.
+      const states = await query<{ state: string }>(`select state from secrets.secret_versions where workspace_id = '00000000-0000-0000-0000-000000000000'`);
+      expect(states.map((r) => r.state)).toEqual(['destroyed', 'destroyed', 'destroyed']);
       const stored = JSON.stringify(await query(`select data from config.events where stream_id like 'check-%'`));
       expect(stored).not.toContain(good);
       expect(stored).not.toContain(wrong);

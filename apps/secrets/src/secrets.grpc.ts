@@ -22,18 +22,19 @@ export function secretsGrpcService(service: SecretsService): ServiceRegistration
           req.workspaceId,
           req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value, ttlSeconds: s.ttlSeconds })),
           actorOf(ctx),
+          { ownerId: req.ownerId, ownerWorkspaceId: req.ownerWorkspaceId },
         ),
       }),
     },
     hydrateConfig: {
       permission: 'secrets.hydrate',
       handler: async (req, ctx) => ({
-        configJson: await service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)),
+        configJson: await service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx), req.ownerId),
       }),
     },
     deleteSecrets: {
       permission: 'secrets.delete',
-      handler: async (req, ctx) => ({ destroyed: await service.deleteSecrets(req.workspaceId, req.coordinates, actorOf(ctx)) }),
+      handler: async (req, ctx) => ({ destroyed: await service.deleteSecrets(req.workspaceId, req.coordinates, actorOf(ctx), req.ownerId) }),
     },
     listSecretVersions: {
       permission: 'secrets.list',

@@ -77,7 +77,7 @@ describe('secrets in depth: expiry, deletion, history, rotation, audit, cache, p
   }
 
   it('expires check/discover secrets after 2 hours and per-write TTLs anywhere; the sweeper shreds them and says so', async () => {
-    const [eph] = await service.writeSecrets(EPHEMERAL_WORKSPACE_ID, [{ baseCoordinate: '', expectedVersion: 0, value: canary('check') }], writer);
+    const [eph] = await service.writeSecrets(EPHEMERAL_WORKSPACE_ID, [{ baseCoordinate: '', expectedVersion: 0, value: canary('check') }], writer, { ownerId: 'job-7', ownerWorkspaceId: ws });
     const [short] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: canary('ttl'), ttlSeconds: 60 }], writer);
     const [lasting] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: canary('lasting') }], writer);
     await keepWrapped();
@@ -88,7 +88,7 @@ describe('secrets in depth: expiry, deletion, history, rotation, audit, cache, p
     await expect(service.hydrateConfig(ws, ref(short!.coordinate), 'job', hydrator)).rejects.toThrow(/expired/);
     now = new Date(now.getTime() + 2 * 3600 * 1000);
     expect(await service.expireDue()).toBe(1);
-    await expect(service.hydrateConfig(EPHEMERAL_WORKSPACE_ID, ref(eph!.coordinate), 'check', hydrator)).rejects.toMatchObject({ code: 'not_found', message: expect.stringMatching(/expired/) });
+    await expect(service.hydrateConfig(ws, ref(eph!.coordinate), 'check', hydrator, 'job-7')).rejects.toMatchObject({ code: 'not_found', message: expect.stringMatching(/expired/) });
     expect(JSON.parse(await service.hydrateConfig(ws, ref(lasting!.coordinate), 'job', hydrator)).v).toMatch(/^canary-lasting-/);
     expect(await service.listSecretVersions(ws, short!.baseCoordinate)).toMatchObject([{ version: 1, state: 'expired' }]);
     const keys = await sql`select coordinate from secrets.data_keys where coordinate in (${short!.coordinate}, ${eph!.coordinate})`.execute(db);

@@ -17,6 +17,8 @@ export interface SecretVersionRow {
   kek_id: string | null;
   kek_version: number | null;
   wrapped: Buffer | null;
+  owner_id: string | null;
+  owner_workspace_id: string | null;
 }
 
 /** Creates the secrets service's read model tables (idempotent). */
@@ -38,6 +40,9 @@ export async function migrateSecretsReadModel(db: Kysely<any>, schema: string): 
     destroyed_at timestamptz,
     unique (base_coordinate, version)
   )`.execute(db);
+  // Rows written before secrets had owners keep nulls: the service treats a check/discover one as
+  // nobody's (refused) and any other as its coordinate's workspace's only.
+  await sql`alter table ${s}.secret_versions add column if not exists owner_id text, add column if not exists owner_workspace_id text`.execute(db);
   await sql`create index if not exists secret_versions_workspace on ${s}.secret_versions (workspace_id)`.execute(db);
   await sql`create index if not exists secret_versions_expiry on ${s}.secret_versions (expires_at) where state = 'active' and expires_at is not null`.execute(db);
   await sql`create table if not exists ${s}.kek_versions (
@@ -81,6 +86,8 @@ export async function projectVersionWritten(
       expires_at: e.expiresAt,
       created_at: e.writtenAt,
       created_by: createdBy,
+      owner_id: e.ownerId ?? null,
+      owner_workspace_id: e.ownerWorkspaceId ?? null,
     })
     .execute();
   await trx
@@ -217,6 +224,8 @@ export async function findVersions(db: Db, schema: string, coordinates: string[]
       'v.expires_at',
       'v.created_at',
       'v.created_by',
+      'v.owner_id',
+      'v.owner_workspace_id',
       'k.kek_id',
       'k.kek_version',
       'k.wrapped',
@@ -241,6 +250,8 @@ export async function listVersions(db: Db, schema: string, base: string): Promis
       'v.expires_at',
       'v.created_at',
       'v.created_by',
+      'v.owner_id',
+      'v.owner_workspace_id',
       'v.kek_id',
       'v.kek_version',
       'k.wrapped',

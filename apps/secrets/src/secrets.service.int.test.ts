@@ -117,11 +117,11 @@ describe('secrets service against Postgres', () => {
   });
 
   it('check/discover secrets expire after the TTL', async () => {
-    const [w] = await service.writeSecrets(EPHEMERAL_WORKSPACE_ID, [{ baseCoordinate: '', expectedVersion: 0, value: 'ephemeral-value' }], actor);
+    const [w] = await service.writeSecrets(EPHEMERAL_WORKSPACE_ID, [{ baseCoordinate: '', expectedVersion: 0, value: 'ephemeral-value' }], actor, { ownerId: 'job-1', ownerWorkspaceId: ws });
     const partial = JSON.stringify({ t: { _secret: w!.coordinate } });
-    expect(JSON.parse(await service.hydrateConfig(EPHEMERAL_WORKSPACE_ID, partial, 'check', actor))).toEqual({ t: 'ephemeral-value' });
+    expect(JSON.parse(await service.hydrateConfig(ws, partial, 'check', actor, 'job-1'))).toEqual({ t: 'ephemeral-value' });
     now = new Date(now.getTime() + 2 * 3600 * 1000 + 1);
-    await expect(service.hydrateConfig(EPHEMERAL_WORKSPACE_ID, partial, 'check', actor)).rejects.toThrow(/expired/);
+    await expect(service.hydrateConfig(ws, partial, 'check', actor, 'job-1')).rejects.toThrow(/expired/);
   });
 
   it('refuses coordinates of another workspace and bad input, naming the field', async () => {

@@ -56,6 +56,14 @@ export interface SecretWriteInput {
   ttlSeconds?: number;
 }
 
+/** Whom a write's secrets belong to: an actor (or a check/discover job) of a workspace. */
+export interface SecretOwner {
+  /** The actor id or check/discover job id; empty: no owner named (the secret stays bound to its workspace only). */
+  ownerId?: string;
+  /** Required in the check/discover workspace (the workspace that ran the check); elsewhere empty or the workspace itself. */
+  ownerWorkspaceId?: string;
+}
+
 export interface WrittenSecret {
   coordinate: string;
   baseCoordinate: string;
@@ -97,6 +105,42 @@ const streamOf = (base: string) => `secret-${base}`;
 export function createSecretsService(deps: SecretsServiceDeps) {
   const { db, store, kms, schema, coordinatePrefix: prefix, namespace: ns, cache, clock, newId } = deps;
   const metadataOf = (actor: Actor, extra: Record<string, unknown> = {}) => ({ actor: actor.subject, onBehalfOf: actor.onBehalfOf, traceparent: actor.traceparent, ...extra });
+
+  const ID = /^[A-Za-z0-9-]{1,64}$/;
+
+  function requireOwnerId(ownerId: string, required: boolean): string | null {
+    if (!ownerId && !required) return null;
+    if (!ID.test(ownerId)) throw new CofferError('invalid_argument', 'owner_id must be 1-64 letters, digits or dashes', [{ field: 'owner_id', reason: 'invalid' }]);
+    return ownerId;
+  }
+
+  /** The owner a write binds its secrets to; a check/discover write must name the workspace that runs it. */
+  function ownerOfWrite(workspaceId: string, owner: SecretOwner): { ownerId: string | null; ownerWorkspaceId: string } {
+    const ephemeral = workspaceId === EPHEMERAL_WORKSPACE_ID;
+    const ownerId = requireOwnerId(owner.ownerId ?? '', ephemeral);
+    const ownerWorkspaceId = owner.ownerWorkspaceId ?? '';
+    if (ephemeral) {
+      if (!ID.test(ownerWorkspaceId) || ownerWorkspaceId === EPHEMERAL_WORKSPACE_ID) {
+        throw new CofferError('invalid_argument', 'owner_workspace_id must name the workspace that runs the check', [{ field: 'owner_workspace_id', reason: 'required' }]);
+      }
+      return { ownerId, ownerWorkspaceId };
+    }
+    if (ownerWorkspaceId && ownerWorkspaceId !== workspaceId) {
+      throw new CofferError('invalid_argument', 'owner_workspace_id must be empty or the workspace itself', [{ field: 'owner_workspace_id', reason: 'workspace mismatch' }]);
+    }
+    return { ownerId, ownerWorkspaceId: workspaceId };
+  }
+
+  /**
+   * May `ownerId` of `workspaceId` hydrate this version? A version written without an owner
+   * (before secrets had owners) stays in its coordinate's workspace; a check/discover one without
+   * an owner workspace hydrates for nobody.
+   */
+  function ownedBy(row: { workspace_id: string; owner_id: string | null; owner_workspace_id: string | null }, workspaceId: string, ownerId: string): boolean {
+    const ownerWorkspace = row.owner_workspace_id ?? (row.workspace_id === EPHEMERAL_WORKSPACE_ID ? null : row.workspace_id);
+    if (ownerWorkspace !== workspaceId) return false;
+    return row.owner_id === null || row.owner_id === ownerId;
+  }
 
   function requireWorkspace(workspaceId: string): void {
     if (!/^[A-Za-z0-9-]{1,64}$/.test(workspaceId)) {
@@ -148,8 +192,15 @@ export function createSecretsService(deps: SecretsServiceDeps) {
   }
 
   /** Writes every value as a new version (v1 of a new base, or the next version of a given one), all or nothing. */
-  async function writeSecrets(workspaceId: string, inputs: SecretWriteInput[], actor: Actor, extraMetadata: Record<string, unknown> = {}): Promise<WrittenSecret[]> {
+  async function writeSecrets(
+    workspaceId: string,
+    inputs: SecretWriteInput[],
+    actor: Actor,
+    owner: SecretOwner = {},
+    extraMetadata: Record<string, unknown> = {},
+  ): Promise<WrittenSecret[]> {
     requireWorkspace(workspaceId);
+    const { ownerId, ownerWorkspaceId } = ownerOfWrite(workspaceId, owner);
     if (inputs.length === 0) throw new CofferError('invalid_argument', 'secrets must not be empty', [{ field: 'secrets', reason: 'empty' }]);
     const now = clock();
     const expiryOf = (ttlSeconds: number | undefined, field: string): string | null => {
@@ -195,6 +246,8 @@ export function createSecretsService(deps: SecretsServiceDeps) {
           kekId: sealed.dataKey.kekId,
           kekVersion: sealed.dataKey.kekVersion,
           expiresAt: expiryOf(input.ttlSeconds, field),
+          ownerId,
+          ownerWorkspaceId,
           now: now.toISOString(),
         },
         state,
@@ -226,8 +279,9 @@ export function createSecretsService(deps: SecretsServiceDeps) {
   }
 
   /** Replaces every `{"_secret": coordinate}` of a partial config with its value; the hydrate is audited first. */
-  async function hydrateConfig(workspaceId: string, partialConfigJson: string, reason: string, actor: Actor): Promise<string> {
+  async function hydrateConfig(workspaceId: string, partialConfigJson: string, reason: string, actor: Actor, ownerId = ''): Promise<string> {
     requireWorkspace(workspaceId);
+    if (ownerId) requireOwnerId(ownerId, true);
     let partial: unknown;
     try {
       partial = JSON.parse(partialConfigJson);
@@ -242,6 +296,10 @@ export function createSecretsService(deps: SecretsServiceDeps) {
       }
     }
     const rows = new Map((await findVersions(db, schema, coordinates)).map((r) => [r.coordinate, r]));
+    // Before any other answer: a coordinate is hydrated only into its owner's config. The message names none.
+    for (const row of rows.values()) {
+      if (!ownedBy(row, workspaceId, ownerId)) throw new CofferError('permission_denied', 'a coordinate belongs to another actor or workspace');
+    }
     const now = clock();
     const values = new Map<string, string>();
     for (const c of coordinates) {
@@ -284,9 +342,14 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     return JSON.stringify(hydrate(partial, (c) => values.get(c)!));
   }
 
-  /** Destroys the data keys of full coordinates (one version) or bases (every version), all or nothing. */
-  async function deleteSecrets(workspaceId: string, coordinates: string[], actor: Actor): Promise<string[]> {
+  /**
+   * Destroys the data keys of full coordinates (one version) or bases (every version), all or
+   * nothing. A base bound to another owner than `ownerId` is left untouched (null: any owner, for
+   * the whole-workspace sweep only).
+   */
+  async function deleteSecrets(workspaceId: string, coordinates: string[], actor: Actor, ownerId: string | null = ''): Promise<string[]> {
     requireWorkspace(workspaceId);
+    if (ownerId) requireOwnerId(ownerId, true);
     const byBase = new Map<string, number[] | 'all'>();
     for (const [i, c] of coordinates.entries()) {
       const full = /_v[1-9][0-9]*$/.test(c);
@@ -302,6 +365,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     const planned: { base: string; streamVersion: number; events: SecretEvent[] }[] = [];
     for (const [base, versions] of byBase) {
       const { state, streamVersion } = await loadState(base);
+      if (ownerId !== null && state.ownerId !== null && state.ownerId !== ownerId) continue;
       const events = decide({ type: 'DestroySecretVersions', workspaceId, versions, reason: 'deleted', now }, state);
       planned.push({ base, streamVersion, events });
     }
@@ -408,7 +472,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     for (;;) {
       const bases = (await findLiveBases(db, schema, workspaceId)).slice(0, 100);
       if (bases.length === 0) return destroyed;
-      destroyed += (await deleteSecrets(workspaceId, bases, actor)).length;
+      destroyed += (await deleteSecrets(workspaceId, bases, actor, null)).length;
     }
   }
 
@@ -420,8 +484,11 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     if (!Number.isInteger(toVersion) || toVersion < 1) throw new CofferError('invalid_argument', 'to_version must be a positive integer', [{ field: 'to_version', reason: 'invalid' }]);
     const source = `${base}_v${toVersion}`;
     const partial = JSON.stringify({ value: { _secret: source } });
-    const hydrated = JSON.parse(await hydrateConfig(workspaceId, partial, `rollback of ${base} to v${toVersion}`, actor)) as { value: string };
-    const [written] = await writeSecrets(workspaceId, [{ baseCoordinate: base, expectedVersion, value: hydrated.value }], actor, { rolledBackFrom: toVersion });
+    // A rollback stays with the base's own owner.
+    const { state } = await loadState(base);
+    const owner = { ownerId: state.ownerId ?? '', ownerWorkspaceId: state.ownerWorkspaceId ?? '' };
+    const hydrated = JSON.parse(await hydrateConfig(workspaceId, partial, `rollback of ${base} to v${toVersion}`, actor, owner.ownerId)) as { value: string };
+    const [written] = await writeSecrets(workspaceId, [{ baseCoordinate: base, expectedVersion, value: hydrated.value }], actor, owner, { rolledBackFrom: toVersion });
     return written!;
   }
 

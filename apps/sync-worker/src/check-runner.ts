@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { EPHEMERAL_WORKSPACE_ID, isCofferError, type IntegrationEventMessage, type MessagingNamespace } from '@coffer/contracts';
+import { isCofferError, type IntegrationEventMessage, type MessagingNamespace } from '@coffer/contracts';
 import { recordInbox, type EventStore } from '@coffer/event-store';
 import { integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { secretValues } from '@coffer/secret-json';
@@ -9,7 +9,8 @@ import type { ConnectorRegistry } from './connectors/registry';
 
 /** What the check runner needs from secrets. */
 export interface CheckPorts {
-  hydrate(workspaceId: string, partialConfigJson: string, reason: string): Promise<string>;
+  /** Hydrates for the workspace that ran the check and the one run (`ownerId`, the job id) that wrote its secrets. */
+  hydrate(workspaceId: string, partialConfigJson: string, reason: string, ownerId: string): Promise<string>;
 }
 
 /** What the check runner is composed from; secrets is reached through `ports`. */
@@ -46,7 +47,7 @@ export function createCheckRunner(deps: CheckRunnerDeps) {
     const registered: string[] = [];
     try {
       const partial = parseObject(request.partialConfigJson, 'the partial config');
-      const full = await ports.hydrate(EPHEMERAL_WORKSPACE_ID, request.partialConfigJson, `${request.kind} ${request.jobId}`);
+      const full = await ports.hydrate(request.workspaceId, request.partialConfigJson, `${request.kind} ${request.jobId}`, request.jobId);
       const config = parseObject(full, 'the hydrated config');
       for (const v of secretValues(partial, config)) {
         redactor.register(v);

@@ -14,8 +14,8 @@ export function grpcPorts(
       if (!plan) throw new Error('config returned no sync plan');
       return plan;
     },
-    async hydrate(workspaceId, partialConfigJson, reason) {
-      return (await secrets.hydrateConfig({ workspaceId, partialConfigJson, reason })).configJson;
+    async hydrate(workspaceId, partialConfigJson, reason, ownerId) {
+      return (await secrets.hydrateConfig({ workspaceId, partialConfigJson, reason, ownerId })).configJson;
     },
   };
 }

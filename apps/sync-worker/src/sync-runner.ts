@@ -27,7 +27,8 @@ export interface SyncPlan {
 /** What the runner needs from config and secrets. */
 export interface SyncPorts {
   getSyncPlan(connectionId: string): Promise<SyncPlan>;
-  hydrate(workspaceId: string, partialConfigJson: string, reason: string): Promise<string>;
+  /** Hydrates the partial config of `ownerId` (the actor it belongs to); another owner's coordinate is refused. */
+  hydrate(workspaceId: string, partialConfigJson: string, reason: string, ownerId: string): Promise<string>;
 }
 
 /** What the sync runner is composed from; config and secrets are reached through `ports`. */
@@ -85,7 +86,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       const hydrated = [];
       for (const [name, side] of [['source', plan.source], ['destination', plan.destination]] as const) {
         const partial = parseObject(side.partialConfigJson, `the ${name} partial config`);
-        const full = await ports.hydrate(plan.workspaceId, side.partialConfigJson, `sync ${jobId}`);
+        const full = await ports.hydrate(plan.workspaceId, side.partialConfigJson, `sync ${jobId}`, side.actorId);
         const config = parseObject(full, `the hydrated ${name} config`);
         for (const v of secretValues(partial, config)) {
           redactor.register(v);

@@ -204,8 +204,8 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       schema: 'config',
       namespace: ns,
       secrets: {
-        write: async (ws, writes) => void (await secretsService.writeSecrets(ws, writes, { subject: 'config' })),
-        delete: async (ws, coordinates) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' })),
+        write: async (ws, writes, owner) => void (await secretsService.writeSecrets(ws, writes, { subject: 'config' }, owner)),
+        delete: async (ws, coordinates, ownerId) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId)),
         deleteWorkspace: async (ws) => void (await secretsService.deleteWorkspaceSecrets(ws, { subject: 'config' })),
       },
       coordinatePrefix: 'coffer',
@@ -234,9 +234,9 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       namespace: ns,
       ports: {
         getSyncPlan: (connectionId: string) => configService.getSyncPlan(connectionId),
-        hydrate: async (ws: string, partialConfigJson: string, reason: string) => {
+        hydrate: async (ws: string, partialConfigJson: string, reason: string, ownerId: string) => {
           hydrations.push(reason);
-          return secretsService.hydrateConfig(ws, partialConfigJson, reason, { subject: 'sync-worker' });
+          return secretsService.hydrateConfig(ws, partialConfigJson, reason, { subject: 'sync-worker' }, ownerId);
         },
       },
       connectors: {

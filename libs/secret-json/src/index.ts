@@ -5,6 +5,7 @@ export {
   hydrate,
   isSecretReference,
   mask,
+  ownSecretCoordinates,
   secretCoordinates,
   secretPaths,
   secretValues,

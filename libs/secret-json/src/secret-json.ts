@@ -89,7 +89,7 @@ interface Site {
  * at a secret position when some candidate schema there says `airbyte_secret` and the value is a
  * scalar or a secret reference (an array or object under a secret schema is walked instead).
  */
-function rebuild(spec: unknown, config: unknown, replace: (site: Site) => unknown): unknown {
+function rebuild(spec: unknown, config: unknown, replace: (site: Site) => unknown, refuseStrayReferences = false): unknown {
   const walk = (value: unknown, candidates: Schema[], path: string, depth: number): unknown => {
     if (depth > MAX_DEPTH) throw new SecretJsonError(path, `is nested deeper than ${MAX_DEPTH} levels`);
     const secret = candidates.some((c) => c.airbyte_secret === true);
@@ -98,6 +98,8 @@ function rebuild(spec: unknown, config: unknown, replace: (site: Site) => unknow
     }
     if (Array.isArray(value)) return value.map((item, i) => walk(item, childSchemasOfItem(candidates, i), `${path}[${i}]`, depth + 1));
     if (isObject(value)) {
+      // Only config issues coordinates, and only at secret positions: anything else would be hydrated into this config.
+      if (refuseStrayReferences && Object.hasOwn(value, '_secret')) throw new SecretJsonError(path, 'holds a secret reference outside a secret field; send values only');
       const out: Record<string, unknown> = {};
       for (const [k, v] of Object.entries(value)) out[k] = walk(v, childSchemasOfKey(candidates, k), keyPath(path, k), depth + 1);
       return out;
@@ -107,13 +109,23 @@ function rebuild(spec: unknown, config: unknown, replace: (site: Site) => unknow
   return walk(config, expand(spec), '$', 0);
 }
 
-function sitesOf(spec: unknown, config: unknown): Site[] {
+function sitesOf(spec: unknown, config: unknown, refuseStrayReferences = false): Site[] {
   const sites: Site[] = [];
-  rebuild(spec, config, (site) => {
-    sites.push(site);
-    return site.value;
-  });
+  rebuild(
+    spec,
+    config,
+    (site) => {
+      sites.push(site);
+      return site.value;
+    },
+    refuseStrayReferences,
+  );
   return sites;
+}
+
+/** The coordinates a partial config holds at secret positions of the spec: the only ones config issued for it. */
+export function ownSecretCoordinates(spec: unknown, partial: unknown): string[] {
+  return sitesOf(spec, partial).flatMap((s) => (isSecretReference(s.value) ? [s.value._secret] : []));
 }
 
 /** The concrete secret paths present in a config, e.g. `$.list[0].key`, sorted. */
@@ -180,12 +192,14 @@ function collectReferences(node: unknown, path: string, out: Map<string, unknown
 /**
  * Splits a submitted config: each secret becomes a reference. A new value becomes v1 of a new base,
  * or the next version of the base stored at the same path; the mask keeps the stored reference
- * (inside arrays too); a missing optional secret produces nothing. Inputs are not modified.
+ * (inside arrays too); a missing optional secret produces nothing. Any `{"_secret": …}` the caller
+ * sends, wherever it is, is refused: only the stored coordinates at secret positions are reused.
+ * Inputs are not modified.
  */
 export function split(spec: unknown, config: unknown, options: SplitOptions): SplitResult {
   const storedRefs = new Map<string, unknown>();
-  if (options.stored !== undefined) collectReferences(options.stored, '$', storedRefs);
-  const sites = sitesOf(spec, config);
+  if (options.stored !== undefined) for (const s of sitesOf(spec, options.stored)) if (isSecretReference(s.value)) storedRefs.set(s.path, s.value);
+  const sites = sitesOf(spec, config, true);
   const planned = new Map<string, { coordinate: string; write?: PlannedSecretWrite }>();
   const needsBase: Site[] = [];
   for (const site of [...sites].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {

@@ -9,6 +9,8 @@ const write = (version: number, expectedVersion = 0): WriteSecretVersion => ({
   workspaceId: 'w1',
   version,
   expectedVersion,
+  ownerId: 'actor-1',
+  ownerWorkspaceId: 'w1',
   ciphertext: 'c',
   dataKeyId: `k${version}`,
   kekId: 'local',
@@ -28,6 +30,14 @@ describe('secret decider', () => {
     const state = given(decide(write(1), initialState()));
     const v2 = decide(write(2, 1), state);
     expect(() => decide(write(3, 1), given([...decide(write(1), initialState()), ...v2]))).toThrow(/expected 1/);
+  });
+
+  it('given v1 of one owner, when another owner writes v2, then permission_denied; the owner itself may', () => {
+    const state = given(decide(write(1), initialState()));
+    expect(state.ownerId).toBe('actor-1');
+    expect(() => decide({ ...write(2, 1), ownerId: 'actor-2' }, state)).toThrow(expect.objectContaining({ code: 'permission_denied' }));
+    expect(() => decide({ ...write(2, 1), ownerId: null }, state)).toThrow(expect.objectContaining({ code: 'permission_denied' }));
+    expect(decide(write(2, 1), state)).toMatchObject([{ data: { version: 2, ownerId: 'actor-1', ownerWorkspaceId: 'w1' } }]);
   });
 
   it('given v1, when writing a version that is not next, then version_conflict', () => {

@@ -14,6 +14,10 @@ export interface WriteSecretVersion {
   kekId: string;
   kekVersion: number;
   expiresAt: string | null;
+  /** The actor or check/discover job the secret belongs to; null only for callers that name none. */
+  ownerId: string | null;
+  /** The workspace of the owner (for a check/discover secret: the workspace that ran the check). */
+  ownerWorkspaceId: string;
   now: string;
 }
 
@@ -57,6 +61,9 @@ export interface SecretVersionWrittenData {
   kekVersion: number;
   expiresAt: string | null;
   writtenAt: string;
+  /** Absent in events recorded before secrets had owners. */
+  ownerId?: string | null;
+  ownerWorkspaceId?: string | null;
 }
 
 export interface SecretVersionDestroyedData {
@@ -101,11 +108,14 @@ export interface SecretState {
   versions: Map<number, 'active' | 'destroyed' | 'expired'>;
   /** version → the KEK version its data key is wrapped by */
   kekVersions: Map<number, number>;
+  /** The owner the base is bound to (by its latest written version); null when written without one. */
+  ownerId: string | null;
+  ownerWorkspaceId: string | null;
 }
 
 /** The state of a secret that has never been written. */
 export function initialState(): SecretState {
-  return { baseCoordinate: null, workspaceId: null, latestVersion: 0, versions: new Map(), kekVersions: new Map() };
+  return { baseCoordinate: null, workspaceId: null, latestVersion: 0, versions: new Map(), kekVersions: new Map(), ownerId: null, ownerWorkspaceId: null };
 }
 
 /** Applies one event to the state. */
@@ -122,6 +132,8 @@ export function evolve(state: SecretState, event: SecretEvent): SecretState {
         latestVersion: Math.max(state.latestVersion, event.data.version),
         versions,
         kekVersions,
+        ownerId: event.data.ownerId ?? state.ownerId,
+        ownerWorkspaceId: event.data.ownerWorkspaceId ?? state.ownerWorkspaceId,
       };
     case 'SecretVersionDestroyed':
       versions.set(event.data.version, 'destroyed');
@@ -142,6 +154,10 @@ export function decide(command: SecretCommand, state: SecretState): SecretEvent[
   }
   switch (command.type) {
     case 'WriteSecretVersion': {
+      // A base is bound to its owner when first written: nobody else adds a version to it.
+      if ((state.ownerId !== null && command.ownerId !== state.ownerId) || (state.ownerWorkspaceId !== null && command.ownerWorkspaceId !== state.ownerWorkspaceId)) {
+        throw new CofferError('permission_denied', 'the secret belongs to another owner');
+      }
       if (command.expectedVersion !== 0 && command.expectedVersion !== state.latestVersion) {
         throw new CofferError(
           'version_conflict',
@@ -165,6 +181,8 @@ export function decide(command: SecretCommand, state: SecretState): SecretEvent[
             kekVersion: command.kekVersion,
             expiresAt: command.expiresAt,
             writtenAt: command.now,
+            ownerId: command.ownerId,
+            ownerWorkspaceId: command.ownerWorkspaceId,
           },
         },
       ];
