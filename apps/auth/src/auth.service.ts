@@ -162,6 +162,8 @@ export function createAuthService(deps: AuthServiceDeps) {
    * failures per client id. Unknown ids spend the same time and leave no trace.
    */
   async function checkCredentials(clientId: string, clientSecret: string, hashes: string[] | undefined): Promise<void> {
+    // The client id keys the lockout stream: a length no issued id has is refused before it is stored.
+    if (clientId.length > 200) throw field('client_id', 'invalid', 'client_id is too long');
     const streamId = `login-${clientId}`;
     const known = hashes !== undefined;
     const { currentVersion, events } = known ? await store.readStream(streamId) : { currentVersion: 0, events: [] };
@@ -307,8 +309,9 @@ export function createAuthService(deps: AuthServiceDeps) {
   async function createApplication(caller: Principal, input: { organizationId: string; name: string; allowedOrigins: string[] }) {
     const organizationId = input.organizationId || caller.organizationId || '';
     if (!organizationId) throw field('organization_id', 'required', 'organization_id is required');
+    if (organizationId.length > 200) throw field('organization_id', 'invalid', 'organization_id is too long');
     requireOrganizationAccess(caller, organizationId);
-    if (!(await findOrganization(db, schema, organizationId))) throw new CofferError('not_found', `no organization ${organizationId}`, [{ field: 'organization_id', reason: 'not found' }]);
+    if (!(await findOrganization(db, schema, organizationId))) throw new CofferError('not_found', 'no such organization', [{ field: 'organization_id', reason: 'not found' }]);
     const clientId = `app-${deps.newId()}`;
     const clientSecret = newClientSecret();
     const { streamId, currentVersion, state } = await loadApplication(clientId);
@@ -322,8 +325,9 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   async function requireApplication(caller: Principal, clientId: string) {
     if (!clientId) throw field('client_id', 'required', 'client_id is required');
+    if (clientId.length > 200) throw field('client_id', 'invalid', 'client_id is too long');
     const loaded = await loadApplication(clientId);
-    if (loaded.state.clientId === null) throw new CofferError('not_found', `no application ${clientId}`, [{ field: 'client_id', reason: 'not found' }]);
+    if (loaded.state.clientId === null) throw new CofferError('not_found', 'no such application', [{ field: 'client_id', reason: 'not found' }]);
     requireOrganizationAccess(caller, loaded.state.organizationId!);
     return loaded;
   }

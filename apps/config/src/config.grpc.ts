@@ -2,6 +2,7 @@ import { configV1 } from '@coffer/contracts';
 import { defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
 import type { ActorType } from './domain/actor.decider';
 import type { ActorView, Caller, ConfigService, DefinitionView } from './config.service';
+import { withRequestBounds } from './request-bounds';
 import { createScopeGuard } from './scope';
 import { WEBHOOK_DEFINITION_ID } from './webhook-spec';
 
@@ -35,7 +36,8 @@ const definitionOut = (d: DefinitionView): configV1.ConnectorDefinition => ({ ..
 export function configGrpcService(service: ConfigService): ServiceRegistration {
   // Organizations' tokens reach only their own organization's workspaces, scoped tokens only their one workspace.
   const guard = createScopeGuard(service);
-  return defineService(configV1.ConfigServiceService, 'coffer.config.v1.ConfigService', {
+  // Ids and short text fields are checked before any handler looks anything up.
+  return defineService(configV1.ConfigServiceService, 'coffer.config.v1.ConfigService', withRequestBounds({
     createWorkspace: {
       permission: 'config.write',
       handler: async (req, ctx) => ({ workspace: await service.createWorkspace({ name: req.name, organizationId: guard.organizationForNewWorkspace(ctx, req.organizationId) }, callerOf(ctx)) }),
@@ -242,5 +244,5 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
         return {};
       },
     },
-  });
+  }));
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { EventStore, NewEvent, OutboxMessage, RecordedEvent } from '@coffer/event-store';
@@ -37,6 +38,8 @@ import {
   type ActorRow,
 } from './config.postgres';
 import type { CheckResults } from './check-results';
+import { changedFields } from './changed-fields';
+import { checkJsonKeys } from './request-bounds';
 import { compileSpec } from './spec-validation';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 
@@ -187,8 +190,12 @@ function parseJsonObject(text: string, field: string): Record<string, unknown> {
     throw invalid(field, 'is not valid JSON');
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(field, 'must be a JSON object');
+  checkJsonKeys(value, field);
   return value as Record<string, unknown>;
 }
+
+// Logs name a queue entry by a short hash: enough to correlate, never the coordinate itself.
+const shortHash = (coordinate: string) => createHash('sha256').update(coordinate).digest('hex').slice(0, 12);
 
 const baseOf = (coordinate: string) => coordinate.slice(0, coordinate.lastIndexOf('_v'));
 
@@ -246,13 +253,13 @@ export function createConfigService(deps: ConfigServiceDeps) {
 
   async function requireDefinition(definitionId: string, field = 'definition_id') {
     const def = await findDefinition(db, schema, definitionId);
-    if (!def) throw new CofferError('not_found', `no connector definition ${definitionId}`, [{ field, reason: 'not found' }]);
+    if (!def) throw new CofferError('not_found', 'no such connector definition', [{ field, reason: 'not found' }]);
     return def;
   }
 
   async function requireActor(actorId: string, field = 'actor_id', kind: Kind = 'connector'): Promise<ActorRow> {
     const actor = await findActor(db, schema, actorId);
-    if (!actor || kindOf(actor.actor_type) !== kind) throw new CofferError('not_found', `no actor ${actorId}`, [{ field, reason: 'not found' }]);
+    if (!actor || kindOf(actor.actor_type) !== kind) throw new CofferError('not_found', 'no such actor', [{ field, reason: 'not found' }]);
     return actor;
   }
 
@@ -311,7 +318,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
         if (!(isCofferError(err) && err.code === 'not_found')) {
           const code = isCofferError(err) ? err.code : 'internal';
           await postponeShredding(db, schema, [item.coordinate], clock(), code);
-          if (item.attempts === 0) logger.warn({ coordinate: item.coordinate, code }, 'secrets could not shred an orphaned secret yet; retrying');
+          if (item.attempts === 0) logger.warn({ actorId: item.actor_id, entry: shortHash(item.coordinate), code }, 'secrets could not shred an orphaned secret yet; retrying');
           continue;
         }
       }
@@ -351,14 +358,14 @@ export function createConfigService(deps: ConfigServiceDeps) {
     try {
       await queueShredding(db, schema, workspaceId, actorId, coordinates, 'written for a failed change', clock());
     } catch (err) {
-      logger.error({ err, coordinates }, 'could not queue the secrets of a failed change for shredding');
+      logger.error({ err, actorId, count: coordinates.length }, 'could not queue the secrets of a failed change for shredding');
     }
     await shredNow();
   }
 
   async function requireWorkspace(workspaceId: string) {
     const ws = await findWorkspace(db, schema, workspaceId);
-    if (!ws) throw new CofferError('not_found', `no workspace ${workspaceId}`, [{ field: 'workspace_id', reason: 'not found' }]);
+    if (!ws) throw new CofferError('not_found', 'no such workspace', [{ field: 'workspace_id', reason: 'not found' }]);
     return ws;
   }
 
@@ -381,7 +388,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
   }
 
   function checkVersion(what: string, id: string, expected: number, actual: number): void {
-    if (expected !== 0 && expected !== actual) throw new CofferError('version_conflict', `${what} ${id} is at version ${actual}, not ${expected}`);
+    if (expected !== 0 && expected !== actual) throw new CofferError('version_conflict', `the ${what} was changed concurrently (now at version ${actual}); read it again`);
   }
 
   const api = {
@@ -397,7 +404,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       if (!input.workspaceId) throw invalid('workspace_id', 'is required');
       const ws = await requireWorkspace(input.workspaceId);
       const def = await requireDefinition(input.definitionId);
-      if (kindOf(def.actor_type) !== 'connector') throw new CofferError('not_found', `no connector definition ${input.definitionId}`, [{ field: 'definition_id', reason: 'not found' }]);
+      if (kindOf(def.actor_type) !== 'connector') throw new CofferError('not_found', 'no such connector definition', [{ field: 'definition_id', reason: 'not found' }]);
       const planned = plan(EPHEMERAL_WORKSPACE_ID, def.spec, input.configJson);
       const jobId = newId();
       const waiting = deps.checkResults.wait(jobId, deps.checkTimeoutMs ?? 60_000);
@@ -672,7 +679,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const name = requireName(input.name);
       const ws = await requireWorkspace(input.workspaceId);
       const def = await requireDefinition(input.definitionId);
-      if (kindOf(def.actor_type) !== kind) throw new CofferError('not_found', `no connector definition ${input.definitionId}`, [{ field: 'definition_id', reason: 'not found' }]);
+      if (kindOf(def.actor_type) !== kind) throw new CofferError('not_found', 'no such connector definition', [{ field: 'definition_id', reason: 'not found' }]);
       const planned = plan(ws.workspace_id, def.spec, input.configJson);
       const actorId = newId();
       const events = actorDomain.decide(
@@ -689,7 +696,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
             workspaceId: ws.workspace_id,
             definitionId: def.definition_id,
             actorType: def.actor_type,
-            partialConfigJson: JSON.stringify(planned.partialConfig),
+            changedFields: changedFields(undefined, planned.partialConfig),
             occurredAt: data.createdAt,
           })),
         });
@@ -714,9 +721,9 @@ export function createConfigService(deps: ConfigServiceDeps) {
     async updateActor(input: { actorId: string; expectedVersion: number; name: string; configJson: string }, caller: Caller, kind: Kind = 'connector'): Promise<ActorView> {
       const name = requireName(input.name);
       const { state, version } = await loadActor(input.actorId);
-      if (state.status !== 'active' || kindOf(state.actorType!) !== kind) throw new CofferError('not_found', `no actor ${input.actorId}`, [{ field: 'actor_id', reason: 'not found' }]);
+      if (state.status !== 'active' || kindOf(state.actorType!) !== kind) throw new CofferError('not_found', 'no such actor', [{ field: 'actor_id', reason: 'not found' }]);
       if (input.expectedVersion !== 0 && input.expectedVersion !== version) {
-        throw new CofferError('version_conflict', `actor ${input.actorId} is at version ${version}, not ${input.expectedVersion}`);
+        throw new CofferError('version_conflict', `the actor was changed concurrently (now at version ${version}); read it again`);
       }
       const def = await requireDefinition(state.definitionId!);
       const workspaceId = state.workspaceId!;
@@ -737,7 +744,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
           outbox: outbox(actorEvent(state.actorType!, 'ConfigUpdated') as 'SourceConfigUpdated', input.actorId, caller, () => ({
             actorId: input.actorId,
             workspaceId,
-            partialConfigJson: JSON.stringify(planned.partialConfig),
+            definitionId: def.definition_id,
+            changedFields: changedFields(state.partialConfig, planned.partialConfig),
             version: version + 1,
             occurredAt: data.updatedAt,
           })),
@@ -757,9 +765,9 @@ export function createConfigService(deps: ConfigServiceDeps) {
     /** Deletes an actor, then destroys every version of each of its secrets. */
     async deleteActor(input: { actorId: string; expectedVersion: number }, caller: Caller, kind: Kind = 'connector'): Promise<void> {
       const { state, version } = await loadActor(input.actorId);
-      if (state.status !== 'active' || kindOf(state.actorType!) !== kind) throw new CofferError('not_found', `no actor ${input.actorId}`, [{ field: 'actor_id', reason: 'not found' }]);
+      if (state.status !== 'active' || kindOf(state.actorType!) !== kind) throw new CofferError('not_found', 'no such actor', [{ field: 'actor_id', reason: 'not found' }]);
       if (input.expectedVersion !== 0 && input.expectedVersion !== version) {
-        throw new CofferError('version_conflict', `actor ${input.actorId} is at version ${version}, not ${input.expectedVersion}`);
+        throw new CofferError('version_conflict', `the actor was changed concurrently (now at version ${version}); read it again`);
       }
       const bases = await ownBases(state.definitionId!, state.workspaceId!, state.partialConfig);
       const events = actorDomain.decide({ type: 'DeleteActor', shredBases: bases, now: now() }, state);
@@ -806,14 +814,14 @@ export function createConfigService(deps: ConfigServiceDeps) {
     /** One connection. */
     async getConnection(connectionId: string): Promise<ConnectionView> {
       const c = await findConnection(db, schema, connectionId);
-      if (!c) throw new CofferError('not_found', `no connection ${connectionId}`, [{ field: 'connection_id', reason: 'not found' }]);
+      if (!c) throw new CofferError('not_found', 'no such connection', [{ field: 'connection_id', reason: 'not found' }]);
       return { connectionId: c.connection_id, workspaceId: c.workspace_id, sourceId: c.source_id, destinationId: c.destination_id, name: c.name, version: c.version };
     },
 
     /** Records SyncRequested; a sync worker picks it up from the stream. */
     async requestSync(connectionId: string, caller: Caller): Promise<string> {
       const { state, version } = await loadConnection(connectionId);
-      if (!state.exists) throw new CofferError('not_found', `no connection ${connectionId}`, [{ field: 'connection_id', reason: 'not found' }]);
+      if (!state.exists) throw new CofferError('not_found', 'no such connection', [{ field: 'connection_id', reason: 'not found' }]);
       for (const [id, field] of [[state.sourceId!, 'source'], [state.destinationId!, 'destination']] as const) {
         if (!(await findActor(db, schema, id))) throw new CofferError('failed_precondition', `the connection's ${field} was deleted`);
       }
@@ -830,7 +838,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     /** The partial (secret-free) configs of a connection's source and destination, for the sync worker. */
     async getSyncPlan(connectionId: string): Promise<SyncPlanView> {
       const c = await findConnection(db, schema, connectionId);
-      if (!c) throw new CofferError('not_found', `no connection ${connectionId}`, [{ field: 'connection_id', reason: 'not found' }]);
+      if (!c) throw new CofferError('not_found', 'no such connection', [{ field: 'connection_id', reason: 'not found' }]);
       const side = async (actorId: string, which: string) => {
         const actor = await findActor(db, schema, actorId);
         if (!actor) throw new CofferError('failed_precondition', `the connection's ${which} was deleted`);

@@ -48,4 +48,20 @@ describe('spec validation', () => {
     expect(jsonPath('/a/b/0/c')).toBe('$.a.b[0].c');
     expect(jsonPath('/odd key', 'x')).toBe('$["odd key"].x');
   });
+
+  it('keeps paths and the message short: long keys by their start, at most five problems listed', () => {
+    const longKey = 'k'.repeat(200);
+    expect(jsonPath(`/${longKey}/a`)).toBe(`$["${'k'.repeat(48)}…"].a`);
+    const strict = compileSpec({ type: 'object', additionalProperties: false, properties: {} });
+    const config = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`${i}-${longKey}`, i]));
+    let err: { message: string; details: unknown[] } | undefined;
+    try {
+      strict.validate(config, 'config_json');
+    } catch (e) {
+      err = e as typeof err;
+    }
+    expect(err!.details).toHaveLength(50);
+    expect(err!.message).toMatch(/; and 45 more$/);
+    expect(err!.message.length).toBeLessThan(1024);
+  });
 });

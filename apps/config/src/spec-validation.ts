@@ -11,6 +11,9 @@ export interface CompiledSpec {
 
 // Every failing path is reported, up to a bound that keeps an error message readable.
 const MAX_REPORTED = 100;
+// Of those, the message lists the first few; the details name every one.
+const MAX_IN_MESSAGE = 5;
+const MAX_KEY_IN_PATH = 48;
 const KNOWN_META = /^https?:\/\/json-schema\.org\/(draft-0[467])\/schema#?$/;
 
 function newAjv(): Ajv {
@@ -31,7 +34,9 @@ export function jsonPath(instancePath: string, child?: string): string {
     .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
   if (child !== undefined) tokens.push(child);
   let out = '$';
-  for (const t of tokens) {
+  for (const raw of tokens) {
+    // A key may be long (up to the request bound): paths name it by its start only.
+    const t = raw.length > MAX_KEY_IN_PATH ? `${raw.slice(0, MAX_KEY_IN_PATH)}…` : raw;
     if (/^[0-9]+$/.test(t)) out += `[${t}]`;
     else if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(t)) out += `.${t}`;
     else out += `[${JSON.stringify(t)}]`;
@@ -93,7 +98,10 @@ export function compileSpec(spec: unknown, field = 'spec_json'): CompiledSpec {
       const unique = [...new Map(details.map((d) => [`${d.field} ${d.reason}`, d])).values()];
       throw new CofferError(
         'invalid_argument',
-        `${configField} does not match the connector spec: ${unique.map((d) => `${d.field} ${d.reason}`).join('; ')}`,
+        `${configField} does not match the connector spec: ${unique
+          .slice(0, MAX_IN_MESSAGE)
+          .map((d) => `${d.field} ${d.reason}`)
+          .join('; ')}${unique.length > MAX_IN_MESSAGE ? `; and ${unique.length - MAX_IN_MESSAGE} more` : ''}`,
         unique.map((d) => ({ ...d, field: `${configField}:${d.field}` })),
       );
     },

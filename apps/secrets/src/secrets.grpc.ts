@@ -1,6 +1,8 @@
-import { secretsV1 } from '@coffer/contracts';
+import { CofferError, secretsV1 } from '@coffer/contracts';
 import { defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
 import type { Actor, SecretsService } from './secrets.service';
+
+const MAX_REASON_CHARS = 200;
 
 function actorOf(ctx: CallContext): Actor {
   const onBehalfOf = ctx.metadata.get('coffer-on-behalf-of')[0];
@@ -28,9 +30,11 @@ export function secretsGrpcService(service: SecretsService): ServiceRegistration
     },
     hydrateConfig: {
       permission: 'secrets.hydrate',
-      handler: async (req, ctx) => ({
-        configJson: await service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx), req.ownerId),
-      }),
+      handler: async (req, ctx) => {
+        // The reason is recorded and published with the hydration: bounded, and never echoed.
+        if (req.reason.length > MAX_REASON_CHARS) throw new CofferError('invalid_argument', `reason must be at most ${MAX_REASON_CHARS} characters`, [{ field: 'reason', reason: 'too long' }]);
+        return { configJson: await service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx), req.ownerId) };
+      },
     },
     deleteSecrets: {
       permission: 'secrets.delete',

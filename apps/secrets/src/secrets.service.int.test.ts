@@ -82,6 +82,26 @@ describe('secrets service against Postgres', () => {
     expect(await rawRows('select count(*)::int as n from secrets.events')).toEqual(before);
   });
 
+  it('errors name no stream and no coordinate: concurrent writers of one base, and a hydrate of a missing secret', async () => {
+    const [v1] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: 'value-race' }], actor);
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, (_, i) => service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: `value-race-${i}` }], actor)),
+    );
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as { code: string; message: string; details: unknown });
+    expect(refused.length).toBeGreaterThan(0);
+    const secretId = v1!.baseCoordinate.split('_secret_')[1]!;
+    for (const err of refused) {
+      expect(err.code).toBe('version_conflict');
+      const text = JSON.stringify({ message: err.message, details: err.details });
+      expect(text).not.toMatch(/stream|_secret_|coffer_workspace/);
+      expect(text).not.toContain(secretId);
+    }
+    const missing = `${v1!.baseCoordinate}_v99`;
+    const err = (await service.hydrateConfig(ws, JSON.stringify({ t: { _secret: missing } }), 'job:2', { subject: 'sync-worker' }).catch((e: unknown) => e)) as Error;
+    expect(err).toMatchObject({ code: 'not_found' });
+    expect(err.message).not.toContain(secretId);
+  });
+
   it('stores neither plaintext nor the wrapped key in the event log', async () => {
     const events = await rawRows('select data::text as d from secrets.events');
     expect(events.length).toBeGreaterThan(0);

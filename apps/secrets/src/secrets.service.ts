@@ -304,14 +304,14 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     const values = new Map<string, string>();
     for (const c of coordinates) {
       const row = rows.get(c);
-      if (!row) throw new CofferError('not_found', `secret ${c} does not exist`);
+      if (!row) throw new CofferError('not_found', 'a secret the config refers to does not exist');
       if (row.state === 'expired' || (row.expires_at && row.expires_at.getTime() <= now.getTime())) {
         cache.drop(c);
-        throw new CofferError('not_found', `secret ${c} expired`);
+        throw new CofferError('not_found', 'a secret the config refers to expired');
       }
       if (row.state === 'destroyed' || !row.wrapped || row.kek_id === null || row.kek_version === null) {
         cache.drop(c);
-        throw new CofferError('not_found', `secret ${c} was deleted`);
+        throw new CofferError('not_found', 'a secret the config refers to was deleted');
       }
       const binding = bindingOf(row.workspace_id, c);
       const dek = cache.get(c) ?? (await unwrapFresh({ kekId: row.kek_id, kekVersion: row.kek_version, wrapped: row.wrapped }, binding));

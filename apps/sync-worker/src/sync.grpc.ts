@@ -16,8 +16,9 @@ export function syncGrpcService(db: Kysely<any>, schema: string): ServiceRegistr
       permission: 'sync.read',
       handler: async (req) => {
         if (!req.jobId) throw new CofferError('invalid_argument', 'job_id is required', [{ field: 'job_id', reason: 'required' }]);
+        if (req.jobId.length > 200) throw new CofferError('invalid_argument', 'job_id must be at most 200 characters', [{ field: 'job_id', reason: 'too long' }]);
         const job = await findJob(db, schema, req.jobId);
-        if (!job) throw new CofferError('not_found', `no sync job ${req.jobId}`, [{ field: 'job_id', reason: 'not found' }]);
+        if (!job) throw new CofferError('not_found', 'no such sync job', [{ field: 'job_id', reason: 'not found' }]);
         return {
           job: {
             jobId: job.job_id,

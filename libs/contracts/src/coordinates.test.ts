@@ -24,8 +24,17 @@ describe('secret coordinates', () => {
     ['negative version', `coffer_workspace_${ws}_secret_${id}_v-1`],
     ['not a number', `coffer_workspace_${ws}_secret_${id}_vx`],
     ['no secret part', `coffer_workspace_${ws}_v1`],
+    ['a 100 KB secret id', `coffer_workspace_${ws}_secret_${'x'.repeat(100_000)}_v1`],
   ])('refuses %s', (_name, coordinate) => {
     expect(() => parseCoordinate('coffer', coordinate)).toThrow(/not a secret coordinate/);
+    const message = (() => {
+      try {
+        parseCoordinate('coffer', coordinate);
+      } catch (err) {
+        return (err as Error).message;
+      }
+    })();
+    expect(message!.length).toBeLessThan(200);
   });
 
   it('parses a base coordinate', () => {

@@ -25,10 +25,15 @@ export function versionedCoordinate(base: string, version: number): string {
   return `${base}_v${version}`;
 }
 
+/** The most characters of a coordinate: a prefix, two UUIDs and a version fit many times over. */
+export const MAX_COORDINATE_CHARS = 300;
+
 /** Parses a full coordinate: starts with `<prefix>_`, split at the last `_v`, version a positive integer. */
 export function parseCoordinate(prefix: string, coordinate: string): SecretCoordinate {
   const bad = (why: string) =>
     new CofferError('invalid_argument', `not a secret coordinate: ${why}`, [{ field: 'coordinate', reason: why }]);
+  // Far longer than any coordinate issued; checked first so a huge one costs nothing and is never echoed.
+  if (coordinate.length > MAX_COORDINATE_CHARS) throw bad(`is longer than ${MAX_COORDINATE_CHARS} characters`);
   if (!coordinate.startsWith(`${prefix}_workspace_`)) throw bad(`must start with "${prefix}_workspace_"`);
   const at = coordinate.lastIndexOf('_v');
   if (at < 0) throw bad('no "_v<version>" suffix');

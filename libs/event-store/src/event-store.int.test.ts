@@ -49,6 +49,15 @@ describe('event store on real Postgres', () => {
     expect((await store.readStream('order-2')).currentVersion).toBe(1);
   });
 
+  it('a version conflict names no stream: stream ids hold secret coordinates and actor ids', async () => {
+    const streamId = 'secret-coffer_workspace_w1_secret_s1';
+    await store.append(streamId, 0, [{ type: 'Opened', data: {} }]);
+    const err = await store.append(streamId, 0, [{ type: 'Opened', data: {} }]).catch((e: unknown) => e);
+    expect(isCofferError(err) && err.code).toBe('version_conflict');
+    expect((err as Error).message).toMatch(/changed concurrently/);
+    expect(JSON.stringify({ message: (err as Error).message, details: (err as { details: unknown }).details })).not.toMatch(/secret-|_secret_|coffer_workspace/);
+  });
+
   it('of concurrent writers with the same expected version exactly one wins', async () => {
     await store.append('race', 0, [{ type: 'Opened', data: {} }]);
     const results = await Promise.allSettled(

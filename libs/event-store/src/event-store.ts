@@ -150,7 +150,8 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
         .rows[0]!.v,
     );
     if (expected !== 'any' && expected !== current) {
-      throw new CofferError('version_conflict', `stream ${streamId} is at version ${current}, not ${expected}`);
+      // Stream ids name internal things (secret coordinates, actor ids): the caller learns only what to do.
+      throw new CofferError('version_conflict', `the record was changed concurrently (now at version ${current}, expected ${expected}); read it again`);
     }
     if (events.length === 0) return { nextExpectedVersion: current, recorded: [] };
     let prevHash =

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { ERROR_DETAILS_KEY, readErrorDetails, writeErrorDetails } from './error-details';
+import { boundText, ERROR_DETAILS_KEY, MAX_ERROR_DETAILS_CHARS, readErrorDetails, writeErrorDetails } from './error-details';
 
 describe('error details metadata', () => {
   it('round-trips details, non-ASCII included, as an ASCII header value', () => {
@@ -28,5 +28,23 @@ describe('error details metadata', () => {
     md.set(ERROR_DETAILS_KEY, '[{"reason":"ok","field":7,"extra":"x"}]');
     expect(readErrorDetails(md)).toEqual([{ reason: 'ok' }]);
     expect(readErrorDetails(undefined)).toEqual([]);
+  });
+
+  it('bounds details in number and size', () => {
+    const md = new grpc.Metadata();
+    const huge = 'é'.repeat(100_000);
+    writeErrorDetails(md, Array.from({ length: 100 }, () => ({ field: huge, reason: huge })));
+    const raw = md.get(ERROR_DETAILS_KEY)[0] as string;
+    expect(raw.length).toBeLessThanOrEqual(MAX_ERROR_DETAILS_CHARS);
+    const read = readErrorDetails(md);
+    expect(read.length).toBeGreaterThan(0);
+    expect(read[0]!.field!.endsWith('…')).toBe(true);
+  });
+
+  it('cuts text at a character boundary within its byte budget', () => {
+    expect(boundText('short', 10)).toBe('short');
+    const cut = boundText('🔑'.repeat(10), 10);
+    expect(Buffer.byteLength(cut)).toBeLessThanOrEqual(10);
+    expect(cut).toBe('🔑…');
   });
 });

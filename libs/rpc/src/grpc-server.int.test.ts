@@ -70,6 +70,11 @@ function secretsRegistration() {
         }
         if (req.baseCoordinate === 'boom') throw new Error('db password=hunter2');
         if (req.baseCoordinate === 'conflict') throw new CofferError('version_conflict', 'expected version 2, stream is at 3');
+        // A handler that echoes its input without bound: the middleware is the last guard.
+        if (req.baseCoordinate.startsWith('huge:')) {
+          const echo = req.baseCoordinate;
+          throw new CofferError('invalid_argument', `no secret ${echo}`, Array.from({ length: 50 }, () => ({ field: echo, reason: `bad ${echo}` })));
+        }
         return { versions: [{ coordinate: `${req.baseCoordinate}_v1`, version: 1, state: 'active', createdAt: '2030-01-01T00:00:00Z', createdBy: 'config', kekVersion: 1 }] };
       },
     },
@@ -161,6 +166,25 @@ describe('createGrpcServer', () => {
 
     const conflict = await rawUnary(raw, 'listSecretVersions', listReq('conflict'), bearer(token));
     expect(conflict.status).toBe(grpc.status.ABORTED);
+  });
+
+  it('answers promptly with a bounded status message and details when a handler echoes a 100 KB input', async () => {
+    const token = await issuer.sign({ role: 'config', audience: 'secrets' });
+    const started = performance.now();
+    const res = await rawUnary(raw, 'listSecretVersions', listReq(`huge:${'x'.repeat(100_000)}`), bearer(token));
+    expect(performance.now() - started).toBeLessThan(2_000);
+    expect(res.status).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(Buffer.byteLength(res.message)).toBeLessThanOrEqual(1024);
+    expect(res.message.startsWith('no secret huge:xxx')).toBe(true);
+    const details = res.trailers!.get(ERROR_DETAILS_KEY)[0] as string;
+    expect(details.length).toBeLessThanOrEqual(2048);
+    expect(JSON.parse(details).length).toBeGreaterThan(0);
+
+    // A multi-byte message is bounded in bytes too, and the channel still answers afterwards.
+    const wide = await rawUnary(raw, 'listSecretVersions', listReq(`huge:${'ü'.repeat(50_000)}`), bearer(token));
+    expect(wide.status).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(Buffer.byteLength(wide.message)).toBeLessThanOrEqual(1024);
+    expect((await rawUnary(raw, 'listSecretVersions', listReq('a'), bearer(token))).status).toBe(grpc.status.OK);
   });
 
   it('turns any other error into INTERNAL "internal error" and logs the real one server-side only', async () => {

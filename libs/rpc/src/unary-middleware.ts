@@ -3,7 +3,7 @@ import { CofferError, isCofferError } from '@coffer/contracts';
 import type { Logger } from '@coffer/telemetry';
 import { hasPermission, isServiceRole, type Principal, type TokenVerifier } from '@coffer/tokens';
 import type { CallContext, MethodSpec } from './call-context';
-import { writeErrorDetails } from './error-details';
+import { boundErrorMessage, writeErrorDetails } from './error-details';
 import { statusOfCode } from './status-of-code';
 import { traceIdOf } from './trace-context';
 
@@ -80,10 +80,11 @@ function deadlineOf(call: grpc.ServerUnaryCall<unknown, unknown>): Date | undefi
 function toServiceError(err: unknown, logger: Logger): Partial<grpc.ServiceError> {
   const metadata = new grpc.Metadata();
   if (isCofferError(err)) {
-    if (err.code === 'internal' || err.code === 'unavailable') logger.warn({ err }, 'call failed');
-    else logger.debug({ code: err.code, message: err.message }, 'call failed');
+    const message = boundErrorMessage(err.message);
+    if (err.code === 'internal' || err.code === 'unavailable') logger.warn({ code: err.code, message }, 'call failed');
+    else logger.debug({ code: err.code, message }, 'call failed');
     writeErrorDetails(metadata, err.details);
-    return { code: statusOfCode[err.code], details: err.message, metadata };
+    return { code: statusOfCode[err.code], details: message, metadata };
   }
   // Raw errors can carry connection strings, SQL or values: log them, never send them.
   logger.error({ err }, 'unhandled error in handler');
