@@ -1,5 +1,6 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { RE2JS } from 're2js';
 import { CofferError, type ErrorDetail } from '@coffer/contracts';
 import { SECRET_MASK } from '@coffer/secret-json';
 
@@ -13,9 +14,78 @@ export interface CompiledSpec {
 const MAX_REPORTED = 100;
 const KNOWN_META = /^https?:\/\/json-schema\.org\/(draft-0[467])\/schema#?$/;
 
+/** Deeper specs are refused: the deepest real connector spec nests 21 levels. */
+const MAX_SPEC_DEPTH = 64;
+
+/** The end of the group opened at `open`, skipping escapes and character classes; -1 if unbalanced. */
+function groupEnd(p: string, open: number): number {
+  let depth = 0;
+  let inClass = false;
+  for (let i = open; i < p.length; i++) {
+    const c = p[i];
+    if (c === '\\') i++;
+    else if (inClass) inClass = c !== ']';
+    else if (c === '[') inClass = true;
+    else if (c === '(') depth++;
+    else if (c === ')' && --depth === 0) return i;
+  }
+  return -1;
+}
+
+/**
+ * A JSON Schema `pattern` evaluated by RE2 (re2js), whose matching time is linear in the input
+ * whatever the pattern, so no pattern can stall the service (ReDoS). ECMAScript syntax is
+ * translated; lookbehinds use RE2JS's linear-time lookbehinds; lookaheads are accepted only right
+ * after a leading `^` (`^(?!cohort_).*$`), where each is a separate anchored match. Anything RE2
+ * cannot run in linear time (backreferences, other lookarounds) throws.
+ */
+export function linearPattern(pattern: string): { test(s: string): boolean } {
+  const compile = (p: string) => RE2JS.compile(RE2JS.translateRegExp(p), RE2JS.LOOKBEHINDS);
+  const conditions: { re: RE2JS; want: boolean }[] = [];
+  let rest = pattern;
+  while (rest.startsWith('^(?!') || rest.startsWith('^(?=')) {
+    const end = groupEnd(rest, 1);
+    if (end < 0) break;
+    conditions.push({ re: compile(`^(?:${rest.slice(4, end)})`), want: rest[3] === '=' });
+    rest = `^${rest.slice(end + 1)}`;
+  }
+  const main = compile(rest);
+  return { test: (s) => conditions.every((c) => c.re.test(s) === c.want) && main.test(s) };
+}
+
+// ajv calls this for `pattern` and `patternProperties`; the key keeps its per-pattern cache apart.
+const re2Engine = Object.assign((pattern: string) => Object.assign(linearPattern(pattern), { toString: () => `re2:${pattern}` }), { code: 're2js' });
+
+const ANNOTATIONS = new Set(['enum', 'const', 'default', 'examples']);
+
+/** Refuses, naming its path, a spec nested too deep or with a pattern RE2 cannot run in linear time. */
+function checkPatterns(spec: unknown, field: string): void {
+  const pointer = (tokens: string[]) => tokens.map((t) => `/${t.replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
+  const walk = (node: unknown, tokens: string[]): void => {
+    if (node === null || typeof node !== 'object') return;
+    if (tokens.length > MAX_SPEC_DEPTH) {
+      throw new CofferError('invalid_argument', `${field} is nested deeper than ${MAX_SPEC_DEPTH} levels`, [{ field: `${field}:${jsonPath(pointer(tokens))}`, reason: 'too deep' }]);
+    }
+    const entries: [string, unknown][] = Array.isArray(node) ? node.map((v, i) => [String(i), v]) : Object.entries(node);
+    for (const [k, v] of entries) {
+      const patterns = k === 'pattern' && typeof v === 'string' ? [v] : k === 'patternProperties' && v && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v) : [];
+      for (const p of patterns) {
+        try {
+          linearPattern(p);
+        } catch {
+          const at = jsonPath(pointer([...tokens, k]));
+          throw new CofferError('invalid_argument', `${field}: the pattern at ${at} cannot be evaluated in linear time (no backreferences or lookarounds)`, [{ field: `${field}:${at}`, reason: 'unsupported pattern' }]);
+        }
+      }
+      if (!ANNOTATIONS.has(k)) walk(v, [...tokens, k]);
+    }
+  };
+  walk(spec, []);
+}
+
 function newAjv(): Ajv {
   // strict: false lets Airbyte's annotation keywords (airbyte_secret, order, group, ...) through.
-  const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true });
+  const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true, code: { regExp: re2Engine } });
   addFormats(ajv);
   return ajv;
 }
@@ -63,6 +133,7 @@ export function compileSpec(spec: unknown, field = 'spec_json'): CompiledSpec {
   if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
     throw new CofferError('invalid_argument', `${field} must be a JSON Schema object`, [{ field, reason: 'not an object' }]);
   }
+  checkPatterns(spec, field);
   const key = JSON.stringify(spec);
   let validateFn = cache.get(key);
   if (!validateFn) {
