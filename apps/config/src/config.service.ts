@@ -725,12 +725,16 @@ export function createConfigService(deps: ConfigServiceDeps) {
     async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller): Promise<ConnectionView> {
       const name = requireName(input.name);
       const ws = await requireWorkspace(input.workspaceId);
-      const source = await requireActor(input.sourceId, 'source_id');
-      const destination = await requireActor(input.destinationId, 'destination_id');
+      // An actor of another workspace is answered as one that does not exist: ids are no oracle.
+      const inWorkspace = async (actorId: string, field: string) => {
+        const actor = await findActor(db, schema, actorId);
+        if (!actor || actor.workspace_id !== ws.workspace_id || kindOf(actor.actor_type) !== 'connector') throw new CofferError('not_found', `no actor ${actorId}`, [{ field, reason: 'not found' }]);
+        return actor;
+      };
+      const source = await inWorkspace(input.sourceId, 'source_id');
+      const destination = await inWorkspace(input.destinationId, 'destination_id');
       if (source.actor_type !== 'source') throw invalid('source_id', 'must be a source');
       if (destination.actor_type !== 'destination') throw invalid('destination_id', 'must be a destination');
-      if (source.workspace_id !== ws.workspace_id) throw invalid('source_id', 'belongs to another workspace');
-      if (destination.workspace_id !== ws.workspace_id) throw invalid('destination_id', 'belongs to another workspace');
       const connectionId = newId();
       const events = connectionDomain.decide(
         { type: 'CreateConnection', connectionId, workspaceId: ws.workspace_id, sourceId: source.actor_id, destinationId: destination.actor_id, name, now: now() },
