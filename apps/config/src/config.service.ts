@@ -178,7 +178,32 @@ function parseJsonObject(text: string, field: string): Record<string, unknown> {
     throw invalid(field, 'is not valid JSON');
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(field, 'must be a JSON object');
+  checkJsonTree(value, field);
   return value as Record<string, unknown>;
+}
+
+/** Deeper JSON is refused before anything walks it: the deepest real connector spec nests 21 levels. */
+const MAX_JSON_DEPTH = 64;
+
+/**
+ * Refuses JSON nested deeper than {@link MAX_JSON_DEPTH} (a walk over it would exhaust the stack) and
+ * a NUL character in any string or key (Postgres refuses it in jsonb). Iterative, so any depth is safe.
+ */
+function checkJsonTree(root: unknown, field: string): void {
+  const stack: { node: unknown; depth: number }[] = [{ node: root, depth: 0 }];
+  while (stack.length > 0) {
+    const { node, depth } = stack.pop()!;
+    if (typeof node === 'string') {
+      if (node.includes('\u0000')) throw invalid(field, 'holds a NUL character');
+      continue;
+    }
+    if (node === null || typeof node !== 'object') continue;
+    if (depth >= MAX_JSON_DEPTH) throw invalid(field, `is nested deeper than ${MAX_JSON_DEPTH} levels`);
+    for (const [k, v] of Object.entries(node)) {
+      if (k.includes('\u0000')) throw invalid(field, 'holds a NUL character');
+      stack.push({ node: v, depth: depth + 1 });
+    }
+  }
 }
 
 const baseOf = (coordinate: string) => coordinate.slice(0, coordinate.lastIndexOf('_v'));

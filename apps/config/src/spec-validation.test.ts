@@ -104,3 +104,24 @@ describe('patterns run in linear time (RE2)', () => {
     expect(() => compileSpec(deep)).toThrow(/spec_json is nested deeper than 64 levels/);
   });
 });
+
+describe('the mask', () => {
+  const masked = compileSpec({
+    type: 'object',
+    properties: {
+      port: { type: 'integer' },
+      host: { type: 'string', pattern: '^[a-z.]+$' },
+      token: { type: 'string', airbyte_secret: true, minLength: 20 },
+      keys: { type: 'array', items: { type: 'string', airbyte_secret: true, minLength: 20 } },
+    },
+  });
+
+  it('counts as present at a secret position, inside arrays too', () => {
+    expect(() => masked.validate({ token: '**********', keys: ['**********'] }, 'config_json')).not.toThrow();
+  });
+
+  it('is validated like any other value in a field that is not a secret', () => {
+    expect(() => masked.validate({ port: '**********' }, 'config_json')).toThrow(/\$\.port must be integer/);
+    expect(() => masked.validate({ host: '**********' }, 'config_json')).toThrow(/\$\.host must match pattern/);
+  });
+});
