@@ -753,7 +753,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       // An actor of another workspace is answered as one that does not exist: ids are no oracle.
       const inWorkspace = async (actorId: string, field: string) => {
         const actor = await findActor(db, schema, actorId);
-        if (!actor || actor.workspace_id !== ws.workspace_id || kindOf(actor.actor_type) !== 'connector') throw new CofferError('not_found', `no actor ${actorId}`, [{ field, reason: 'not found' }]);
+        if (!actor || actor.workspace_id !== ws.workspace_id || kindOf(actor.actor_type) !== 'connector') throw new CofferError('not_found', 'no such actor', [{ field, reason: 'not found' }]);
         return actor;
       };
       const source = await inWorkspace(input.sourceId, 'source_id');

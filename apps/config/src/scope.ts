@@ -23,9 +23,9 @@ type Target = 'workspace' | 'actor' | 'connection';
  * tell another organization's ids from random ones.
  */
 export function createScopeGuard(lookup: OwnerLookup) {
-  const notFound = (what: Target, id: string, field: string) => new CofferError('not_found', `no ${what} ${id}`, [{ field, reason: 'not found' }]);
+  const notFound = (what: Target, field: string) => new CofferError('not_found', `no such ${what}`, [{ field, reason: 'not found' }]);
 
-  function check(p: Principal, owner: Owner | undefined, what: Target, id: string, field: string, options: { organizationWide?: boolean } = {}): void {
+  function check(p: Principal, owner: Owner | undefined, what: Target, field: string, options: { organizationWide?: boolean } = {}): void {
     if (p.kind === 'service') return;
     if (owner && owner.organizationId === p.organizationId) {
       if (p.kind === 'application') return;
@@ -34,24 +34,24 @@ export function createScopeGuard(lookup: OwnerLookup) {
         return;
       }
     }
-    throw notFound(what, id, field);
+    throw notFound(what, field);
   }
 
   return {
     async workspace(ctx: CallContext, workspaceId: string, options?: { organizationWide?: boolean }): Promise<void> {
       const p = principalOf(ctx);
       if (p.kind === 'service') return;
-      check(p, await lookup.ownerOf({ workspaceId }), 'workspace', workspaceId, 'workspace_id', options);
+      check(p, await lookup.ownerOf({ workspaceId }), 'workspace', 'workspace_id', options);
     },
     async actor(ctx: CallContext, actorId: string, field = 'actor_id'): Promise<void> {
       const p = principalOf(ctx);
       if (p.kind === 'service') return;
-      check(p, await lookup.ownerOf({ actorId }), 'actor', actorId, field);
+      check(p, await lookup.ownerOf({ actorId }), 'actor', field);
     },
     async connection(ctx: CallContext, connectionId: string): Promise<void> {
       const p = principalOf(ctx);
       if (p.kind === 'service') return;
-      check(p, await lookup.ownerOf({ connectionId }), 'connection', connectionId, 'connection_id');
+      check(p, await lookup.ownerOf({ connectionId }), 'connection', 'connection_id');
     },
     /** Which workspaces a listing may show. */
     listFilter(ctx: CallContext): { organizationId?: string; workspaceId?: string } {
