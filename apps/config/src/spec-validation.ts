@@ -57,6 +57,8 @@ export function linearPattern(pattern: string): { test(s: string): boolean } {
 const re2Engine = Object.assign((pattern: string) => Object.assign(linearPattern(pattern), { toString: () => `re2:${pattern}` }), { code: 're2js' });
 
 const ANNOTATIONS = new Set(['enum', 'const', 'default', 'examples']);
+/** Patterns already known to compile, so a cached spec is not recompiled on every validation. */
+const runnablePatterns = new Set<string>();
 
 /** Refuses, naming its path, a spec nested too deep or with a pattern RE2 cannot run in linear time. */
 function checkPatterns(spec: unknown, field: string): void {
@@ -70,8 +72,11 @@ function checkPatterns(spec: unknown, field: string): void {
     for (const [k, v] of entries) {
       const patterns = k === 'pattern' && typeof v === 'string' ? [v] : k === 'patternProperties' && v && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v) : [];
       for (const p of patterns) {
+        if (runnablePatterns.has(p)) continue;
         try {
           linearPattern(p);
+          if (runnablePatterns.size > 2000) runnablePatterns.clear();
+          runnablePatterns.add(p);
         } catch {
           const at = jsonPath(pointer([...tokens, k]));
           throw new CofferError('invalid_argument', `${field}: the pattern at ${at} cannot be evaluated in linear time (no backreferences or lookarounds)`, [{ field: `${field}:${at}`, reason: 'unsupported pattern' }]);
