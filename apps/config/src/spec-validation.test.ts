@@ -80,6 +80,9 @@ describe('patterns run in linear time (RE2)', () => {
     expect([notReserved.test('users'), notReserved.test('cohort_1'), notReserved.test('RESERVED_x')]).toEqual([true, false, false]);
     const twice = linearPattern('^(?!https://)(?=h)(?!http://).*');
     expect([twice.test('host'), twice.test('https://x'), twice.test('http://x'), twice.test('x')]).toEqual([true, false, false, false]);
+    expect(linearPattern('^(?!a|b)(c|d)').test('c')).toBe(true);
+    // A lookahead that binds one alternative only cannot be split off: refused.
+    expect(() => linearPattern('^(?!a)x|y')).toThrow();
   });
 
   it('refuses at compile time a pattern RE2 cannot run, naming its path', () => {

@@ -17,17 +17,21 @@ const KNOWN_META = /^https?:\/\/json-schema\.org\/(draft-0[467])\/schema#?$/;
 /** Deeper specs are refused: the deepest real connector spec nests 21 levels. */
 const MAX_SPEC_DEPTH = 64;
 
-/** The end of the group opened at `open`, skipping escapes and character classes; -1 if unbalanced. */
-function groupEnd(p: string, open: number): number {
+/**
+ * Scans `p` from `from`, skipping escapes and character classes: the end of the group opened at
+ * `from` (`'group'`), or whether a `|` stands outside every group (`'alternation'`, -1 if none).
+ */
+function scan(p: string, from: number, want: 'group' | 'alternation'): number {
   let depth = 0;
   let inClass = false;
-  for (let i = open; i < p.length; i++) {
+  for (let i = from; i < p.length; i++) {
     const c = p[i];
     if (c === '\\') i++;
     else if (inClass) inClass = c !== ']';
     else if (c === '[') inClass = true;
     else if (c === '(') depth++;
-    else if (c === ')' && --depth === 0) return i;
+    else if (c === ')' && --depth === 0 && want === 'group') return i;
+    else if (c === '|' && depth === 0 && want === 'alternation') return i;
   }
   return -1;
 }
@@ -44,11 +48,13 @@ export function linearPattern(pattern: string): { test(s: string): boolean } {
   const conditions: { re: RE2JS; want: boolean }[] = [];
   let rest = pattern;
   while (rest.startsWith('^(?!') || rest.startsWith('^(?=')) {
-    const end = groupEnd(rest, 1);
+    const end = scan(rest, 1, 'group');
     if (end < 0) break;
     conditions.push({ re: compile(`^(?:${rest.slice(4, end)})`), want: rest[3] === '=' });
     rest = `^${rest.slice(end + 1)}`;
   }
+  // `^(?!a)x|y`: the lookahead binds one alternative only, which separate matches cannot express.
+  if (conditions.length > 0 && scan(rest, 0, 'alternation') >= 0) throw new Error('a leading lookahead before a top-level alternation');
   const main = compile(rest);
   return { test: (s) => conditions.every((c) => c.re.test(s) === c.want) && main.test(s) };
 }
