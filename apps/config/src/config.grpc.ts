@@ -205,7 +205,7 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
     getWebhookConfig: {
       permission: 'config.read',
       handler: async (req, ctx) => {
-        await guard.actor(ctx, req.webhookId);
+        await guard.actor(ctx, req.webhookId, 'webhook_id');
         return { webhook: webhookOut(await service.getActor(req.webhookId, 'webhook')) };
       },
     },
@@ -220,7 +220,7 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
     updateWebhookConfig: {
       permission: 'config.write',
       handler: async (req, ctx) => {
-        await guard.actor(ctx, req.webhookId);
+        await guard.actor(ctx, req.webhookId, 'webhook_id');
         return {
           webhook: webhookOut(
             await service.updateActor({ actorId: req.webhookId, expectedVersion: req.expectedVersion, name: req.name, configJson: req.configJson }, callerOf(ctx), 'webhook'),
@@ -231,7 +231,7 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
     deleteWebhookConfig: {
       permission: 'config.write',
       handler: async (req, ctx) => {
-        await guard.actor(ctx, req.webhookId);
+        await guard.actor(ctx, req.webhookId, 'webhook_id');
         await service.deleteActor({ actorId: req.webhookId, expectedVersion: req.expectedVersion }, callerOf(ctx), 'webhook');
         return {};
       },

@@ -190,12 +190,37 @@ function parseJsonObject(text: string, field: string): Record<string, unknown> {
     throw invalid(field, 'is not valid JSON');
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalid(field, 'must be a JSON object');
+  checkJsonTree(value, field);
   checkJsonKeys(value, field);
   return value as Record<string, unknown>;
 }
 
 // Logs name a queue entry by a short hash: enough to correlate, never the coordinate itself.
 const shortHash = (coordinate: string) => createHash('sha256').update(coordinate).digest('hex').slice(0, 12);
+
+/** Deeper JSON is refused before anything walks it: the deepest real connector spec nests 21 levels. */
+const MAX_JSON_DEPTH = 64;
+
+/**
+ * Refuses JSON nested deeper than {@link MAX_JSON_DEPTH} (a walk over it would exhaust the stack) and
+ * a NUL character in any string or key (Postgres refuses it in jsonb). Iterative, so any depth is safe.
+ */
+function checkJsonTree(root: unknown, field: string): void {
+  const stack: { node: unknown; depth: number }[] = [{ node: root, depth: 0 }];
+  while (stack.length > 0) {
+    const { node, depth } = stack.pop()!;
+    if (typeof node === 'string') {
+      if (node.includes('\u0000')) throw invalid(field, 'holds a NUL character');
+      continue;
+    }
+    if (node === null || typeof node !== 'object') continue;
+    if (depth >= MAX_JSON_DEPTH) throw invalid(field, `is nested deeper than ${MAX_JSON_DEPTH} levels`);
+    for (const [k, v] of Object.entries(node)) {
+      if (k.includes('\u0000')) throw invalid(field, 'holds a NUL character');
+      stack.push({ node: v, depth: depth + 1 });
+    }
+  }
+}
 
 const baseOf = (coordinate: string) => coordinate.slice(0, coordinate.lastIndexOf('_v'));
 
@@ -786,12 +811,16 @@ export function createConfigService(deps: ConfigServiceDeps) {
     async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller): Promise<ConnectionView> {
       const name = requireName(input.name);
       const ws = await requireWorkspace(input.workspaceId);
-      const source = await requireActor(input.sourceId, 'source_id');
-      const destination = await requireActor(input.destinationId, 'destination_id');
+      // An actor of another workspace is answered as one that does not exist: ids are no oracle.
+      const inWorkspace = async (actorId: string, field: string) => {
+        const actor = await findActor(db, schema, actorId);
+        if (!actor || actor.workspace_id !== ws.workspace_id || kindOf(actor.actor_type) !== 'connector') throw new CofferError('not_found', 'no such actor', [{ field, reason: 'not found' }]);
+        return actor;
+      };
+      const source = await inWorkspace(input.sourceId, 'source_id');
+      const destination = await inWorkspace(input.destinationId, 'destination_id');
       if (source.actor_type !== 'source') throw invalid('source_id', 'must be a source');
       if (destination.actor_type !== 'destination') throw invalid('destination_id', 'must be a destination');
-      if (source.workspace_id !== ws.workspace_id) throw invalid('source_id', 'belongs to another workspace');
-      if (destination.workspace_id !== ws.workspace_id) throw invalid('destination_id', 'belongs to another workspace');
       const connectionId = newId();
       const events = connectionDomain.decide(
         { type: 'CreateConnection', connectionId, workspaceId: ws.workspace_id, sourceId: source.actor_id, destinationId: destination.actor_id, name, now: now() },

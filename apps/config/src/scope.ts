@@ -13,41 +13,45 @@ function principalOf(ctx: CallContext): Principal {
   return ctx.principal;
 }
 
+type Target = 'workspace' | 'actor' | 'connection';
+
 /**
  * Narrows each call to what the caller's token covers. Service tokens (operators, sync-worker) reach
  * every workspace their role allows; an application token reaches its organization's workspaces; a
- * scoped or widget token reaches its one workspace. A resource outside the scope is refused with
- * PERMISSION_DENIED whether or not it exists, and one that does not exist is NOT_FOUND only inside it.
+ * scoped or widget token reaches its one workspace. A resource outside the scope gets the very answer
+ * of one that does not exist (NOT_FOUND, same message, after the same one lookup), so no token can
+ * tell another organization's ids from random ones.
  */
 export function createScopeGuard(lookup: OwnerLookup) {
-  function check(p: Principal, owner: Owner | undefined, what: string, options: { organizationWide?: boolean } = {}): void {
+  const notFound = (what: Target, field: string) => new CofferError('not_found', `no such ${what}`, [{ field, reason: 'not found' }]);
+
+  function check(p: Principal, owner: Owner | undefined, what: Target, field: string, options: { organizationWide?: boolean } = {}): void {
     if (p.kind === 'service') return;
     if (owner && owner.organizationId === p.organizationId) {
       if (p.kind === 'application') return;
-      if (options.organizationWide) throw new CofferError('permission_denied', `only the organization's application may do this to a workspace`);
-      if (owner.workspaceId === p.workspaceId) return;
+      if (owner.workspaceId === p.workspaceId) {
+        if (options.organizationWide) throw new CofferError('permission_denied', `only the organization's application may do this to a workspace`);
+        return;
+      }
     }
-    if (!owner && p.kind === 'application') throw new CofferError('not_found', `no ${what}`);
-    throw new CofferError('permission_denied', `the token does not cover this ${what}`);
+    throw notFound(what, field);
   }
 
   return {
     async workspace(ctx: CallContext, workspaceId: string, options?: { organizationWide?: boolean }): Promise<void> {
       const p = principalOf(ctx);
       if (p.kind === 'service') return;
-      // A scoped token names its workspace: anything else is refused before any lookup.
-      if (p.kind !== 'application' && workspaceId !== p.workspaceId) throw new CofferError('permission_denied', 'the token does not cover this workspace');
-      check(p, await lookup.ownerOf({ workspaceId }), 'workspace', options);
+      check(p, await lookup.ownerOf({ workspaceId }), 'workspace', 'workspace_id', options);
     },
-    async actor(ctx: CallContext, actorId: string): Promise<void> {
+    async actor(ctx: CallContext, actorId: string, field = 'actor_id'): Promise<void> {
       const p = principalOf(ctx);
       if (p.kind === 'service') return;
-      check(p, await lookup.ownerOf({ actorId }), 'actor');
+      check(p, await lookup.ownerOf({ actorId }), 'actor', field);
     },
     async connection(ctx: CallContext, connectionId: string): Promise<void> {
       const p = principalOf(ctx);
       if (p.kind === 'service') return;
-      check(p, await lookup.ownerOf({ connectionId }), 'connection');
+      check(p, await lookup.ownerOf({ connectionId }), 'connection', 'connection_id');
     },
     /** Which workspaces a listing may show. */
     listFilter(ctx: CallContext): { organizationId?: string; workspaceId?: string } {

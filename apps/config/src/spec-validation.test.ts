@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileSpec, jsonPath } from './spec-validation';
+import { compileSpec, jsonPath, linearPattern } from './spec-validation';
 
 const spec = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -63,5 +63,84 @@ describe('spec validation', () => {
     expect(err!.details).toHaveLength(50);
     expect(err!.message).toMatch(/; and 45 more$/);
     expect(err!.message.length).toBeLessThan(1024);
+  });
+});
+
+describe('patterns run in linear time (RE2)', () => {
+  it('answers a catastrophic-backtracking pattern at once', () => {
+    const compiled = compileSpec({ type: 'object', properties: { name: { type: 'string', pattern: '^(a+)+$' } } });
+    const started = performance.now();
+    expect(() => compiled.validate({ name: `${'a'.repeat(30)}!` }, 'config_json')).toThrow(/\$\.name must match pattern/);
+    expect(() => compiled.validate({ name: 'a'.repeat(30) }, 'config_json')).not.toThrow();
+    expect(performance.now() - started).toBeLessThan(100);
+  });
+
+  it('keeps patternProperties apart, and ECMAScript escapes (\\-, \\u00e9, \\/) working', () => {
+    const compiled = compileSpec({
+      type: 'object',
+      properties: { slug: { type: 'string', pattern: '^[a-z0-9\\-]+$' }, accent: { type: 'string', pattern: '^\\u00e9\\/$' } },
+      patternProperties: { '^x_[0-9]+$': { type: 'integer' }, '^y_': { type: 'string' } },
+    });
+    expect(() => compiled.validate({ slug: 'a-b-1', accent: 'é/', x_1: 3, y_z: 'v' }, 'config_json')).not.toThrow();
+    expect(() => compiled.validate({ slug: 'A b' }, 'config_json')).toThrow(/\$\.slug must match pattern/);
+    expect(() => compiled.validate({ accent: 'e/' }, 'config_json')).toThrow(/\$\.accent must match pattern/);
+    expect(() => compiled.validate({ x_1: 'no' }, 'config_json')).toThrow(/\$\.x_1 must be integer/);
+    expect(() => compiled.validate({ y_z: 1 }, 'config_json')).toThrow(/\$\.y_z must be string/);
+  });
+
+  it('keeps the lookarounds of real connector specs: lookbehinds, and lookaheads right after ^', () => {
+    const repo = linearPattern('^[\\w.-]+/(([\\w.-]*\\*)|[\\w.-]+(?<!\\.git))$');
+    expect(['airbytehq/airbyte', 'a/*'].map((s) => repo.test(s))).toEqual([true, true]);
+    expect(repo.test('airbytehq/airbyte.git')).toBe(false);
+    const notReserved = linearPattern('^(?!(cohort_|RESERVED_)).*$');
+    expect([notReserved.test('users'), notReserved.test('cohort_1'), notReserved.test('RESERVED_x')]).toEqual([true, false, false]);
+    const twice = linearPattern('^(?!https://)(?=h)(?!http://).*');
+    expect([twice.test('host'), twice.test('https://x'), twice.test('http://x'), twice.test('x')]).toEqual([true, false, false, false]);
+    expect(linearPattern('^(?!a|b)(c|d)').test('c')).toBe(true);
+    // A lookahead that binds one alternative only cannot be split off: refused.
+    expect(() => linearPattern('^(?!a)x|y')).toThrow();
+  });
+
+  it('refuses at compile time a pattern RE2 cannot run, naming its path', () => {
+    for (const [spec, path] of [
+      [{ type: 'object', properties: { a: { type: 'string', pattern: '^(a)\\1$' } } }, 'spec_json:$.properties.a.pattern'],
+      [{ type: 'object', properties: { a: { type: 'string', pattern: 'x(?=y)' } } }, 'spec_json:$.properties.a.pattern'],
+      [{ type: 'object', patternProperties: { '^(?!a)b(?=c)': {} } }, 'spec_json:$.patternProperties'],
+    ] as const) {
+      let err: unknown;
+      try {
+        compileSpec(spec);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toMatchObject({ code: 'invalid_argument', details: [{ field: path, reason: 'unsupported pattern' }] });
+    }
+  });
+
+  it('refuses a spec nested deeper than 64 levels as invalid_argument', () => {
+    let deep: Record<string, unknown> = { type: 'string' };
+    for (let i = 0; i < 10_000; i++) deep = { type: 'object', properties: { a: deep } };
+    expect(() => compileSpec(deep)).toThrow(/spec_json is nested deeper than 64 levels/);
+  });
+});
+
+describe('the mask', () => {
+  const masked = compileSpec({
+    type: 'object',
+    properties: {
+      port: { type: 'integer' },
+      host: { type: 'string', pattern: '^[a-z.]+$' },
+      token: { type: 'string', airbyte_secret: true, minLength: 20 },
+      keys: { type: 'array', items: { type: 'string', airbyte_secret: true, minLength: 20 } },
+    },
+  });
+
+  it('counts as present at a secret position, inside arrays too', () => {
+    expect(() => masked.validate({ token: '**********', keys: ['**********'] }, 'config_json')).not.toThrow();
+  });
+
+  it('is validated like any other value in a field that is not a secret', () => {
+    expect(() => masked.validate({ port: '**********' }, 'config_json')).toThrow(/\$\.port must be integer/);
+    expect(() => masked.validate({ host: '**********' }, 'config_json')).toThrow(/\$\.host must match pattern/);
   });
 });

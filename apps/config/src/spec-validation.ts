@@ -1,7 +1,8 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { RE2JS } from 're2js';
 import { CofferError, type ErrorDetail } from '@coffer/contracts';
-import { SECRET_MASK } from '@coffer/secret-json';
+import { SECRET_MASK, concreteSecretPaths } from '@coffer/secret-json';
 
 /** A compiled connector spec: validates configurations and names the JSON path of each problem. */
 export interface CompiledSpec {
@@ -16,9 +17,89 @@ const MAX_IN_MESSAGE = 5;
 const MAX_KEY_IN_PATH = 48;
 const KNOWN_META = /^https?:\/\/json-schema\.org\/(draft-0[467])\/schema#?$/;
 
+/** Deeper specs are refused: the deepest real connector spec nests 21 levels. */
+const MAX_SPEC_DEPTH = 64;
+
+/**
+ * Scans `p` from `from`, skipping escapes and character classes: the end of the group opened at
+ * `from` (`'group'`), or whether a `|` stands outside every group (`'alternation'`, -1 if none).
+ */
+function scan(p: string, from: number, want: 'group' | 'alternation'): number {
+  let depth = 0;
+  let inClass = false;
+  for (let i = from; i < p.length; i++) {
+    const c = p[i];
+    if (c === '\\') i++;
+    else if (inClass) inClass = c !== ']';
+    else if (c === '[') inClass = true;
+    else if (c === '(') depth++;
+    else if (c === ')' && --depth === 0 && want === 'group') return i;
+    else if (c === '|' && depth === 0 && want === 'alternation') return i;
+  }
+  return -1;
+}
+
+/**
+ * A JSON Schema `pattern` evaluated by RE2 (re2js), whose matching time is linear in the input
+ * whatever the pattern, so no pattern can stall the service (ReDoS). ECMAScript syntax is
+ * translated; lookbehinds use RE2JS's linear-time lookbehinds; lookaheads are accepted only right
+ * after a leading `^` (`^(?!cohort_).*$`), where each is a separate anchored match. Anything RE2
+ * cannot run in linear time (backreferences, other lookarounds) throws.
+ */
+export function linearPattern(pattern: string): { test(s: string): boolean } {
+  const compile = (p: string) => RE2JS.compile(RE2JS.translateRegExp(p), RE2JS.LOOKBEHINDS);
+  const conditions: { re: RE2JS; want: boolean }[] = [];
+  let rest = pattern;
+  while (rest.startsWith('^(?!') || rest.startsWith('^(?=')) {
+    const end = scan(rest, 1, 'group');
+    if (end < 0) break;
+    conditions.push({ re: compile(`^(?:${rest.slice(4, end)})`), want: rest[3] === '=' });
+    rest = `^${rest.slice(end + 1)}`;
+  }
+  // `^(?!a)x|y`: the lookahead binds one alternative only, which separate matches cannot express.
+  if (conditions.length > 0 && scan(rest, 0, 'alternation') >= 0) throw new Error('a leading lookahead before a top-level alternation');
+  const main = compile(rest);
+  return { test: (s) => conditions.every((c) => c.re.test(s) === c.want) && main.test(s) };
+}
+
+// ajv calls this for `pattern` and `patternProperties`; the key keeps its per-pattern cache apart.
+const re2Engine = Object.assign((pattern: string) => Object.assign(linearPattern(pattern), { toString: () => `re2:${pattern}` }), { code: 're2js' });
+
+const ANNOTATIONS = new Set(['enum', 'const', 'default', 'examples']);
+/** Patterns already known to compile, so a cached spec is not recompiled on every validation. */
+const runnablePatterns = new Set<string>();
+
+/** Refuses, naming its path, a spec nested too deep or with a pattern RE2 cannot run in linear time. */
+function checkPatterns(spec: unknown, field: string): void {
+  const pointer = (tokens: string[]) => tokens.map((t) => `/${t.replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
+  const walk = (node: unknown, tokens: string[]): void => {
+    if (node === null || typeof node !== 'object') return;
+    if (tokens.length > MAX_SPEC_DEPTH) {
+      throw new CofferError('invalid_argument', `${field} is nested deeper than ${MAX_SPEC_DEPTH} levels`, [{ field: `${field}:${jsonPath(pointer(tokens))}`, reason: 'too deep' }]);
+    }
+    const entries: [string, unknown][] = Array.isArray(node) ? node.map((v, i) => [String(i), v]) : Object.entries(node);
+    for (const [k, v] of entries) {
+      const patterns = k === 'pattern' && typeof v === 'string' ? [v] : k === 'patternProperties' && v && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v) : [];
+      for (const p of patterns) {
+        if (runnablePatterns.has(p)) continue;
+        try {
+          linearPattern(p);
+          if (runnablePatterns.size > 2000) runnablePatterns.clear();
+          runnablePatterns.add(p);
+        } catch {
+          const at = jsonPath(pointer([...tokens, k]));
+          throw new CofferError('invalid_argument', `${field}: the pattern at ${at} cannot be evaluated in linear time (no backreferences or lookarounds)`, [{ field: `${field}:${at}`, reason: 'unsupported pattern' }]);
+        }
+      }
+      if (!ANNOTATIONS.has(k)) walk(v, [...tokens, k]);
+    }
+  };
+  walk(spec, []);
+}
+
 function newAjv(): Ajv {
   // strict: false lets Airbyte's annotation keywords (airbyte_secret, order, group, ...) through.
-  const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true });
+  const ajv = new Ajv({ allErrors: true, strict: false, validateSchema: true, code: { regExp: re2Engine } });
   addFormats(ajv);
   return ajv;
 }
@@ -68,6 +149,7 @@ export function compileSpec(spec: unknown, field = 'spec_json'): CompiledSpec {
   if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
     throw new CofferError('invalid_argument', `${field} must be a JSON Schema object`, [{ field, reason: 'not an object' }]);
   }
+  checkPatterns(spec, field);
   const key = JSON.stringify(spec);
   let validateFn = cache.get(key);
   if (!validateFn) {
@@ -88,9 +170,11 @@ export function compileSpec(spec: unknown, field = 'spec_json'): CompiledSpec {
   return {
     validate(config, configField) {
       if (compiled(config)) return;
+      // A masked secret stands for the stored value, which was valid when it was written; the mask
+      // anywhere else is a value like any other.
+      const secretPositions = new Set(concreteSecretPaths(spec, config));
       const problems = (compiled.errors ?? [])
-        // A masked secret stands for the stored value, which was valid when it was written.
-        .filter((e) => valueAt(config, e.instancePath) !== SECRET_MASK)
+        .filter((e) => !(valueAt(config, e.instancePath) === SECRET_MASK && secretPositions.has(jsonPath(e.instancePath))))
         // oneOf/anyOf summaries repeat what their branches already said.
         .filter((e, _i, all) => !(['oneOf', 'anyOf', 'if'].includes(e.keyword) && all.some((o) => o !== e && o.instancePath.startsWith(e.instancePath))));
       if (problems.length === 0) return;

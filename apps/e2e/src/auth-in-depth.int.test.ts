@@ -165,13 +165,15 @@ describe('auth in depth: organizations, the token hierarchy, scoping, revocation
     actorA = (await ok(call<configV1.CreateActorResponse>(config, 'createActor', { workspaceId: workspaceA, definitionId, name: 'a', configJson: '{"url":"https://a"}' }, scopedA))).actor!.actorId;
     const actorB = (await ok(call<configV1.CreateActorResponse>(config, 'createActor', { workspaceId: workspaceB, definitionId, name: 'b', configJson: '{"url":"https://b"}' }, appToken))).actor!.actorId;
 
+    // Outside its scope, a token gets the answer of an id that does not exist.
     const denied = grpc.status.PERMISSION_DENIED;
-    expect((await call(config, 'getWorkspace', { workspaceId: workspaceB }, scopedA)).status).toBe(denied);
-    expect((await call(config, 'createActor', { workspaceId: workspaceB, definitionId, name: 'x', configJson: '{}' }, scopedA)).status).toBe(denied);
-    expect((await call(config, 'getActor', { actorId: actorB }, scopedA)).status).toBe(denied);
-    expect((await call(config, 'updateActor', { actorId: actorB, name: 'x', configJson: '{}' }, scopedA)).status).toBe(denied);
-    expect((await call(config, 'deleteActor', { actorId: actorB }, scopedA)).status).toBe(denied);
-    expect((await call(config, 'listActors', { workspaceId: workspaceB }, scopedA)).status).toBe(denied);
+    const hidden = grpc.status.NOT_FOUND;
+    expect((await call(config, 'getWorkspace', { workspaceId: workspaceB }, scopedA)).status).toBe(hidden);
+    expect((await call(config, 'createActor', { workspaceId: workspaceB, definitionId, name: 'x', configJson: '{}' }, scopedA)).status).toBe(hidden);
+    expect((await call(config, 'getActor', { actorId: actorB }, scopedA)).status).toBe(hidden);
+    expect((await call(config, 'updateActor', { actorId: actorB, name: 'x', configJson: '{}' }, scopedA)).status).toBe(hidden);
+    expect((await call(config, 'deleteActor', { actorId: actorB }, scopedA)).status).toBe(hidden);
+    expect((await call(config, 'listActors', { workspaceId: workspaceB }, scopedA)).status).toBe(hidden);
     expect((await call(config, 'deleteWorkspace', { workspaceId: workspaceA }, scopedA)).status).toBe(denied);
     expect((await call(config, 'createWorkspace', { name: 'mine' }, scopedA)).status).toBe(denied);
     const listed = await ok(call<configV1.ListWorkspacesResponse>(config, 'listWorkspaces', {}, scopedA));
@@ -180,15 +182,15 @@ describe('auth in depth: organizations, the token hierarchy, scoping, revocation
 
     // Another organization's application sees none of organization A.
     appBToken = await applicationToken(appB);
-    expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, appBToken)).status).toBe(denied);
-    expect((await call(config, 'getActor', { actorId: actorA }, appBToken)).status).toBe(denied);
+    expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, appBToken)).status).toBe(hidden);
+    expect((await call(config, 'getActor', { actorId: actorA }, appBToken)).status).toBe(hidden);
     expect((await call(config, 'createWorkspace', { name: 'x', organizationId: orgA }, appBToken)).status).toBe(denied);
     expect((await call(auth, 'rotateApplicationSecret', { clientId: appA.clientId }, appBToken)).status).toBe(denied);
     expect((await ok(call<configV1.ListWorkspacesResponse>(config, 'listWorkspaces', {}, appBToken))).workspaces).toEqual([]);
     expect((await call(auth, 'issueScopedToken', { workspaceId: workspaceA }, appBToken)).status).toBe(grpc.status.OK);
     // ...and a scoped token it mints for A's workspace is still refused there: the organization does not match.
     const foreign = (await ok(call<authV1.IssueScopedTokenResponse>(auth, 'issueScopedToken', { workspaceId: workspaceA }, appBToken))).accessToken;
-    expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, foreign)).status).toBe(denied);
+    expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, foreign)).status).toBe(hidden);
     // Organization tokens never reach secrets or sync-worker.
     expect((await call(secrets, 'listSecretVersions', { baseCoordinate: 'x' }, appToken)).status).toBe(grpc.status.UNAUTHENTICATED);
     expect((await call(sync, 'getSyncJob', { jobId: randomUUID() }, scopedA)).status).toBe(grpc.status.UNAUTHENTICATED);
@@ -206,7 +208,7 @@ describe('auth in depth: organizations, the token hierarchy, scoping, revocation
     expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, widget.accessToken, ORIGIN)).status).toBe(grpc.status.OK);
     expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, widget.accessToken, 'https://evil.example.com')).status).toBe(grpc.status.PERMISSION_DENIED);
     expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, widget.accessToken)).status).toBe(grpc.status.PERMISSION_DENIED);
-    expect((await call(config, 'getWorkspace', { workspaceId: workspaceB }, widget.accessToken, ORIGIN)).status).toBe(grpc.status.PERMISSION_DENIED);
+    expect((await call(config, 'getWorkspace', { workspaceId: workspaceB }, widget.accessToken, ORIGIN)).status).toBe(grpc.status.NOT_FOUND);
   });
 
   it('lets a workspace_reader read but never write, and an organization revoke only its own tokens', async () => {

@@ -10,7 +10,7 @@ import {
 } from '@coffer/contracts';
 import type { EventStore, OutboxMessage, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
-import { hydrate, secretCoordinates } from '@coffer/secret-json';
+import { SecretJsonError, hydrate, secretCoordinates } from '@coffer/secret-json';
 import { randomUUID } from 'node:crypto';
 import type { SecretsConfig } from './config';
 import { createDataKeyCache, type DataKeyCache } from './data-key-cache';
@@ -278,6 +278,16 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     });
   }
 
+  /** The coordinates a partial config references; one nested too deep is invalid_argument. */
+  function referencedCoordinates(partial: unknown): string[] {
+    try {
+      return secretCoordinates(partial);
+    } catch (err) {
+      if (err instanceof SecretJsonError) throw new CofferError('invalid_argument', 'partial_config_json is nested too deep', [{ field: 'partial_config_json', reason: 'too deep' }]);
+      throw err;
+    }
+  }
+
   /** Replaces every `{"_secret": coordinate}` of a partial config with its value; the hydrate is audited first. */
   async function hydrateConfig(workspaceId: string, partialConfigJson: string, reason: string, actor: Actor, ownerId = ''): Promise<string> {
     requireWorkspace(workspaceId);
@@ -288,7 +298,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     } catch {
       throw new CofferError('invalid_argument', 'partial_config_json is not valid JSON', [{ field: 'partial_config_json', reason: 'invalid JSON' }]);
     }
-    const coordinates = [...new Set(secretCoordinates(partial))];
+    const coordinates = [...new Set(referencedCoordinates(partial))];
     for (const c of coordinates) {
       const parsed = parseCoordinate(prefix, c);
       if (parsed.workspaceId !== workspaceId && parsed.workspaceId !== EPHEMERAL_WORKSPACE_ID) {

@@ -4,6 +4,7 @@ import type { Logger } from '@coffer/telemetry';
 import { hasPermission, isServiceRole, type Principal, type TokenVerifier } from '@coffer/tokens';
 import type { CallContext, MethodSpec } from './call-context';
 import { boundErrorMessage, writeErrorDetails } from './error-details';
+import { nulCharacterField } from './nul-characters';
 import { statusOfCode } from './status-of-code';
 import { traceIdOf } from './trace-context';
 
@@ -124,6 +125,9 @@ export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps
           throw new CofferError('permission_denied', `role ${principal.role} lacks ${spec.permission}`);
         }
       }
+      // No service stores a NUL character (Postgres refuses it in text and jsonb): refuse it up front.
+      const nul = nulCharacterField(call.request);
+      if (nul) throw new CofferError('invalid_argument', `${nul} holds a NUL character`, [{ field: nul, reason: 'holds a NUL character' }]);
       const ctx: CallContext = { principal, metadata: call.metadata, logger, deadline: deadlineOf(call), traceId };
       return spec.handler(call.request, ctx);
     };

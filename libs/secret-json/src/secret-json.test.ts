@@ -90,3 +90,21 @@ describe('secret-json', () => {
     );
   });
 });
+
+describe('depth bound of the reference walks', () => {
+  let deep: unknown = { _secret: 'coffer_workspace_w_secret_s_v1' };
+  for (let i = 0; i < 10_000; i++) deep = { a: deep };
+
+  it('secretCoordinates and hydrate refuse a partial config nested 10,000 levels with a SecretJsonError, not a stack overflow', () => {
+    expect(() => secretCoordinates(deep)).toThrow(SecretJsonError);
+    expect(() => secretCoordinates(deep)).toThrow(/nested deeper than 64 levels/);
+    expect(() => hydrate(deep, () => 'v')).toThrow(SecretJsonError);
+  });
+
+  it('still walks 64 levels', () => {
+    let ok: unknown = { _secret: 'coffer_workspace_w_secret_s_v1' };
+    for (let i = 0; i < 63; i++) ok = { a: ok };
+    expect(secretCoordinates(ok)).toEqual(['coffer_workspace_w_secret_s_v1']);
+    expect(JSON.stringify(hydrate(ok, () => 'v'))).toContain('"v"');
+  });
+});

@@ -180,13 +180,14 @@ function parseVersioned(coordinate: string, path: string): { base: string; versi
   return { base: coordinate.slice(0, at), version };
 }
 
-function collectReferences(node: unknown, path: string, out: Map<string, unknown>): void {
+function collectReferences(node: unknown, path: string, out: Map<string, unknown>, depth = 0): void {
+  if (depth > MAX_DEPTH) throw new SecretJsonError(path, `is nested deeper than ${MAX_DEPTH} levels`);
   if (isSecretReference(node)) {
     out.set(path, node);
     return;
   }
-  if (Array.isArray(node)) node.forEach((v, i) => collectReferences(v, `${path}[${i}]`, out));
-  else if (isObject(node)) for (const [k, v] of Object.entries(node)) collectReferences(v, keyPath(path, k), out);
+  if (Array.isArray(node)) node.forEach((v, i) => collectReferences(v, `${path}[${i}]`, out, depth + 1));
+  else if (isObject(node)) for (const [k, v] of Object.entries(node)) collectReferences(v, keyPath(path, k), out, depth + 1);
 }
 
 /**
@@ -233,19 +234,23 @@ export function split(spec: unknown, config: unknown, options: SplitOptions): Sp
   return { partialConfig, writes, orphans };
 }
 
-/** Every full coordinate referenced by a partial config. */
+/** Every full coordinate referenced by a partial config; throws {@link SecretJsonError} past 64 levels of nesting. */
 export function secretCoordinates(partial: unknown): string[] {
   const refs = new Map<string, unknown>();
   collectReferences(partial, '$', refs);
   return [...refs.values()].map((r) => (r as SecretReference)._secret);
 }
 
-/** Replaces every `{"_secret": c}` of a partial config by `lookup(c)`. */
+/** Replaces every `{"_secret": c}` of a partial config by `lookup(c)`; throws {@link SecretJsonError} past 64 levels of nesting. */
 export function hydrate(partial: unknown, lookup: (coordinate: string) => string): unknown {
-  if (isSecretReference(partial)) return lookup(partial._secret);
-  if (Array.isArray(partial)) return partial.map((v) => hydrate(v, lookup));
-  if (isObject(partial)) return Object.fromEntries(Object.entries(partial).map(([k, v]) => [k, hydrate(v, lookup)]));
-  return partial;
+  const walk = (node: unknown, path: string, depth: number): unknown => {
+    if (depth > MAX_DEPTH) throw new SecretJsonError(path, `is nested deeper than ${MAX_DEPTH} levels`);
+    if (isSecretReference(node)) return lookup(node._secret);
+    if (Array.isArray(node)) return node.map((v, i) => walk(v, `${path}[${i}]`, depth + 1));
+    if (isObject(node)) return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, walk(v, keyPath(path, k), depth + 1)]));
+    return node;
+  };
+  return walk(partial, '$', 0);
 }
 
 /** The plaintext values of a hydrated config where the partial config holds references (for log redaction). */
