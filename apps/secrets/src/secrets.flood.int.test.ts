@@ -230,14 +230,15 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
     let stop = false;
     let floodWrites = 0;
     let floodRefused = 0;
-    const flooding = Array.from({ length: 6 }, async () => {
+    // As many writers as the workspace may run at once, plus one that keeps knocking.
+    const flooding = Array.from({ length: PER_WORKSPACE + 1 }, async () => {
       while (!stop) {
         const r = await write(flooder, MAX_SECRETS);
         if (r.code === grpc.status.OK) floodWrites++;
         else {
           expect(r.code).toBe(grpc.status.UNAVAILABLE);
           floodRefused++;
-          await sleep(5);
+          await sleep(20);
         }
       }
     });

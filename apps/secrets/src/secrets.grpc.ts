@@ -1,5 +1,5 @@
-import { secretsV1 } from '@coffer/contracts';
-import { defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
+import { EPHEMERAL_WORKSPACE_ID, secretsV1 } from '@coffer/contracts';
+import { createKeyedLimiter, defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
 import type { Actor, SecretsService } from './secrets.service';
 
 function actorOf(ctx: CallContext): Actor {
@@ -12,23 +12,45 @@ function actorOf(ctx: CallContext): Actor {
   };
 }
 
+/** How many heavy calls (WriteSecrets, HydrateConfig) of one workspace run at once, and wait. */
+export interface WorkspaceConcurrency {
+  concurrentPerWorkspace: number;
+  queuedPerWorkspace: number;
+}
+
+// Check and discover secrets of every workspace share the ephemeral workspace: their turns are
+// taken per caller-named owner instead, so that one tenant's checks cannot hold everyone's.
+function laneOf(workspaceId: string, ctx: CallContext): string {
+  if (workspaceId !== EPHEMERAL_WORKSPACE_ID) return workspaceId;
+  const onBehalfOf = ctx.metadata.get('coffer-on-behalf-of')[0];
+  return `${workspaceId}/${typeof onBehalfOf === 'string' ? onBehalfOf.slice(0, 200) : ''}`;
+}
+
 /** gRPC handlers of coffer.secrets.v1.SecretsService, each with the permission it needs. */
-export function secretsGrpcService(service: SecretsService): ServiceRegistration {
+export function secretsGrpcService(service: SecretsService, concurrency: WorkspaceConcurrency = { concurrentPerWorkspace: 4, queuedPerWorkspace: 8 }): ServiceRegistration {
+  const limiter = createKeyedLimiter({ concurrent: concurrency.concurrentPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
   return defineService(secretsV1.SecretsServiceService, 'coffer.secrets.v1.SecretsService', {
     writeSecrets: {
       permission: 'secrets.write',
       handler: async (req, ctx) => ({
-        secrets: await service.writeSecrets(
-          req.workspaceId,
-          req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value, ttlSeconds: s.ttlSeconds })),
-          actorOf(ctx),
+        secrets: await limiter.run(
+          laneOf(req.workspaceId, ctx),
+          () =>
+            service.writeSecrets(
+              req.workspaceId,
+              req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value, ttlSeconds: s.ttlSeconds })),
+              actorOf(ctx),
+              {},
+              ctx.signal,
+            ),
+          ctx.signal,
         ),
       }),
     },
     hydrateConfig: {
       permission: 'secrets.hydrate',
       handler: async (req, ctx) => ({
-        configJson: await service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)),
+        configJson: await limiter.run(laneOf(req.workspaceId, ctx), () => service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)), ctx.signal),
       }),
     },
     deleteSecrets: {
