@@ -12,7 +12,7 @@ function actorOf(ctx: CallContext): Actor {
   };
 }
 
-/** How many heavy calls (WriteSecrets, HydrateConfig) of one workspace run at once, and wait. */
+/** How many heavy calls of one workspace run at once, and wait, each of WriteSecrets and HydrateConfig. */
 export interface WorkspaceConcurrency {
   concurrentPerWorkspace: number;
   queuedPerWorkspace: number;
@@ -20,21 +20,22 @@ export interface WorkspaceConcurrency {
 
 // Check and discover secrets of every workspace share the ephemeral workspace: their turns are
 // taken per caller-named owner instead, so that one tenant's checks cannot hold everyone's.
-function laneOf(workspaceId: string, ctx: CallContext): string {
-  if (workspaceId !== EPHEMERAL_WORKSPACE_ID) return workspaceId;
+// Writes and hydrates take turns in separate lanes, so a workspace's own writes do not hold up its syncs.
+function laneOf(kind: 'write' | 'hydrate', workspaceId: string, ctx: CallContext): string {
+  if (workspaceId !== EPHEMERAL_WORKSPACE_ID) return `${kind}:${workspaceId}`;
   const onBehalfOf = ctx.metadata.get('coffer-on-behalf-of')[0];
-  return `${workspaceId}/${typeof onBehalfOf === 'string' ? onBehalfOf.slice(0, 200) : ''}`;
+  return `${kind}:${workspaceId}/${typeof onBehalfOf === 'string' ? onBehalfOf.slice(0, 200) : ''}`;
 }
 
 /** gRPC handlers of coffer.secrets.v1.SecretsService, each with the permission it needs. */
-export function secretsGrpcService(service: SecretsService, concurrency: WorkspaceConcurrency = { concurrentPerWorkspace: 4, queuedPerWorkspace: 8 }): ServiceRegistration {
+export function secretsGrpcService(service: SecretsService, concurrency: WorkspaceConcurrency = { concurrentPerWorkspace: 2, queuedPerWorkspace: 8 }): ServiceRegistration {
   const limiter = createKeyedLimiter({ concurrent: concurrency.concurrentPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
   return defineService(secretsV1.SecretsServiceService, 'coffer.secrets.v1.SecretsService', {
     writeSecrets: {
       permission: 'secrets.write',
       handler: async (req, ctx) => ({
         secrets: await limiter.run(
-          laneOf(req.workspaceId, ctx),
+          laneOf('write', req.workspaceId, ctx),
           () =>
             service.writeSecrets(
               req.workspaceId,
@@ -50,7 +51,7 @@ export function secretsGrpcService(service: SecretsService, concurrency: Workspa
     hydrateConfig: {
       permission: 'secrets.hydrate',
       handler: async (req, ctx) => ({
-        configJson: await limiter.run(laneOf(req.workspaceId, ctx), () => service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)), ctx.signal),
+        configJson: await limiter.run(laneOf('hydrate', req.workspaceId, ctx), () => service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)), ctx.signal),
       }),
     },
     deleteSecrets: {
