@@ -37,7 +37,13 @@ describe('one tenant cannot stall every tenant: secrets per config, per-workspac
   beforeAll(async () => {
     db = await createTestDatabase('coffer_flood');
     ns = uniqueNamespace();
-    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns });
+    // Config lets one workspace write secrets in one call at a time, with one waiting: the rest of a burst is refused there.
+    stack = await startStack({
+      databaseUrl: db.url,
+      natsUrl: testNatsUrl(),
+      namespace: ns,
+      serviceEnv: { config: { CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE: '1', CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE: '1' } },
+    });
     config = createPromiseClient(configV1.ConfigServiceClient, stack.services.config.address, {
       tokenProvider: createServiceTokenProvider({ authAddress: stack.services.auth.address, ...stack.credentials.clients.operator, audience: 'config' }),
       deadlineMs: 60_000,
@@ -108,8 +114,9 @@ describe('one tenant cannot stall every tenant: secrets per config, per-workspac
     const ok = results.filter((r) => r === 'ok').length;
     const refused = results.filter((r) => r !== 'ok');
     console.log(`config: ${ok} of ${results.length} concurrent ${LIMIT}-secret creates served, ${refused.length} refused`);
+    // 1 running + 1 waiting at config (secrets alone would take 2 + 8); a slow burst may let a few more through.
     expect(ok).toBeGreaterThanOrEqual(2);
-    expect(refused.length).toBeGreaterThanOrEqual(1);
+    expect(ok).toBeLessThanOrEqual(5);
     for (const r of refused) {
       expect(isCofferError(r) && r.code).toBe('unavailable');
       expect(isCofferError(r) && r.message).toBe('too many concurrent calls for this workspace; retry later');
