@@ -44,7 +44,8 @@ try {
   const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [
       secretsGrpcService(service, {
-        concurrentPerWorkspace: config.SECRETS_CONCURRENT_CALLS_PER_WORKSPACE,
+        writesPerWorkspace: config.SECRETS_CONCURRENT_WRITES_PER_WORKSPACE,
+        hydratesPerWorkspace: config.SECRETS_CONCURRENT_HYDRATES_PER_WORKSPACE,
         queuedPerWorkspace: config.SECRETS_QUEUED_CALLS_PER_WORKSPACE,
       }),
     ], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });

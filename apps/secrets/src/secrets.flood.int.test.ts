@@ -21,7 +21,7 @@ import { createSecretsService } from './secrets.service';
 const schema = 'secrets';
 const ISSUER = 'coffer-auth';
 const MAX_SECRETS = 100;
-const PER_WORKSPACE = 2;
+const PER_WORKSPACE = 1;
 const QUEUE = 2;
 
 interface Outcome<Res> {
@@ -109,7 +109,7 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
     syncToken = await sign('sync-worker');
     const verifier = createTokenVerifier({ issuer: ISSUER, audience: 'secrets', fetchJwks: async () => ({ keys: [jwk] }) });
     server = createGrpcServer({
-      services: [secretsGrpcService(service, { concurrentPerWorkspace: PER_WORKSPACE, queuedPerWorkspace: QUEUE })],
+      services: [secretsGrpcService(service, { writesPerWorkspace: PER_WORKSPACE, hydratesPerWorkspace: 4, queuedPerWorkspace: QUEUE })],
       verifier,
       logger: pino({ level: 'silent' }),
     });

@@ -12,9 +12,10 @@ function actorOf(ctx: CallContext): Actor {
   };
 }
 
-/** How many heavy calls of one workspace run at once, and wait, each of WriteSecrets and HydrateConfig. */
+/** How many calls of one workspace run at once (writes and hydrates apart), and how many may wait for a turn. */
 export interface WorkspaceConcurrency {
-  concurrentPerWorkspace: number;
+  writesPerWorkspace: number;
+  hydratesPerWorkspace: number;
   queuedPerWorkspace: number;
 }
 
@@ -28,13 +29,17 @@ function laneOf(kind: 'write' | 'hydrate', workspaceId: string, ctx: CallContext
 }
 
 /** gRPC handlers of coffer.secrets.v1.SecretsService, each with the permission it needs. */
-export function secretsGrpcService(service: SecretsService, concurrency: WorkspaceConcurrency = { concurrentPerWorkspace: 2, queuedPerWorkspace: 8 }): ServiceRegistration {
-  const limiter = createKeyedLimiter({ concurrent: concurrency.concurrentPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
+export function secretsGrpcService(
+  service: SecretsService,
+  concurrency: WorkspaceConcurrency = { writesPerWorkspace: 1, hydratesPerWorkspace: 4, queuedPerWorkspace: 8 },
+): ServiceRegistration {
+  const writes = createKeyedLimiter({ concurrent: concurrency.writesPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
+  const hydrates = createKeyedLimiter({ concurrent: concurrency.hydratesPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
   return defineService(secretsV1.SecretsServiceService, 'coffer.secrets.v1.SecretsService', {
     writeSecrets: {
       permission: 'secrets.write',
       handler: async (req, ctx) => ({
-        secrets: await limiter.run(
+        secrets: await writes.run(
           laneOf('write', req.workspaceId, ctx),
           () =>
             service.writeSecrets(
@@ -51,7 +56,7 @@ export function secretsGrpcService(service: SecretsService, concurrency: Workspa
     hydrateConfig: {
       permission: 'secrets.hydrate',
       handler: async (req, ctx) => ({
-        configJson: await limiter.run(laneOf('hydrate', req.workspaceId, ctx), () => service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)), ctx.signal),
+        configJson: await hydrates.run(laneOf('hydrate', req.workspaceId, ctx), () => service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)), ctx.signal),
       }),
     },
     deleteSecrets: {
