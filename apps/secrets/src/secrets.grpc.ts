@@ -1,5 +1,5 @@
 import { EPHEMERAL_WORKSPACE_ID, secretsV1 } from '@coffer/contracts';
-import { createKeyedLimiter, defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
+import { createKeyedLimiter, defineService, type CallContext, type KeyedLimiter, type ServiceRegistration } from '@coffer/rpc';
 import type { Actor, SecretsService } from './secrets.service';
 
 function actorOf(ctx: CallContext): Actor {
@@ -19,14 +19,17 @@ export interface WorkspaceConcurrency {
   queuedPerWorkspace: number;
 }
 
-// Check and discover secrets of every workspace share the ephemeral workspace: their turns are
-// taken per caller-named owner instead, so that one tenant's checks cannot hold everyone's.
-// Writes and hydrates take turns in separate lanes, so a workspace's own writes do not hold up its syncs.
-function laneOf(kind: 'write' | 'hydrate', workspaceId: string, ctx: CallContext): string {
-  if (workspaceId !== EPHEMERAL_WORKSPACE_ID) return `${kind}:${workspaceId}`;
+// Check and discover secrets of every workspace share the ephemeral workspace: one lane for all of
+// them would let one tenant's checks hold everyone's. They take turns per `coffer-on-behalf-of`
+// when the caller names it, and are otherwise left to the caller's own bound (config's per caller).
+function laneOf(workspaceId: string, ctx: CallContext): string | undefined {
+  if (workspaceId !== EPHEMERAL_WORKSPACE_ID) return workspaceId;
   const onBehalfOf = ctx.metadata.get('coffer-on-behalf-of')[0];
-  return `${kind}:${workspaceId}/${typeof onBehalfOf === 'string' ? onBehalfOf.slice(0, 200) : ''}`;
+  return typeof onBehalfOf === 'string' && onBehalfOf.length > 0 ? `${workspaceId}/${onBehalfOf.slice(0, 200)}` : undefined;
 }
+
+const inLane = <T>(limiter: KeyedLimiter, lane: string | undefined, work: () => Promise<T>, signal?: AbortSignal): Promise<T> =>
+  lane === undefined ? work() : limiter.run(lane, work, signal);
 
 /** gRPC handlers of coffer.secrets.v1.SecretsService, each with the permission it needs. */
 export function secretsGrpcService(
@@ -39,8 +42,9 @@ export function secretsGrpcService(
     writeSecrets: {
       permission: 'secrets.write',
       handler: async (req, ctx) => ({
-        secrets: await writes.run(
-          laneOf('write', req.workspaceId, ctx),
+        secrets: await inLane(
+          writes,
+          laneOf(req.workspaceId, ctx),
           () =>
             service.writeSecrets(
               req.workspaceId,
@@ -56,7 +60,7 @@ export function secretsGrpcService(
     hydrateConfig: {
       permission: 'secrets.hydrate',
       handler: async (req, ctx) => ({
-        configJson: await hydrates.run(laneOf('hydrate', req.workspaceId, ctx), () => service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)), ctx.signal),
+        configJson: await inLane(hydrates, laneOf(req.workspaceId, ctx), () => service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx)), ctx.signal),
       }),
     },
     deleteSecrets: {
