@@ -27,6 +27,8 @@ export interface StackOptions {
   credentials?: DevCredentials;
   /** Mutual TLS on every port: a throwaway CA and a certificate per service (and one for the operator). */
   tls?: boolean;
+  /** Extra environment per service (e.g. a lower limit for a test); it overrides the stack's own. */
+  serviceEnv?: Partial<Record<StackService, Record<string, string>>>;
 }
 
 export interface RunningService {
@@ -151,7 +153,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const configAddress = `${host}:${options.ports?.config || (await freePort(host))}`;
 
   const start = async (name: StackService) => {
-    const svc = spawnService(name, envs[name], options.echo);
+    const svc = spawnService(name, { ...envs[name], ...options.serviceEnv?.[name] }, options.echo);
     services[name] = svc;
     svc.port = await waitForPort(svc, timeout);
     svc.address = `${host}:${svc.port}`;

@@ -3,6 +3,7 @@ import type { Kysely } from 'kysely';
 import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { EventStore, NewEvent, OutboxMessage, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
+import { createKeyedLimiter } from '@coffer/rpc';
 import { SecretJsonError, mask, ownSecretCoordinates, secretCoordinates, split, type PlannedSecretWrite } from '@coffer/secret-json';
 import type { Logger } from '@coffer/telemetry';
 import * as actorDomain from './domain/actor.decider';
@@ -100,6 +101,10 @@ export interface ConfigServiceDeps {
   coordinatePrefix: string;
   /** Largest accepted config_json / spec_json, in bytes. */
   maxConfigBytes: number;
+  /** Most secret values one config may hold; default 100. */
+  maxSecretsPerConfig?: number;
+  /** Calls of one workspace that write secrets at once, and that may wait for a turn; default 2 and 8. */
+  secretWritesPerWorkspace?: { concurrent: number; queued: number };
   /** Where check and discover answers arrive; absent, CheckConfig and DiscoverSchema are unavailable. */
   checkResults?: CheckResults;
   checkTimeoutMs?: number;
@@ -245,6 +250,9 @@ export function createConfigService(deps: ConfigServiceDeps) {
 
   const metadata = (caller: Caller) => ({ actor: caller.subject, traceparent: caller.traceparent });
   const now = () => clock().toISOString();
+  const maxSecretsPerConfig = deps.maxSecretsPerConfig ?? 100;
+  // One workspace's large writes take turns, so that they cannot fill secrets and starve the others.
+  const secretWriteTurns = createKeyedLimiter({ ...(deps.secretWritesPerWorkspace ?? { concurrent: 2, queued: 8 }), per: 'workspace' });
 
   function outbox<N extends IntegrationEventName>(
     name: N,
@@ -298,20 +306,28 @@ export function createConfigService(deps: ConfigServiceDeps) {
   function plan(workspaceId: string, spec: unknown, configJson: string, stored?: unknown) {
     const config = parseBounded(configJson, 'config_json');
     compileSpec(spec, 'definition spec').validate(config, 'config_json');
+    let planned: ReturnType<typeof split>;
     try {
-      return split(spec, config, { stored, newBaseCoordinate: () => baseCoordinate(deps.coordinatePrefix, workspaceId, newId()) });
+      planned = split(spec, config, { stored, newBaseCoordinate: () => baseCoordinate(deps.coordinatePrefix, workspaceId, newId()) });
     } catch (err) {
       if (err instanceof SecretJsonError) throw invalid(`config_json:${err.path}`, 'cannot be split', `config_json ${err.message}`);
       throw err;
     }
+    // Every secret the config holds, new or kept (masked), counts: nothing is written beyond the limit.
+    const held = secretCoordinates(planned.partialConfig).length;
+    if (held > maxSecretsPerConfig) throw invalid('config_json', 'holds too many secrets', `config_json holds ${held} secret values; the limit is ${maxSecretsPerConfig}`);
+    return planned;
   }
 
-  async function writeSecrets(workspaceId: string, writes: PlannedSecretWrite[], owner: SecretsOwner): Promise<void> {
+  /** Writes at secrets for `owner`, taking a turn of the workspace's lane (the caller's workspace for check and discover). */
+  async function writeSecrets(workspaceId: string, writes: PlannedSecretWrite[], owner: SecretsOwner, lane = workspaceId): Promise<void> {
     if (writes.length === 0) return;
-    await secrets.write(
-      workspaceId,
-      writes.map((w) => ({ baseCoordinate: w.baseCoordinate, expectedVersion: w.version - 1, value: w.value })),
-      owner,
+    await secretWriteTurns.run(lane, () =>
+      secrets.write(
+        workspaceId,
+        writes.map((w) => ({ baseCoordinate: w.baseCoordinate, expectedVersion: w.version - 1, value: w.value })),
+        owner,
+      ),
     );
   }
 
@@ -435,7 +451,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const waiting = deps.checkResults.wait(jobId, deps.checkTimeoutMs ?? 60_000);
       try {
         // Bound to the caller's workspace and to this one run: no other config can hydrate them.
-        await writeSecrets(EPHEMERAL_WORKSPACE_ID, planned.writes, { ownerId: jobId, ownerWorkspaceId: ws.workspace_id });
+        await writeSecrets(EPHEMERAL_WORKSPACE_ID, planned.writes, { ownerId: jobId, ownerWorkspaceId: ws.workspace_id }, ws.workspace_id);
         const partialConfigJson = JSON.stringify(planned.partialConfig);
         await store.append(
           `check-${jobId}`,

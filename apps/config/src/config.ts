@@ -13,6 +13,9 @@ export const configServiceSchema = z.object({
   CONFIG_SHRED_RETRY_SECONDS: z.coerce.number().int().positive().default(5),
   CONFIG_MAX_CONFIG_BYTES: z.coerce.number().int().positive().default(256 * 1024),
   CONFIG_CHECK_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(60),
+  CONFIG_MAX_SECRETS_PER_CONFIG: z.coerce.number().int().min(1).max(10_000).default(100),
+  CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(2),
+  CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(0).max(10_000).default(8),
 });
 
 /** The parsed configuration of the config service. */

@@ -52,6 +52,8 @@ try {
     },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
     maxConfigBytes: config.CONFIG_MAX_CONFIG_BYTES,
+    maxSecretsPerConfig: config.CONFIG_MAX_SECRETS_PER_CONFIG,
+    secretWritesPerWorkspace: { concurrent: config.CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE, queued: config.CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE },
     checkResults,
     checkTimeoutMs: config.CONFIG_CHECK_TIMEOUT_SECONDS * 1000,
     logger,

@@ -24,6 +24,10 @@ export const secretsConfigSchema = z.object({
   SECRETS_KEK_ROTATION_CHECK_SECONDS: z.coerce.number().int().positive().default(3600),
   SECRETS_DATA_KEY_CACHE_ENTRIES: z.coerce.number().int().min(0).default(1000),
   SECRETS_DATA_KEY_CACHE_TTL_SECONDS: z.coerce.number().int().positive().default(300),
+  SECRETS_MAX_SECRETS_PER_REQUEST: z.coerce.number().int().min(1).max(10_000).default(100),
+  SECRETS_CONCURRENT_WRITES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(1),
+  SECRETS_CONCURRENT_HYDRATES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(4),
+  SECRETS_QUEUED_CALLS_PER_WORKSPACE: z.coerce.number().int().min(0).max(10_000).default(8),
 }).superRefine((c, ctx) => {
   // No default for anything secret: the chosen provider's settings are required, and named when missing.
   const need = (key: keyof typeof c, why: string) => {

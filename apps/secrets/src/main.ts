@@ -42,7 +42,13 @@ try {
     credentials: tls ? mtlsChannelCredentials(tls) : undefined,
   });
   const verifier = tokens.verifier;
-  const server = createGrpcServer({ services: [secretsGrpcService(service)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
+  const server = createGrpcServer({ services: [
+      secretsGrpcService(service, {
+        writesPerWorkspace: config.SECRETS_CONCURRENT_WRITES_PER_WORKSPACE,
+        hydratesPerWorkspace: config.SECRETS_CONCURRENT_HYDRATES_PER_WORKSPACE,
+        queuedPerWorkspace: config.SECRETS_QUEUED_CALLS_PER_WORKSPACE,
+      }),
+    ], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SECRETS_GRPC_ADDRESS);
   announceListening(logger, 'secrets', port);
   onShutdown(logger, [

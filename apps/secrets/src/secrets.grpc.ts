@@ -1,5 +1,5 @@
-import { CofferError, secretsV1 } from '@coffer/contracts';
-import { defineService, type CallContext, type ServiceRegistration } from '@coffer/rpc';
+import { CofferError, EPHEMERAL_WORKSPACE_ID, secretsV1 } from '@coffer/contracts';
+import { createKeyedLimiter, defineService, type CallContext, type KeyedLimiter, type ServiceRegistration } from '@coffer/rpc';
 import type { Actor, SecretsService } from './secrets.service';
 
 const MAX_REASON_CHARS = 200;
@@ -14,17 +14,49 @@ function actorOf(ctx: CallContext): Actor {
   };
 }
 
+/** How many calls of one workspace run at once (writes and hydrates apart), and how many may wait for a turn. */
+export interface WorkspaceConcurrency {
+  writesPerWorkspace: number;
+  hydratesPerWorkspace: number;
+  queuedPerWorkspace: number;
+}
+
+// Check and discover secrets of every workspace share the ephemeral workspace: one lane for all of
+// them would let one tenant's checks hold everyone's. They take turns per `coffer-on-behalf-of`
+// when the caller names it, and are otherwise left to the caller's own bound (config's per caller).
+function laneOf(workspaceId: string, ctx: CallContext): string | undefined {
+  if (workspaceId !== EPHEMERAL_WORKSPACE_ID) return workspaceId;
+  const onBehalfOf = ctx.metadata.get('coffer-on-behalf-of')[0];
+  return typeof onBehalfOf === 'string' && onBehalfOf.length > 0 ? `${workspaceId}/${onBehalfOf.slice(0, 200)}` : undefined;
+}
+
+const inLane = <T>(limiter: KeyedLimiter, lane: string | undefined, work: () => Promise<T>, signal?: AbortSignal): Promise<T> =>
+  lane === undefined ? work() : limiter.run(lane, work, signal);
+
 /** gRPC handlers of coffer.secrets.v1.SecretsService, each with the permission it needs. */
-export function secretsGrpcService(service: SecretsService): ServiceRegistration {
+export function secretsGrpcService(
+  service: SecretsService,
+  concurrency: WorkspaceConcurrency = { writesPerWorkspace: 1, hydratesPerWorkspace: 4, queuedPerWorkspace: 8 },
+): ServiceRegistration {
+  const writes = createKeyedLimiter({ concurrent: concurrency.writesPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
+  const hydrates = createKeyedLimiter({ concurrent: concurrency.hydratesPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
   return defineService(secretsV1.SecretsServiceService, 'coffer.secrets.v1.SecretsService', {
     writeSecrets: {
       permission: 'secrets.write',
       handler: async (req, ctx) => ({
-        secrets: await service.writeSecrets(
-          req.workspaceId,
-          req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value, ttlSeconds: s.ttlSeconds })),
-          actorOf(ctx),
-          { ownerId: req.ownerId, ownerWorkspaceId: req.ownerWorkspaceId },
+        secrets: await inLane(
+          writes,
+          laneOf(req.workspaceId === EPHEMERAL_WORKSPACE_ID && req.ownerWorkspaceId ? req.ownerWorkspaceId : req.workspaceId, ctx),
+          () =>
+            service.writeSecrets(
+              req.workspaceId,
+              req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value, ttlSeconds: s.ttlSeconds })),
+              actorOf(ctx),
+              { ownerId: req.ownerId, ownerWorkspaceId: req.ownerWorkspaceId },
+              {},
+              ctx.signal,
+            ),
+          ctx.signal,
         ),
       }),
     },
@@ -33,7 +65,9 @@ export function secretsGrpcService(service: SecretsService): ServiceRegistration
       handler: async (req, ctx) => {
         // The reason is recorded and published with the hydration: bounded, and never echoed.
         if (req.reason.length > MAX_REASON_CHARS) throw new CofferError('invalid_argument', `reason must be at most ${MAX_REASON_CHARS} characters`, [{ field: 'reason', reason: 'too long' }]);
-        return { configJson: await service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx), req.ownerId) };
+        return {
+          configJson: await inLane(hydrates, laneOf(req.workspaceId, ctx), () => service.hydrateConfig(req.workspaceId, req.partialConfigJson, req.reason, actorOf(ctx), req.ownerId), ctx.signal),
+        };
       },
     },
     deleteSecrets: {

@@ -62,46 +62,44 @@ export async function migrateSecretsReadModel(db: Kysely<any>, schema: string): 
   )`.execute(db);
 }
 
-/** Inline projection of SecretVersionWritten: the version row and its wrapped data key. */
-export async function projectVersionWritten(
+/** Inline projection of SecretVersionWritten (the version rows and their wrapped data keys), `batchSize` rows per statement. */
+export async function projectVersionsWritten(
   trx: Db,
   schema: string,
-  e: SecretVersionWrittenData,
-  wrapped: Buffer,
+  written: { e: SecretVersionWrittenData; wrapped: Buffer }[],
   createdBy: string,
+  batchSize: number,
 ): Promise<void> {
-  await trx
-    .withSchema(schema)
-    .insertInto('secret_versions')
-    .values({
-      coordinate: e.coordinate,
-      base_coordinate: e.baseCoordinate,
-      workspace_id: e.workspaceId,
-      version: e.version,
-      state: 'active',
-      ciphertext: Buffer.from(e.ciphertext, 'base64'),
-      data_key_id: e.dataKeyId,
-      kek_id: e.kekId,
-      kek_version: e.kekVersion,
-      expires_at: e.expiresAt,
-      created_at: e.writtenAt,
-      created_by: createdBy,
-      owner_id: e.ownerId ?? null,
-      owner_workspace_id: e.ownerWorkspaceId ?? null,
-    })
-    .execute();
-  await trx
-    .withSchema(schema)
-    .insertInto('data_keys')
-    .values({
-      data_key_id: e.dataKeyId,
-      coordinate: e.coordinate,
-      kek_id: e.kekId,
-      kek_version: e.kekVersion,
-      wrapped,
-      created_at: e.writtenAt,
-    })
-    .execute();
+  for (let i = 0; i < written.length; i += batchSize) {
+    const batch = written.slice(i, i + batchSize);
+    await trx
+      .withSchema(schema)
+      .insertInto('secret_versions')
+      .values(
+        batch.map(({ e }) => ({
+          coordinate: e.coordinate,
+          base_coordinate: e.baseCoordinate,
+          workspace_id: e.workspaceId,
+          version: e.version,
+          state: 'active',
+          ciphertext: Buffer.from(e.ciphertext, 'base64'),
+          data_key_id: e.dataKeyId,
+          kek_id: e.kekId,
+          kek_version: e.kekVersion,
+          expires_at: e.expiresAt,
+          created_at: e.writtenAt,
+          created_by: createdBy,
+          owner_id: e.ownerId ?? null,
+          owner_workspace_id: e.ownerWorkspaceId ?? null,
+        })),
+      )
+      .execute();
+    await trx
+      .withSchema(schema)
+      .insertInto('data_keys')
+      .values(batch.map(({ e, wrapped }) => ({ data_key_id: e.dataKeyId, coordinate: e.coordinate, kek_id: e.kekId, kek_version: e.kekVersion, wrapped, created_at: e.writtenAt })))
+      .execute();
+  }
 }
 
 /** Inline projection of SecretVersionDestroyed: the wrapped data key is deleted for good (crypto-shredding). */

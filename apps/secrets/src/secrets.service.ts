@@ -38,7 +38,7 @@ import {
   projectExpired,
   projectRewrapped,
   projectVersionDestroyed,
-  projectVersionWritten,
+  projectVersionsWritten,
 } from './secrets.postgres';
 
 /** Who asks, as recorded in events: a service identity and, optionally, on whose behalf. */
@@ -91,6 +91,10 @@ export interface SecretsServiceDeps {
   cache: DataKeyCache;
   /** How often the KEK is rotated by `rotateIfDue` (ms). */
   rotationPeriodMs: number;
+  /** Most secret values one WriteSecrets may carry; default 100. */
+  maxSecretsPerRequest?: number;
+  /** Rows per insert statement when writing secrets; default 100. */
+  writeBatchSize?: number;
   clock: () => Date;
   newId: () => string;
 }
@@ -98,12 +102,17 @@ export interface SecretsServiceDeps {
 const MAX_VALUE_BYTES = 64 * 1024;
 const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
 const REWRAP_BATCH = 100;
+const WRITE_BATCH = 100;
+/** The default of `maxSecretsPerRequest`. */
+export const DEFAULT_MAX_SECRETS_PER_REQUEST = 100;
 const SOURCE = 'coffer/secrets';
 const streamOf = (base: string) => `secret-${base}`;
 
 /** The secrets service's use cases: write, hydrate, delete and list, over the event store and the KMS. */
 export function createSecretsService(deps: SecretsServiceDeps) {
   const { db, store, kms, schema, coordinatePrefix: prefix, namespace: ns, cache, clock, newId } = deps;
+  const maxSecretsPerRequest = deps.maxSecretsPerRequest ?? DEFAULT_MAX_SECRETS_PER_REQUEST;
+  const writeBatchSize = deps.writeBatchSize ?? WRITE_BATCH;
   const metadataOf = (actor: Actor, extra: Record<string, unknown> = {}) => ({ actor: actor.subject, onBehalfOf: actor.onBehalfOf, traceparent: actor.traceparent, ...extra });
 
   const ID = /^[A-Za-z0-9-]{1,64}$/;
@@ -191,17 +200,34 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     );
   }
 
-  /** Writes every value as a new version (v1 of a new base, or the next version of a given one), all or nothing. */
+  /** Throws the abort reason (the call was cancelled or its deadline passed) when `signal` has aborted. */
+  function stopIfAborted(signal: AbortSignal | undefined): void {
+    if (!signal?.aborted) return;
+    throw isCofferError(signal.reason) ? signal.reason : new CofferError('unavailable', 'the call was cancelled or its deadline passed');
+  }
+
+  /**
+   * Writes every value as a new version (v1 of a new base, or the next version of a given one), all
+   * or nothing, in one transaction of a bounded number of statements. At most `maxSecretsPerRequest`
+   * values per call. When `signal` aborts (the caller cancelled or its deadline passed) before the
+   * commit, nothing is committed.
+   */
   async function writeSecrets(
     workspaceId: string,
     inputs: SecretWriteInput[],
     actor: Actor,
     owner: SecretOwner = {},
     extraMetadata: Record<string, unknown> = {},
+    signal?: AbortSignal,
   ): Promise<WrittenSecret[]> {
     requireWorkspace(workspaceId);
     const { ownerId, ownerWorkspaceId } = ownerOfWrite(workspaceId, owner);
     if (inputs.length === 0) throw new CofferError('invalid_argument', 'secrets must not be empty', [{ field: 'secrets', reason: 'empty' }]);
+    if (inputs.length > maxSecretsPerRequest) {
+      throw new CofferError('invalid_argument', `secrets holds ${inputs.length} values; the limit is ${maxSecretsPerRequest} per request`, [
+        { field: 'secrets', reason: 'too many' },
+      ]);
+    }
     const now = clock();
     const expiryOf = (ttlSeconds: number | undefined, field: string): string | null => {
       const ttl = ttlSeconds ?? 0;
@@ -211,14 +237,15 @@ export function createSecretsService(deps: SecretsServiceDeps) {
       if (ttl > 0) return new Date(now.getTime() + ttl * 1000).toISOString();
       return workspaceId === EPHEMERAL_WORKSPACE_ID ? new Date(now.getTime() + deps.ephemeralTtlMs).toISOString() : null;
     };
+    // Every input is checked before any KMS or database work.
     const seen = new Set<string>();
-    const planned: { base: string; streamVersion: number; events: SecretEvent[]; wrapped: Buffer }[] = [];
-    for (const [i, input] of inputs.entries()) {
+    const checked = inputs.map((input, i) => {
       const field = `secrets[${i}]`;
       if (Buffer.byteLength(input.value, 'utf8') > MAX_VALUE_BYTES) {
         throw new CofferError('invalid_argument', `${field}.value is larger than ${MAX_VALUE_BYTES} bytes`, [{ field: `${field}.value`, reason: 'too large' }]);
       }
       let base: string;
+      let isNew = false;
       if (input.baseCoordinate) {
         const parsed = parseBaseCoordinate(prefix, input.baseCoordinate);
         if (parsed.workspaceId !== workspaceId) {
@@ -227,10 +254,17 @@ export function createSecretsService(deps: SecretsServiceDeps) {
         base = input.baseCoordinate;
       } else {
         base = baseCoordinate(prefix, workspaceId, newId());
+        isNew = true;
       }
       if (seen.has(base)) throw new CofferError('invalid_argument', `${field}.base_coordinate appears twice`, [{ field: `${field}.base_coordinate`, reason: 'duplicate' }]);
       seen.add(base);
-      const { state, streamVersion } = await loadState(base);
+      return { input, field, base, isNew, expiresAt: expiryOf(input.ttlSeconds, field) };
+    });
+    const planned: { base: string; streamVersion: number; events: SecretEvent[]; wrapped: Buffer }[] = [];
+    for (const { input, base, isNew, expiresAt } of checked) {
+      stopIfAborted(signal);
+      // A base this call just made up has no stream yet: nothing to read.
+      const { state, streamVersion } = isNew ? { state: initialState(), streamVersion: 0 } : await loadState(base);
       const version = state.latestVersion + 1;
       const coordinate = `${base}_v${version}`;
       const sealed = await seal(kms, input.value, bindingOf(workspaceId, coordinate));
@@ -245,7 +279,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
           dataKeyId: newId(),
           kekId: sealed.dataKey.kekId,
           kekVersion: sealed.dataKey.kekVersion,
-          expiresAt: expiryOf(input.ttlSeconds, field),
+          expiresAt,
           ownerId,
           ownerWorkspaceId,
           now: now.toISOString(),
@@ -254,23 +288,26 @@ export function createSecretsService(deps: SecretsServiceDeps) {
       );
       planned.push({ base, streamVersion, events, wrapped: sealed.dataKey.wrapped });
     }
+    stopIfAborted(signal);
+    const metadata = metadataOf(actor, extraMetadata);
     await db.transaction().execute(async (trx) => {
-      for (const p of planned) {
-        await store.appendInTransaction(
-          trx,
-          streamOf(p.base),
-          p.streamVersion,
-          p.events.map((e) => ({ type: e.type, data: { ...e.data }, metadata: metadataOf(actor, extraMetadata) })),
-          {
-            project: async (t, recorded) => {
-              for (const r of recorded) {
-                await projectVersionWritten(t, schema, r.data as unknown as SecretVersionWrittenData, p.wrapped, actor.subject);
-              }
-            },
-            outbox: (recorded) => recorded.map((r) => writtenMessage(r, actor)),
-          },
-        );
-      }
+      // The read model rows first: appends take turns on the schema's chain lock, which is then
+      // held only for the events and the outbox (a few statements), not for this.
+      await projectVersionsWritten(
+        trx,
+        schema,
+        planned.map((p) => ({ e: p.events[0]!.data as SecretVersionWrittenData, wrapped: p.wrapped })),
+        actor.subject,
+        writeBatchSize,
+      );
+      stopIfAborted(signal);
+      await store.appendManyInTransaction(
+        trx,
+        planned.map((p) => ({ streamId: streamOf(p.base), expected: p.streamVersion, events: p.events.map((e) => ({ type: e.type, data: { ...e.data }, metadata })) })),
+        { batchSize: writeBatchSize, outbox: (recorded) => recorded.map((r) => writtenMessage(r, actor)) },
+      );
+      // Last look before the commit: a caller that gave up must not find its secrets written.
+      stopIfAborted(signal);
     });
     return planned.map((p) => {
       const d = p.events[0]!.data as SecretVersionWrittenData;
@@ -649,6 +686,7 @@ export function secretsServiceFromConfig(
       clock: Date.now,
     }),
     rotationPeriodMs: config.SECRETS_KEK_ROTATION_DAYS * 24 * 3600 * 1000,
+    maxSecretsPerRequest: config.SECRETS_MAX_SECRETS_PER_REQUEST,
     clock: () => new Date(),
     newId: randomUUID,
   });

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isCofferError } from '@coffer/contracts';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, type TestDatabase } from '@coffer/testing';
-import { createEventStore, migrateEventStore, recordInbox, type EventStore } from './index';
+import { createEventStore, migrateEventStore, recordInbox, verifyEventChain, type EventStore } from './index';
 
 const schema = 'es_test';
 
@@ -163,6 +163,26 @@ describe('event store on real Postgres', () => {
       }),
     ).rejects.toThrow('effect failed');
     expect(await recordInbox(db, schema, 'worker', 'event-2')).toBe(true);
+  });
+
+  it('appends to many streams in batches: versions checked, chain intact, outbox filled; a stale version writes nothing', async () => {
+    await store.append('many-0', 0, [{ type: 'Opened', data: {} }]);
+    const appends = Array.from({ length: 7 }, (_, i) => ({ streamId: `many-${i}`, expected: i === 0 ? 1 : 0, events: [{ type: 'Written', data: { i } }] }));
+    const recorded = await db.transaction().execute((trx) =>
+      store.appendManyInTransaction(trx, appends, {
+        batchSize: 3,
+        outbox: (rs) => rs.map((r) => ({ eventId: r.eventId, subject: 'test.many', headers: {}, body: '{}' })),
+      }),
+    );
+    expect(recorded.map((r) => [r.streamId, r.streamVersion])).toEqual(appends.map((a, i) => [a.streamId, i === 0 ? 2 : 1]));
+    expect(await verifyEventChain(db, schema)).toMatchObject({ ok: true });
+    const outbox = await sql<{ n: number }>`select count(*)::int as n from es_test.outbox where subject = 'test.many'`.execute(db);
+    expect(outbox.rows[0]!.n).toBe(7);
+    const before = await sql<{ n: number }>`select count(*)::int as n from es_test.events`.execute(db);
+    const stale = [{ streamId: 'many-new', expected: 0, events: [{ type: 'Written', data: {} }] }, { streamId: 'many-1', expected: 0, events: [{ type: 'Written', data: {} }] }];
+    const err = await db.transaction().execute((trx) => store.appendManyInTransaction(trx, stale)).catch((e: unknown) => e);
+    expect(isCofferError(err) && err.code).toBe('version_conflict');
+    expect((await sql<{ n: number }>`select count(*)::int as n from es_test.events`.execute(db)).rows).toEqual(before.rows);
   });
 
   it('refuses a schema name that is not a plain identifier', async () => {

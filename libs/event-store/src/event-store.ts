@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { CofferError } from '@coffer/contracts';
-import { GENESIS_HASH, chainHash } from './event-chain';
+import { GENESIS_HASH, chainHash, type ChainedContent } from './event-chain';
 import { quotedSchema } from './event-store-schema';
 
 /** A message for the outbox: what the relay publishes after the appending transaction commits. */
@@ -56,6 +56,23 @@ export interface AppendResult {
   recorded: RecordedEvent[];
 }
 
+/** One stream's part of a multi-stream append. */
+export interface StreamAppend {
+  streamId: string;
+  expected: ExpectedVersion;
+  events: NewEvent[];
+}
+
+/** What runs inside a multi-stream append's transaction. */
+export interface AppendManyOptions {
+  /** Rows per statement (events and outbox); default 100. */
+  batchSize?: number;
+  /** Inline projections over every recorded event, in append order. */
+  project?: (trx: Transaction<any>, recorded: RecordedEvent[]) => Promise<unknown>;
+  /** Integration events to publish once the transaction commits. */
+  outbox?: (recorded: RecordedEvent[]) => OutboxMessage[];
+}
+
 /** A position in the whole log: transaction id first, then global position (see `readAll`). */
 export interface LogPosition {
   transactionId: string;
@@ -77,6 +94,12 @@ export interface EventStore {
     events: NewEvent[],
     options?: AppendOptions,
   ): Promise<AppendResult>;
+  /**
+   * Appends to several streams at once inside the caller's transaction, each with its expected
+   * version, in a bounded number of statements: the stream locks and versions are taken in one
+   * statement each, events and outbox rows are inserted `batchSize` rows at a time.
+   */
+  appendManyInTransaction(trx: Transaction<any>, appends: StreamAppend[], options?: AppendManyOptions): Promise<RecordedEvent[]>;
   /** Every event of one stream in order; `currentVersion` is 0 for a stream that does not exist. */
   readStream(streamId: string): Promise<{ currentVersion: number; events: RecordedEvent[] }>;
   /**
@@ -184,8 +207,69 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
     return { nextExpectedVersion: current + events.length, recorded };
   }
 
+  async function appendManyInTransaction(trx: Transaction<any>, appends: StreamAppend[], manyOptions: AppendManyOptions = {}): Promise<RecordedEvent[]> {
+    const batchSize = manyOptions.batchSize ?? 100;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error('batchSize must be a positive integer');
+    const ids = appends.map((a) => a.streamId);
+    if (ids.some((id) => !id)) throw new CofferError('invalid_argument', 'stream id must not be empty');
+    if (new Set(ids).size !== ids.length) throw new CofferError('invalid_argument', 'a stream appears twice in one append');
+    for (const a of appends) {
+      if (a.expected !== 'any' && (!Number.isInteger(a.expected) || a.expected < 0)) {
+        throw new CofferError('invalid_argument', 'expected version must be a non-negative integer or "any"');
+      }
+    }
+    if (appends.length === 0) return [];
+    // Chain lock first, as in appendInTransaction; then the stream locks in one sorted pass.
+    await sql`select pg_advisory_xact_lock(hashtextextended(${`coffer-chain:${options.schema}`}, 0))`.execute(trx);
+    const keys = [...ids].sort().map((id) => `${options.schema}:${id}`);
+    await sql`select pg_advisory_xact_lock(hashtextextended(s.k, 0)) from (select k from unnest(${keys}::text[]) with ordinality as t(k, n) order by n offset 0) s`.execute(trx);
+    const { rows: versions } = await sql<{ stream_id: string; v: number }>`
+      select stream_id, max(stream_version)::int as v from ${s}.events where stream_id = any(${ids}::text[]) group by stream_id`.execute(trx);
+    const currentOf = new Map(versions.map((r) => [r.stream_id, Number(r.v)]));
+    for (const a of appends) {
+      const current = currentOf.get(a.streamId) ?? 0;
+      if (a.expected !== 'any' && a.expected !== current) {
+        throw new CofferError('version_conflict', `stream ${a.streamId} is at version ${current}, not ${a.expected}`);
+      }
+    }
+    let prevHash =
+      (await sql<{ hash: string }>`select e.hash from ${s}.events e order by e.global_position desc limit 1`.execute(trx)).rows[0]?.hash ?? GENESIS_HASH;
+    const rows: { content: ChainedContent; prevHash: string; hash: string }[] = [];
+    const recordedAt = new Date().toISOString();
+    for (const a of appends) {
+      const current = currentOf.get(a.streamId) ?? 0;
+      for (const [i, e] of a.events.entries()) {
+        const content = { eventId: randomUUID(), streamId: a.streamId, streamVersion: current + i + 1, type: e.type, data: e.data, metadata: e.metadata ?? {}, recordedAt };
+        const hash = chainHash(prevHash, content);
+        rows.push({ content, prevHash, hash });
+        prevHash = hash;
+      }
+    }
+    const recorded: RecordedEvent[] = [];
+    for (let i = 0; i < rows.length; i += batchSize) {
+      const values = rows.slice(i, i + batchSize).map(
+        (r) => sql`(${r.content.eventId}::uuid, ${r.content.streamId}, ${r.content.streamVersion}, ${r.content.type}, ${JSON.stringify(r.content.data)}::jsonb,
+          ${JSON.stringify(r.content.metadata)}::jsonb, ${r.content.recordedAt}::timestamptz, ${r.prevHash}, ${r.hash})`,
+      );
+      // Identity values follow the VALUES order, which is the chain order.
+      const { rows: inserted } = await sql<EventRow>`
+        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, prev_hash, hash)
+        values ${sql.join(values)}
+        returning ${EVENT_COLUMNS}`.execute(trx);
+      recorded.push(...inserted.map(toRecorded).sort((x, y) => (BigInt(x.globalPosition) < BigInt(y.globalPosition) ? -1 : 1)));
+    }
+    await manyOptions.project?.(trx, recorded);
+    const messages = manyOptions.outbox?.(recorded) ?? [];
+    for (let i = 0; i < messages.length; i += batchSize) {
+      const values = messages.slice(i, i + batchSize).map((m) => sql`(${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`);
+      await sql`insert into ${s}.outbox (event_id, subject, headers, body) values ${sql.join(values)}`.execute(trx);
+    }
+    return recorded;
+  }
+
   return {
     appendInTransaction,
+    appendManyInTransaction,
     append: (streamId, expected, events, appendOptions) =>
       db.transaction().execute((trx) => appendInTransaction(trx, streamId, expected, events, appendOptions)),
     async readStream(streamId) {

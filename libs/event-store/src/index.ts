@@ -1,6 +1,7 @@
 export {
   createEventStore,
   LOG_START,
+  type AppendManyOptions,
   type AppendOptions,
   type AppendResult,
   type EventStore,
@@ -10,6 +11,7 @@ export {
   type NewEvent,
   type OutboxMessage,
   type RecordedEvent,
+  type StreamAppend,
 } from './event-store';
 export { migrateEventStore } from './event-store-schema';
 export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions } from './outbox-relay';

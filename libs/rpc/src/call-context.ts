@@ -12,6 +12,8 @@ export interface CallContext {
   logger: Logger;
   /** When the caller gives up; absent when it set no deadline. */
   deadline?: Date;
+  /** Aborted when the caller cancels or its deadline passes: work not yet committed should stop. */
+  signal?: AbortSignal;
   traceId?: string;
 }
 

@@ -112,7 +112,7 @@ describe('createGrpcServer', () => {
   });
 
   const listReq = (baseCoordinate: string) => ({ workspaceId: 'w', baseCoordinate });
-  const hydrateReq = (reason = 'test') => ({ workspaceId: 'w', partialConfigJson: '{}', reason });
+  const hydrateReq = (reason = 'test') => ({ ownerId: '', workspaceId: 'w', partialConfigJson: '{}', reason });
 
   it('refuses a protected call without a token: UNAUTHENTICATED', async () => {
     const res = await rawUnary(raw, 'listSecretVersions', listReq('a'));
@@ -218,7 +218,7 @@ describe('createGrpcServer', () => {
       const token = await issuer.sign({ role: 'config', audience: 'secrets' });
       const client = createPromiseClient(secretsV1.SecretsServiceClient, address, { tokenProvider: async () => token });
       try {
-        const res = await client.writeSecrets({ workspaceId: 'w', secrets: [{ baseCoordinate: 'coffer_x', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] });
+        const res = await client.writeSecrets({ ownerId: '', ownerWorkspaceId: '', workspaceId: 'w', secrets: [{ baseCoordinate: 'coffer_x', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] });
         expect(res.secrets).toEqual([{ coordinate: 'coffer_x_v1', baseCoordinate: 'coffer_x', version: 1 }]);
       } finally {
         client.close();
@@ -349,7 +349,7 @@ describe('GrpcServer.shutdown', () => {
     const token = await issuer.sign({ role: 'sync-worker', audience: 'secrets' });
     const client = createPromiseClient(secretsV1.SecretsServiceClient, address, { tokenProvider: async () => token, deadlineMs: 5_000 });
     try {
-      const inFlight = client.hydrateConfig({ workspaceId: 'w', partialConfigJson: '{}', reason: 'slow' });
+      const inFlight = client.hydrateConfig({ ownerId: '', workspaceId: 'w', partialConfigJson: '{}', reason: 'slow' });
       await sleep(200);
       await server.shutdown();
       await expect(inFlight).resolves.toHaveProperty('configJson');
@@ -367,7 +367,7 @@ describe('GrpcServer.shutdown', () => {
     const token = await issuer.sign({ role: 'sync-worker', audience: 'secrets' });
     const client = createPromiseClient(secretsV1.SecretsServiceClient, address, { tokenProvider: async () => token, deadlineMs: 5_000 });
     try {
-      const inFlight = client.hydrateConfig({ workspaceId: 'w', partialConfigJson: '{}', reason: 'slow' }).catch((e: unknown) => e);
+      const inFlight = client.hydrateConfig({ ownerId: '', workspaceId: 'w', partialConfigJson: '{}', reason: 'slow' }).catch((e: unknown) => e);
       await sleep(200);
       const started = Date.now();
       await server.shutdown();

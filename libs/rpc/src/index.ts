@@ -3,6 +3,7 @@ export { defineService, type ServiceRegistration } from './define-service';
 export { ERROR_DETAILS_KEY } from './error-details';
 export { createGrpcServer, type GrpcServer, type GrpcServerOptions } from './grpc-server';
 export { createPromiseClient, type PromiseClient, type PromiseClientOptions, type TokenProvider } from './promise-client';
+export { createKeyedLimiter, type KeyedLimiter, type KeyedLimiterOptions } from './keyed-limiter';
 export { createServiceTokenProvider, type ServiceTokenProvider, type ServiceTokenProviderOptions } from './service-token-provider';
 export { codeOfStatus, statusOfCode } from './status-of-code';
 export { INTERNAL_ERROR_MESSAGE } from './unary-middleware';

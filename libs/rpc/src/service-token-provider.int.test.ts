@@ -86,7 +86,7 @@ describe('createServiceTokenProvider', () => {
     const provider = createServiceTokenProvider({ authAddress, clientId: 'worker-client', clientSecret: 'worker-secret-456', audience: 'secrets' });
     const client = createPromiseClient(secretsV1.SecretsServiceClient, secretsAddress, { tokenProvider: provider });
     try {
-      const res = await client.hydrateConfig({ workspaceId: 'w', partialConfigJson: '{}', reason: 'test' });
+      const res = await client.hydrateConfig({ ownerId: '', workspaceId: 'w', partialConfigJson: '{}', reason: 'test' });
       expect(JSON.parse(res.configJson)).toEqual({ by: 'worker-client' });
     } finally {
       client.close();
@@ -149,7 +149,7 @@ describe('createServiceTokenProvider', () => {
     const provider = createServiceTokenProvider({ authAddress, clientId: 'config-client', clientSecret: 'config-secret-123', audience: 'secrets' });
     const client = createPromiseClient(secretsV1.SecretsServiceClient, secretsAddress, { tokenProvider: provider });
     try {
-      await expect(client.hydrateConfig({ workspaceId: 'w', partialConfigJson: '{}', reason: 'test' })).rejects.toMatchObject({ code: 'permission_denied' });
+      await expect(client.hydrateConfig({ ownerId: '', workspaceId: 'w', partialConfigJson: '{}', reason: 'test' })).rejects.toMatchObject({ code: 'permission_denied' });
       await expect(client.listSecretVersions({ workspaceId: 'w', baseCoordinate: 'b' })).resolves.toEqual({ versions: [] });
     } finally {
       client.close();

@@ -99,6 +99,19 @@ function toServiceError(err: unknown, logger: Logger): Partial<grpc.ServiceError
 export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps: MiddlewareDeps): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const traceId = traceIdOf(call.metadata);
+    const abort = new AbortController();
+    const deadline = deadlineOf(call);
+    const onCancelled = () => abort.abort(new CofferError('unavailable', 'the call was cancelled'));
+    call.on('cancelled', onCancelled);
+    if (call.cancelled) onCancelled();
+    const msLeft = deadline ? deadline.getTime() - Date.now() : Number.POSITIVE_INFINITY;
+    // Timers take at most 2^31-1 ms; a farther deadline needs no timer.
+    const timer =
+      msLeft < 2 ** 31 - 1 ? setTimeout(() => abort.abort(new CofferError('unavailable', 'the deadline of the call passed')), Math.max(0, msLeft)) : undefined;
+    const settle = () => {
+      if (timer) clearTimeout(timer);
+      call.removeListener('cancelled', onCancelled);
+    };
     const logger = deps.logger.child(traceId ? { method: path, traceId } : { method: path });
     const run = async (): Promise<unknown> => {
       let principal: Principal | undefined;
@@ -128,12 +141,18 @@ export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps
       // No service stores a NUL character (Postgres refuses it in text and jsonb): refuse it up front.
       const nul = nulCharacterField(call.request);
       if (nul) throw new CofferError('invalid_argument', `${nul} holds a NUL character`, [{ field: nul, reason: 'holds a NUL character' }]);
-      const ctx: CallContext = { principal, metadata: call.metadata, logger, deadline: deadlineOf(call), traceId };
+      const ctx: CallContext = { principal, metadata: call.metadata, logger, deadline, signal: abort.signal, traceId };
       return spec.handler(call.request, ctx);
     };
     run().then(
-      (res) => callback(null, res),
-      (err: unknown) => callback(toServiceError(err, logger)),
+      (res) => {
+        settle();
+        callback(null, res);
+      },
+      (err: unknown) => {
+        settle();
+        callback(toServiceError(err, logger));
+      },
     );
   };
 }
