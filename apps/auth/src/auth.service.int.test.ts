@@ -84,4 +84,15 @@ describe('auth: repeated bad client secrets are slowed, then locked out', () => 
     const rows = await sql`select 1 from auth.events where stream_id = 'login-no-such-client'`.execute(db);
     expect(rows.rows).toEqual([]);
   });
+
+  it('refuses a scoped token for a workspace_id when it cannot ask config who owns the workspace', async () => {
+    const org = await service.createOrganization('org');
+    const operator = { subject: 'operator', kind: 'service', tokenType: 'coffer-service+jwt', role: 'operator', tokenId: 't', issuedAt: now, expiresAt: now } as const;
+    const { application } = await service.createApplication(operator, { organizationId: org.organizationId, name: 'app', allowedOrigins: [] });
+    const caller = { ...operator, kind: 'application', role: 'org_admin', subject: application.clientId, applicationId: application.clientId, organizationId: org.organizationId } as const;
+    await expect(service.issueScopedToken(caller, { workspaceId: randomUUID(), externalUserId: '', createWorkspace: false, role: '' })).rejects.toMatchObject({
+      code: 'failed_precondition',
+      message: expect.stringContaining('CONFIG_ADDRESS'),
+    });
+  });
 });

@@ -40,6 +40,9 @@ export interface TokenLifetimes {
 /** Default lifetimes: application 15 minutes, scoped and widget 20 minutes, service 15 minutes. */
 export const DEFAULT_LIFETIMES: TokenLifetimes = { service: 900, application: 900, scoped: 1200, widget: 1200 };
 
+/** The organization that owns a live workspace at config ('' when none does), or undefined when there is no such workspace. */
+export type WorkspaceOrganization = (workspaceId: string) => Promise<string | undefined>;
+
 /** Makes (or finds) the workspace of an organization's end user at config; returns its id. */
 export type ProvisionWorkspace = (organizationId: string, externalUserId: string) => Promise<string>;
 
@@ -60,6 +63,8 @@ export interface AuthServiceDeps {
   secretGraceMs?: number;
   /** Absent: scoped tokens cannot create end users' workspaces. */
   provisionWorkspace?: ProvisionWorkspace;
+  /** Absent: scoped tokens for a given workspace_id are refused, since the workspace cannot be checked. */
+  workspaceOrganization?: WorkspaceOrganization;
   clock: () => Date;
   newId: () => string;
   /** Failed logins that lock a client id out, and for how long. */
@@ -360,7 +365,15 @@ export function createAuthService(deps: AuthServiceDeps) {
     const row = await liveApplication(caller);
     const org = row.organization_id;
     let workspaceId = input.workspaceId;
-    if (!workspaceId) {
+    if (workspaceId) {
+      if (!deps.workspaceOrganization) {
+        throw new CofferError('failed_precondition', 'auth is not connected to config (CONFIG_ADDRESS), so it cannot check that the workspace is this organization\'s');
+      }
+      // One answer whether the workspace is another organization's or does not exist: no existence oracle.
+      if ((await deps.workspaceOrganization(workspaceId)) !== org) {
+        throw new CofferError('permission_denied', 'workspace_id is not a workspace of this organization', [{ field: 'workspace_id', reason: 'not this organization' }]);
+      }
+    } else {
       if (!input.externalUserId) throw field('workspace_id', 'required', 'workspace_id or external_user_id is required');
       const known = await db.withSchema(schema).selectFrom('end_user_workspaces').select('workspace_id').where('organization_id', '=', org).where('external_user_id', '=', input.externalUserId).executeTakeFirst();
       if (input.createWorkspace) {
