@@ -11,7 +11,7 @@ import { createLogger } from '@coffer/telemetry';
 import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { createTokenVerifier, type Principal } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
-import { migrateAuthReadModel } from './auth.postgres';
+import { migrateAuthReadModel, pruneLoginAttempts } from './auth.postgres';
 import { createAuthService, type AuthService } from './auth.service';
 import { verifySecret } from './password-hash';
 import { importSigningKey } from './signing-keys';
@@ -167,5 +167,14 @@ describe('auth: client-credential lockout holds under concurrency and tells know
       union all select a::text from auth.login_attempts a) x`.execute(db);
     expect(dump.rows[0]!.t).not.toContain('no-such-service');
     expect(dump.rows[0]!.t).toContain('config');
+  });
+
+  it('forgets the counts whose window and lock have passed, and only those', async () => {
+    const locked = await sql<{ n: number }>`select count(*)::int as n from auth.login_attempts where locked_until > now()`.execute(db);
+    expect(locked.rows[0]!.n).toBeGreaterThan(0);
+    expect(await pruneLoginAttempts(db, schema, 900_000, new Date())).toBe(0);
+    expect(await pruneLoginAttempts(db, schema, 900_000, new Date(Date.now() + 2 * 900_000))).toBeGreaterThan(0);
+    const left = await sql<{ n: number }>`select count(*)::int as n from auth.login_attempts`.execute(db);
+    expect(left.rows[0]!.n).toBe(0);
   });
 });
