@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEventStore, migrateEventStore } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/testing';
-import { migrateAuthReadModel } from './auth.postgres';
+import { loginAttemptKey, migrateAuthReadModel } from './auth.postgres';
 import { createAuthService, type AuthService } from './auth.service';
 import { importSigningKey } from './signing-keys';
 
@@ -54,7 +54,7 @@ describe('auth: repeated bad client secrets are slowed, then locked out', () => 
     for (let i = 0; i < 3; i++) await expect(attempt('wrong')).rejects.toMatchObject({ code: 'unauthenticated', message: 'invalid client credentials' });
     expect(delays).toEqual([250, 500, 1000]);
     await expect(attempt(secret)).rejects.toMatchObject({ code: 'unauthenticated' });
-    const lock = await sql<{ locked_until: Date; failures_in_window: number }>`select locked_until, failures_in_window from auth.client_lockouts where client_id = 'config'`.execute(db);
+    const lock = await sql<{ locked_until: Date }>`select locked_until from auth.login_attempts where key_hash = ${loginAttemptKey('config')}`.execute(db);
     expect(lock.rows[0]!.locked_until.toISOString()).toBe(new Date(now.getTime() + 300_000).toISOString());
     const events = await sql<{ type: string; data: string }>`select type, data::text as data from auth.events where stream_id = 'login-config' order by global_position`.execute(db);
     expect(events.rows.map((e) => e.type)).toEqual(['LoginFailed', 'LoginFailed', 'LoginFailed', 'ClientLocked']);
@@ -77,11 +77,22 @@ describe('auth: repeated bad client secrets are slowed, then locked out', () => 
     expect(types.slice(-2)).toEqual(['LoginFailed', 'FailedLoginsCleared']);
   });
 
-  it('records nothing for unknown client ids, but answers them just as slowly', async () => {
+  it('records no event for unknown client ids, but answers them just as slowly and locks them alike', async () => {
     delays.length = 0;
-    await expect(attempt('whatever', 'no-such-client')).rejects.toMatchObject({ code: 'unauthenticated', message: 'invalid client credentials' });
-    expect(delays).toEqual([250]);
+    for (let i = 0; i < 4; i++) await expect(attempt('whatever', 'no-such-client')).rejects.toMatchObject({ code: 'unauthenticated', message: 'invalid client credentials' });
+    expect(delays).toEqual([250, 500, 1000, 1000]);
     const rows = await sql`select 1 from auth.events where stream_id = 'login-no-such-client'`.execute(db);
     expect(rows.rows).toEqual([]);
+  });
+
+  it('refuses a scoped token for a workspace_id when it cannot ask config who owns the workspace', async () => {
+    const org = await service.createOrganization('org');
+    const operator = { subject: 'operator', kind: 'service', tokenType: 'coffer-service+jwt', role: 'operator', tokenId: 't', issuedAt: now, expiresAt: now } as const;
+    const { application } = await service.createApplication(operator, { organizationId: org.organizationId, name: 'app', allowedOrigins: [] });
+    const caller = { ...operator, kind: 'application', role: 'org_admin', subject: application.clientId, applicationId: application.clientId, organizationId: org.organizationId } as const;
+    await expect(service.issueScopedToken(caller, { workspaceId: randomUUID(), externalUserId: '', createWorkspace: false, role: '' })).rejects.toMatchObject({
+      code: 'failed_precondition',
+      message: expect.stringContaining('CONFIG_ADDRESS'),
+    });
   });
 });

@@ -9,10 +9,12 @@ import * as app from './domain/application.decider';
 import { decide, evolve, initialState, type ServiceIdentityEvent } from './domain/service-identity.decider';
 import {
   findApplication,
-  findClientLockout,
+  findLoginAttempts,
   findOrganization,
   findServiceIdentity,
-  upsertClientLockout,
+  loginAttemptKey,
+  releaseLoginAttempt,
+  reserveLoginAttempt,
   upsertServiceIdentity,
   type ApplicationRow,
 } from './auth.postgres';
@@ -38,6 +40,9 @@ export interface TokenLifetimes {
 /** Default lifetimes: application 15 minutes, scoped and widget 20 minutes, service 15 minutes. */
 export const DEFAULT_LIFETIMES: TokenLifetimes = { service: 900, application: 900, scoped: 1200, widget: 1200 };
 
+/** The organization that owns a live workspace at config ('' when none does), or undefined when there is no such workspace. */
+export type WorkspaceOrganization = (workspaceId: string) => Promise<string | undefined>;
+
 /** Makes (or finds) the workspace of an organization's end user at config; returns its id. */
 export type ProvisionWorkspace = (organizationId: string, externalUserId: string) => Promise<string>;
 
@@ -58,12 +63,16 @@ export interface AuthServiceDeps {
   secretGraceMs?: number;
   /** Absent: scoped tokens cannot create end users' workspaces. */
   provisionWorkspace?: ProvisionWorkspace;
+  /** Absent: scoped tokens for a given workspace_id are refused, since the workspace cannot be checked. */
+  workspaceOrganization?: WorkspaceOrganization;
   clock: () => Date;
   newId: () => string;
   /** Failed logins that lock a client id out, and for how long. */
   lockoutPolicy: lockout.LockoutPolicy;
   /** Waits before a failed answer (injected so tests need not wait). */
   sleep?: (ms: number) => Promise<void>;
+  /** Checks a secret against a stored hash; the real scrypt check unless a test counts the checks. */
+  verifySecret?: (secret: string, hash: string) => Promise<boolean>;
 }
 
 /** The services whose APIs an organization's tokens are for. */
@@ -84,6 +93,7 @@ export function createAuthService(deps: AuthServiceDeps) {
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const lifetimes: TokenLifetimes = { ...DEFAULT_LIFETIMES, ...deps.lifetimes };
   const graceMs = deps.secretGraceMs ?? 24 * 60 * 60_000;
+  const verify = deps.verifySecret ?? verifySecret;
 
   function message(name: IntegrationEventName, data: object, subject: string) {
     return (r: RecordedEvent) => integrationEventMessage(ns, name, data as never, { eventId: r.eventId, source: SOURCE, subject, time: r.recordedAt });
@@ -159,64 +169,48 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   /**
    * Checks a client secret against the candidate hashes of a client, slowing and locking out repeated
-   * failures per client id. Unknown ids spend the same time and leave no trace.
+   * failures per client id, known or not. An attempt is reserved in Postgres before its secret is
+   * checked, so concurrent attempts and replicas never check more secrets than the limit. Unknown
+   * ids get the same answers on the same schedule, and leave no event.
    */
   async function checkCredentials(clientId: string, clientSecret: string, hashes: string[] | undefined): Promise<void> {
-    // The client id keys the lockout stream: a length no issued id has is refused before it is stored.
+    // The client id keys the attempt count: a length no issued id has is refused before it is stored.
     if (clientId.length > 200) throw field('client_id', 'invalid', 'client_id is too long');
-    const streamId = `login-${clientId}`;
     const known = hashes !== undefined;
-    const { currentVersion, events } = known ? await store.readStream(streamId) : { currentVersion: 0, events: [] };
-    const state = events.reduce((s, e) => lockout.evolve(s, { type: e.type, data: e.data } as unknown as lockout.ClientLockoutEvent), lockout.initialState());
-    const now = clock();
-    const locked = lockout.isLocked(state, now);
-    let ok = false;
-    if (!locked) {
-      for (const hash of hashes?.length ? hashes : [DUMMY_HASH]) if (await verifySecret(clientSecret, hash)) ok = true;
-    }
-    if (!known || !ok) {
-      let failures = 1;
-      if (known && !locked) {
-        // Failures are recorded for real client ids only: unknown ids cannot grow the log.
-        const decided = lockout.decide({ type: 'RecordFailedLogin', clientId, now: now.toISOString(), policy: deps.lockoutPolicy }, state);
-        failures = (decided[0]!.data as { failuresInWindow: number }).failuresInWindow;
-        await recordLockout(streamId, currentVersion, decided);
-      } else if (known) {
-        failures = deps.lockoutPolicy.maxFailures;
+    const policy = deps.lockoutPolicy;
+    const key = loginAttemptKey(clientId);
+    let outcome: lockout.LoginOutcome = { type: 'refused' };
+    if (await reserveLoginAttempt(db, schema, key, policy, clock())) {
+      let ok = false;
+      try {
+        for (const hash of hashes?.length ? hashes : [DUMMY_HASH]) if (await verify(clientSecret, hash)) ok = true;
+      } finally {
+        const released = await releaseLoginAttempt(db, schema, key, { ok: known && ok, maxFailures: policy.maxFailures, lockMs: policy.lockMs }, clock());
+        outcome =
+          known && ok
+            ? { type: 'succeeded', clearedFailures: released.cleared }
+            : { type: 'failed', failuresInWindow: released.failures, lockedUntil: released.lockedUntil?.toISOString() ?? null };
       }
-      await sleep(lockout.failureDelayMs(failures));
-      throw new CofferError('unauthenticated', 'invalid client credentials');
     }
-    await recordLockout(streamId, currentVersion, lockout.decide({ type: 'RecordSuccessfulLogin', clientId, now: now.toISOString() }, state));
+    const events = known ? lockout.decide(clientId, outcome, clock().toISOString()) : [];
+    if (outcome.type === 'succeeded') return recordLockout(clientId, events);
+    // A known id's events are written while its answer is held back: they cost it no extra time.
+    await Promise.all([sleep(lockout.delayOf(outcome, policy)), recordLockout(clientId, events)]);
+    throw new CofferError('unauthenticated', 'invalid client credentials');
   }
 
-  /** Appends login outcomes with their read model row and published events; a concurrent outcome wins quietly. */
-  async function recordLockout(streamId: string, version: number, decided: lockout.ClientLockoutEvent[]): Promise<void> {
+  /** Appends a known client's login outcomes and their published events (the count itself is in login_attempts). */
+  async function recordLockout(clientId: string, decided: lockout.ClientLockoutEvent[]): Promise<void> {
     if (decided.length === 0) return;
-    const final = decided.reduce(lockout.evolve, lockout.initialState());
-    const failed = decided.find((e) => e.type === 'LoginFailed')?.data as { clientId: string; failuresInWindow: number; failedAt: string } | undefined;
-    const locked = decided.find((e) => e.type === 'ClientLocked')?.data as { clientId: string; lockedUntil: string; lockedAt: string } | undefined;
-    const clientId = decided[0]!.data.clientId;
-    const at = clock().toISOString();
-    try {
-      await store.append(streamId, version, decided.map((e) => ({ type: e.type, data: { ...e.data } })), {
-        project: (trx) =>
-          upsertClientLockout(trx, schema, {
-            clientId,
-            failuresInWindow: failed?.failuresInWindow ?? 0,
-            lockedUntil: final.lockedUntil ? new Date(final.lockedUntil).toISOString() : null,
-            updatedAt: at,
-          }),
-        outbox: (recorded) =>
-          recorded.flatMap((r) => {
-            if (r.type === 'LoginFailed' && failed) return [message('LoginFailed', { clientId, failuresInWindow: failed.failuresInWindow, occurredAt: failed.failedAt }, clientId)(r)];
-            if (r.type === 'ClientLocked' && locked) return [message('ClientLocked', { clientId, lockedUntil: locked.lockedUntil, occurredAt: locked.lockedAt }, clientId)(r)];
-            return [];
-          }),
-      });
-    } catch (err) {
-      if (!(isCofferError(err) && err.code === 'version_conflict')) throw err;
-    }
+    await store.append(`login-${clientId}`, 'any', decided.map((e) => ({ type: e.type, data: { ...e.data } })), {
+      outbox: (recorded) =>
+        recorded.flatMap((r) => {
+          const e = decided.find((d) => d.type === r.type);
+          if (e?.type === 'LoginFailed') return [message('LoginFailed', { clientId, failuresInWindow: e.data.failuresInWindow, occurredAt: e.data.failedAt }, clientId)(r)];
+          if (e?.type === 'ClientLocked') return [message('ClientLocked', { clientId, lockedUntil: e.data.lockedUntil, occurredAt: e.data.lockedAt }, clientId)(r)];
+          return [];
+        }),
+    });
   }
 
   /** The failures and the lock of a client id, for operators and for the admins of the application's organization. */
@@ -225,9 +219,9 @@ export function createAuthService(deps: AuthServiceDeps) {
       const application = APPLICATION_ID.test(clientId) ? await findApplication(db, schema, clientId) : undefined;
       if (!application || application.organization_id !== caller.organizationId) throw new CofferError('permission_denied', 'the client is not an application of this organization');
     }
-    const row = await findClientLockout(db, schema, clientId);
+    const row = await findLoginAttempts(db, schema, loginAttemptKey(clientId));
     const until = row?.locked_until && row.locked_until.getTime() > clock().getTime() ? row.locked_until.toISOString() : '';
-    return { failuresInWindow: row?.failures_in_window ?? 0, lockedUntil: until };
+    return { failuresInWindow: row?.failures ?? 0, lockedUntil: until };
   }
 
   /** Exchanges client credentials for a short-lived service token for one audience. */
@@ -375,7 +369,15 @@ export function createAuthService(deps: AuthServiceDeps) {
     const row = await liveApplication(caller);
     const org = row.organization_id;
     let workspaceId = input.workspaceId;
-    if (!workspaceId) {
+    if (workspaceId) {
+      if (!deps.workspaceOrganization) {
+        throw new CofferError('failed_precondition', 'auth is not connected to config (CONFIG_ADDRESS), so it cannot check that the workspace is this organization\'s');
+      }
+      // One answer whether the workspace is another organization's or does not exist: no existence oracle.
+      if ((await deps.workspaceOrganization(workspaceId)) !== org) {
+        throw new CofferError('permission_denied', 'workspace_id is not a workspace of this organization', [{ field: 'workspace_id', reason: 'not this organization' }]);
+      }
+    } else {
       if (!input.externalUserId) throw field('workspace_id', 'required', 'workspace_id or external_user_id is required');
       const known = await db.withSchema(schema).selectFrom('end_user_workspaces').select('workspace_id').where('organization_id', '=', org).where('external_user_id', '=', input.externalUserId).executeTakeFirst();
       if (input.createWorkspace) {

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { configV1 } from '@coffer/contracts';
+import { configV1, isCofferError } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier, userTokenKinds } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
-import { migrateAuthReadModel } from './auth.postgres';
-import { createAuthService, type ProvisionWorkspace } from './auth.service';
+import { migrateAuthReadModel, pruneLoginAttempts } from './auth.postgres';
+import { createAuthService, type ProvisionWorkspace, type WorkspaceOrganization } from './auth.service';
 import { loadAuthConfig } from './config';
 import { createSigningKeyRing, signServiceToken } from './signing-keys';
 
@@ -54,6 +54,7 @@ try {
 
   // auth provisions end users' workspaces at config with a service token it signs for itself.
   let provisionWorkspace: ProvisionWorkspace | undefined;
+  let workspaceOrganization: WorkspaceOrganization | undefined;
   if (config.CONFIG_ADDRESS) {
     const configClient = createPromiseClient(configV1.ConfigServiceClient, config.CONFIG_ADDRESS, {
       credentials: tls ? mtlsChannelCredentials(tls) : undefined,
@@ -72,6 +73,15 @@ try {
       const res = await configClient.provisionWorkspace({ name: `end user ${externalUserId}`, organizationId, externalUserId });
       return res.workspace!.workspaceId;
     };
+    // A scoped token is issued only for a live workspace of the caller's organization.
+    workspaceOrganization = async (workspaceId) => {
+      try {
+        return (await configClient.getWorkspace({ workspaceId })).workspace?.organizationId;
+      } catch (err) {
+        if (isCofferError(err) && err.code === 'not_found') return undefined;
+        throw err;
+      }
+    };
   }
 
   const service = createAuthService({
@@ -86,6 +96,7 @@ try {
     audiences: ['auth', 'config', 'secrets', 'sync-worker'],
     secretGraceMs: config.AUTH_APPLICATION_SECRET_GRACE_SECONDS * 1000,
     provisionWorkspace,
+    workspaceOrganization,
     lockoutPolicy: {
       maxFailures: config.AUTH_LOCKOUT_MAX_FAILURES,
       windowMs: config.AUTH_LOCKOUT_WINDOW_SECONDS * 1000,
@@ -105,7 +116,10 @@ try {
     revocations: revocations.list,
     minRefetchIntervalMs: 1_000,
   });
-  const jobs = startBackgroundJobs(logger, [['signing-key-rotation', 60_000, () => ring.rotateIfDue()]]);
+  const jobs = startBackgroundJobs(logger, [
+    ['signing-key-rotation', 60_000, () => ring.rotateIfDue()],
+    ['login-attempts-prune', 300_000, () => pruneLoginAttempts(runtime.db, config.AUTH_DB_SCHEMA, config.AUTH_LOCKOUT_WINDOW_SECONDS * 1000, new Date())],
+  ]);
   const server = createGrpcServer({ services: [authGrpcService(service, ring)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.AUTH_GRPC_ADDRESS);
   announceListening(logger, 'auth', port);

@@ -187,10 +187,14 @@ describe('auth in depth: organizations, the token hierarchy, scoping, revocation
     expect((await call(config, 'createWorkspace', { name: 'x', organizationId: orgA }, appBToken)).status).toBe(denied);
     expect((await call(auth, 'rotateApplicationSecret', { clientId: appA.clientId }, appBToken)).status).toBe(denied);
     expect((await ok(call<configV1.ListWorkspacesResponse>(config, 'listWorkspaces', {}, appBToken))).workspaces).toEqual([]);
-    expect((await call(auth, 'issueScopedToken', { workspaceId: workspaceA }, appBToken)).status).toBe(grpc.status.OK);
-    // ...and a scoped token it mints for A's workspace is still refused there: the organization does not match.
-    const foreign = (await ok(call<authV1.IssueScopedTokenResponse>(auth, 'issueScopedToken', { workspaceId: workspaceA }, appBToken))).accessToken;
-    expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, foreign)).status).toBe(hidden);
+    // auth asks config who owns a workspace before it scopes a token to it: another organization's
+    // workspace, one that never existed and a deleted one get the one same answer (no existence oracle).
+    const gone = (await ok(call<configV1.CreateWorkspaceResponse>(config, 'createWorkspace', { name: 'gone' }, appBToken))).workspace!.workspaceId;
+    expect((await call(auth, 'issueScopedToken', { workspaceId: gone }, appBToken)).status).toBe(grpc.status.OK);
+    await ok(call(config, 'deleteWorkspace', { workspaceId: gone }, appBToken));
+    const refusals = await Promise.all([workspaceA, randomUUID(), gone].map((workspaceId) => call(auth, 'issueScopedToken', { workspaceId }, appBToken)));
+    for (const r of refusals) expect({ status: r.status, message: r.message }).toEqual({ status: denied, message: 'workspace_id is not a workspace of this organization' });
+    expect((await ok(call<authV1.IssueScopedTokenResponse>(auth, 'issueScopedToken', { workspaceId: workspaceB }, appToken))).workspaceId).toBe(workspaceB);
     // Organization tokens never reach secrets or sync-worker.
     expect((await call(secrets, 'listSecretVersions', { baseCoordinate: 'x' }, appToken)).status).toBe(grpc.status.UNAUTHENTICATED);
     expect((await call(sync, 'getSyncJob', { jobId: randomUUID() }, scopedA)).status).toBe(grpc.status.UNAUTHENTICATED);

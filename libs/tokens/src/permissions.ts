@@ -2,12 +2,13 @@ import type { Permission, Principal, Role } from './claims';
 
 /**
  * What each role may do. Only sync-worker hydrates; only config and sync-worker write secrets; auth
- * and secrets call nobody's protected methods except auth provisioning end users' workspaces. The
+ * and secrets call nobody's protected methods except auth provisioning end users' workspaces and
+ * reading a workspace's owner before it issues a scoped token for it. The
  * organization's roles never reach secrets, and their reach is narrowed further by the token's scope
  * (organization, workspace) in each service.
  */
 export const rolePermissions: Readonly<Record<Role, readonly Permission[]>> = Object.freeze({
-  auth: Object.freeze(['config.provision'] as const),
+  auth: Object.freeze(['config.provision', 'config.read'] as const),
   secrets: Object.freeze([]),
   config: Object.freeze(['secrets.write', 'secrets.delete', 'secrets.list'] as const),
   'sync-worker': Object.freeze(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read'] as const),

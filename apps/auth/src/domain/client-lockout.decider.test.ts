@@ -1,35 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { decide, evolve, failureDelayMs, initialState, isLocked, type ClientLockoutEvent, type LockoutPolicy } from './client-lockout.decider';
+import { decide, delayOf, failureDelayMs, type LockoutPolicy } from './client-lockout.decider';
 
 const policy: LockoutPolicy = { maxFailures: 3, windowMs: 60_000, lockMs: 300_000 };
-const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
-const fail = (state = initialState(), s = 0) => decide({ type: 'RecordFailedLogin', clientId: 'c', now: at(s), policy }, state);
-const given = (events: ClientLockoutEvent[]) => events.reduce(evolve, initialState());
+const now = '2026-01-01T00:00:00.000Z';
 
 describe('client lockout decider', () => {
-  it('given two failures, when a third comes within the window, then the client is locked for the lock period', () => {
-    let events = [...fail(), ...fail(given(fail()), 1)];
-    const third = fail(given(events), 2);
-    expect(third.map((e) => e.type)).toEqual(['LoginFailed', 'ClientLocked']);
-    events = [...events, ...third];
-    expect(isLocked(given(events), new Date(at(3)))).toBe(true);
-    expect(isLocked(given(events), new Date(Date.parse(at(2)) + 300_001))).toBe(false);
+  it('given a failure that reached the limit, then it is recorded and the client is locked', () => {
+    expect(decide('c', { type: 'failed', failuresInWindow: 3, lockedUntil: '2026-01-01T00:05:00.000Z' }, now).map((e) => e.type)).toEqual(['LoginFailed', 'ClientLocked']);
+    expect(decide('c', { type: 'failed', failuresInWindow: 1, lockedUntil: null }, now)).toEqual([{ type: 'LoginFailed', data: { clientId: 'c', failuresInWindow: 1, failedAt: now } }]);
   });
 
-  it('given failures outside the window, when another comes, then no lock', () => {
-    const old = given([...fail(initialState(), 0), ...fail(given(fail()), 1)]);
-    expect(fail(old, 120).map((e) => e.type)).toEqual(['LoginFailed']);
+  it('given earlier failures, when the right secret comes, then they are cleared; a refused attempt leaves nothing', () => {
+    expect(decide('c', { type: 'succeeded', clearedFailures: 2 }, now).map((e) => e.type)).toEqual(['FailedLoginsCleared']);
+    expect(decide('c', { type: 'succeeded', clearedFailures: 0 }, now)).toEqual([]);
+    expect(decide('c', { type: 'refused' }, now)).toEqual([]);
   });
 
-  it('given failures, when the right secret comes, then they are cleared; while locked even the right secret is refused', () => {
-    const state = given(fail());
-    expect(decide({ type: 'RecordSuccessfulLogin', clientId: 'c', now: at(1) }, state).map((e) => e.type)).toEqual(['FailedLoginsCleared']);
-    expect(decide({ type: 'RecordSuccessfulLogin', clientId: 'c', now: at(1) }, initialState())).toEqual([]);
-    const locked = given([{ type: 'ClientLocked', data: { clientId: 'c', lockedUntil: at(100), lockedAt: at(0) } }]);
-    expect(() => decide({ type: 'RecordSuccessfulLogin', clientId: 'c', now: at(1) }, locked)).toThrow(/invalid client credentials/);
-  });
-
-  it('slows failed answers down, doubling up to a bound', () => {
+  it('slows failed answers down, doubling up to a bound; a refused attempt waits as long as the one that locked', () => {
     expect([1, 2, 3, 5, 10].map(failureDelayMs)).toEqual([250, 500, 1000, 4000, 4000]);
+    expect(delayOf({ type: 'refused' }, policy)).toBe(1000);
+    expect(delayOf({ type: 'failed', failuresInWindow: 2, lockedUntil: null }, policy)).toBe(500);
   });
 });
