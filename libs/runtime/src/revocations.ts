@@ -202,10 +202,21 @@ export function watchRevocations(options: WatchRevocationsOptions): RevocationWa
       ]);
       if (info.num_pending === 0 && (info.delivered.consumer_seq === 0 || info.delivered.stream_seq <= lastAppliedSeq)) confirmed();
     } catch (err) {
-      if (running) failed(err);
+      if (!running) return;
+      failed(err);
+      // The client library re-creates a lost consumer on its own schedule (up to its 30 s pull expiry);
+      // once the list is stale, following again from scratch is quicker and re-applies nothing harmful.
+      if (!isCurrent()) restart();
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  function restart(): void {
+    const close = stopCurrent;
+    stopCurrent = undefined;
+    consumer = undefined;
+    void close?.().catch(() => undefined);
   }
 
   const probing = (async () => {
