@@ -230,7 +230,7 @@ describe('revocations fail closed: no revocation list, no authenticated call', (
 
   it('answers UNAVAILABLE to authenticated calls while the revocation stream is missing, serves public calls, and passes them once it can be read', async () => {
     const missing = uniqueNamespace();
-    const watch = watchRevocations({ nc, namespace: missing, logger, readyTimeoutMs: 300, retryDelayMs: 50, probeIntervalMs: 100 });
+    const watch = watchRevocations({ nc, namespace: missing, logger, readyTimeoutMs: 300, retryDelayMs: 50, probeIntervalMs: 100, maxStalenessMs: 1_000 });
     await watch.ready;
     const client = await serve(watch);
     const token = await serviceToken();
@@ -246,6 +246,11 @@ describe('revocations fail closed: no revocation list, no authenticated call', (
     await statusWithin(() => unary(client, 'createOrganization', token), grpc.status.OK, 5_000);
     // What it read while catching up applies: the token revoked before the stream became readable is refused.
     expect((await unary(client, 'createOrganization', await serviceToken(jti))).status).toBe(grpc.status.UNAUTHENTICATED);
+    // Other auth events on the same stream, which the follower never receives, do not make it look behind.
+    await createJetStreamPublisher(nc)(integrationEventMessage(missing, 'OrganizationCreated', { organizationId: 'o', name: 'n', occurredAt: new Date().toISOString() }, { eventId: randomUUID(), source: 'coffer/auth', time: new Date() }));
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(watch.isCurrent()).toBe(true);
+    expect((await unary(client, 'createOrganization', token)).status).toBe(grpc.status.OK);
     await deleteStreams(testNatsUrl(), missing);
   });
 

@@ -95,7 +95,9 @@ export function watchRevocations(options: WatchRevocationsOptions): RevocationWa
     });
   let stopCurrent: (() => Promise<void>) | undefined;
   let consumer: Consumer | undefined;
-  let lastAppliedSeq = 0;
+  // The consumer sequence of the last message applied: the server's `delivered.stream_seq` moves past
+  // events of other subjects, its consumer sequence counts only what it sent us.
+  let lastDelivered = 0;
   let confirmedAt: number | undefined;
   let loaded = false;
   let markReady!: () => void;
@@ -171,6 +173,7 @@ export function watchRevocations(options: WatchRevocationsOptions): RevocationWa
       opt_start_time: new Date(Date.now() - lookbackMs).toISOString(),
     });
     consumer = c;
+    lastDelivered = 0;
     if ((await c.info(true)).num_pending === 0) confirmed();
     const messages = await c.consume();
     stopCurrent = async () => void (await messages.close());
@@ -180,7 +183,7 @@ export function watchRevocations(options: WatchRevocationsOptions): RevocationWa
       } catch (err) {
         logger.error({ err, seq: m.seq }, 'could not apply a revocation event');
       }
-      lastAppliedSeq = Math.max(lastAppliedSeq, m.seq);
+      lastDelivered = m.info.deliverySequence;
       if (m.info.pending === 0) confirmed();
       if (!running) break;
     }
@@ -200,7 +203,7 @@ export function watchRevocations(options: WatchRevocationsOptions): RevocationWa
           timer = setTimeout(() => reject(new Error('no answer from JetStream')), Math.max(probeIntervalMs, retryDelayMs));
         }),
       ]);
-      if (info.num_pending === 0 && (info.delivered.consumer_seq === 0 || info.delivered.stream_seq <= lastAppliedSeq)) confirmed();
+      if (info.num_pending === 0 && info.delivered.consumer_seq <= lastDelivered) confirmed();
     } catch (err) {
       if (!running) return;
       failed(err);
