@@ -148,7 +148,7 @@ async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
 }
 
 describe('revocations fail closed: no revocation list, no authenticated call', () => {
-  let key: { privateKey: CryptoKey; jwk: JWK };
+  let key: { privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey']; jwk: JWK };
   let nc: NatsConnection;
   const running: { server: GrpcServer; client: grpc.Client; watch: RevocationWatch }[] = [];
 
