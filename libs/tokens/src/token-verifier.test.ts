@@ -156,6 +156,24 @@ describe('createTokenVerifier', () => {
     await rejection(verify(await sign(scoped, { typ: TOKEN_TYPES.scoped })));
   });
 
+  it('answers unavailable, not a verdict, while the revocation check says its list is not current', async () => {
+    let current = false;
+    const list = createRevocationList(() => NOW);
+    const revocations = {
+      isRevoked: list.isRevoked,
+      assertCurrent() {
+        if (!current) throw new CofferError('unavailable', 'revocation list not yet loaded');
+      },
+    };
+    const v = createTokenVerifier({ issuer: ISSUER, audience: AUDIENCE, fetchJwks: async () => ({ keys: [key.publicJwk] }), clock: () => NOW, revocations });
+    await expect(v.verify(await sign())).rejects.toMatchObject({ code: 'unavailable', message: 'revocation list not yet loaded' });
+    expect(() => v.isRevoked!({ tokenId: 'x509:f', subject: 'config', issuedAt: NOW })).toThrow('revocation list not yet loaded');
+    // A token that fails on its own merits still gets its own answer.
+    expect((await rejection(v.verify(await sign(claims({ iss: 'someone-else' }))))).code).toBe('unauthenticated');
+    current = true;
+    await expect(v.verify(await sign())).resolves.toMatchObject({ tokenId: 'tok-1' });
+  });
+
   it('refuses a widget token once the scoped token it was minted from (its pjti) is revoked', async () => {
     const revocations = createRevocationList(() => NOW);
     const { verify } = verifier({ revocations, acceptedKinds: ['scoped', 'widget'] });
