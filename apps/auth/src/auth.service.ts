@@ -410,7 +410,8 @@ export function createAuthService(deps: AuthServiceDeps) {
     if (!origin) throw field('allowed_origin', 'invalid', 'allowed_origin must be an origin (scheme://host[:port])');
     const row = await liveApplication(caller);
     if (!row.allowed_origins.includes(origin)) throw new CofferError('permission_denied', 'allowed_origin is not one of the application\'s allowed origins', [{ field: 'allowed_origin', reason: 'not allowed' }]);
-    const extra: Record<string, string> = { org: caller.organizationId!, azp: caller.applicationId!, ws: caller.workspaceId!, origin };
+    // pjti: revoking the scoped token revokes every widget token minted from it.
+    const extra: Record<string, string> = { org: caller.organizationId!, azp: caller.applicationId!, ws: caller.workspaceId!, origin, pjti: caller.tokenId };
     if (caller.externalUserId) extra.ext = caller.externalUserId;
     // A widget token never outlives the scoped token it came from.
     return { ...(await sign('widget', { subject: caller.subject, audience: USER_TOKEN_AUDIENCES, role: caller.role, extra, notAfter: caller.expiresAt })), workspaceId: caller.workspaceId! };

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { configV1, isCofferError } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
+import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier, userTokenKinds } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
@@ -16,6 +16,8 @@ const redactor = createRedactor();
 for (const identity of config.AUTH_SERVICE_IDENTITIES) redactor.register(identity.clientSecret);
 redactor.register(config.AUTH_SIGNING_KEY);
 const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL, redactor });
+
+logSecurityFindings(logger, config);
 
 try {
   const runtime = await startRuntime({
@@ -106,14 +108,16 @@ try {
     newId: randomUUID,
   });
   await service.registerIdentities(config.AUTH_SERVICE_IDENTITIES);
-  const revocations = watchRevocations({ nc: runtime.nc, namespace: runtime.namespace, logger, lookbackMs: longestTokenMs + 60_000 });
+  const revocations = watchRevocations({ nc: runtime.nc, namespace: runtime.namespace, logger, lookbackMs: longestTokenMs + 60_000, failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   await revocations.ready;
   const verifier = createTokenVerifier({
     issuer: config.COFFER_TOKEN_ISSUER,
     audience: 'auth',
     fetchJwks: () => ring.jwks(),
     acceptedKinds: ['service', ...userTokenKinds],
-    revocations: revocations.list,
+    // Public methods (IssueServiceToken, GetJwks, IssueApplicationToken) need no token, so peers can
+    // start while revocations are not loaded; calls with a token answer UNAVAILABLE until they are.
+    revocations: revocations.check,
     minRefetchIntervalMs: 1_000,
   });
   const jobs = startBackgroundJobs(logger, [

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { userTokenKinds } from '@coffer/tokens';
 import { loadConfigServiceConfig } from './config';
@@ -14,6 +14,8 @@ const config = loadConfigServiceConfig(process.env);
 const telemetry = await startTelemetry({ serviceName: 'coffer-config', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
 const redactor = createRedactor();
 const logger = createLogger({ service: 'config', level: config.LOG_LEVEL, redactor });
+
+logSecurityFindings(logger, config);
 
 try {
   const runtime = await startRuntime({
@@ -63,7 +65,7 @@ try {
   await service.ensureBuiltins();
   // Orphaned secrets are shredded right after each change; this retries what secrets could not take then.
   const background = startBackgroundJobs(logger, [['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredPending()]]);
-  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, credentials: channel, acceptedKinds: ['service', ...userTokenKinds] });
+  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, credentials: channel, acceptedKinds: ['service', ...userTokenKinds], failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.CONFIG_GRPC_ADDRESS);

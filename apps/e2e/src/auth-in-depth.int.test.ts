@@ -347,6 +347,27 @@ describe('auth in depth: organizations, the token hierarchy, scoping, revocation
     expect((await call(config, 'listWorkspaces', {}, op.config)).status).toBe(grpc.status.OK);
   });
 
+  it('revokes a widget token with the scoped token it was minted from, at config within a second', async () => {
+    const scoped = (await ok(call<authV1.IssueScopedTokenResponse>(auth, 'issueScopedToken', { externalUserId: 'user-1', createWorkspace: true }, appToken))).accessToken;
+    const widget = (await ok(call<authV1.IssueWidgetTokenResponse>(auth, 'issueWidgetToken', { allowedOrigin: ORIGIN }, scoped))).accessToken;
+    issuedTokens.push(scoped, widget);
+    expect(decodeJwt(widget).pjti).toBe(decodeJwt(scoped).jti);
+    expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, widget, ORIGIN)).status).toBe(grpc.status.OK);
+    const start = Date.now();
+    await ok(call(auth, 'revokeToken', { token: scoped }, appToken));
+    let status = grpc.status.OK;
+    while ((status = (await call(config, 'getWorkspace', { workspaceId: workspaceA }, widget, ORIGIN)).status) === grpc.status.OK) {
+      if (Date.now() - start > 5_000) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const elapsed = Date.now() - start;
+    console.log(`scoped token revoked: its widget token refused at config after ${elapsed} ms`);
+    expect(status).toBe(grpc.status.UNAUTHENTICATED);
+    expect(elapsed).toBeLessThan(1_000);
+    // The application's other tokens are untouched: only that scoped token and what descends from it.
+    expect((await call(config, 'getWorkspace', { workspaceId: workspaceA }, scopedA)).status).toBe(grpc.status.OK);
+  });
+
   it('revokes every token of a disabled application, including the scoped and widget tokens minted from it', async () => {
     const scopedB = (await ok(call<authV1.IssueScopedTokenResponse>(auth, 'issueScopedToken', { externalUserId: 'b-user', createWorkspace: true }, appBToken))).accessToken;
     expect((await call(config, 'listWorkspaces', {}, scopedB)).status).toBe(grpc.status.OK);

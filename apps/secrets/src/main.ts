@@ -1,5 +1,5 @@
 import { createGrpcServer, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
@@ -11,6 +11,8 @@ const config = loadSecretsConfig(process.env);
 const telemetry = await startTelemetry({ serviceName: 'coffer-secrets', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
 const redactor = createRedactor();
 const logger = createLogger({ service: 'secrets', level: config.LOG_LEVEL, redactor });
+
+logSecurityFindings(logger, config);
 
 try {
   const kms = await loadKms(config);
@@ -40,6 +42,7 @@ try {
     audience: 'secrets',
     authAddress: config.AUTH_ADDRESS,
     credentials: tls ? mtlsChannelCredentials(tls) : undefined,
+    failOpen: config.COFFER_REVOCATION_FAIL_OPEN,
   });
   const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [

@@ -1,6 +1,6 @@
 import { configV1, secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, mtlsFromEnv, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createCheckRunner } from './check-runner';
 import { loadSyncWorkerConfig } from './config';
@@ -16,6 +16,8 @@ const telemetry = await startTelemetry({ serviceName: 'coffer-sync-worker', otlp
 // One redactor for the process: the runners register hydrated values, the logger applies them to every line.
 const redactor = createRedactor();
 const logger = createLogger({ service: 'sync-worker', level: config.LOG_LEVEL, redactor });
+
+logSecurityFindings(logger, config);
 
 try {
   const runtime = await startRuntime({
@@ -54,7 +56,7 @@ try {
     { sync: createSyncRunner(deps), check: createCheckRunner(deps) },
     { maxDeliver: config.SYNC_WORKER_MAX_DELIVER, logger },
   );
-  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS, credentials: channel });
+  const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS, credentials: channel, failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);

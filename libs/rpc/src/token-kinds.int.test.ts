@@ -70,7 +70,7 @@ describe('the interceptor checks the kind of token and a widget token’s origin
   });
 
   it('takes a widget token only from the one origin it is bound to', async () => {
-    const widget = await issuer.signClaims(TOKEN_TYPES.widget, { ...scopedClaims, origin: ORIGIN });
+    const widget = await issuer.signClaims(TOKEN_TYPES.widget, { ...scopedClaims, origin: ORIGIN, pjti: 'scoped-jti' });
     const okCall = await rawUnary<unknown, configV1.GetWorkspaceResponse>(client, 'getWorkspace', {}, md(widget, [ORIGIN]));
     expect(okCall.status).toBe(grpc.status.OK);
     expect(okCall.res!.workspace).toMatchObject({ workspaceId: 'ws-a', name: ORIGIN });

@@ -15,6 +15,14 @@ export const commonEnv = {
   COFFER_TLS_CA_FILE: z.string().optional(),
   COFFER_TLS_CERT_FILE: z.string().optional(),
   COFFER_TLS_KEY_FILE: z.string().optional(),
+  /**
+   * `true` accepts tokens while the revocation list cannot be read (a revoked token then works until it
+   * can); off by default, and reported by `securityFindings` at start-up.
+   */
+  COFFER_REVOCATION_FAIL_OPEN: z
+    .enum(['true', 'false'], { error: 'must be true or false' })
+    .default('false')
+    .transform((v) => v === 'true'),
 };
 
 /** The mutual-TLS material the settings name, or undefined when TLS is off; half a setting is an error. */

@@ -3,4 +3,5 @@ export { createDatabase, type DatabaseOptions } from './database';
 export { startRuntime, type RuntimeOptions, type ServiceRuntime } from './runtime';
 export { announceListening, failStartup, onShutdown, startBackgroundJobs } from './lifecycle';
 export { jwksFromAuth } from './jwks';
-export { startTokenVerification, watchRevocations, type RevocationWatch, type TokenVerificationOptions, type WatchRevocationsOptions } from './revocations';
+export { REVOCATIONS_NOT_LOADED, startTokenVerification, watchRevocations, type RevocationWatch, type TokenVerificationOptions, type WatchRevocationsOptions } from './revocations';
+export { logSecurityFindings, securityFindings, type SecurityFinding } from './security-findings';

@@ -77,6 +77,8 @@ export interface Principal {
   externalUserId?: string;
   /** `origin`: the browser origin a widget token is bound to. */
   origin?: string;
+  /** `pjti`: the `jti` of the scoped token a widget token was minted from; revoking that one revokes this one. */
+  parentTokenId?: string;
 }
 
 /** True when `value` is one of {@link serviceRoles}. */

@@ -16,5 +16,5 @@ export {
   type UserRole,
 } from './claims';
 export { hasPermission, rolePermissions } from './permissions';
-export { createRevocationList, type RevocationList } from './revocation-list';
+export { createRevocationList, type RevocationCheck, type RevocationList } from './revocation-list';
 export { createTokenVerifier, type TokenVerifier, type TokenVerifierOptions } from './token-verifier';

@@ -9,11 +9,22 @@ export interface RevocationList {
   revokeToken(tokenId: string, expiresAt: Date): void;
   /** Refuses tokens whose `sub` or `azp` is `clientId` and that were issued at or before `at`. */
   revokeIdentity(clientId: string, at: Date): void;
-  isRevoked(principal: Pick<Principal, 'tokenId' | 'subject' | 'applicationId' | 'issuedAt'>): boolean;
+  /** True when the token's `jti` or its parent's (`pjti`), its subject or its application is revoked. */
+  isRevoked(principal: Pick<Principal, 'tokenId' | 'parentTokenId' | 'subject' | 'applicationId' | 'issuedAt'>): boolean;
   /** Forgets token revocations whose token has expired anyway. */
   prune(): void;
   /** Counts, for metrics and tests. */
   size(): { tokens: number; identities: number };
+}
+
+/** What a token verifier consults: the list, and whether it is current enough to be trusted. */
+export interface RevocationCheck {
+  isRevoked: RevocationList['isRevoked'];
+  /**
+   * Throws `CofferError('unavailable')` while the list cannot be trusted to hold every revocation (not
+   * yet read up to date, or its source lost for too long); a verifier then refuses to decide.
+   */
+  assertCurrent?(): void;
 }
 
 /** An in-memory revocation list; `clock` decides when a revoked token's entry can go. */
@@ -33,6 +44,7 @@ export function createRevocationList(clock: () => Date = () => new Date()): Revo
     },
     isRevoked(p) {
       if (tokens.has(p.tokenId)) return true;
+      if (p.parentTokenId !== undefined && tokens.has(p.parentTokenId)) return true;
       // iat has one-second resolution: a token issued in the same second as the revocation is refused too.
       const issued = p.issuedAt.getTime();
       for (const id of [p.subject, p.applicationId]) {

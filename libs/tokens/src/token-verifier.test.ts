@@ -127,8 +127,9 @@ describe('createTokenVerifier', () => {
     });
     const scoped = claims({ sub: 'user-7', azp: 'app-1', org: 'org-1', ws: 'ws-a', ext: 'user-7', role: 'workspace_editor' });
     await expect(verify(await sign(scoped, { typ: TOKEN_TYPES.scoped }))).resolves.toMatchObject({ kind: 'scoped', workspaceId: 'ws-a', externalUserId: 'user-7' });
-    const widget = { ...scoped, origin: 'https://app.example.com' };
-    await expect(verify(await sign(widget, { typ: TOKEN_TYPES.widget }))).resolves.toMatchObject({ kind: 'widget', origin: 'https://app.example.com' });
+    const widget = { ...scoped, origin: 'https://app.example.com', pjti: 'scoped-jti' };
+    await expect(verify(await sign(widget, { typ: TOKEN_TYPES.widget }))).resolves.toMatchObject({ kind: 'widget', origin: 'https://app.example.com', parentTokenId: 'scoped-jti' });
+    expect((await rejection(verify(await sign({ ...widget, pjti: undefined }, { typ: TOKEN_TYPES.widget })))).message).toBe('invalid token: pjti claim check failed');
     // Each kind's own claims are required, and roles do not cross kinds.
     expect((await rejection(verify(await sign({ ...scoped, ws: undefined }, { typ: TOKEN_TYPES.scoped })))).message).toBe('invalid token: ws claim check failed');
     expect((await rejection(verify(await sign(scoped, { typ: TOKEN_TYPES.widget })))).message).toBe('invalid token: origin claim check failed');
@@ -153,6 +154,33 @@ describe('createTokenVerifier', () => {
     await expect(verify(await sign(scoped, { typ: TOKEN_TYPES.scoped }))).resolves.toBeDefined();
     revocations.revokeIdentity('app-1', NOW);
     await rejection(verify(await sign(scoped, { typ: TOKEN_TYPES.scoped })));
+  });
+
+  it('answers unavailable, not a verdict, while the revocation check says its list is not current', async () => {
+    let current = false;
+    const list = createRevocationList(() => NOW);
+    const revocations = {
+      isRevoked: list.isRevoked,
+      assertCurrent() {
+        if (!current) throw new CofferError('unavailable', 'revocation list not yet loaded');
+      },
+    };
+    const v = createTokenVerifier({ issuer: ISSUER, audience: AUDIENCE, fetchJwks: async () => ({ keys: [key.publicJwk] }), clock: () => NOW, revocations });
+    await expect(v.verify(await sign())).rejects.toMatchObject({ code: 'unavailable', message: 'revocation list not yet loaded' });
+    expect(() => v.isRevoked!({ tokenId: 'x509:f', subject: 'config', issuedAt: NOW })).toThrow('revocation list not yet loaded');
+    // A token that fails on its own merits still gets its own answer.
+    expect((await rejection(v.verify(await sign(claims({ iss: 'someone-else' }))))).code).toBe('unauthenticated');
+    current = true;
+    await expect(v.verify(await sign())).resolves.toMatchObject({ tokenId: 'tok-1' });
+  });
+
+  it('refuses a widget token once the scoped token it was minted from (its pjti) is revoked', async () => {
+    const revocations = createRevocationList(() => NOW);
+    const { verify } = verifier({ revocations, acceptedKinds: ['scoped', 'widget'] });
+    const widget = claims({ sub: 'user-7', azp: 'app-1', org: 'org-1', ws: 'ws-a', role: 'workspace_editor', jti: 'widget-1', pjti: 'scoped-1', origin: 'https://app.example.com' });
+    await expect(verify(await sign(widget, { typ: TOKEN_TYPES.widget }))).resolves.toBeDefined();
+    revocations.revokeToken('scoped-1', new Date((nowSec + 600) * 1000));
+    expect((await rejection(verify(await sign(widget, { typ: TOKEN_TYPES.widget })))).message).toBe('invalid token: revoked');
   });
 
   it('rejects missing required claims and unknown roles', async () => {

@@ -9,12 +9,12 @@ import {
 } from 'jose';
 import { CofferError, isCofferError } from '@coffer/contracts';
 import { isServiceRole, isUserRole, tokenKindOf, type Principal, type TokenKind } from './claims';
-import type { RevocationList } from './revocation-list';
+import type { RevocationCheck } from './revocation-list';
 
 /** Verifies bearer tokens locally; every failure is `CofferError('unauthenticated')`. */
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;
-  /** Whether an identity established otherwise (a client certificate) has been revoked. */
+  /** Whether an identity established otherwise (a client certificate) has been revoked; throws `unavailable` while that cannot be known. */
   isRevoked?(principal: Pick<Principal, 'tokenId' | 'subject' | 'applicationId' | 'issuedAt'>): boolean;
 }
 
@@ -32,8 +32,12 @@ export interface TokenVerifierOptions {
   clockToleranceSec?: number;
   /** Accepted kinds of token (their `typ` headers); default `['service']`. */
   acceptedKinds?: readonly TokenKind[];
-  /** Revoked tokens and identities, kept current from auth's events; checked after the signature. */
-  revocations?: Pick<RevocationList, 'isRevoked'>;
+  /**
+   * Revoked tokens and identities, kept current from auth's events; checked after the signature. When
+   * it is not current (`assertCurrent` throws `unavailable`), the verifier answers that instead of
+   * accepting a token it cannot check.
+   */
+  revocations?: RevocationCheck;
   /** Minimum gap between two JWKS fetches (unknown kid, expired cache); default 10 seconds. */
   minRefetchIntervalMs?: number;
   /** Current time; tests pass a fixed clock. Default `() => new Date()`. */
@@ -165,7 +169,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   }
 
   return {
-    isRevoked: (principal) => options.revocations?.isRevoked(principal) ?? false,
+    isRevoked(principal) {
+      if (!options.revocations) return false;
+      options.revocations.assertCurrent?.();
+      return options.revocations.isRevoked(principal);
+    },
     async verify(token: string): Promise<Principal> {
       if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid('malformed');
       checkHeader(token);
@@ -213,9 +221,16 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
           principal.workspaceId = stringClaim(payload, 'ws');
           if (typeof payload.ext === 'string' && payload.ext.length > 0) principal.externalUserId = payload.ext;
         }
-        if (kind === 'widget') principal.origin = stringClaim(payload, 'origin');
+        if (kind === 'widget') {
+          principal.origin = stringClaim(payload, 'origin');
+          // Without its parent's jti a widget token could not be revoked with its scoped token.
+          principal.parentTokenId = stringClaim(payload, 'pjti');
+        }
       }
-      if (options.revocations?.isRevoked(principal)) throw invalid('revoked');
+      if (options.revocations) {
+        options.revocations.assertCurrent?.();
+        if (options.revocations.isRevoked(principal)) throw invalid('revoked');
+      }
       return principal;
     },
   };
