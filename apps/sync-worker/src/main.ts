@@ -4,6 +4,7 @@ import { announceListening, failStartup, mtlsFromEnv, onShutdown, startTokenVeri
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createCheckRunner } from './check-runner';
 import { loadSyncWorkerConfig } from './config';
+import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
 import { grpcPorts } from './grpc-ports';
@@ -43,7 +44,7 @@ try {
     schema: config.SYNC_WORKER_DB_SCHEMA,
     namespace: runtime.namespace,
     ports: grpcPorts(configClient, secretsClient),
-    connectors: builtinConnectors(),
+    connectors: builtinConnectors({ egress: createEgressPolicy({ allow: config.SYNC_WORKER_EGRESS_ALLOW }) }),
     redactor,
     logger,
     clock: () => new Date(),
