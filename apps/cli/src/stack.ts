@@ -27,6 +27,12 @@ export interface StackOptions {
   credentials?: DevCredentials;
   /** Mutual TLS on every port: a throwaway CA and a certificate per service (and one for the operator). */
   tls?: boolean;
+  /**
+   * The sync worker's `SYNC_WORKER_EGRESS_ALLOW`: CIDRs, addresses or host names (optionally with
+   * `:port`) its connectors may reach although they are loopback, private or link-local. Unset, it
+   * denies them all, as in production.
+   */
+  egressAllow?: readonly string[];
 }
 
 export interface RunningService {
@@ -197,6 +203,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       SYNC_WORKER_GRPC_ADDRESS: addr('sync-worker'),
       SYNC_WORKER_CLIENT_ID: credentials.clients['sync-worker'].clientId,
       SYNC_WORKER_CLIENT_SECRET: credentials.clients['sync-worker'].clientSecret,
+      ...(options.egressAllow && { SYNC_WORKER_EGRESS_ALLOW: options.egressAllow.join(',') }),
     };
     await start('sync-worker');
   } catch (err) {
