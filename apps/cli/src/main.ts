@@ -13,7 +13,8 @@ const usage = `usage: coffer stack | coffer dev-credentials [--force] | coffer v
           against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/coffer, created if missing)
           and NATS_URL (default nats://127.0.0.1:4222). Development credentials are generated on the
           first start, kept in .coffer/dev-credentials.json (mode 0600) and reused by later starts
-          against the same database. Ctrl-C stops everything.
+          against the same database. Connectors may not reach loopback or private addresses (as in
+          production) unless SYNC_WORKER_EGRESS_ALLOW lists them. Ctrl-C stops everything.
   dev-credentials [--force]
           write development credentials for docker compose into .coffer/ (env files, keyring);
           refuses to replace existing ones without --force.
@@ -73,6 +74,7 @@ async function stack(): Promise<void> {
     namespace: defaultNamespace,
     ports,
     credentials: saved,
+    egressAllow: process.env.SYNC_WORKER_EGRESS_ALLOW?.split(','),
     echo: (service, line) => process.stdout.write(`${service.padEnd(11)} | ${line}\n`),
   });
   await mkdir('.coffer', { recursive: true, mode: 0o700 });

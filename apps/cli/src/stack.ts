@@ -29,6 +29,12 @@ export interface StackOptions {
   tls?: boolean;
   /** Extra environment per service (e.g. a lower limit for a test); it overrides the stack's own. */
   serviceEnv?: Partial<Record<StackService, Record<string, string>>>;
+  /**
+   * The sync worker's `SYNC_WORKER_EGRESS_ALLOW`: CIDRs, addresses or host names (optionally with
+   * `:port`) its connectors may reach although they are loopback, private or link-local. Unset, it
+   * denies them all, as in production.
+   */
+  egressAllow?: readonly string[];
 }
 
 export interface RunningService {
@@ -199,6 +205,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       SYNC_WORKER_GRPC_ADDRESS: addr('sync-worker'),
       SYNC_WORKER_CLIENT_ID: credentials.clients['sync-worker'].clientId,
       SYNC_WORKER_CLIENT_SECRET: credentials.clients['sync-worker'].clientSecret,
+      ...(options.egressAllow && { SYNC_WORKER_EGRESS_ALLOW: options.egressAllow.join(',') }),
     };
     await start('sync-worker');
   } catch (err) {

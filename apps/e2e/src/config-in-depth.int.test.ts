@@ -28,7 +28,8 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
   beforeAll(async () => {
     db = await createTestDatabase('coffer_orphans');
     ns = uniqueNamespace();
-    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns });
+    // Check and discover reach HTTP servers this file starts on loopback ports chosen later.
+    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns, egressAllow: ['127.0.0.1'] });
     config = createPromiseClient(configV1.ConfigServiceClient, stack.services.config.address, {
       tokenProvider: createServiceTokenProvider({ authAddress: stack.services.auth.address, ...stack.credentials.clients.operator, audience: 'config' }),
     });

@@ -34,7 +34,15 @@ describe('mutual TLS on every port: identities from certificates, service to ser
     });
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     httpUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/records`;
-    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns, tls: true });
+    const dbUrl = new URL(db.url);
+    stack = await startStack({
+      databaseUrl: db.url,
+      natsUrl: testNatsUrl(),
+      namespace: ns,
+      tls: true,
+      // The test's HTTP source and Postgres are on loopback, which the sync worker refuses unless allowed.
+      egressAllow: [`127.0.0.1:${(http.address() as AddressInfo).port}`, `${dbUrl.hostname}:${dbUrl.port || 5432}`],
+    });
     rogueDir = await mkdtemp(join(tmpdir(), 'coffer-rogue-ca-'));
   }, 180_000);
 

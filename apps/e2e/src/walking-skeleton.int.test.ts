@@ -118,6 +118,9 @@ describe('walking skeleton: four services, one sync, no secret escapes', () => {
   let httpUrl: string;
   let config: PromiseClient<configV1.ConfigServiceClient> & { close(): void };
   const authHeadersSeen: string[] = [];
+  let rogue: Server;
+  let rogueUrl = '';
+  let rogueRequests = 0;
 
   beforeAll(async () => {
     db = await createTestDatabase('coffer_e2e');
@@ -133,7 +136,21 @@ describe('walking skeleton: four services, one sync, no secret escapes', () => {
     });
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     httpUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/records`;
-    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns });
+    // A loopback server the allow-list does not name, standing for an internal service or a metadata endpoint.
+    rogue = createServer((_req, res) => {
+      rogueRequests++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify([{ internal: 'secret-of-the-host' }]));
+    });
+    await new Promise<void>((r) => rogue.listen(0, '127.0.0.1', r));
+    rogueUrl = `http://127.0.0.1:${(rogue.address() as AddressInfo).port}/latest/meta-data/`;
+    const dbUrl = new URL(db.url);
+    stack = await startStack({
+      databaseUrl: db.url,
+      natsUrl: testNatsUrl(),
+      namespace: ns,
+      // The source server and the test Postgres only: every other loopback port stays refused.
+      egressAllow: [`127.0.0.1:${(http.address() as AddressInfo).port}`, `${dbUrl.hostname}:${dbUrl.port || 5432}`],
+    });
     const operator = stack.credentials.clients.operator;
     config = createPromiseClient(configV1.ConfigServiceClient, stack.services.config.address, {
       tokenProvider: createServiceTokenProvider({ authAddress: stack.services.auth.address, ...operator, audience: 'config' }),
@@ -144,6 +161,7 @@ describe('walking skeleton: four services, one sync, no secret escapes', () => {
     config?.close();
     await stack?.stop();
     await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+    await new Promise<void>((r) => (rogue ? rogue.close(() => r()) : r()));
     await nc?.close();
     await deleteStreams(testNatsUrl(), ns);
     await db?.drop();
@@ -263,6 +281,39 @@ describe('walking skeleton: four services, one sync, no secret escapes', () => {
     const { rows } = await client.query<{ data: { id: number; name: string } }>('select data from e2e_dest.records order by id');
     await client.end();
     expect(rows.map((r) => r.data)).toEqual(records);
+  });
+
+  it('refuses egress to a loopback address the allow-list does not name: the sync fails naming the rule, a check says why, the server receives nothing', async () => {
+    const rogueSource = (
+      await config.createActor({ workspaceId, definitionId: sourceDefinitionId, name: 'rogue', configJson: JSON.stringify({ url: rogueUrl, api_token: canaries.apiTokenV2 }) })
+    ).actor!.actorId;
+    const connectionId = (await config.createConnection({ workspaceId, sourceId: rogueSource, destinationId, name: 'rogue → warehouse' })).connection!.connectionId;
+    const { jobId } = await config.requestSync({ connectionId });
+    const consumer = await jetstream(nc).consumers.get(streamName(ns, 'sync'));
+    const deadline = Date.now() + 60_000;
+    let outcome: { type: string; data: Record<string, unknown> } | undefined;
+    while (!outcome && Date.now() < deadline) {
+      const batch = await consumer.fetch({ max_messages: 50, expires: 1000 });
+      for await (const m of batch) {
+        const type = m.headers?.get('ce-type') ?? '';
+        const data = m.json<Record<string, unknown>>();
+        if (data.jobId === jobId && /SyncSucceeded|SyncFailed/.test(type)) outcome = { type, data };
+      }
+    }
+    expect(outcome, 'no outcome for the rogue sync').toBeDefined();
+    expect(outcome!.type, JSON.stringify(outcome!.data)).toBe('coffer.sync.v1.SyncFailed');
+    expect(outcome!.data.reason).toMatch(/^builtin:http-json: egress to 127\.0\.0\.1:\d+ refused: loopback address \(127\.0\.0\.0\/8\)/);
+
+    const checked = await config.checkConfig({ definitionId: sourceDefinitionId, configJson: JSON.stringify({ url: rogueUrl.replace('127.0.0.1', '2130706433'), api_token: canaries.apiTokenV2 }) });
+    expect(checked.succeeded).toBe(false);
+    expect(checked.message).toMatch(/refused: loopback address/);
+    expect(rogueRequests).toBe(0);
+
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    const { rows } = await client.query<{ n: number }>("select count(*)::int as n from e2e_dest.records where data ? 'internal'");
+    await client.end();
+    expect(rows[0]!.n).toBe(0);
   });
 
   it('a plain JetStream consumer receives SecretVersionWritten v1 and v2 of the base with CloudEvents headers', async () => {

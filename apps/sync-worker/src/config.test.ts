@@ -20,7 +20,16 @@ describe('sync worker configuration', () => {
       AUTH_ADDRESS: '127.0.0.1:50051',
       SYNC_WORKER_CLIENT_ID: 'sync-worker',
       SYNC_WORKER_MAX_DELIVER: 5,
+      SYNC_WORKER_EGRESS_ALLOW: [],
     });
+  });
+
+  it('parses the egress allow-list, and lists every bad entry under its variable', () => {
+    const c = loadSyncWorkerConfig({ ...base, SYNC_WORKER_CLIENT_SECRET: secret, SYNC_WORKER_EGRESS_ALLOW: '127.0.0.0/8, db.internal:5432,[::1]' });
+    expect(c.SYNC_WORKER_EGRESS_ALLOW).toEqual(['127.0.0.0/8', 'db.internal:5432', '::1']);
+    expect(() => loadSyncWorkerConfig({ ...base, SYNC_WORKER_CLIENT_SECRET: secret, SYNC_WORKER_EGRESS_ALLOW: '10.0.0.0/40,not a host' })).toThrow(
+      /SYNC_WORKER_EGRESS_ALLOW[\s\S]*10\.0\.0\.0\/40[\s\S]*not a host/,
+    );
   });
 
   it('never prints the client secret in its error', () => {

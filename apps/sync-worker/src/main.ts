@@ -4,6 +4,7 @@ import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShu
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createCheckRunner } from './check-runner';
 import { loadSyncWorkerConfig } from './config';
+import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
 import { grpcPorts } from './grpc-ports';
@@ -45,7 +46,7 @@ try {
     schema: config.SYNC_WORKER_DB_SCHEMA,
     namespace: runtime.namespace,
     ports: grpcPorts(configClient, secretsClient),
-    connectors: builtinConnectors(),
+    connectors: builtinConnectors({ egress: createEgressPolicy({ allow: config.SYNC_WORKER_EGRESS_ALLOW }) }),
     redactor,
     logger,
     clock: () => new Date(),

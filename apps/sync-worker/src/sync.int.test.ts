@@ -13,6 +13,7 @@ import { createLogger, createRedactor, REDACTED } from '@coffer/telemetry';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { createCheckRunner } from './check-runner';
 import { ConnectorError, stringField, type SourceConnector } from './connectors/connector';
+import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { deadLetterSubject, startConsumers } from './consumers';
 import { createSyncRunner, type SyncPlan, type SyncRunner } from './sync-runner';
@@ -63,6 +64,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   let consumers: { stop(): Promise<void> };
   let runner: SyncRunner;
   let http: Server;
+  let denied: Server;
   let sourceUrl: string;
   let destination: Record<string, unknown>;
   const logLines: string[] = [];
@@ -72,16 +74,20 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   const definitions = new Map<string, string>();
   const hydrations: string[] = [];
   let sourceRequests = 0;
+  let deniedRequests = 0;
+  let deniedUrl = '';
   const observed: { tokenRedactedDuringRun?: string; registeredDuringRun?: number } = {};
   let closeServicesDb: (() => Promise<void>) | undefined;
 
   // Sees what the runner set up before a connector runs, then reads like the built-in source.
+  // The test servers are on loopback: the built-in connectors reach them through the operator allow-list.
+  const allowLocal = () => builtinConnectors({ egress: createEgressPolicy({ allow: ['127.0.0.0/8', '::1'] }) });
   const observingSource: SourceConnector = {
-    ...builtinConnectors().sources['builtin:http-json']!,
+    ...allowLocal().sources['builtin:http-json']!,
     read(config, signal) {
       observed.tokenRedactedDuringRun = redactor.redact(`token=${stringField(config, 'api_token', 'test:observing')}`);
       observed.registeredDuringRun = redactor.size();
-      return builtinConnectors().sources['builtin:http-json']!.read(config, signal);
+      return allowLocal().sources['builtin:http-json']!.read(config, signal);
     },
   };
   const leakySource = (kind: 'connector' | 'crash'): SourceConnector => ({
@@ -103,7 +109,12 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
   }
 
   /** A source and destination created at the real config service, their secrets at the real secrets service. */
-  async function planFor(sourceConnector: string, sourceConfig: Record<string, unknown> = {}, apiToken = canaries.apiToken): Promise<SyncPlan> {
+  async function planFor(
+    sourceConnector: string,
+    sourceConfig: Record<string, unknown> = {},
+    apiToken = canaries.apiToken,
+    destinationConnector = 'builtin:postgres',
+  ): Promise<SyncPlan> {
     const source = await configService.createActor(
       { workspaceId, definitionId: await definitionFor(sourceConnector, 'source'), name: 'source', configJson: JSON.stringify({ url: sourceUrl, api_token: apiToken, ...sourceConfig }) },
       operator,
@@ -111,7 +122,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     const dest = await configService.createActor(
       {
         workspaceId,
-        definitionId: await definitionFor('builtin:postgres', 'destination'),
+        definitionId: await definitionFor(destinationConnector, 'destination'),
         name: 'warehouse',
         configJson: JSON.stringify({ ...destination, tunnel_key: canaries.tunnelKey }),
       },
@@ -180,6 +191,12 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     });
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     sourceUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/records`;
+    denied = createServer((_req, res) => {
+      deniedRequests++;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify([{ leaked: marker }]));
+    });
+    await new Promise<void>((r) => denied.listen(0, '127.0.0.1', r));
+    deniedUrl = `http://127.0.0.1:${(denied.address() as AddressInfo).port}/latest/meta-data/`;
     const u = new URL(tdb.url);
     destination = {
       host: u.hostname,
@@ -226,7 +243,9 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       redactor,
       migrate: migrateSyncReadModel,
     });
-    const builtin = builtinConnectors();
+    const builtin = allowLocal();
+    // What a production worker runs: the default policy, with no allow-list.
+    const production = builtinConnectors();
     const deps = {
       db: runtime.db,
       store: runtime.store,
@@ -240,8 +259,14 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
         },
       },
       connectors: {
-        sources: { ...builtin.sources, 'test:observing': observingSource, 'test:leaky': leakySource('connector'), 'test:crash': leakySource('crash') },
-        destinations: builtin.destinations,
+        sources: {
+          ...builtin.sources,
+          'test:observing': observingSource,
+          'test:leaky': leakySource('connector'),
+          'test:crash': leakySource('crash'),
+          'production:http-json': production.sources['builtin:http-json']!,
+        },
+        destinations: { ...builtin.destinations, 'production:postgres': production.destinations['builtin:postgres']! },
       },
       redactor,
       logger,
@@ -257,6 +282,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     await runtime?.close();
     await closeServicesDb?.();
     await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+    await new Promise<void>((r) => (denied ? denied.close(() => r()) : r()));
     await deleteStreams(testNatsUrl(), ns);
     await tdb?.drop();
   }, 60_000);
@@ -354,6 +380,33 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     expect(crashOutcome.data.reason).toBe('internal error (see the sync worker log)');
     const line = logLines.find((l) => l.includes('sync failed unexpectedly') && l.includes(crashJob));
     expect(line).toContain(`crashed while holding ${REDACTED}`);
+  });
+
+  it('fails a sync whose source is a loopback server when no allow-list permits it: the reason names the rule, the server receives nothing', async () => {
+    const plan = await planFor('production:http-json', { url: deniedUrl });
+    const jobId = randomUUID();
+    await publishSyncRequested(jobId, plan.connectionId);
+    const outcome = await waitForOutcome(jobId);
+    expect(outcome.type, JSON.stringify(outcome.data)).toBe('coffer.sync.v1.SyncFailed');
+    expect(outcome.data.reason).toMatch(/^builtin:http-json: egress to 127\.0\.0\.1:\d+ refused: loopback address \(127\.0\.0\.0\/8\)/);
+    expect(outcome.data.reason).not.toContain(canaries.apiToken);
+    expect(deniedRequests).toBe(0);
+    const leaked = await query<{ n: number }>("select count(*)::int as n from warehouse.api_records where data ? 'leaked'").catch((err: { code?: string }) => {
+      if (err.code === '42P01') return [{ n: 0 }];
+      throw err;
+    });
+    expect(leaked).toEqual([{ n: 0 }]);
+    expect(await findJob(runtime.db, schema, jobId)).toMatchObject({ status: 'failed', failure_reason: expect.stringMatching(/refused: loopback address/) });
+  });
+
+  it('fails a sync whose Postgres destination is at a loopback address when no allow-list permits it', async () => {
+    const plan = await planFor('builtin:http-json', {}, canaries.apiToken, 'production:postgres');
+    const jobId = randomUUID();
+    await publishSyncRequested(jobId, plan.connectionId);
+    const outcome = await waitForOutcome(jobId);
+    expect(outcome.type, JSON.stringify(outcome.data)).toBe('coffer.sync.v1.SyncFailed');
+    expect(outcome.data.reason).toMatch(/^builtin:postgres: egress to .+ refused: (it resolves to a )?loopback address/);
+    expect(await findJob(runtime.db, schema, jobId)).toMatchObject({ status: 'failed', failure_reason: expect.stringMatching(/refused: (it resolves to a )?loopback address/) });
   });
 
   it('dead-letters a malformed SyncRequested under the sync stream after its deliveries', async () => {

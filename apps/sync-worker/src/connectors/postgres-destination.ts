@@ -1,17 +1,20 @@
 import pg from 'pg';
 import { ConnectorError, stringField, type DestinationConnector, type SyncRecord } from './connector';
+import { createEgressPolicy, type EgressPolicy } from './egress-policy';
 
 const NAME = 'builtin:postgres';
 const BATCH = 500;
 
 /**
  * Writes each record as a jsonb row of `<schema>.<table>` (created if missing: id bigserial, data
- * jsonb, synced_at), in read order, in one transaction: all records or none.
+ * jsonb, synced_at), in read order, in one transaction: all records or none. It connects only where
+ * the egress policy (deny private addresses by default) lets it, to the address the policy checked.
  */
-export function postgresDestination(): DestinationConnector {
+export function postgresDestination(options: { egress?: EgressPolicy } = {}): DestinationConnector {
+  const egress = options.egress ?? createEgressPolicy();
   return {
     async check(config) {
-      const client = clientFor(config);
+      const client = await clientFor(config, egress);
       client.on('error', () => undefined);
       try {
         await client.connect();
@@ -23,9 +26,9 @@ export function postgresDestination(): DestinationConnector {
       }
     },
     async write(config, records, signal) {
-      const client = clientFor(config);
       const schema = stringField(config, 'schema', NAME);
       const table = stringField(config, 'table', NAME);
+      const client = await clientFor(config, egress);
       // A broken connection emits 'error' on the client; the failing query reports it.
       client.on('error', () => undefined);
       try {
@@ -70,14 +73,18 @@ export function postgresDestination(): DestinationConnector {
   };
 }
 
-function clientFor(config: Record<string, unknown>): pg.Client {
+async function clientFor(config: Record<string, unknown>, egress: EgressPolicy): Promise<pg.Client> {
   const port = config.port === undefined ? 5432 : Number(config.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConnectorError(`${NAME}: config field port must be a port number`);
+  const database = stringField(config, 'database', NAME);
+  const user = stringField(config, 'username', NAME);
+  // pg resolves a name itself when it connects: give it the checked address, so no second answer counts.
+  const target = await egress.resolve(stringField(config, 'host', NAME), port, NAME);
   return new pg.Client({
-    host: stringField(config, 'host', NAME),
+    host: target.address,
     port,
-    database: stringField(config, 'database', NAME),
-    user: stringField(config, 'username', NAME),
+    database,
+    user,
     password: typeof config.password === 'string' ? config.password : undefined,
     connectionTimeoutMillis: 10_000,
     application_name: 'coffer-sync-worker',

@@ -1,4 +1,5 @@
 import type { DestinationConnector, SourceConnector } from './connector';
+import type { EgressPolicy } from './egress-policy';
 import { httpJsonSource } from './http-json-source';
 import { postgresDestination } from './postgres-destination';
 
@@ -8,10 +9,10 @@ export interface ConnectorRegistry {
   destinations: Record<string, DestinationConnector>;
 }
 
-/** The built-in connectors. */
-export function builtinConnectors(): ConnectorRegistry {
+/** The built-in connectors, all under one egress policy (deny private addresses when none is given). */
+export function builtinConnectors(options: { egress?: EgressPolicy } = {}): ConnectorRegistry {
   return {
-    sources: { 'builtin:http-json': httpJsonSource() },
-    destinations: { 'builtin:postgres': postgresDestination() },
+    sources: { 'builtin:http-json': httpJsonSource({ egress: options.egress }) },
+    destinations: { 'builtin:postgres': postgresDestination({ egress: options.egress }) },
   };
 }
