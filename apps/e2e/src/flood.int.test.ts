@@ -89,7 +89,7 @@ describe('one tenant cannot stall every tenant: secrets per config, per-workspac
     expect(refusedUpdate).toMatchObject({ code: 'invalid_argument', fields: ['config_json'] });
     expect(await versionsOf(flooder)).toBe(LIMIT);
 
-    for (const run of [() => config.checkConfig({ definitionId, configJson: tooMany }), () => config.discoverSchema({ definitionId, configJson: tooMany })]) {
+    for (const run of [() => config.checkConfig({ workspaceId: flooder, definitionId, configJson: tooMany }), () => config.discoverSchema({ workspaceId: flooder, definitionId, configJson: tooMany })]) {
       expect(await refusal(run())).toMatchObject({ code: 'invalid_argument', fields: ['config_json'] });
     }
     expect(await versionsOf(EPHEMERAL_WORKSPACE_ID)).toBe(ephemeralBefore);

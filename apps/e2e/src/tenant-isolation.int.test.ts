@@ -157,7 +157,7 @@ describe('tenant isolation: a coordinate is hydrated only into, and shredded onl
     });
     await new Promise<void>((r) => http.listen(0, '127.0.0.1', r));
     url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/records`;
-    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns });
+    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns, egressAllow: ['127.0.0.1'] });
     auth = client(authV1.AuthServiceClient, stack.services.auth.address, authV1);
     config = client(configV1.ConfigServiceClient, stack.services.config.address, configV1);
     sync = client(syncV1.SyncServiceClient, stack.services['sync-worker'].address, syncV1);

@@ -101,7 +101,7 @@ describe('validation in depth: linear-time patterns, no existence oracle, NUL ch
   beforeAll(async () => {
     db = await createTestDatabase('coffer_e2e_validation');
     ns = uniqueNamespace();
-    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns });
+    stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace: ns, egressAllow: ['127.0.0.1'] });
     auth = client(authV1.AuthServiceClient, stack.services.auth.address, authV1);
     config = client(configV1.ConfigServiceClient, stack.services.config.address, configV1);
     secrets = client(secretsV1.SecretsServiceClient, stack.services.secrets.address, secretsV1);

@@ -304,7 +304,7 @@ describe('walking skeleton: four services, one sync, no secret escapes', () => {
     expect(outcome!.type, JSON.stringify(outcome!.data)).toBe('coffer.sync.v1.SyncFailed');
     expect(outcome!.data.reason).toMatch(/^builtin:http-json: egress to 127\.0\.0\.1:\d+ refused: loopback address \(127\.0\.0\.0\/8\)/);
 
-    const checked = await config.checkConfig({ definitionId: sourceDefinitionId, configJson: JSON.stringify({ url: rogueUrl.replace('127.0.0.1', '2130706433'), api_token: canaries.apiTokenV2 }) });
+    const checked = await config.checkConfig({ workspaceId, definitionId: sourceDefinitionId, configJson: JSON.stringify({ url: rogueUrl.replace('127.0.0.1', '2130706433'), api_token: canaries.apiTokenV2 }) });
     expect(checked.succeeded).toBe(false);
     expect(checked.message).toMatch(/refused: loopback address/);
     expect(rogueRequests).toBe(0);
