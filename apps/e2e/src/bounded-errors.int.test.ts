@@ -111,7 +111,7 @@ describe('large echoed inputs, bounded errors, and what errors, logs and events 
       JSON.stringify({ api_token: 't', extra: { nested: { [key]: { _secret: 'coffer_workspace_x_secret_y_v1' } } } }),
     ]) {
       expectBoundedRefusal(await call('createActor', { workspaceId, definitionId, name: 'k', configJson }), 'config_json');
-      expectBoundedRefusal(await call('checkConfig', { definitionId, configJson }), 'config_json');
+      expectBoundedRefusal(await call('checkConfig', { workspaceId, definitionId, configJson }), 'config_json');
     }
   });
 

@@ -342,8 +342,8 @@ describe('validation in depth: linear-time patterns, no existence oracle, NUL ch
     const cases: [string, unknown, string][] = [
       ['createActor', { workspaceId, definitionId: sourceDefinition, name: 'deep', configJson: deepConfig }, 'config_json'],
       ['updateActor', { actorId: created.actor!.actorId, name: 'deep', configJson: deepConfig }, 'config_json'],
-      ['checkConfig', { definitionId: sourceDefinition, configJson: deepConfig }, 'config_json'],
-      ['discoverSchema', { definitionId: sourceDefinition, configJson: deepConfig }, 'config_json'],
+      ['checkConfig', { workspaceId, definitionId: sourceDefinition, configJson: deepConfig }, 'config_json'],
+      ['discoverSchema', { workspaceId, definitionId: sourceDefinition, configJson: deepConfig }, 'config_json'],
       ['createWebhookConfig', { workspaceId, name: 'deep', configJson: deepConfig }, 'config_json'],
       ['registerConnectorDefinition', { name: 'deep', actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, connector: 'builtin:http-json', specJson: deepSpec }, 'spec_json'],
       ['updateConnectorDefinition', { definitionId: sourceDefinition, name: 'deep', specJson: deepSpec }, 'spec_json'],

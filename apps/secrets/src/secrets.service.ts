@@ -290,25 +290,31 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     }
     stopIfAborted(signal);
     const metadata = metadataOf(actor, extraMetadata);
-    await db.transaction().execute(async (trx) => {
-      // The read model rows first: appends take turns on the schema's chain lock, which is then
-      // held only for the events and the outbox (a few statements), not for this.
-      await projectVersionsWritten(
-        trx,
-        schema,
-        planned.map((p) => ({ e: p.events[0]!.data as SecretVersionWrittenData, wrapped: p.wrapped })),
-        actor.subject,
-        writeBatchSize,
-      );
-      stopIfAborted(signal);
-      await store.appendManyInTransaction(
-        trx,
-        planned.map((p) => ({ streamId: streamOf(p.base), expected: p.streamVersion, events: p.events.map((e) => ({ type: e.type, data: { ...e.data }, metadata })) })),
-        { batchSize: writeBatchSize, outbox: (recorded) => recorded.map((r) => writtenMessage(r, actor)) },
-      );
-      // Last look before the commit: a caller that gave up must not find its secrets written.
-      stopIfAborted(signal);
-    });
+    try {
+      await db.transaction().execute(async (trx) => {
+        // The read model rows first: appends take turns on the schema's chain lock, which is then
+        // held only for the events and the outbox (a few statements), not for this.
+        await projectVersionsWritten(
+          trx,
+          schema,
+          planned.map((p) => ({ e: p.events[0]!.data as SecretVersionWrittenData, wrapped: p.wrapped })),
+          actor.subject,
+          writeBatchSize,
+        );
+        stopIfAborted(signal);
+        await store.appendManyInTransaction(
+          trx,
+          planned.map((p) => ({ streamId: streamOf(p.base), expected: p.streamVersion, events: p.events.map((e) => ({ type: e.type, data: { ...e.data }, metadata })) })),
+          { batchSize: writeBatchSize, outbox: (recorded) => recorded.map((r) => writtenMessage(r, actor)) },
+        );
+        // Last look before the commit: a caller that gave up must not find its secrets written.
+        stopIfAborted(signal);
+      });
+    } catch (err) {
+      // A concurrent writer of the same base took this version first: its row is already there.
+      if ((err as { code?: string }).code === '23505') throw new CofferError('version_conflict', 'the secret was changed concurrently; read it again');
+      throw err;
+    }
     return planned.map((p) => {
       const d = p.events[0]!.data as SecretVersionWrittenData;
       return { coordinate: d.coordinate, baseCoordinate: d.baseCoordinate, version: d.version };
