@@ -7,48 +7,11 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { authV1, configV1, secretsV1, streamName, syncV1, type MessagingNamespace } from '@coffer/contracts';
 import { startStack, type Stack } from '@coffer/cli';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
+import { call, ok, rawClient as client } from './raw-grpc';
 
 const ISSUER = 'coffer-auth';
 const ORIGIN = 'https://app.example.com';
 
-interface Answer<Res> {
-  status: grpc.status;
-  message: string;
-  res?: Res;
-}
-
-type Messages = Record<string, { fromPartial(v: unknown): unknown }>;
-// Each raw client remembers its generated messages, so a partial request is completed the way ts-proto expects.
-const messagesOf = new WeakMap<grpc.Client, Messages>();
-
-function client<C extends grpc.Client>(Ctor: new (address: string, creds: grpc.ChannelCredentials) => C, address: string, messages: unknown): C {
-  const c = new Ctor(address, grpc.credentials.createInsecure());
-  messagesOf.set(c, messages as Messages);
-  return c;
-}
-
-/** One unary call with the given bearer token (and Origin header), answered as status + response. */
-function call<Res>(client: grpc.Client, method: string, partial: unknown, token?: string, origin?: string): Promise<Answer<Res>> {
-  const type = messagesOf.get(client)![`${method[0]!.toUpperCase()}${method.slice(1)}Request`]!;
-  const req = type.fromPartial(partial);
-  const metadata = new grpc.Metadata();
-  if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
-  if (origin !== undefined) metadata.set('origin', origin);
-  return new Promise((resolve) => {
-    (client as unknown as Record<string, (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => void>)[method]!(
-      req,
-      metadata,
-      { deadline: Date.now() + 15_000 },
-      (err, res) => resolve(err ? { status: err.code, message: err.details } : { status: grpc.status.OK, message: '', res }),
-    );
-  });
-}
-
-async function ok<Res>(p: Promise<Answer<Res>>): Promise<Res> {
-  const a = await p;
-  if (a.status !== grpc.status.OK) throw new Error(`expected OK, got ${grpc.status[a.status]}: ${a.message}`);
-  return a.res!;
-}
 
 const b64url = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 

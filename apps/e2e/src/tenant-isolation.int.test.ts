@@ -7,44 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authV1, configV1, syncV1, type MessagingNamespace } from '@coffer/contracts';
 import { startStack, type Stack } from '@coffer/cli';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
+import { call, ok, rawClient as client, type Answer } from './raw-grpc';
 
 const EPHEMERAL = '00000000-0000-0000-0000-000000000000';
 
-interface Answer<Res> {
-  status: grpc.status;
-  message: string;
-  res?: Res;
-}
-
-type Messages = Record<string, { fromPartial(v: unknown): unknown }>;
-const messagesOf = new WeakMap<grpc.Client, Messages>();
-
-function client<C extends grpc.Client>(Ctor: new (address: string, creds: grpc.ChannelCredentials) => C, address: string, messages: unknown): C {
-  const c = new Ctor(address, grpc.credentials.createInsecure());
-  messagesOf.set(c, messages as Messages);
-  return c;
-}
-
-/** One unary call with the given bearer token, answered as status + response. */
-function call<Res>(c: grpc.Client, method: string, partial: unknown, token?: string): Promise<Answer<Res>> {
-  const type = messagesOf.get(c)![`${method[0]!.toUpperCase()}${method.slice(1)}Request`]!;
-  const metadata = new grpc.Metadata();
-  if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
-  return new Promise((resolve) => {
-    (c as unknown as Record<string, (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => void>)[method]!(
-      type.fromPartial(partial),
-      metadata,
-      { deadline: Date.now() + 90_000 },
-      (err, res) => resolve(err ? { status: err.code, message: err.details } : { status: grpc.status.OK, message: '', res }),
-    );
-  });
-}
-
-async function ok<Res>(p: Promise<Answer<Res>>): Promise<Res> {
-  const a = await p;
-  if (a.status !== grpc.status.OK) throw new Error(`expected OK, got ${grpc.status[a.status]}: ${a.message}`);
-  return a.res!;
-}
 
 // Every position kind a hostile config can hide a reference in. `strict` has an open object, an
 // untyped nested object, an untyped array and an untyped secret field, so the JSON Schema lets each through.

@@ -5,64 +5,10 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authV1, configV1, secretsV1, type MessagingNamespace } from '@coffer/contracts';
 import { startStack, type Stack } from '@coffer/cli';
-import { ERROR_DETAILS_KEY } from '@coffer/rpc';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { healthStatus } from './grpc-probes';
+import { call, ok, rawClient as client, type Answer } from './raw-grpc';
 
-interface Answer<Res> {
-  status: grpc.status;
-  message: string;
-  /** The error details' fields, in order. */
-  fields: string[];
-  ms: number;
-  res?: Res;
-}
-
-type Messages = Record<string, { fromPartial(v: unknown): unknown }>;
-const messagesOf = new WeakMap<grpc.Client, Messages>();
-
-function client<C extends grpc.Client>(Ctor: new (address: string, creds: grpc.ChannelCredentials) => C, address: string, messages: unknown): C {
-  const c = new Ctor(address, grpc.credentials.createInsecure());
-  messagesOf.set(c, messages as Messages);
-  return c;
-}
-
-function fieldsOf(metadata: grpc.Metadata | undefined): string[] {
-  const raw = metadata?.get(ERROR_DETAILS_KEY)[0];
-  if (raw === undefined) return [];
-  try {
-    const parsed = JSON.parse(Buffer.isBuffer(raw) ? raw.toString('utf8') : String(raw)) as { field: string }[];
-    return parsed.map((d) => d.field);
-  } catch {
-    return [];
-  }
-}
-
-/** One unary call with a bearer token, answered as status, message, detail fields and time taken. */
-function call<Res>(client: grpc.Client, method: string, partial: unknown, token: string): Promise<Answer<Res>> {
-  const type = messagesOf.get(client)![`${method[0]!.toUpperCase()}${method.slice(1)}Request`]!;
-  const req = type.fromPartial(partial);
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  const started = performance.now();
-  return new Promise((resolve) => {
-    (client as unknown as Record<string, (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => void>)[method]!(
-      req,
-      metadata,
-      { deadline: Date.now() + 30_000 },
-      (err, res) => {
-        const ms = performance.now() - started;
-        resolve(err ? { status: err.code, message: err.details, fields: fieldsOf(err.metadata), ms } : { status: grpc.status.OK, message: '', fields: [], ms, res });
-      },
-    );
-  });
-}
-
-async function ok<Res>(p: Promise<Answer<Res>>): Promise<Res> {
-  const a = await p;
-  if (a.status !== grpc.status.OK) throw new Error(`expected OK, got ${grpc.status[a.status]}: ${a.message}`);
-  return a.res!;
-}
 
 type HealthClient = grpc.Client & { check(req: { service: string }, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void };
 
