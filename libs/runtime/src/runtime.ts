@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { MessagingNamespace, ServiceName } from '@coffer/contracts';
-import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type OutboxRelay } from '@coffer/event-store';
+import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type EventStoreOptions, type OutboxRelay } from '@coffer/event-store';
 import { connectNats, createJetStreamPublisher, ensureServiceStream } from '@coffer/messaging';
 import type { Logger, Redactor } from '@coffer/telemetry';
 import { createDatabase } from './database';
@@ -30,6 +30,8 @@ export interface RuntimeOptions {
   redactor: Redactor;
   /** The app's own tables (read models), created after the event store's. */
   migrate?: (db: Kysely<any>, schema: string) => Promise<void>;
+  /** Streams that get a hash chain of their own (see `EventStoreOptions.chainOf`). */
+  chainOf?: EventStoreOptions['chainOf'];
 }
 
 /** Connects Postgres and NATS, migrates, declares the service's stream and starts its outbox relay. */
@@ -44,7 +46,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
     await options.migrate?.(db, options.schema);
     nc = await connectNats({ servers: options.natsUrl, name: options.appName });
     await ensureServiceStream(nc, options.namespace, options.service);
-    const store = createEventStore(db, { schema: options.schema });
+    const store = createEventStore(db, { schema: options.schema, chainOf: options.chainOf });
     const relay = createOutboxRelay(db, {
       schema: options.schema,
       name: `${options.appName}-outbox`,
