@@ -1,10 +1,10 @@
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath, type ServingStatusMap } from 'grpc-health-check';
-import { descriptorSetBase64 } from '@coffer/contracts';
+import { HealthImplementation, type ServingStatusMap } from 'grpc-health-check';
+import { descriptorSetBase64, grpcDescriptorSetBase64 } from '@coffer/contracts';
 import type { Logger } from '@coffer/telemetry';
 import type { TokenVerifier } from '@coffer/tokens';
 import type { ServiceRegistration } from './define-service';
@@ -38,18 +38,23 @@ export interface GrpcServer {
 }
 
 const HEALTH_SERVICE = 'grpc.health.v1.Health';
-const REFLECTION_SERVICE = 'grpc.reflection.v1.ServerReflection';
-const require = createRequire(import.meta.url);
-const reflectionProtoPath = join(dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
+const REFLECTION_SERVICES = ['grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'];
 
-// Reflection describes what the descriptor set holds; health and reflection's own protos are added so
-// that `list` shows everything the server actually answers.
+/**
+ * What reflection serves: each file exactly as buf compiled it (fully qualified type names, map entries
+ * named as protoc names them), the Coffer protos and the health and reflection protos alike. Passing
+ * proto-loader's definitions instead would re-derive the files through protobufjs, which writes type
+ * names relative to their package: reflection clients (buf curl, grpcurl) then cannot resolve
+ * grpc.health.v1.Health/Check. @grpc/reflection reads only `fileDescriptorProtos` from each entry.
+ */
 function reflectionPackage(): protoLoader.PackageDefinition {
-  return {
-    ...protoLoader.loadFileDescriptorSetFromBuffer(Buffer.from(descriptorSetBase64, 'base64')),
-    ...protoLoader.loadSync(healthProtoPath),
-    ...protoLoader.loadSync(reflectionProtoPath),
-  };
+  const definition: protoLoader.PackageDefinition = {};
+  for (const set of [descriptorSetBase64, grpcDescriptorSetBase64]) {
+    for (const file of fromBinary(FileDescriptorSetSchema, Buffer.from(set, 'base64')).file) {
+      definition[file.name] = { format: 'Protocol Buffer 3 FileDescriptorProto', type: {}, fileDescriptorProtos: [Buffer.from(toBinary(FileDescriptorProtoSchema, file))] };
+    }
+  }
+  return definition;
 }
 
 /**
@@ -78,7 +83,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     Object.fromEntries(['', ...names].map((n) => [n, status]));
   const health = new HealthImplementation(statusMap('SERVING'));
   health.addToServer(server);
-  new ReflectionService(reflectionPackage(), { services: [...names, HEALTH_SERVICE, REFLECTION_SERVICE] }).addToServer(server);
+  new ReflectionService(reflectionPackage(), { services: [...names, HEALTH_SERVICE, ...REFLECTION_SERVICES] }).addToServer(server);
 
   function setServing(serving: boolean): void {
     for (const [name, status] of Object.entries(statusMap(serving ? 'SERVING' : 'NOT_SERVING'))) health.setStatus(name, status);
