@@ -51,7 +51,8 @@ function reflectionPackage(): protoLoader.PackageDefinition {
   const definition: protoLoader.PackageDefinition = {};
   for (const set of [descriptorSetBase64, grpcDescriptorSetBase64]) {
     for (const file of fromBinary(FileDescriptorSetSchema, Buffer.from(set, 'base64')).file) {
-      definition[file.name] = { format: 'Protocol Buffer 3 FileDescriptorProto', type: {}, fileDescriptorProtos: [Buffer.from(toBinary(FileDescriptorProtoSchema, file))] };
+      const entry: protoLoader.ProtobufTypeDefinition = { format: 'FileDescriptorProto', type: {}, fileDescriptorProtos: [Buffer.from(toBinary(FileDescriptorProtoSchema, file))] };
+      definition[file.name] = entry as protoLoader.AnyDefinition;
     }
   }
   return definition;
