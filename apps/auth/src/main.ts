@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { configV1, isCofferError } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
+import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier, userTokenKinds } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
@@ -10,7 +10,7 @@ import { createAuthService, type ProvisionWorkspace, type WorkspaceOrganization 
 import { loadAuthConfig } from './config';
 import { createSigningKeyRing, signServiceToken } from './signing-keys';
 
-const config = loadAuthConfig(process.env);
+const config = loadSettingsOrExit(() => loadAuthConfig(process.env));
 const telemetry = await startTelemetry({ serviceName: 'coffer-auth', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
 const redactor = createRedactor();
 for (const identity of config.AUTH_SERVICE_IDENTITIES) redactor.register(identity.clientSecret);

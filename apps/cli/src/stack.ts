@@ -44,6 +44,8 @@ export interface RunningService {
   address: string;
   /** Every line the process wrote to stdout and stderr. */
   output: string[];
+  /** The settings (environment) the process was started with, e.g. for `coffer doctor`. */
+  env: Record<string, string>;
 }
 
 export interface Stack {
@@ -91,7 +93,7 @@ function spawnService(name: StackService, env: Record<string, string>, echo?: St
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const svc: RunningService = { name, process: child, port: 0, address: '', output: [] };
+  const svc: RunningService = { name, process: child, port: 0, address: '', output: [], env };
   for (const stream of [child.stdout, child.stderr]) {
     let pending = '';
     stream.setEncoding('utf8');
@@ -146,6 +148,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const tlsEnv = (name: StackService): Record<string, string> =>
     tls ? { COFFER_TLS_CA_FILE: tls.caFile, COFFER_TLS_CERT_FILE: tls.certificates[name]!.certFile, COFFER_TLS_KEY_FILE: tls.certificates[name]!.keyFile } : {};
   const common = {
+    // A developer's stack: the local KMS is the default and `coffer doctor` reports it as a warning only.
+    COFFER_ENV: 'development',
     DATABASE_URL: options.databaseUrl,
     NATS_URL: options.natsUrl,
     COFFER_SUBJECT_ROOT: options.namespace.subjectRoot,
@@ -183,6 +187,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...tlsEnv('secrets'),
       AUTH_ADDRESS: services.auth.address,
       SECRETS_GRPC_ADDRESS: addr('secrets'),
+      SECRETS_KMS_PROVIDER: 'local',
       SECRETS_LOCAL_KEYRING_FILE: keyringFile,
     };
     await start('secrets');

@@ -1,22 +1,27 @@
 import { z } from 'zod';
-import { commonEnv, parseEnv, sqlIdentifier } from '@coffer/runtime';
+import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier } from '@coffer/runtime';
 
 /** Every setting of the config service; key management is the secrets service's alone. */
-export const configServiceSchema = z.object({
-  ...commonEnv,
-  CONFIG_GRPC_ADDRESS: z.string().default('127.0.0.1:50052'),
-  CONFIG_DB_SCHEMA: sqlIdentifier.default('config'),
-  SECRETS_ADDRESS: z.string().default('127.0.0.1:50053'),
-  CONFIG_CLIENT_ID: z.string().min(1).default('config'),
-  CONFIG_CLIENT_SECRET: z.string({ error: 'required: the config service identity secret' }).min(16, 'must be at least 16 characters'),
-  COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer'),
-  CONFIG_SHRED_RETRY_SECONDS: z.coerce.number().int().positive().default(5),
-  CONFIG_MAX_CONFIG_BYTES: z.coerce.number().int().positive().default(256 * 1024),
-  CONFIG_CHECK_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(60),
-  CONFIG_MAX_SECRETS_PER_CONFIG: z.coerce.number().int().min(1).max(10_000).default(100),
-  CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(2),
-  CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(0).max(10_000).default(8),
-});
+export const configServiceSchema = z
+  .object({
+    ...commonEnv,
+    CONFIG_GRPC_ADDRESS: z.string().default('127.0.0.1:50052').describe('host:port the gRPC server binds (port 0: any free port)'),
+    CONFIG_DB_SCHEMA: sqlIdentifier.default('config').describe("Postgres schema of config's tables"),
+    SECRETS_ADDRESS: z.string().default('127.0.0.1:50053').describe('host:port of the secrets service'),
+    CONFIG_CLIENT_ID: z.string().min(1).default('config').describe("client id of config's service identity at auth"),
+    CONFIG_CLIENT_SECRET: z
+      .string({ error: 'required: the config service identity secret' })
+      .min(16, 'must be at least 16 characters')
+      .describe("client secret of config's service identity (as in auth's AUTH_SERVICE_IDENTITIES)"),
+    COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer').describe('prefix of secret coordinates (`<prefix>_workspace_…`)'),
+    CONFIG_SHRED_RETRY_SECONDS: z.coerce.number().int().positive().default(5).describe('how often secrets that could not be shredded right away are retried, in seconds'),
+    CONFIG_MAX_CONFIG_BYTES: z.coerce.number().int().positive().default(256 * 1024).describe('largest connector configuration accepted, in bytes'),
+    CONFIG_CHECK_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(60).describe('how long a CheckConfig / DiscoverSchema waits for the sync worker, in seconds'),
+    CONFIG_MAX_SECRETS_PER_CONFIG: z.coerce.number().int().min(1).max(10_000).default(100).describe('most secret fields one configuration may hold'),
+    CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(2).describe('secret writes to the secrets service running at once per workspace'),
+    CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(0).max(10_000).default(8).describe('secret writes waiting per workspace before RESOURCE_EXHAUSTED'),
+  })
+  .superRefine(checkCommonSettings, inTheSamePass);
 
 /** The parsed configuration of the config service. */
 export type ConfigServiceConfig = z.infer<typeof configServiceSchema>;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { userTokenKinds } from '@coffer/tokens';
 import { loadConfigServiceConfig } from './config';
@@ -10,7 +10,7 @@ import { migrateConfigReadModel } from './config.postgres';
 import { createCheckResults } from './check-results';
 import { createConfigService } from './config.service';
 
-const config = loadConfigServiceConfig(process.env);
+const config = loadSettingsOrExit(() => loadConfigServiceConfig(process.env));
 const telemetry = await startTelemetry({ serviceName: 'coffer-config', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
 const redactor = createRedactor();
 const logger = createLogger({ service: 'config', level: config.LOG_LEVEL, redactor });

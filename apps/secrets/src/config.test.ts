@@ -5,7 +5,7 @@ const base = { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/coffer' };
 
 describe('secrets configuration', () => {
   it('chooses the KMS provider and requires its settings, naming each missing one', () => {
-    expect(() => loadSecretsConfig({ ...base })).toThrow(/SECRETS_LOCAL_KEYRING_FILE: required with SECRETS_KMS_PROVIDER=local/);
+    expect(() => loadSecretsConfig({ ...base, SECRETS_KMS_PROVIDER: 'local' })).toThrow(/SECRETS_LOCAL_KEYRING_FILE: required with SECRETS_KMS_PROVIDER=local/);
     expect(() => loadSecretsConfig({ ...base, SECRETS_KMS_PROVIDER: 'pkcs11' })).toThrow(
       /SECRETS_PKCS11_LIBRARY[\s\S]*SECRETS_PKCS11_TOKEN_LABEL[\s\S]*SECRETS_PKCS11_PIN/,
     );
@@ -22,5 +22,26 @@ describe('secrets configuration', () => {
     expect(() => loadSecretsConfig({ ...base, SECRETS_KMS_PROVIDER: 'pkcs11', SECRETS_PKCS11_PIN: pin, SECRETS_EPHEMERAL_TTL_SECONDS: 'x' })).toThrow(
       expect.objectContaining({ message: expect.not.stringContaining(pin) }),
     );
+  });
+
+  it('requires SECRETS_KMS_PROVIDER outside development, and defaults it to local only with COFFER_ENV=development', () => {
+    expect(() => loadSecretsConfig({ ...base, SECRETS_LOCAL_KEYRING_FILE: '/k.json' })).toThrow(/SECRETS_KMS_PROVIDER: required outside development/);
+    expect(() => loadSecretsConfig({ ...base, COFFER_ENV: 'production', SECRETS_LOCAL_KEYRING_FILE: '/k.json' })).toThrow(/SECRETS_KMS_PROVIDER: required outside development/);
+    expect(loadSecretsConfig({ ...base, COFFER_ENV: 'development', SECRETS_LOCAL_KEYRING_FILE: '/k.json' }).SECRETS_KMS_PROVIDER).toBe('local');
+    expect(() => loadSecretsConfig({ ...base, COFFER_ENV: 'development' })).toThrow(/SECRETS_LOCAL_KEYRING_FILE: required with SECRETS_KMS_PROVIDER=local/);
+    expect(loadSecretsConfig({ ...base, SECRETS_KMS_PROVIDER: 'local', SECRETS_LOCAL_KEYRING_FILE: '/k.json' }).SECRETS_KMS_PROVIDER).toBe('local');
+  });
+
+  it('lists the KMS settings in the same pass as every other bad setting', () => {
+    let message = '';
+    try {
+      loadSecretsConfig({ SECRETS_KMS_PROVIDER: 'pkcs11', SECRETS_EPHEMERAL_TTL_SECONDS: 'soon', COFFER_TLS_CA_FILE: '/ca.pem' });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    for (const setting of ['DATABASE_URL', 'SECRETS_EPHEMERAL_TTL_SECONDS', 'SECRETS_PKCS11_LIBRARY', 'SECRETS_PKCS11_TOKEN_LABEL', 'SECRETS_PKCS11_PIN', 'COFFER_TLS_CERT_FILE', 'COFFER_TLS_KEY_FILE']) {
+      expect(message).toContain(`  ${setting}: `);
+    }
+    expect(message).toMatch(/^invalid secrets service configuration \(7 settings to fix\):/);
   });
 });

@@ -1,5 +1,5 @@
 import { createGrpcServer, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
@@ -7,7 +7,7 @@ import { secretsGrpcService } from './secrets.grpc';
 import { migrateSecretsReadModel } from './secrets.postgres';
 import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
 
-const config = loadSecretsConfig(process.env);
+const config = loadSettingsOrExit(() => loadSecretsConfig(process.env));
 const telemetry = await startTelemetry({ serviceName: 'coffer-secrets', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
 const redactor = createRedactor();
 const logger = createLogger({ service: 'secrets', level: config.LOG_LEVEL, redactor });

@@ -1,5 +1,5 @@
 import { createEventStore } from '@coffer/event-store';
-import { createDatabase } from '@coffer/runtime';
+import { createDatabase, loadSettingsOrExit } from '@coffer/runtime';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
 import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
@@ -9,7 +9,7 @@ import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
  * version (unless --resume) and re-wraps every live data key, with the secrets service's own
  * configuration. Safe to kill and run again with --resume. Prints one JSON line.
  */
-const config = loadSecretsConfig(process.env);
+const config = loadSettingsOrExit(() => loadSecretsConfig(process.env));
 const db = createDatabase(config.DATABASE_URL, { max: 2 });
 const kms = await loadKms(config);
 try {

@@ -1,31 +1,37 @@
 import { z } from 'zod';
-import { commonEnv, parseEnv, sqlIdentifier } from '@coffer/runtime';
+import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier } from '@coffer/runtime';
 import { parseEgressAllowList } from './connectors/egress-policy';
 
 /** Every setting of the sync worker; it reaches secrets through the secrets service only. */
-export const syncWorkerConfigSchema = z.object({
-  ...commonEnv,
-  SYNC_WORKER_GRPC_ADDRESS: z.string().default('127.0.0.1:50054'),
-  SYNC_WORKER_DB_SCHEMA: sqlIdentifier.default('sync'),
-  CONFIG_ADDRESS: z.string().default('127.0.0.1:50052'),
-  SECRETS_ADDRESS: z.string().default('127.0.0.1:50053'),
-  SYNC_WORKER_CLIENT_ID: z.string().min(1).default('sync-worker'),
-  SYNC_WORKER_CLIENT_SECRET: z.string({ error: 'required: the sync-worker service identity secret' }).min(16, 'must be at least 16 characters'),
-  SYNC_WORKER_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(5),
-  /**
-   * What connectors may reach beyond public addresses: comma-separated CIDRs, IP addresses and host
-   * names (each of the last two with an optional :port). Empty, the default, denies every loopback,
-   * private, link-local and metadata address.
-   */
-  SYNC_WORKER_EGRESS_ALLOW: z
-    .string()
-    .default('')
-    .transform((text, ctx) => {
-      const { entries, errors } = parseEgressAllowList(text);
-      for (const message of errors) ctx.addIssue({ code: 'custom', message });
-      return entries;
-    }),
-});
+export const syncWorkerConfigSchema = z
+  .object({
+    ...commonEnv,
+    SYNC_WORKER_GRPC_ADDRESS: z.string().default('127.0.0.1:50054').describe('host:port the gRPC server binds (port 0: any free port)'),
+    SYNC_WORKER_DB_SCHEMA: sqlIdentifier.default('sync').describe("Postgres schema of the sync worker's tables"),
+    CONFIG_ADDRESS: z.string().default('127.0.0.1:50052').describe('host:port of the config service'),
+    SECRETS_ADDRESS: z.string().default('127.0.0.1:50053').describe('host:port of the secrets service'),
+    SYNC_WORKER_CLIENT_ID: z.string().min(1).default('sync-worker').describe("client id of the sync worker's service identity at auth"),
+    SYNC_WORKER_CLIENT_SECRET: z
+      .string({ error: 'required: the sync-worker service identity secret' })
+      .min(16, 'must be at least 16 characters')
+      .describe("client secret of the sync worker's service identity (as in auth's AUTH_SERVICE_IDENTITIES)"),
+    SYNC_WORKER_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(5).describe('deliveries of a sync or check request before it goes to the dead-letter subject'),
+    /**
+     * What connectors may reach beyond public addresses: comma-separated CIDRs, IP addresses and host
+     * names (each of the last two with an optional :port). Empty, the default, denies every loopback,
+     * private, link-local and metadata address.
+     */
+    SYNC_WORKER_EGRESS_ALLOW: z
+      .string()
+      .default('')
+      .transform((text, ctx) => {
+        const { entries, errors } = parseEgressAllowList(text);
+        for (const message of errors) ctx.addIssue({ code: 'custom', message });
+        return entries;
+      })
+      .describe('what connectors may reach although it is loopback, private, link-local or metadata: comma-separated CIDRs, addresses or host names (optionally with :port); empty denies them all'),
+  })
+  .superRefine(checkCommonSettings, inTheSamePass);
 
 /** The parsed configuration of the sync worker. */
 export type SyncWorkerConfig = z.infer<typeof syncWorkerConfigSchema>;

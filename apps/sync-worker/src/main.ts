@@ -1,6 +1,6 @@
 import { configV1, secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createCheckRunner } from './check-runner';
 import { loadSyncWorkerConfig } from './config';
@@ -12,7 +12,7 @@ import { createSyncRunner } from './sync-runner';
 import { syncGrpcService } from './sync.grpc';
 import { migrateSyncReadModel } from './sync.postgres';
 
-const config = loadSyncWorkerConfig(process.env);
+const config = loadSettingsOrExit(() => loadSyncWorkerConfig(process.env));
 const telemetry = await startTelemetry({ serviceName: 'coffer-sync-worker', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
 // One redactor for the process: the runners register hydrated values, the logger applies them to every line.
 const redactor = createRedactor();

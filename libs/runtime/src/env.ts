@@ -1,29 +1,50 @@
 import { loadMtls, type MtlsMaterial } from '@coffer/rpc';
 import { z } from 'zod';
 
+/** The values of `COFFER_ENV`: `development` relaxes what only a developer's machine may skip. */
+export const cofferEnvironments = ['development', 'production'] as const;
+
 /** Settings every service shares; spread into each app's own schema. */
 export const commonEnv = {
-  DATABASE_URL: z.string().url('required: a postgres:// URL'),
-  NATS_URL: z.string().default('nats://127.0.0.1:4222'),
-  COFFER_SUBJECT_ROOT: z.string().regex(/^[A-Za-z0-9_-]+$/).default('coffer'),
-  COFFER_STREAM_PREFIX: z.string().regex(/^[A-Z0-9_]+$/).default('COFFER'),
-  AUTH_ADDRESS: z.string().default('127.0.0.1:50051'),
-  COFFER_TOKEN_ISSUER: z.string().default('coffer-auth'),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
-  /** Mutual TLS on every gRPC server and client: all three PEM files, or none. */
-  COFFER_TLS_CA_FILE: z.string().optional(),
-  COFFER_TLS_CERT_FILE: z.string().optional(),
-  COFFER_TLS_KEY_FILE: z.string().optional(),
-  /**
-   * `true` accepts tokens while the revocation list cannot be read (a revoked token then works until it
-   * can); off by default, and reported by `securityFindings` at start-up.
-   */
+  COFFER_ENV: z
+    .enum(cofferEnvironments, { error: 'must be development or production' })
+    .default('production')
+    .describe('`development` on a developer\'s machine (the stack launcher sets it): the secrets service then defaults SECRETS_KMS_PROVIDER to `local`, and `coffer doctor` reports the local KMS as a warning instead of a failure'),
+  DATABASE_URL: z.string({ error: 'required: a postgres:// URL' }).url('must be a postgres:// URL').describe('Postgres connection URL; the service keeps its tables in its own schema'),
+  NATS_URL: z.string().default('nats://127.0.0.1:4222').describe('NATS server(s) with JetStream, comma-separated'),
+  COFFER_SUBJECT_ROOT: z.string().regex(/^[A-Za-z0-9_-]+$/).default('coffer').describe('first token of every NATS subject (`<root>.<service>.<aggregate>.<event>`)'),
+  COFFER_STREAM_PREFIX: z.string().regex(/^[A-Z0-9_]+$/).default('COFFER').describe('prefix of the JetStream stream names (`<prefix>_AUTH`, …)'),
+  AUTH_ADDRESS: z.string().default('127.0.0.1:50051').describe('host:port of the auth service (JWKS, service tokens)'),
+  COFFER_TOKEN_ISSUER: z.string().default('coffer-auth').describe('`iss` of every token auth issues and every service accepts'),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('pino log level'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/gRPC endpoint for traces; unset, no traces are exported'),
+  COFFER_TLS_CA_FILE: z.string().optional().describe('mutual TLS on every gRPC server and client: PEM file of the CA (all three COFFER_TLS_* files, or none)'),
+  COFFER_TLS_CERT_FILE: z.string().optional().describe('mutual TLS: PEM certificate of this service (its CN names the service role)'),
+  COFFER_TLS_KEY_FILE: z.string().optional().describe('mutual TLS: PEM private key of this service'),
   COFFER_REVOCATION_FAIL_OPEN: z
     .enum(['true', 'false'], { error: 'must be true or false' })
     .default('false')
-    .transform((v) => v === 'true'),
+    .transform((v) => v === 'true')
+    .describe('`true` accepts tokens while the revocation list cannot be read (a revoked token then works until it can); reported as a security finding'),
 };
+
+/**
+ * Refinement options that run a check across settings even when some other setting is bad, so one
+ * start-up lists every problem (by default zod skips object refinements after any field failed).
+ */
+export const inTheSamePass = { when: () => true } as const;
+
+const tlsFiles = ['COFFER_TLS_CA_FILE', 'COFFER_TLS_CERT_FILE', 'COFFER_TLS_KEY_FILE'] as const;
+
+/** The checks across the shared settings (today: the three TLS files go together); pass to `superRefine` with {@link inTheSamePass}. */
+export function checkCommonSettings(settings: Partial<Record<string, unknown>>, ctx: z.RefinementCtx): void {
+  const given = tlsFiles.filter((k) => typeof settings[k] === 'string' && settings[k] !== '');
+  if (given.length > 0 && given.length < tlsFiles.length) {
+    for (const k of tlsFiles.filter((f) => !given.includes(f))) {
+      ctx.addIssue({ code: 'custom', path: [k], message: `required with ${given.join(' and ')}: the three COFFER_TLS_* files go together` });
+    }
+  }
+}
 
 /** The mutual-TLS material the settings name, or undefined when TLS is off; half a setting is an error. */
 export function mtlsFromEnv(config: { COFFER_TLS_CA_FILE?: string; COFFER_TLS_CERT_FILE?: string; COFFER_TLS_KEY_FILE?: string }): MtlsMaterial | undefined {
@@ -41,12 +62,25 @@ export function mtlsFromEnv(config: { COFFER_TLS_CA_FILE?: string; COFFER_TLS_CE
 /** A lowercase SQL identifier, for schema names taken from configuration. */
 export const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'must be a lowercase SQL identifier');
 
-/** Parses the environment once; throws one error that lists every bad variable (never its value). */
+/** Thrown by {@link parseEnv}: every bad setting, one per line, never a value. */
+export class SettingsError extends Error {
+  constructor(
+    readonly service: string,
+    readonly problems: Array<{ setting: string; message: string }>,
+  ) {
+    super(`invalid ${service} configuration (${problems.length} ${problems.length === 1 ? 'setting' : 'settings'} to fix):\n${problems.map((p) => `  ${p.setting}: ${p.message}`).join('\n')}`);
+    this.name = 'SettingsError';
+  }
+}
+
+/** Parses the environment once; throws one SettingsError that lists every bad variable (never its value). */
 export function parseEnv<S extends z.ZodObject>(schema: S, env: NodeJS.ProcessEnv, service: string): z.infer<S> {
   const parsed = schema.safeParse(env);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new Error(`invalid ${service} configuration:\n${lines.join('\n')}`);
+    throw new SettingsError(
+      service,
+      parsed.error.issues.map((i) => ({ setting: i.path.join('.') || '(settings)', message: i.message })),
+    );
   }
   return parsed.data;
 }

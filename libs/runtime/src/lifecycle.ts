@@ -28,10 +28,46 @@ export function onShutdown(logger: Logger, steps: Array<[string, () => Promise<v
   process.once('SIGINT', () => void stop('SIGINT'));
 }
 
-/** Logs a start-up failure (already redacted by the logger) and exits non-zero. */
-export function failStartup(logger: Logger, err: unknown): never {
-  logger.fatal({ err }, 'start-up failed');
-  process.exit(1);
+/**
+ * One line that says why start-up failed: the error's message, or for errors that carry none (a
+ * connection refused on every address is an AggregateError with an empty message) the first inner
+ * error's message or the error code.
+ */
+export function describeStartupError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const inner = err instanceof AggregateError ? err.errors.find((e): e is Error => e instanceof Error && e.message !== '') : undefined;
+  const text = err.message || inner?.message || (typeof code === 'string' ? code : '') || err.name;
+  return typeof code === 'string' && code !== '' && !text.includes(code) ? `${text} (${code})` : text;
+}
+
+/**
+ * Logs a start-up failure and exits non-zero. The fatal line opens with the reason and carries no
+ * stack trace (an operator reads it first); the stack goes to a debug line for developers. Both pass
+ * through the logger's redaction.
+ */
+export function failStartup(logger: Logger, err: unknown, exit: (code: number) => void = process.exit): never {
+  const reason = describeStartupError(err);
+  const code = (err as { code?: unknown } | undefined)?.code;
+  logger.fatal({ event: 'startup_failed', reason, ...(typeof code === 'string' && { code }) }, `start-up failed: ${reason}`);
+  logger.debug({ err }, 'start-up failure, with its stack');
+  exit(1);
+  throw err;
+}
+
+/**
+ * Loads the settings with `load` (an app's `loadXConfig(process.env)`); when they are bad, prints
+ * every problem to stderr, one per line and without a stack trace, and exits 1. Runs before the logger
+ * exists, since the log level is one of the settings.
+ */
+export function loadSettingsOrExit<T>(load: () => T, exit: (code: number) => void = process.exit): T {
+  try {
+    return load();
+  } catch (err) {
+    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+    exit(1);
+    throw err;
+  }
 }
 
 /** Background jobs that run now and then every interval, one run at a time each; `stop` waits for runs in flight. */
