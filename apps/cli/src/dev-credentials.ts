@@ -24,3 +24,19 @@ export async function generateDevCredentials(): Promise<DevCredentials> {
     },
   };
 }
+
+/**
+ * The files `coffer dev-credentials` writes into `.coffer/` for docker compose: one env file per
+ * service that needs a secret (only its own), the local KMS keyring (mounted into `secrets` alone) and
+ * the operator's client credentials.
+ */
+export function devCredentialFiles(creds: DevCredentials): Record<string, string> {
+  const identities = (['config', 'sync-worker', 'operator'] as const).map((role) => ({ ...creds.clients[role], role }));
+  return {
+    'auth.env': `AUTH_SIGNING_KEY=${creds.signingKeyJwk}\nAUTH_SERVICE_IDENTITIES=${JSON.stringify(identities)}\n`,
+    'config.env': `CONFIG_CLIENT_ID=config\nCONFIG_CLIENT_SECRET=${creds.clients.config.clientSecret}\n`,
+    'sync-worker.env': `SYNC_WORKER_CLIENT_ID=sync-worker\nSYNC_WORKER_CLIENT_SECRET=${creds.clients['sync-worker'].clientSecret}\n`,
+    'keyring.json': creds.keyringJson,
+    'operator.json': JSON.stringify(creds.clients.operator, null, 2),
+  };
+}

@@ -1,3 +1,3 @@
 export { startStack, stackServices, type RunningService, type Stack, type StackOptions, type StackService } from './stack';
-export { generateDevCredentials, type DevCredentials } from './dev-credentials';
+export { devCredentialFiles, generateDevCredentials, type DevCredentials } from './dev-credentials';
 export { generateDevCertificates, type CertificateFiles, type DevCertificates } from './dev-certificates';

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { defaultNamespace } from '@coffer/contracts';
 import { verifyEventChain } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
-import { generateDevCredentials, type DevCredentials } from './dev-credentials';
+import { devCredentialFiles, generateDevCredentials, type DevCredentials } from './dev-credentials';
 import { startStack, type StackService } from './stack';
 
 const usage = `usage: coffer stack | coffer dev-credentials [--force] | coffer verify-audit [schema...]
@@ -31,14 +31,7 @@ async function devCredentials(force: boolean): Promise<void> {
   }
   const creds = await generateDevCredentials();
   await mkdir('.coffer', { recursive: true, mode: 0o700 });
-  const identities = (['config', 'sync-worker', 'operator'] as const).map((role) => ({ ...creds.clients[role], role }));
-  const files: Record<string, string> = {
-    'auth.env': `AUTH_SIGNING_KEY=${creds.signingKeyJwk}\nAUTH_SERVICE_IDENTITIES=${JSON.stringify(identities)}\n`,
-    'config.env': `CONFIG_CLIENT_ID=config\nCONFIG_CLIENT_SECRET=${creds.clients.config.clientSecret}\n`,
-    'sync-worker.env': `SYNC_WORKER_CLIENT_ID=sync-worker\nSYNC_WORKER_CLIENT_SECRET=${creds.clients['sync-worker'].clientSecret}\n`,
-    'keyring.json': creds.keyringJson,
-    'operator.json': JSON.stringify(creds.clients.operator, null, 2),
-  };
+  const files = devCredentialFiles(creds);
   for (const [name, content] of Object.entries(files)) await writeFile(join('.coffer', name), content, { mode: 0o600 });
   console.log(`wrote ${Object.keys(files).map((f) => join('.coffer', f)).join(', ')}`);
 }

@@ -1,0 +1,120 @@
+import { execFile, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authV1 } from '@coffer/contracts';
+import { createGrpcServer, defineService, type GrpcServer } from '@coffer/rpc';
+import { createLogger } from '@coffer/telemetry';
+import { stackServices } from './stack';
+
+const run = promisify(execFile);
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+
+/** Runs a command, resolving its exit code and output instead of throwing on a non-zero exit. */
+async function exec(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(file, args, { cwd: root, env, timeout: 300_000, maxBuffer: 64 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+describe('tools/build-app.mjs: the service bundles the image runs', () => {
+  // Inside the repository, so the bundles resolve their external dependencies from its node_modules, as in the image.
+  const outdir = join(root, 'dist', `build-test-${randomBytes(4).toString('hex')}`);
+
+  afterAll(() => {
+    rmSync(outdir, { recursive: true, force: true });
+  });
+
+  it('bundles all four services, the secrets service with its native pkcs11js module, and each bundle starts', async () => {
+    const started = Date.now();
+    const built = await exec(process.execPath, ['tools/build-app.mjs', ...stackServices, '--outdir', outdir]);
+    console.log(`bundled ${stackServices.length} services in ${Date.now() - started} ms`);
+    expect(built.stderr).toBe('');
+    expect(built.code).toBe(0);
+    for (const service of stackServices) {
+      // With no settings each bundle must get as far as checking them: every import, native ones included, resolved.
+      const res = await exec(process.execPath, [join(outdir, 'apps', service, 'main.js')], { PATH: process.env.PATH });
+      expect(res.code, service).toBe(1);
+      expect(res.stderr, service).toMatch(/^invalid .* configuration \(\d+ settings? to fix\):\n {2}DATABASE_URL: required/);
+    }
+  });
+
+  it('exits non-zero when any bundle fails, even when the others build', async () => {
+    const res = await exec(process.execPath, ['tools/build-app.mjs', 'auth', 'no-such-app', '--outdir', outdir]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/build failed for: no-such-app/);
+  });
+});
+
+describe('infra/healthcheck.mjs: the image HEALTHCHECK asks grpc.health.v1.Health', () => {
+  let server: GrpcServer;
+  let port: number;
+
+  beforeAll(async () => {
+    const handlers = Object.fromEntries(Object.keys(authV1.AuthServiceService).map((k) => [k, { permission: 'public' as const, handler: async () => ({}) }]));
+    server = createGrpcServer({ services: [defineService(authV1.AuthServiceService, 'coffer.auth.v1.AuthService', handlers as never)], logger: createLogger({ service: 'test', level: 'silent' }) });
+    port = await server.listen('127.0.0.1:0');
+  });
+
+  afterAll(async () => {
+    await server?.shutdown();
+  });
+
+  const probe = (env: Record<string, string>, args: string[] = []) => exec(process.execPath, ['infra/healthcheck.mjs', ...args], { PATH: process.env.PATH, ...env });
+
+  it('passes while the service is SERVING, probing the port of <APP>_GRPC_ADDRESS on the loopback', async () => {
+    const res = await probe({ APP: 'auth', AUTH_GRPC_ADDRESS: `0.0.0.0:${port}` });
+    expect(res).toMatchObject({ code: 0, stdout: `127.0.0.1:${port}: SERVING\n` });
+  });
+
+  it('fails while the service is NOT_SERVING, when nothing listens, and for an unknown APP', async () => {
+    server.setServing(false);
+    try {
+      expect((await probe({ APP: 'auth', AUTH_GRPC_ADDRESS: `0.0.0.0:${port}` })).code).toBe(1);
+    } finally {
+      server.setServing(true);
+    }
+    expect((await probe({}, ['127.0.0.1:1'])).code).toBe(1);
+    expect(await probe({ APP: 'nope' })).toMatchObject({ code: 1, stderr: expect.stringMatching(/APP must be one of/) });
+  });
+});
+
+/** Whether a Docker daemon answers (the CLI alone is not enough). */
+function dockerAnswers(): boolean {
+  const res = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8', timeout: 20_000 });
+  return res.status === 0 && res.stdout.trim() !== '';
+}
+
+describe('infra/Dockerfile builds from the repository', () => {
+  const daemon = dockerAnswers();
+
+  it('builds the image with all four services', async (ctx) => {
+    if (!daemon) {
+      console.log('skipped: no Docker daemon answers `docker info` on this machine, so the image cannot be built here');
+      ctx.skip();
+    }
+    expect(existsSync(join(root, '.dockerignore'))).toBe(true);
+    const tag = `coffer-build-test:${randomBytes(4).toString('hex')}`;
+    const started = Date.now();
+    const res = await exec('docker', ['build', '-f', 'infra/Dockerfile', '-t', tag, '.']);
+    console.log(`docker build took ${Date.now() - started} ms`);
+    try {
+      expect(res.code, res.stderr.slice(-4000)).toBe(0);
+      for (const service of stackServices) {
+        const ls = await exec('docker', ['run', '--rm', '--entrypoint', 'test', tag, '-s', `dist/apps/${service}/main.js`]);
+        expect(ls.code, service).toBe(0);
+      }
+      const user = await exec('docker', ['run', '--rm', '--entrypoint', 'id', tag, '-u']);
+      expect(user.stdout.trim()).not.toBe('0');
+    } finally {
+      await exec('docker', ['image', 'rm', '-f', tag]);
+    }
+  }, 1_800_000);
+});
