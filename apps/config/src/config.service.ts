@@ -41,11 +41,12 @@ import {
 import type { CheckResults } from './check-results';
 import { changedFields } from './changed-fields';
 import { checkJsonKeys } from './request-bounds';
+import { idempotentCreates } from './idempotent-creates';
 import { compileSpec } from './spec-validation';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
-type Kind = 'connector' | 'webhook';
+export type Kind = 'connector' | 'webhook';
 const kindOf = (t: actorDomain.ActorType): Kind => (t === 'webhook' ? 'webhook' : 'connector');
 /** The published name of an actor event: SourceCreated, DestinationConfigUpdated, WebhookConfigDeleted, ... */
 function actorEvent(t: actorDomain.ActorType, what: 'Created' | 'ConfigUpdated' | 'Deleted'): IntegrationEventName {
@@ -281,7 +282,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       (s, e) => connectionDomain.evolve(s, { type: e.type, data: e.data } as unknown as connectionDomain.ConnectionEvent),
       connectionDomain.initialState(),
     );
-    return { state, version: currentVersion };
+    return { state, version: currentVersion, events };
   }
 
   async function requireDefinition(definitionId: string, field = 'definition_id') {
@@ -649,8 +650,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Creates a workspace. */
-    async createWorkspace(input: { name: string; organizationId?: string; externalUserId?: string }, caller: Caller): Promise<WorkspaceView> {
-      const workspaceId = newId();
+    async createWorkspace(input: { name: string; organizationId?: string; externalUserId?: string }, caller: Caller, workspaceId = newId()): Promise<WorkspaceView> {
       const organizationId = input.organizationId ?? '';
       const externalUserId = input.externalUserId ?? '';
       if (organizationId.length > 200) throw new CofferError('invalid_argument', 'organization_id is too long', [{ field: 'organization_id', reason: 'too long' }]);
@@ -690,13 +690,13 @@ export function createConfigService(deps: ConfigServiceDeps) {
     async registerDefinition(
       input: { name: string; actorType: actorDomain.ActorType | undefined; connector: string; specJson: string },
       caller: Caller,
+      definitionId = newId(),
     ): Promise<DefinitionView> {
       const name = requireName(input.name);
       if (!input.actorType) throw invalid('actor_type', 'must be SOURCE or DESTINATION');
       if (!CONNECTOR.test(input.connector)) throw invalid('connector', 'must look like "builtin:http-json"');
       const spec = parseBounded(input.specJson, 'spec_json');
       compileSpec(spec, 'spec_json');
-      const definitionId = newId();
       const events = catalogDomain.decide(
         { type: 'RegisterConnectorDefinition', definitionId, name, actorType: input.actorType, connector: input.connector, spec, now: now() },
         catalogDomain.initialState(),
@@ -716,13 +716,12 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Creates a source or destination: validate, write the secrets, then record the partial config. */
-    async createActor(input: { workspaceId: string; definitionId: string; name: string; configJson: string }, caller: Caller, kind: Kind = 'connector'): Promise<ActorView> {
+    async createActor(input: { workspaceId: string; definitionId: string; name: string; configJson: string }, caller: Caller, kind: Kind = 'connector', actorId = newId()): Promise<ActorView> {
       const name = requireName(input.name);
       const ws = await requireWorkspace(input.workspaceId);
       const def = await requireDefinition(input.definitionId);
       if (kindOf(def.actor_type) !== kind) throw new CofferError('not_found', 'no such connector definition', [{ field: 'definition_id', reason: 'not found' }]);
       const planned = plan(ws.workspace_id, def.spec, input.configJson);
-      const actorId = newId();
       const events = actorDomain.decide(
         { type: 'CreateActor', actorId, workspaceId: ws.workspace_id, definitionId: def.definition_id, actorType: def.actor_type, name, partialConfig: planned.partialConfig, now: now() },
         actorDomain.initialState(),
@@ -824,7 +823,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Links a source to a destination of the same workspace. */
-    async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller): Promise<ConnectionView> {
+    async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller, connectionId = newId()): Promise<ConnectionView> {
       const name = requireName(input.name);
       const ws = await requireWorkspace(input.workspaceId);
       // An actor of another workspace is answered as one that does not exist: ids are no oracle.
@@ -837,7 +836,6 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const destination = await inWorkspace(input.destinationId, 'destination_id');
       if (source.actor_type !== 'source') throw invalid('source_id', 'must be a source');
       if (destination.actor_type !== 'destination') throw invalid('destination_id', 'must be a destination');
-      const connectionId = newId();
       const events = connectionDomain.decide(
         { type: 'CreateConnection', connectionId, workspaceId: ws.workspace_id, sourceId: source.actor_id, destinationId: destination.actor_id, name, now: now() },
         connectionDomain.initialState(),
@@ -864,14 +862,13 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Records SyncRequested; a sync worker picks it up from the stream. */
-    async requestSync(connectionId: string, caller: Caller): Promise<string> {
-      const { state, version } = await loadConnection(connectionId);
+    async requestSync(connectionId: string, caller: Caller, jobId = newId()): Promise<string> {
+      const { state, version, events: history } = await loadConnection(connectionId);
       if (!state.exists) throw new CofferError('not_found', 'no such connection', [{ field: 'connection_id', reason: 'not found' }]);
       for (const [id, field] of [[state.sourceId!, 'source'], [state.destinationId!, 'destination']] as const) {
         if (!(await findActor(db, schema, id))) throw new CofferError('failed_precondition', `the connection's ${field} was deleted`);
       }
-      const jobId = newId();
-      const events = connectionDomain.decide({ type: 'RequestSync', jobId, now: now() }, state);
+      const events = connectionDomain.decide({ type: 'RequestSync', jobId, alreadyRequested: history.some((e) => e.type === 'SyncRequested' && e.data.jobId === jobId), now: now() }, state);
       const data = events[0]!.data as connectionDomain.SyncRequestedData;
       await store.append(`connection-${connectionId}`, version, asNew(events, caller), {
         project: (trx) => trx.withSchema(schema).updateTable('connections').set({ version: version + 1 }).where('connection_id', '=', connectionId).execute(),
@@ -897,7 +894,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
       return { connectionId, workspaceId: c.workspace_id, source: await side(c.source_id, 'source'), destination: await side(c.destination_id, 'destination') };
     },
   };
-  return api;
+  // Each create, keyed by an optional request_id, runs at most once (the raw ones above take the derived id).
+  return { ...api, ...idempotentCreates(api, { store, newId }) };
 }
 
 /** The config use cases, as composed by main.ts. */

@@ -7,3 +7,4 @@ export { descriptorSetBase64 } from './gen/descriptor';
 export * from './errors';
 export * from './events';
 export * from './coordinates';
+export * from './idempotency';
