@@ -5,7 +5,7 @@ import { createEventStore, migrateEventStore } from '@coffer/event-store';
 import { createDataKeyCache } from './data-key-cache';
 import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
 import { migrateSecretsReadModel } from './secrets.postgres';
-import { createSecretsService, type SecretsService } from './secrets.service';
+import { createSecretsService, secretsChainOf, type SecretsService } from './secrets.service';
 
 /**
  * The real secrets service on a database of the caller's, with a fresh local keyring, without its
@@ -18,7 +18,7 @@ export async function startInProcessSecretsService(options: { db: Kysely<any>; n
   await migrateSecretsReadModel(options.db, schema);
   return createSecretsService({
     db: options.db,
-    store: createEventStore(options.db, { schema }),
+    store: createEventStore(options.db, { schema, chainOf: secretsChainOf }),
     kms: createLocalKms(parseKeyring(generateKeyringDocument('in-process'))),
     schema,
     coordinatePrefix: 'coffer',

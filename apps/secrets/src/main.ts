@@ -5,7 +5,7 @@ import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
 import { secretsGrpcService } from './secrets.grpc';
 import { migrateSecretsReadModel } from './secrets.postgres';
-import { secretsServiceFromConfig } from './secrets.service';
+import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
 
 const config = loadSecretsConfig(process.env);
 const telemetry = await startTelemetry({ serviceName: 'coffer-secrets', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
@@ -28,6 +28,7 @@ try {
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
     migrate: migrateSecretsReadModel,
+    chainOf: secretsChainOf,
   });
   const service = secretsServiceFromConfig(config, { db: runtime.db, store: runtime.store, kms });
   const background = startBackgroundJobs(logger, [

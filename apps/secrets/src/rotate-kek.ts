@@ -2,7 +2,7 @@ import { createEventStore } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
-import { secretsServiceFromConfig } from './secrets.service';
+import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
 
 /**
  * Operator command: `node --import tsx apps/secrets/src/rotate-kek.ts [--resume]` creates a new KEK
@@ -14,7 +14,7 @@ const db = createDatabase(config.DATABASE_URL, { max: 2 });
 const kms = await loadKms(config);
 try {
   // No cache: a one-off command re-wraps each key once.
-  const service = secretsServiceFromConfig(config, { db, store: createEventStore(db, { schema: config.SECRETS_DB_SCHEMA }), kms, cacheEntries: 0 });
+  const service = secretsServiceFromConfig(config, { db, store: createEventStore(db, { schema: config.SECRETS_DB_SCHEMA, chainOf: secretsChainOf }), kms, cacheEntries: 0 });
   const result = await service.rotateKek(process.argv.includes('--resume'), { subject: process.env.USER ? `operator:${process.env.USER}` : 'operator' });
   process.stdout.write(`${JSON.stringify({ event: 'rotated', ...result })}\n`);
 } finally {

@@ -11,7 +11,7 @@ import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/
 import { createDataKeyCache } from './data-key-cache';
 import { generateKeyringDocument, loadLocalKms, parseKeyring } from './kms/local-kms';
 import { migrateSecretsReadModel } from './secrets.postgres';
-import { createSecretsService, type SecretsService } from './secrets.service';
+import { createSecretsService, secretsChainOf, type SecretsService } from './secrets.service';
 
 const schema = 'secrets';
 const ws = randomUUID();
@@ -35,7 +35,7 @@ describe('KEK rotation survives a killed re-wrap', () => {
     await writeFile(keyringFile, generateKeyringDocument('rotation'), { mode: 0o600 });
     service = createSecretsService({
       db,
-      store: createEventStore(db, { schema }),
+      store: createEventStore(db, { schema, chainOf: secretsChainOf }),
       kms: await loadLocalKms(keyringFile),
       schema,
       coordinatePrefix: 'coffer',

@@ -16,7 +16,7 @@ import type { KeyManagementService } from './kms/kms';
 import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
 import { secretsGrpcService } from './secrets.grpc';
 import { migrateSecretsReadModel } from './secrets.postgres';
-import { createSecretsService } from './secrets.service';
+import { createSecretsService, secretsChainOf } from './secrets.service';
 
 const schema = 'secrets';
 const ISSUER = 'coffer-auth';
@@ -78,7 +78,7 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
     };
     const service = createSecretsService({
       db,
-      store: createEventStore(db, { schema }),
+      store: createEventStore(db, { schema, chainOf: secretsChainOf }),
       kms,
       schema,
       coordinatePrefix: 'coffer',

@@ -13,7 +13,7 @@ import { bindingOf, openWithKey } from './envelope';
 import type { KeyManagementService } from './kms/kms';
 import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
 import { migrateSecretsReadModel } from './secrets.postgres';
-import { createSecretsService, type SecretsService } from './secrets.service';
+import { createSecretsService, secretsChainOf, type SecretsService } from './secrets.service';
 
 const schema = 'secrets';
 const ws = randomUUID();
@@ -49,7 +49,7 @@ describe('secrets in depth: expiry, deletion, history, rotation, audit, cache, p
     await migrateSecretsReadModel(db, schema);
     service = createSecretsService({
       db,
-      store: createEventStore(db, { schema }),
+      store: createEventStore(db, { schema, chainOf: secretsChainOf }),
       kms: counting,
       schema,
       coordinatePrefix: 'coffer',

@@ -8,7 +8,7 @@ import {
   parseCoordinate,
   type MessagingNamespace,
 } from '@coffer/contracts';
-import type { EventStore, OutboxMessage, RecordedEvent } from '@coffer/event-store';
+import { MAIN_CHAIN, type EventStore, type OutboxMessage, type RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { SecretJsonError, hydrate, secretCoordinates } from '@coffer/secret-json';
 import { randomUUID } from 'node:crypto';
@@ -107,6 +107,13 @@ const WRITE_BATCH = 100;
 export const DEFAULT_MAX_SECRETS_PER_REQUEST = 100;
 const SOURCE = 'coffer/secrets';
 const streamOf = (base: string) => `secret-${base}`;
+const HYDRATIONS = 'hydrations-';
+
+/**
+ * Each workspace's hydration audit trail is a hash chain of its own: recording a read never waits
+ * for a write of other secrets to commit (writes hold the main chain's lock until they do).
+ */
+export const secretsChainOf = (streamId: string): string => (streamId.startsWith(HYDRATIONS) ? streamId : MAIN_CHAIN);
 
 /** The secrets service's use cases: write, hydrate, delete and list, over the event store and the KMS. */
 export function createSecretsService(deps: SecretsServiceDeps) {
@@ -377,7 +384,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     }
     const occurredAt = now.toISOString();
     await store.append(
-      `hydrations-${workspaceId}`,
+      `${HYDRATIONS}${workspaceId}`,
       'any',
       [{ type: 'SecretsHydrated', data: { workspaceId, coordinates, reason, hydratedAt: occurredAt }, metadata: metadataOf(actor) }],
       {

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, uniqueId, type TestDatabase } from '@coffer/testing';
-import { createEventStore, migrateEventStore, verifyEventChain, type EventStore } from './index';
+import { MAIN_CHAIN, createEventStore, migrateEventStore, verifyEventChain, type EventStore } from './index';
 
 describe('hash-chained, immutable event log', () => {
   let tdb: TestDatabase;
@@ -85,5 +85,55 @@ describe('hash-chained, immutable event log', () => {
       await sql`drop owned by ${sql.id(role)}`.execute(db);
       await sql`drop role ${sql.id(role)}`.execute(db);
     }
+  });
+
+  it('a stream with a chain of its own appends while a write holds the main chain, and every chain verifies', async () => {
+    const schema = `chain_${uniqueId()}`;
+    await migrateEventStore(db, schema);
+    const store = createEventStore(db, { schema, chainOf: (id) => (id.startsWith('reads-') ? id : MAIN_CHAIN) });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let writeAppended!: () => void;
+    const appended = new Promise<void>((resolve) => (writeAppended = resolve));
+    // A write appends to the main chain and keeps its transaction (and the chain lock) open.
+    const write = db.transaction().execute(async (trx) => {
+      await store.appendInTransaction(trx, 'secret-a', 0, [{ type: 'Written', data: { n: 1 } }]);
+      writeAppended();
+      await held;
+    });
+    await appended;
+    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the read audit waited for the write')), 10_000));
+    // Without a chain of its own this append would wait for the write to commit, which waits for it.
+    await Promise.race([Promise.all([store.append('reads-ws1', 'any', [{ type: 'Read', data: { n: 1 } }]), store.append('reads-ws2', 'any', [{ type: 'Read', data: { n: 2 } }])]), timeout]);
+    release();
+    await write;
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        i % 3 === 0 ? store.append(`secret-${i}`, 'any', [{ type: 'Written', data: { i } }]) : store.append(`reads-ws${i % 2}`, 'any', [{ type: 'Read', data: { i } }]),
+      ),
+    );
+    await db.transaction().execute((trx) =>
+      store.appendManyInTransaction(trx, [
+        { streamId: 'reads-ws1', expected: 'any', events: [{ type: 'Read', data: {} }] },
+        { streamId: 'secret-b', expected: 0, events: [{ type: 'Written', data: {} }] },
+      ]),
+    );
+    expect(await verifyEventChain(db, schema)).toEqual({ ok: true, checked: 17 });
+    const s = sql.id(schema);
+    const { rows } = await sql<{ chain: string; n: number }>`select chain, count(*)::int as n from ${s}.events group by chain order by chain`.execute(db);
+    expect(rows).toEqual([
+      { chain: MAIN_CHAIN, n: 6 },
+      { chain: 'reads-ws0', n: 4 },
+      { chain: 'reads-ws1', n: 6 },
+      { chain: 'reads-ws2', n: 1 },
+    ]);
+    // The first event of a chain of its own links to the genesis hash, like the first of the log.
+    const first = (await store.readStream('reads-ws2')).events[0]!;
+    expect(first.prevHash).toBe('0'.repeat(64));
+    // Tampering with an event of a chain of its own is found like one of the main chain.
+    await sql`alter table ${s}.events disable trigger events_immutable`.execute(db);
+    await sql`update ${s}.events set data = '{"n": 99}'::jsonb where event_id = ${first.eventId}::uuid`.execute(db);
+    await sql`alter table ${s}.events enable trigger events_immutable`.execute(db);
+    expect(await verifyEventChain(db, schema)).toMatchObject({ ok: false, broken: { eventId: first.eventId }, reason: 'content does not match its hash' });
   });
 });

@@ -43,11 +43,14 @@ export type ChainVerdict =
       reason: 'content does not match its hash' | 'previous hash does not match';
     };
 
-/** Walks a schema's log in order, recomputing every hash; reports the first event whose link is broken. */
+/**
+ * Walks a schema's log in order, recomputing every hash of every chain (the main one and any a
+ * stream was given of its own); reports the first event whose link is broken.
+ */
 export async function verifyEventChain(db: Kysely<any>, schema: string, options: { batchSize?: number } = {}): Promise<ChainVerdict> {
   const s = quotedSchema(schema);
   const batchSize = options.batchSize ?? 1000;
-  let prev = GENESIS_HASH;
+  const last = new Map<string, string>();
   let after = '0';
   let checked = 0;
   for (;;) {
@@ -60,13 +63,15 @@ export async function verifyEventChain(db: Kysely<any>, schema: string, options:
       data: unknown;
       metadata: unknown;
       recorded_at: Date;
+      chain: string;
       prev_hash: string;
       hash: string;
-    }>`select global_position::text, event_id::text, stream_id, stream_version, type, data, metadata, recorded_at, prev_hash, hash
+    }>`select global_position::text, event_id::text, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash
        from ${s}.events e where e.global_position > ${after}::bigint order by e.global_position limit ${batchSize}`.execute(db);
     if (rows.length === 0) return { ok: true, checked };
     for (const r of rows) {
       const broken = { globalPosition: r.global_position, eventId: r.event_id, streamId: r.stream_id, type: r.type };
+      const prev = last.get(r.chain) ?? GENESIS_HASH;
       if (r.prev_hash !== prev) return { ok: false, checked, broken, reason: 'previous hash does not match' };
       const expected = chainHash(prev, {
         eventId: r.event_id,
@@ -78,7 +83,7 @@ export async function verifyEventChain(db: Kysely<any>, schema: string, options:
         recordedAt: r.recorded_at.toISOString(),
       });
       if (expected !== r.hash) return { ok: false, checked, broken, reason: 'content does not match its hash' };
-      prev = r.hash;
+      last.set(r.chain, r.hash);
       checked++;
     }
     after = rows.at(-1)!.global_position;

@@ -33,6 +33,9 @@ export async function migrateEventStore(db: Kysely<any>, schema: string): Promis
       unique (stream_id, stream_version)
     )`.execute(trx);
     await sql`create index if not exists events_transaction_order on ${s}.events (transaction_id, global_position)`.execute(trx);
+    // Logs written before chains existed were one chain: every old event belongs to the main one.
+    await sql`alter table ${s}.events add column if not exists chain text not null default 'main'`.execute(trx);
+    await sql`create index if not exists events_chain_order on ${s}.events (chain, global_position)`.execute(trx);
     await sql`create or replace function ${s}.refuse_event_change() returns trigger language plpgsql as $$
       begin
         raise exception 'events are immutable: % refused on %.%', tg_op, tg_table_schema, tg_table_name

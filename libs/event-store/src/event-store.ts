@@ -35,7 +35,7 @@ export interface RecordedEvent {
   recordedAt: Date;
   /** The xid8 of the appending transaction, as a decimal string. */
   transactionId: string;
-  /** The hash of the event before this one in the schema's log (the chain link). */
+  /** The hash of the event before this one in its chain (the chain link). */
   prevHash: string;
   /** sha256 over prevHash and this event's content. */
   hash: string;
@@ -113,7 +113,17 @@ export interface EventStore {
 /** Options of `createEventStore`. */
 export interface EventStoreOptions {
   schema: string;
+  /**
+   * The hash chain a stream's events join: {@link MAIN_CHAIN} (the default) or a name of its own.
+   * Appends to one chain take turns on its lock until commit, so a hot stream that needs no order
+   * with the rest of the log (an audit trail of reads) gets its own chain and never waits on writes.
+   */
+  chainOf?: (streamId: string) => string;
 }
+
+/** The chain of every stream not given one of its own by `chainOf`. */
+export const MAIN_CHAIN = 'main';
+
 
 interface EventRow {
   global_position: string;
@@ -152,6 +162,12 @@ const EVENT_COLUMNS = sql.raw(
 /** Creates the event store of one schema (migrated by `migrateEventStore`). */
 export function createEventStore(db: Kysely<any>, options: EventStoreOptions): EventStore {
   const s = quotedSchema(options.schema);
+  const chainOf = options.chainOf ?? (() => MAIN_CHAIN);
+  // The main chain keeps the lock key it always had, so replicas of older and newer builds agree.
+  const chainLockKey = (chain: string) => (chain === MAIN_CHAIN ? `coffer-chain:${options.schema}` : `coffer-chain:${options.schema}:${chain}`);
+  const lastHashOf = async (trx: Transaction<any>, chain: string) =>
+    (await sql<{ hash: string }>`select e.hash from ${s}.events e where e.chain = ${chain} order by e.global_position desc limit 1`.execute(trx)).rows[0]?.hash ??
+    GENESIS_HASH;
 
   async function appendInTransaction(
     trx: Transaction<any>,
@@ -164,21 +180,32 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
     if (expected !== 'any' && (!Number.isInteger(expected) || expected < 0)) {
       throw new CofferError('invalid_argument', 'expected version must be a non-negative integer or "any"');
     }
-    // The log is one hash chain per schema: appends take turns on the chain lock first (always
-    // first, so transactions appending to several streams cannot deadlock), then on the stream.
-    await sql`select pg_advisory_xact_lock(hashtextextended(${`coffer-chain:${options.schema}`}, 0))`.execute(trx);
-    await sql`select pg_advisory_xact_lock(hashtextextended(${`${options.schema}:${streamId}`}, 0))`.execute(trx);
-    const current = Number(
-      (await sql<{ v: number }>`select coalesce(max(stream_version), 0)::int as v from ${s}.events where stream_id = ${streamId}`.execute(trx))
-        .rows[0]!.v,
-    );
+    // Appends take turns on their chain's lock first (always first, so transactions appending to
+    // several streams of one chain cannot deadlock), then on the stream.
+    const chain = chainOf(streamId);
+    let current: number;
+    let lastHash: string | undefined;
+    if (chain === streamId) {
+      // A stream that is its own chain: one lock, and its last event gives both version and hash.
+      await sql`select pg_advisory_xact_lock(hashtextextended(${chainLockKey(chain)}, 0))`.execute(trx);
+      const last = (
+        await sql<{ v: number; hash: string }>`select e.stream_version as v, e.hash from ${s}.events e where e.stream_id = ${streamId} order by e.stream_version desc limit 1`.execute(trx)
+      ).rows[0];
+      current = last ? Number(last.v) : 0;
+      lastHash = last?.hash ?? GENESIS_HASH;
+    } else {
+      await sql`select pg_advisory_xact_lock(hashtextextended(${chainLockKey(chain)}, 0))`.execute(trx);
+      await sql`select pg_advisory_xact_lock(hashtextextended(${`${options.schema}:${streamId}`}, 0))`.execute(trx);
+      current = Number(
+        (await sql<{ v: number }>`select coalesce(max(stream_version), 0)::int as v from ${s}.events where stream_id = ${streamId}`.execute(trx)).rows[0]!.v,
+      );
+    }
     if (expected !== 'any' && expected !== current) {
       // Stream ids name internal things (secret coordinates, actor ids): the caller learns only what to do.
       throw new CofferError('version_conflict', `the record was changed concurrently (now at version ${current}, expected ${expected}); read it again`);
     }
     if (events.length === 0) return { nextExpectedVersion: current, recorded: [] };
-    let prevHash =
-      (await sql<{ hash: string }>`select e.hash from ${s}.events e order by e.global_position desc limit 1`.execute(trx)).rows[0]?.hash ?? GENESIS_HASH;
+    let prevHash = lastHash ?? (await lastHashOf(trx, chain));
     const recorded: RecordedEvent[] = [];
     for (const [i, e] of events.entries()) {
       const content = {
@@ -192,9 +219,9 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       };
       const hash = chainHash(prevHash, content);
       const { rows } = await sql<EventRow>`
-        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, prev_hash, hash)
+        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash)
         values (${content.eventId}::uuid, ${streamId}, ${content.streamVersion}, ${e.type}, ${JSON.stringify(content.data)}::jsonb,
-          ${JSON.stringify(content.metadata)}::jsonb, ${content.recordedAt}::timestamptz, ${prevHash}, ${hash})
+          ${JSON.stringify(content.metadata)}::jsonb, ${content.recordedAt}::timestamptz, ${chain}, ${prevHash}, ${hash})
         returning ${EVENT_COLUMNS}`.execute(trx);
       recorded.push(toRecorded(rows[0]!));
       prevHash = hash;
@@ -219,8 +246,9 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       }
     }
     if (appends.length === 0) return [];
-    // Chain lock first, as in appendInTransaction; then the stream locks in one sorted pass.
-    await sql`select pg_advisory_xact_lock(hashtextextended(${`coffer-chain:${options.schema}`}, 0))`.execute(trx);
+    // Chain locks first (sorted), as in appendInTransaction; then the stream locks in one sorted pass.
+    const chains = [...new Set(ids.map(chainOf))].sort();
+    for (const chain of chains) await sql`select pg_advisory_xact_lock(hashtextextended(${chainLockKey(chain)}, 0))`.execute(trx);
     const keys = [...ids].sort().map((id) => `${options.schema}:${id}`);
     await sql`select pg_advisory_xact_lock(hashtextextended(s.k, 0)) from (select k from unnest(${keys}::text[]) with ordinality as t(k, n) order by n offset 0) s`.execute(trx);
     const { rows: versions } = await sql<{ stream_id: string; v: number }>`
@@ -232,28 +260,30 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
         throw new CofferError('version_conflict', `stream ${a.streamId} is at version ${current}, not ${a.expected}`);
       }
     }
-    let prevHash =
-      (await sql<{ hash: string }>`select e.hash from ${s}.events e order by e.global_position desc limit 1`.execute(trx)).rows[0]?.hash ?? GENESIS_HASH;
-    const rows: { content: ChainedContent; prevHash: string; hash: string }[] = [];
+    const lastHash = new Map<string, string>();
+    for (const chain of chains) lastHash.set(chain, await lastHashOf(trx, chain));
+    const rows: { content: ChainedContent; chain: string; prevHash: string; hash: string }[] = [];
     const recordedAt = new Date().toISOString();
     for (const a of appends) {
       const current = currentOf.get(a.streamId) ?? 0;
+      const chain = chainOf(a.streamId);
       for (const [i, e] of a.events.entries()) {
         const content = { eventId: randomUUID(), streamId: a.streamId, streamVersion: current + i + 1, type: e.type, data: e.data, metadata: e.metadata ?? {}, recordedAt };
+        const prevHash = lastHash.get(chain)!;
         const hash = chainHash(prevHash, content);
-        rows.push({ content, prevHash, hash });
-        prevHash = hash;
+        rows.push({ content, chain, prevHash, hash });
+        lastHash.set(chain, hash);
       }
     }
     const recorded: RecordedEvent[] = [];
     for (let i = 0; i < rows.length; i += batchSize) {
       const values = rows.slice(i, i + batchSize).map(
         (r) => sql`(${r.content.eventId}::uuid, ${r.content.streamId}, ${r.content.streamVersion}, ${r.content.type}, ${JSON.stringify(r.content.data)}::jsonb,
-          ${JSON.stringify(r.content.metadata)}::jsonb, ${r.content.recordedAt}::timestamptz, ${r.prevHash}, ${r.hash})`,
+          ${JSON.stringify(r.content.metadata)}::jsonb, ${r.content.recordedAt}::timestamptz, ${r.chain}, ${r.prevHash}, ${r.hash})`,
       );
       // Identity values follow the VALUES order, which is the chain order.
       const { rows: inserted } = await sql<EventRow>`
-        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, prev_hash, hash)
+        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash)
         values ${sql.join(values)}
         returning ${EVENT_COLUMNS}`.execute(trx);
       recorded.push(...inserted.map(toRecorded).sort((x, y) => (BigInt(x.globalPosition) < BigInt(y.globalPosition) ? -1 : 1)));

@@ -1,6 +1,7 @@
 export {
   createEventStore,
   LOG_START,
+  MAIN_CHAIN,
   type AppendManyOptions,
   type AppendOptions,
   type AppendResult,

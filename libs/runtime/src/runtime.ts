@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { MessagingNamespace, ServiceName } from '@coffer/contracts';
-import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type OutboxRelay } from '@coffer/event-store';
+import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type EventStoreOptions, type OutboxRelay } from '@coffer/event-store';
 import { connectNats, createJetStreamPublisher, ensureServiceStream } from '@coffer/messaging';
 import type { Logger, Redactor } from '@coffer/telemetry';
 import { connectionLoss } from '@coffer/contracts';
@@ -39,6 +39,8 @@ export interface RuntimeOptions {
   startupWaitMs?: number;
   /** The app's own tables (read models), created after the event store's. */
   migrate?: (db: Kysely<any>, schema: string) => Promise<void>;
+  /** Streams that get a hash chain of their own (see `EventStoreOptions.chainOf`). */
+  chainOf?: EventStoreOptions['chainOf'];
 }
 
 /** NATS errors that pass once the server is up and JetStream has started. */
@@ -93,7 +95,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
       { what: 'NATS JetStream', setting: 'NATS_URL', totalMs: startupWaitMs, logger, retryable: natsRetryable },
     );
     watchNats(nc, logger);
-    const store = createEventStore(db, { schema: options.schema });
+    const store = createEventStore(db, { schema: options.schema, chainOf: options.chainOf });
     const relay = createOutboxRelay(db, {
       schema: options.schema,
       name: `${options.appName}-outbox`,
