@@ -9,6 +9,11 @@ export const commonEnv = {
   COFFER_STREAM_PREFIX: z.string().regex(/^[A-Z0-9_]+$/).default('COFFER'),
   AUTH_ADDRESS: z.string().default('127.0.0.1:50051'),
   COFFER_TOKEN_ISSUER: z.string().default('coffer-auth'),
+  /**
+   * How long start-up keeps retrying Postgres (DATABASE_URL), NATS (NATS_URL) and auth's JWKS
+   * (AUTH_ADDRESS) before the service exits non-zero naming the setting. Default 60 s.
+   */
+  COFFER_STARTUP_WAIT_MS: z.coerce.number().int().min(0).max(3_600_000).default(60_000),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
   /** Mutual TLS on every gRPC server and client: all three PEM files, or none. */
