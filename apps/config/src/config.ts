@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { commonEnv, parseEnv, sqlIdentifier } from '@coffer/runtime';
+import { FAULT_POINTS } from './fault-points';
 
 /** Every setting of the config service; key management is the secrets service's alone. */
 export const configServiceSchema = z.object({
@@ -11,6 +12,10 @@ export const configServiceSchema = z.object({
   CONFIG_CLIENT_SECRET: z.string({ error: 'required: the config service identity secret' }).min(16, 'must be at least 16 characters'),
   COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer'),
   CONFIG_SHRED_RETRY_SECONDS: z.coerce.number().int().positive().default(5),
+  // Far above the secrets call's deadline (10 s): an intent this old belongs to a change that died.
+  CONFIG_WRITE_INTENT_GRACE_SECONDS: z.coerce.number().int().positive().default(60),
+  // Tests only: the process kills itself (SIGKILL) at this point of a cross-service write.
+  COFFER_FAULT_POINT: z.enum(FAULT_POINTS).optional(),
   CONFIG_MAX_CONFIG_BYTES: z.coerce.number().int().positive().default(256 * 1024),
   CONFIG_CHECK_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(60),
   CONFIG_MAX_SECRETS_PER_CONFIG: z.coerce.number().int().min(1).max(10_000).default(100),

@@ -82,6 +82,7 @@ function secretsRegistration() {
         return { versions: [{ coordinate: `${req.baseCoordinate}_v1`, version: 1, state: 'active', createdAt: '2030-01-01T00:00:00Z', createdBy: 'config', kekVersion: 1 }] };
       },
     },
+    getLatestSecretVersions: { permission: 'secrets.list', handler: notInFixture },
     deleteWorkspaceSecrets: { permission: 'secrets.delete', handler: notInFixture },
     rollbackSecret: { permission: 'secrets.write', handler: notInFixture },
     rotateKeyEncryptionKey: { permission: 'secrets.admin', handler: notInFixture },
