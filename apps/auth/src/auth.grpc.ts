@@ -28,7 +28,7 @@ export function authGrpcService(service: AuthService, ring: SigningKeyRing): Ser
     createOrganization: {
       permission: 'auth.admin',
       tokenKinds: ['service'],
-      handler: async (req) => ({ organization: await service.createOrganization(req.name) }),
+      handler: async (req) => ({ organization: await service.createOrganization(req.name, req.requestId) }),
     },
     createApplication: {
       permission: 'auth.applications',

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { compactVerify, createLocalJWKSet, type JWK } from 'jose';
 import type { Kysely } from 'kysely';
-import { CofferError, isCofferError, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
+import { CofferError, createOnce, isCofferError, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { EventStore, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import type { Principal, TokenKind, UserRole } from '@coffer/tokens';
@@ -241,10 +241,24 @@ export function createAuthService(deps: AuthServiceDeps) {
     if (caller.organizationId !== organizationId) throw new CofferError('permission_denied', 'the token is for another organization');
   }
 
-  async function createOrganization(name: string): Promise<{ organizationId: string; name: string }> {
+  /** Creates an organization; a repeated request_id (operators share one scope) answers the first one. */
+  async function createOrganization(name: string, requestId?: string): Promise<{ organizationId: string; name: string }> {
     const trimmed = name.trim();
     if (trimmed.length === 0 || trimmed.length > 200) throw field('name', 'invalid', 'name must be 1 to 200 characters');
-    const organizationId = deps.newId();
+    return createOnce({
+      requestId,
+      scope: 'operators',
+      method: 'CreateOrganization',
+      newId: deps.newId,
+      firstResult: async (id) => {
+        const first = (await store.readStream(`organization-${id}`)).events[0]?.data as { organizationId: string; name: string } | undefined;
+        return first && { organizationId: first.organizationId, name: first.name };
+      },
+      create: (id) => appendOrganization(id, trimmed),
+    });
+  }
+
+  async function appendOrganization(organizationId: string, trimmed: string): Promise<{ organizationId: string; name: string }> {
     const now = clock().toISOString();
     await store.append(`organization-${organizationId}`, 0, [{ type: 'OrganizationCreated', data: { organizationId, name: trimmed, createdAt: now } }], {
       project: (trx) => trx.withSchema(schema).insertInto('organizations').values({ organization_id: organizationId, name: trimmed, created_at: now }).execute().then(() => undefined),
@@ -300,13 +314,32 @@ export function createAuthService(deps: AuthServiceDeps) {
     return { clientId: s.clientId!, organizationId: s.organizationId!, name: s.name, allowedOrigins: s.allowedOrigins, disabled: s.disabledAt !== null };
   }
 
-  async function createApplication(caller: Principal, input: { organizationId: string; name: string; allowedOrigins: string[] }) {
+  /**
+   * Creates an application of an organization. A repeated request_id of the same organization answers
+   * the application as first created, with an empty client secret: only the secret's hash is kept.
+   */
+  async function createApplication(caller: Principal, input: { organizationId: string; name: string; allowedOrigins: string[]; requestId?: string }) {
     const organizationId = input.organizationId || caller.organizationId || '';
     if (!organizationId) throw field('organization_id', 'required', 'organization_id is required');
     if (organizationId.length > 200) throw field('organization_id', 'invalid', 'organization_id is too long');
     requireOrganizationAccess(caller, organizationId);
+    return createOnce({
+      requestId: input.requestId,
+      scope: organizationId,
+      method: 'CreateApplication',
+      newId: deps.newId,
+      firstResult: async (id) => {
+        const first = (await store.readStream(`application-app-${id}`)).events[0];
+        if (!first) return undefined;
+        const created = app.evolve(app.initialState(), { type: first.type, data: first.data } as unknown as app.ApplicationEvent);
+        return { application: applicationOut(created), clientSecret: '' };
+      },
+      create: (id) => newApplication(`app-${id}`, organizationId, input),
+    });
+  }
+
+  async function newApplication(clientId: string, organizationId: string, input: { name: string; allowedOrigins: string[] }) {
     if (!(await findOrganization(db, schema, organizationId))) throw new CofferError('not_found', 'no such organization', [{ field: 'organization_id', reason: 'not found' }]);
-    const clientId = `app-${deps.newId()}`;
     const clientSecret = newClientSecret();
     const { streamId, currentVersion, state } = await loadApplication(clientId);
     const decided = app.decide(

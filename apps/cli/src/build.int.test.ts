@@ -32,7 +32,7 @@ describe('tools/build-app.mjs: the service bundles the image runs', () => {
     rmSync(outdir, { recursive: true, force: true });
   });
 
-  it('bundles all four services, the secrets service with its native pkcs11js module, and each bundle starts', async () => {
+  it('bundles all four services, the secrets service with its native PKCS#11 module, and each bundle starts', async () => {
     const started = Date.now();
     const built = await exec(process.execPath, ['tools/build-app.mjs', ...stackServices, '--outdir', outdir]);
     console.log(`bundled ${stackServices.length} services in ${Date.now() - started} ms`);

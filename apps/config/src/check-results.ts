@@ -26,7 +26,8 @@ export function createCheckResults(nc: NatsConnection, ns: MessagingNamespace, l
         logger.warn({ err }, 'ignored a CheckCompleted message that does not decode');
       }
     }
-  })();
+    // A rejected iterator (e.g. a permissions violation) must not become an unhandled rejection that ends the process.
+  })().catch((err: unknown) => logger.error({ err }, 'the CheckCompleted subscription ended; check calls will time out'));
   return {
     wait(jobId, timeoutMs) {
       let timer: NodeJS.Timeout | undefined;

@@ -40,7 +40,7 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
   return defineService(configV1.ConfigServiceService, 'coffer.config.v1.ConfigService', withRequestBounds({
     createWorkspace: {
       permission: 'config.write',
-      handler: async (req, ctx) => ({ workspace: await service.createWorkspace({ name: req.name, organizationId: guard.organizationForNewWorkspace(ctx, req.organizationId) }, callerOf(ctx)) }),
+      handler: async (req, ctx) => ({ workspace: await service.createWorkspace({ name: req.name, organizationId: guard.organizationForNewWorkspace(ctx, req.organizationId), requestId: req.requestId }, callerOf(ctx)) }),
     },
     getWorkspace: {
       permission: 'config.read',
@@ -58,7 +58,10 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       permission: 'config.catalog',
       handler: async (req, ctx) => ({
         definition: definitionOut(
-          await service.registerDefinition({ name: req.name, actorType: actorTypeOf(req.actorType), connector: req.connector, specJson: req.specJson }, callerOf(ctx)),
+          await service.registerDefinition(
+            { name: req.name, actorType: actorTypeOf(req.actorType), connector: req.connector, specJson: req.specJson, requestId: req.requestId },
+            callerOf(ctx),
+          ),
         ),
       }),
     },
@@ -110,7 +113,7 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       permission: 'config.write',
       handler: async (req, ctx) => {
         await guard.connection(ctx, req.connectionId);
-        return { jobId: await service.requestSync(req.connectionId, callerOf(ctx)) };
+        return { jobId: await service.requestSync(req.connectionId, callerOf(ctx), req.requestId) };
       },
     },
     getSyncPlan: { permission: 'config.sync_plan', handler: async (req) => ({ plan: await service.getSyncPlan(req.connectionId) }) },
@@ -198,7 +201,11 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       handler: async (req, ctx) => {
         await guard.workspace(ctx, req.workspaceId);
         return {
-          webhook: webhookOut(await service.createActor({ workspaceId: req.workspaceId, definitionId: WEBHOOK_DEFINITION_ID, name: req.name, configJson: req.configJson }, callerOf(ctx), 'webhook')),
+          webhook: webhookOut(await service.createActor(
+            { workspaceId: req.workspaceId, definitionId: WEBHOOK_DEFINITION_ID, name: req.name, configJson: req.configJson, requestId: req.requestId },
+            callerOf(ctx),
+            'webhook',
+          )),
         };
       },
     },

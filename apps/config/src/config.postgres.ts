@@ -51,6 +51,17 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
     last_error text
   )`.execute(db);
   await sql`create index if not exists secret_shredding_due on ${s}.secret_shredding (next_attempt_at)`.execute(db);
+  // Coordinates config is about to write at secrets, recorded before the call: removed with the
+  // event that references them, or turned into shredding by the recovery loop.
+  await sql`create table if not exists ${s}.secret_write_intents (
+    intent_id uuid primary key,
+    workspace_id uuid not null,
+    actor_id uuid not null,
+    operation text not null,
+    coordinates text[] not null,
+    recorded_at timestamptz not null
+  )`.execute(db);
+  await sql`create index if not exists secret_write_intents_age on ${s}.secret_write_intents (recorded_at)`.execute(db);
   await sql`create table if not exists ${s}.connections (
     connection_id uuid primary key,
     workspace_id uuid not null,
@@ -271,16 +282,21 @@ export async function queueShredding(trx: Db, schema: string, workspaceId: strin
     .execute();
 }
 
-/** Queued shreds whose next attempt is due, oldest first. */
-export async function dueShredding(db: Db, schema: string, now: Date, limit: number): Promise<PendingShred[]> {
-  return db
+/**
+ * Takes the oldest due shred that no other transaction holds, and holds it (row lock) until `trx`
+ * ends: one shredder at a time per entry across every replica, and a crashed one lets go at once.
+ */
+export async function claimDueShredding(trx: Transaction<any>, schema: string, now: Date): Promise<PendingShred | undefined> {
+  return (await trx
     .withSchema(schema)
     .selectFrom('secret_shredding')
     .select(['coordinate', 'workspace_id', 'actor_id', 'attempts'])
     .where('next_attempt_at', '<=', now)
     .orderBy('recorded_at')
-    .limit(limit)
-    .execute() as Promise<PendingShred[]>;
+    .limit(1)
+    .forUpdate()
+    .skipLocked()
+    .executeTakeFirst()) as PendingShred | undefined;
 }
 
 /** Removes shreds that secrets confirmed. */
@@ -402,4 +418,78 @@ export async function countActorsOfDefinition(db: Db, schema: string, definition
     .where('deleted', '=', false)
     .executeTakeFirstOrThrow();
   return Number(row.n);
+}
+
+/** Which change a write intent belongs to. */
+export type WriteOperation = 'create' | 'update';
+
+/** Coordinates config is about to write at secrets for an actor, recorded before the call. */
+export interface WriteIntent {
+  intentId: string;
+  workspaceId: string;
+  actorId: string;
+  operation: WriteOperation;
+  coordinates: string[];
+  recordedAt: Date;
+}
+
+/** Records a write intent in its own transaction, before secrets is called. */
+export async function recordWriteIntent(db: Db, schema: string, intent: WriteIntent): Promise<void> {
+  await db
+    .withSchema(schema)
+    .insertInto('secret_write_intents')
+    .values({
+      intent_id: intent.intentId,
+      workspace_id: intent.workspaceId,
+      actor_id: intent.actorId,
+      operation: intent.operation,
+      coordinates: intent.coordinates,
+      recorded_at: intent.recordedAt,
+    })
+    .execute();
+}
+
+/**
+ * Removes a write intent, in the transaction of the event that references its coordinates; false
+ * when the recovery loop took it first (its coordinates are then queued for shredding, so that
+ * event must not be recorded).
+ */
+export async function claimWriteIntent(trx: Db, schema: string, intentId: string): Promise<boolean> {
+  const removed = await trx.withSchema(schema).deleteFrom('secret_write_intents').where('intent_id', '=', intentId).executeTakeFirst();
+  return Number(removed.numDeletedRows) === 1;
+}
+
+/** Removes a write intent whose write secrets refused: nothing was written. */
+export async function dropWriteIntent(db: Db, schema: string, intentId: string): Promise<void> {
+  await db.withSchema(schema).deleteFrom('secret_write_intents').where('intent_id', '=', intentId).execute();
+}
+
+/**
+ * Turns write intents into shredding, in one transaction: the given ones (a change that failed
+ * after its write), or every one recorded before `olderThan` (a change that never finished), up to
+ * `limit`, skipping those another transaction holds. Their coordinates are unreferenced by
+ * construction: the event that would reference them removes the intent in its own transaction.
+ */
+export async function abandonWriteIntents(
+  db: Kysely<any>,
+  schema: string,
+  which: { intentId: string } | { olderThan: Date; limit: number },
+  reason: string,
+  now: Date,
+): Promise<WriteIntent[]> {
+  return db.transaction().execute(async (trx) => {
+    let q = trx.withSchema(schema).selectFrom('secret_write_intents').select(['intent_id', 'workspace_id', 'actor_id', 'operation', 'coordinates', 'recorded_at']);
+    q = 'intentId' in which ? q.where('intent_id', '=', which.intentId) : q.where('recorded_at', '<', which.olderThan).orderBy('recorded_at').limit(which.limit);
+    const rows = await q.forUpdate().skipLocked().execute();
+    for (const r of rows) await queueShredding(trx, schema, r.workspace_id, r.actor_id, r.coordinates, reason, now);
+    if (rows.length > 0) await trx.withSchema(schema).deleteFrom('secret_write_intents').where('intent_id', 'in', rows.map((r) => r.intent_id)).execute();
+    return rows.map((r) => ({
+      intentId: r.intent_id,
+      workspaceId: r.workspace_id,
+      actorId: r.actor_id,
+      operation: r.operation,
+      coordinates: r.coordinates,
+      recordedAt: r.recorded_at,
+    }));
+  });
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { EventStore, NewEvent, OutboxMessage, RecordedEvent } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
@@ -24,7 +24,7 @@ import {
   projectDefinitionRegistered,
   projectWorkspaceCreated,
   completeShredding,
-  dueShredding,
+  claimDueShredding,
   listActors,
   listConnections,
   listDefinitions,
@@ -36,16 +36,24 @@ import {
   isUuid,
   postponeShredding,
   queueShredding,
+  recordWriteIntent,
+  claimWriteIntent,
+  dropWriteIntent,
+  abandonWriteIntents,
+  type WriteOperation,
   type ActorRow,
 } from './config.postgres';
+import type { FaultPoint } from './fault-points';
+import { atNextVersions } from './next-versions';
 import type { CheckResults } from './check-results';
 import { changedFields } from './changed-fields';
 import { checkJsonKeys } from './request-bounds';
+import { idempotentCreates } from './idempotent-creates';
 import { compileSpec } from './spec-validation';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
-type Kind = 'connector' | 'webhook';
+export type Kind = 'connector' | 'webhook';
 const kindOf = (t: actorDomain.ActorType): Kind => (t === 'webhook' ? 'webhook' : 'connector');
 /** The published name of an actor event: SourceCreated, DestinationConfigUpdated, WebhookConfigDeleted, ... */
 function actorEvent(t: actorDomain.ActorType, what: 'Created' | 'ConfigUpdated' | 'Deleted'): IntegrationEventName {
@@ -75,6 +83,8 @@ export interface SecretsPort {
   delete(workspaceId: string, coordinates: string[], ownerId: string): Promise<void>;
   /** Shreds every secret of a workspace. */
   deleteWorkspace(workspaceId: string): Promise<void>;
+  /** The highest version secrets ever wrote of each base (absent or 0: never written). */
+  latestVersions(workspaceId: string, baseCoordinates: string[]): Promise<Map<string, number>>;
 }
 
 /** A page request: `pageToken` is opaque, from the previous page. */
@@ -108,6 +118,10 @@ export interface ConfigServiceDeps {
   /** Where check and discover answers arrive; absent, CheckConfig and DiscoverSchema are unavailable. */
   checkResults?: CheckResults;
   checkTimeoutMs?: number;
+  /** How old a write intent without its event must be before recovery shreds its coordinates; default 60 s. */
+  writeIntentGraceMs?: number;
+  /** Tests only: called at each fault point of a cross-service write (main.ts kills the process there). */
+  fault?: (point: FaultPoint) => void | Promise<void>;
   logger: Logger;
   clock: () => Date;
   newId: () => string;
@@ -281,7 +295,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       (s, e) => connectionDomain.evolve(s, { type: e.type, data: e.data } as unknown as connectionDomain.ConnectionEvent),
       connectionDomain.initialState(),
     );
-    return { state, version: currentVersion };
+    return { state, version: currentVersion, events };
   }
 
   async function requireDefinition(definitionId: string, field = 'definition_id') {
@@ -319,16 +333,20 @@ export function createConfigService(deps: ConfigServiceDeps) {
     return planned;
   }
 
-  /** Writes at secrets for `owner`, taking a turn of the workspace's lane (the caller's workspace for check and discover). */
-  async function writeSecrets(workspaceId: string, writes: PlannedSecretWrite[], owner: SecretsOwner, lane = workspaceId): Promise<void> {
+  /**
+   * Writes at secrets for `owner`, taking a turn of the workspace's lane (the caller's workspace for
+   * check and discover); `onTurn` runs first within the turn, so a call refused a turn leaves nothing.
+   */
+  async function writeSecrets(workspaceId: string, writes: PlannedSecretWrite[], owner: SecretsOwner, lane = workspaceId, onTurn?: () => Promise<void>): Promise<void> {
     if (writes.length === 0) return;
-    await secretWriteTurns.run(lane, () =>
-      secrets.write(
+    await secretWriteTurns.run(lane, async () => {
+      await onTurn?.();
+      await secrets.write(
         workspaceId,
         writes.map((w) => ({ baseCoordinate: w.baseCoordinate, expectedVersion: w.version - 1, value: w.value })),
         owner,
-      ),
-    );
+      );
+    });
   }
 
   /**
@@ -345,37 +363,63 @@ export function createConfigService(deps: ConfigServiceDeps) {
   /**
    * Shreds, at secrets, every queued coordinate that is due. The queue is filled in the same
    * transaction as the event that orphaned the coordinates, so a secrets outage delays the
-   * shredding but never loses it: failures are retried with backoff until secrets confirms.
+   * shredding but never loses it: failures are retried with backoff until secrets confirms. Each
+   * entry is held (row lock, skipped by others) from its claim to its confirmation, so replicas and
+   * concurrent runs never shred the same entry at once; a crash lets go of it with the transaction.
    */
   async function shredPending(limit = 200): Promise<number> {
-    const due = await dueShredding(db, schema, clock(), limit);
     let shredded = 0;
-    for (const item of due) {
-      try {
-        if (item.coordinate.startsWith(WORKSPACE_SWEEP)) await secrets.deleteWorkspace(item.workspace_id);
-        else await secrets.delete(item.workspace_id, [item.coordinate], item.actor_id ?? '');
-      } catch (err) {
-        // not_found: secrets never stored it (or forgot the base): nothing left to shred.
-        if (!(isCofferError(err) && err.code === 'not_found')) {
-          const code = isCofferError(err) ? err.code : 'internal';
-          await postponeShredding(db, schema, [item.coordinate], clock(), code);
-          if (item.attempts === 0) logger.warn({ actorId: item.actor_id, entry: shortHash(item.coordinate), code }, 'secrets could not shred an orphaned secret yet; retrying');
-          continue;
+    for (let i = 0; i < limit; i++) {
+      const outcome = await db.transaction().execute(async (trx) => {
+        const item = await claimDueShredding(trx, schema, clock());
+        if (!item) return 'none' as const;
+        try {
+          await deps.fault?.('before-secrets-delete');
+          if (item.coordinate.startsWith(WORKSPACE_SWEEP)) await secrets.deleteWorkspace(item.workspace_id);
+          else await secrets.delete(item.workspace_id, [item.coordinate], item.actor_id ?? '');
+          await deps.fault?.('after-secrets-delete');
+        } catch (err) {
+          // not_found: secrets never stored it (or forgot the base): nothing left to shred.
+          if (!(isCofferError(err) && err.code === 'not_found')) {
+            const code = isCofferError(err) ? err.code : 'internal';
+            await postponeShredding(trx, schema, [item.coordinate], clock(), code);
+            if (item.attempts === 0) logger.warn({ actorId: item.actor_id, entry: shortHash(item.coordinate), code }, 'secrets could not shred an orphaned secret yet; retrying');
+            return 'postponed' as const;
+          }
         }
-      }
-      await store.append(`shredding-${item.workspace_id}`, 'any', [
-        { type: 'OrphanedSecretShredded', data: { workspaceId: item.workspace_id, actorId: item.actor_id, coordinate: item.coordinate, shreddedAt: clock().toISOString() }, metadata: { actor: 'config-shredder' } },
-      ], { project: (trx) => completeShredding(trx, schema, [item.coordinate]) });
-      shredded++;
+        await store.appendInTransaction(trx, `shredding-${item.workspace_id}`, 'any', [
+          { type: 'OrphanedSecretShredded', data: { workspaceId: item.workspace_id, actorId: item.actor_id, coordinate: item.coordinate, shreddedAt: clock().toISOString() }, metadata: { actor: 'config-shredder' } },
+        ], { project: (t) => completeShredding(t, schema, [item.coordinate]) });
+        return 'shredded' as const;
+      });
+      if (outcome === 'none') break;
+      if (outcome === 'shredded') shredded++;
     }
     return shredded;
   }
 
-  const shredNow = () =>
-    shredPending().catch((err: unknown) => {
-      logger.warn({ err }, 'shredding orphaned secrets failed; the background job retries');
-      return 0;
+  // One shredding run at a time in this process: a call during a run waits for one more run after
+  // it (which sees what the caller queued), instead of starting a rival run or holding a connection.
+  let shredRun: Promise<number> | undefined;
+  let shredRerun: Promise<number> | undefined;
+  function shredNow(): Promise<number> {
+    if (!shredRun) {
+      shredRun = shredPending()
+        .catch((err: unknown) => {
+          logger.warn({ err }, 'shredding orphaned secrets failed; the background job retries');
+          return 0;
+        })
+        .finally(() => {
+          shredRun = undefined;
+        });
+      return shredRun;
+    }
+    shredRerun ??= shredRun.then(() => {
+      shredRerun = undefined;
+      return shredNow();
     });
+    return shredRerun;
+  }
 
   /**
    * Destroys a check/discover run's secrets once it has answered (or timed out); queued first, so an
@@ -392,16 +436,78 @@ export function createConfigService(deps: ConfigServiceDeps) {
     await shredNow();
   }
 
-  /** Queues what `writeSecrets` wrote for a change that then failed, and shreds it; the change is all or nothing. */
-  async function compensate(workspaceId: string, actorId: string | null, writes: PlannedSecretWrite[]): Promise<void> {
-    if (writes.length === 0) return;
-    const coordinates = writes.map((w) => w.coordinate);
-    try {
-      await queueShredding(db, schema, workspaceId, actorId, coordinates, 'written for a failed change', clock());
-    } catch (err) {
-      logger.error({ err, actorId, count: coordinates.length }, 'could not queue the secrets of a failed change for shredding');
+  /**
+   * Plans each write of a stored base after the highest version secrets holds of it: a version a
+   * lost write already took (a crash, a change that lost a race) is never an obstacle.
+   */
+  async function atSecretsLatest(workspaceId: string, planned: ReturnType<typeof split>): Promise<ReturnType<typeof split>> {
+    const stored = [...new Set(planned.writes.filter((w) => w.version > 1).map((w) => w.baseCoordinate))];
+    if (stored.length === 0) return planned;
+    return atNextVersions(planned, await secrets.latestVersions(workspaceId, stored));
+  }
+
+  /**
+   * The cross-service write of an actor change. The planned coordinates are recorded as an intent
+   * in config's own transaction first, then written at secrets; `append` records the event, and its
+   * projection must call `claim`, which removes the intent in the event's transaction. Whatever
+   * fails or crashes, the coordinates are either referenced by the event or still in an intent that
+   * the recovery loop queues for shredding ({@link recoverInterruptedWrites}).
+   */
+  async function writeThenAppend(
+    workspaceId: string,
+    actorId: string,
+    operation: WriteOperation,
+    writes: PlannedSecretWrite[],
+    append: (claim: (trx: Transaction<any>) => Promise<void>) => Promise<unknown>,
+  ): Promise<void> {
+    if (writes.length === 0) {
+      await append(async () => undefined);
+      return;
     }
+    const intentId = newId();
+    let recorded = false;
+    const record = async () => {
+      await recordWriteIntent(db, schema, { intentId, workspaceId, actorId, operation, coordinates: writes.map((w) => w.coordinate), recordedAt: clock() });
+      recorded = true;
+    };
+    try {
+      await writeSecrets(workspaceId, writes, { ownerId: actorId }, workspaceId, record);
+    } catch (err) {
+      // A refusal wrote nothing (WriteSecrets is all or nothing). A call left unanswered may still
+      // commit at secrets: its intent stays, and recovery shreds it once the grace period is over.
+      if (recorded && isCofferError(err) && err.code !== 'unavailable' && err.code !== 'internal') {
+        await dropWriteIntent(db, schema, intentId).catch((e: unknown) => logger.warn({ err: e, actorId }, 'could not drop a refused write intent; recovery removes it'));
+      }
+      throw err;
+    }
+    await deps.fault?.('after-secrets-write');
+    try {
+      await append(async (trx) => {
+        if (!(await claimWriteIntent(trx, schema, intentId))) throw new CofferError('unavailable', 'the change took too long and was rolled back; try again');
+      });
+    } catch (err) {
+      try {
+        await abandonWriteIntents(db, schema, { intentId }, 'written for a failed change', clock());
+      } catch (e) {
+        logger.error({ err: e, actorId, count: writes.length }, 'could not queue the secrets of a failed change for shredding; recovery does it');
+      }
+      await shredNow();
+      throw err;
+    }
+  }
+
+  /**
+   * Queues for shredding the coordinates of every write intent older than the grace period: its
+   * change died between recording the intent and appending its event (a crash, a lost connection),
+   * so nothing references them. Runs at start-up and periodically.
+   */
+  async function recoverInterruptedWrites(limit = 100): Promise<number> {
+    const olderThan = new Date(clock().getTime() - (deps.writeIntentGraceMs ?? 60_000));
+    const abandoned = await abandonWriteIntents(db, schema, { olderThan, limit }, 'write interrupted', clock());
+    if (abandoned.length === 0) return 0;
+    logger.warn({ intents: abandoned.length, actorIds: abandoned.map((a) => a.actorId) }, 'secret writes of interrupted changes found; their versions are queued for shredding');
     await shredNow();
+    return abandoned.length;
   }
 
   async function requireWorkspace(workspaceId: string) {
@@ -434,6 +540,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
 
   const api = {
     shredPending,
+    shredNow,
+    recoverInterruptedWrites,
 
     /**
      * Checks (or discovers with) an unsaved config: its secrets are written as ephemeral coordinates
@@ -649,8 +757,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Creates a workspace. */
-    async createWorkspace(input: { name: string; organizationId?: string; externalUserId?: string }, caller: Caller): Promise<WorkspaceView> {
-      const workspaceId = newId();
+    async createWorkspace(input: { name: string; organizationId?: string; externalUserId?: string }, caller: Caller, workspaceId = newId()): Promise<WorkspaceView> {
       const organizationId = input.organizationId ?? '';
       const externalUserId = input.externalUserId ?? '';
       if (organizationId.length > 200) throw new CofferError('invalid_argument', 'organization_id is too long', [{ field: 'organization_id', reason: 'too long' }]);
@@ -690,13 +797,13 @@ export function createConfigService(deps: ConfigServiceDeps) {
     async registerDefinition(
       input: { name: string; actorType: actorDomain.ActorType | undefined; connector: string; specJson: string },
       caller: Caller,
+      definitionId = newId(),
     ): Promise<DefinitionView> {
       const name = requireName(input.name);
       if (!input.actorType) throw invalid('actor_type', 'must be SOURCE or DESTINATION');
       if (!CONNECTOR.test(input.connector)) throw invalid('connector', 'must look like "builtin:http-json"');
       const spec = parseBounded(input.specJson, 'spec_json');
       compileSpec(spec, 'spec_json');
-      const definitionId = newId();
       const events = catalogDomain.decide(
         { type: 'RegisterConnectorDefinition', definitionId, name, actorType: input.actorType, connector: input.connector, spec, now: now() },
         catalogDomain.initialState(),
@@ -716,22 +823,23 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Creates a source or destination: validate, write the secrets, then record the partial config. */
-    async createActor(input: { workspaceId: string; definitionId: string; name: string; configJson: string }, caller: Caller, kind: Kind = 'connector'): Promise<ActorView> {
+    async createActor(input: { workspaceId: string; definitionId: string; name: string; configJson: string }, caller: Caller, kind: Kind = 'connector', actorId = newId()): Promise<ActorView> {
       const name = requireName(input.name);
       const ws = await requireWorkspace(input.workspaceId);
       const def = await requireDefinition(input.definitionId);
       if (kindOf(def.actor_type) !== kind) throw new CofferError('not_found', 'no such connector definition', [{ field: 'definition_id', reason: 'not found' }]);
       const planned = plan(ws.workspace_id, def.spec, input.configJson);
-      const actorId = newId();
       const events = actorDomain.decide(
         { type: 'CreateActor', actorId, workspaceId: ws.workspace_id, definitionId: def.definition_id, actorType: def.actor_type, name, partialConfig: planned.partialConfig, now: now() },
         actorDomain.initialState(),
       );
       const data = events[0]!.data as actorDomain.ActorCreatedData;
-      await writeSecrets(ws.workspace_id, planned.writes, { ownerId: actorId });
-      try {
-        await store.append(`actor-${actorId}`, 0, asNew(events, caller), {
-          project: (trx) => projectActorCreated(trx, schema, data),
+      await writeThenAppend(ws.workspace_id, actorId, 'create', planned.writes, (claim) =>
+        store.append(`actor-${actorId}`, 0, asNew(events, caller), {
+          project: async (trx) => {
+            await claim(trx);
+            await projectActorCreated(trx, schema, data);
+          },
           outbox: outbox(actorEvent(def.actor_type, 'Created') as 'SourceCreated', actorId, caller, () => ({
             actorId,
             workspaceId: ws.workspace_id,
@@ -740,11 +848,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
             changedFields: changedFields(undefined, planned.partialConfig),
             occurredAt: data.createdAt,
           })),
-        });
-      } catch (err) {
-        await compensate(ws.workspace_id, actorId, planned.writes);
-        throw err;
-      }
+        }),
+      );
       return actorView({ actor_id: actorId, workspace_id: ws.workspace_id, definition_id: def.definition_id, actor_type: def.actor_type, name, version: 1 }, def.spec, planned.partialConfig);
     },
 
@@ -768,17 +873,17 @@ export function createConfigService(deps: ConfigServiceDeps) {
       }
       const def = await requireDefinition(state.definitionId!);
       const workspaceId = state.workspaceId!;
-      const planned = plan(workspaceId, def.spec, input.configJson, state.partialConfig);
+      const planned = await atSecretsLatest(workspaceId, plan(workspaceId, def.spec, input.configJson, state.partialConfig));
       // Older versions of a base still in use stay as history; a base nothing refers to any more is shredded.
       const liveBases = new Set(ownSecretCoordinates(def.spec, planned.partialConfig).map(baseOf));
       const mine = `${deps.coordinatePrefix}_workspace_${workspaceId}_secret_`;
       const deadBases = [...new Set(planned.orphans.filter((c) => c.startsWith(mine)).map(baseOf))].filter((b) => !liveBases.has(b));
       const events = actorDomain.decide({ type: 'UpdateActorConfig', name, partialConfig: planned.partialConfig, shredBases: deadBases, now: now() }, state);
       const data = events[0]!.data as actorDomain.ActorConfigUpdatedData;
-      await writeSecrets(workspaceId, planned.writes, { ownerId: input.actorId });
-      try {
-        await store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
+      await writeThenAppend(workspaceId, input.actorId, 'update', planned.writes, (claim) =>
+        store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
           project: async (trx) => {
+            await claim(trx);
             await projectActorUpdated(trx, schema, data, version + 1);
             await queueShredding(trx, schema, workspaceId, input.actorId, deadBases, 'no longer referenced', clock());
           },
@@ -790,11 +895,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
             version: version + 1,
             occurredAt: data.updatedAt,
           })),
-        });
-      } catch (err) {
-        await compensate(workspaceId, input.actorId, planned.writes);
-        throw err;
-      }
+        }),
+      );
       await shredNow();
       return actorView(
         { actor_id: input.actorId, workspace_id: workspaceId, definition_id: def.definition_id, actor_type: def.actor_type, name, version: version + 1 },
@@ -824,7 +926,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Links a source to a destination of the same workspace. */
-    async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller): Promise<ConnectionView> {
+    async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller, connectionId = newId()): Promise<ConnectionView> {
       const name = requireName(input.name);
       const ws = await requireWorkspace(input.workspaceId);
       // An actor of another workspace is answered as one that does not exist: ids are no oracle.
@@ -837,7 +939,6 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const destination = await inWorkspace(input.destinationId, 'destination_id');
       if (source.actor_type !== 'source') throw invalid('source_id', 'must be a source');
       if (destination.actor_type !== 'destination') throw invalid('destination_id', 'must be a destination');
-      const connectionId = newId();
       const events = connectionDomain.decide(
         { type: 'CreateConnection', connectionId, workspaceId: ws.workspace_id, sourceId: source.actor_id, destinationId: destination.actor_id, name, now: now() },
         connectionDomain.initialState(),
@@ -864,14 +965,13 @@ export function createConfigService(deps: ConfigServiceDeps) {
     },
 
     /** Records SyncRequested; a sync worker picks it up from the stream. */
-    async requestSync(connectionId: string, caller: Caller): Promise<string> {
-      const { state, version } = await loadConnection(connectionId);
+    async requestSync(connectionId: string, caller: Caller, jobId = newId()): Promise<string> {
+      const { state, version, events: history } = await loadConnection(connectionId);
       if (!state.exists) throw new CofferError('not_found', 'no such connection', [{ field: 'connection_id', reason: 'not found' }]);
       for (const [id, field] of [[state.sourceId!, 'source'], [state.destinationId!, 'destination']] as const) {
         if (!(await findActor(db, schema, id))) throw new CofferError('failed_precondition', `the connection's ${field} was deleted`);
       }
-      const jobId = newId();
-      const events = connectionDomain.decide({ type: 'RequestSync', jobId, now: now() }, state);
+      const events = connectionDomain.decide({ type: 'RequestSync', jobId, alreadyRequested: history.some((e) => e.type === 'SyncRequested' && e.data.jobId === jobId), now: now() }, state);
       const data = events[0]!.data as connectionDomain.SyncRequestedData;
       await store.append(`connection-${connectionId}`, version, asNew(events, caller), {
         project: (trx) => trx.withSchema(schema).updateTable('connections').set({ version: version + 1 }).where('connection_id', '=', connectionId).execute(),
@@ -897,7 +997,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
       return { connectionId, workspaceId: c.workspace_id, source: await side(c.source_id, 'source'), destination: await side(c.destination_id, 'destination') };
     },
   };
-  return api;
+  // Each create, keyed by an optional request_id, runs at most once (the raw ones above take the derived id).
+  return { ...api, ...idempotentCreates(api, { store, newId }) };
 }
 
 /** The config use cases, as composed by main.ts. */

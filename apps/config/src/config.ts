@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier } from '@coffer/runtime';
+import { FAULT_POINTS } from './fault-points';
 
 /** Every setting of the config service; key management is the secrets service's alone. */
 export const configServiceSchema = z
@@ -15,6 +16,9 @@ export const configServiceSchema = z
       .describe("client secret of config's service identity (as in auth's AUTH_SERVICE_IDENTITIES)"),
     COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer').describe('prefix of secret coordinates (`<prefix>_workspace_…`)'),
     CONFIG_SHRED_RETRY_SECONDS: z.coerce.number().int().positive().default(5).describe('how often secrets that could not be shredded right away are retried, in seconds'),
+    // Far above the secrets call's deadline (10 s): an intent this old belongs to a change that died.
+    CONFIG_WRITE_INTENT_GRACE_SECONDS: z.coerce.number().int().positive().default(60).describe('age after which an unfinished secrets write (an intent) counts as interrupted and is recovered, in seconds'),
+    COFFER_FAULT_POINT: z.enum(FAULT_POINTS).optional().describe('tests only: the process kills itself (SIGKILL) at this point of a cross-service write'),
     CONFIG_MAX_CONFIG_BYTES: z.coerce.number().int().positive().default(256 * 1024).describe('largest connector configuration accepted, in bytes'),
     CONFIG_CHECK_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(60).describe('how long a CheckConfig / DiscoverSchema waits for the sync worker, in seconds'),
     CONFIG_MAX_SECRETS_PER_CONFIG: z.coerce.number().int().min(1).max(10_000).default(100).describe('most secret fields one configuration may hold'),

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { writeSync } from 'node:fs';
 import { secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
@@ -16,6 +17,7 @@ const redactor = createRedactor();
 const logger = createLogger({ service: 'config', level: config.LOG_LEVEL, redactor });
 
 logSecurityFindings(logger, config);
+if (config.COFFER_FAULT_POINT) logger.warn({ faultPoint: config.COFFER_FAULT_POINT }, 'COFFER_FAULT_POINT is set: this process kills itself there (for tests only)');
 
 try {
   const runtime = await startRuntime({
@@ -27,6 +29,7 @@ try {
     namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
     logger,
     redactor,
+    startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
     migrate: migrateConfigReadModel,
   });
   // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
@@ -51,6 +54,8 @@ try {
         void (await secrets.writeSecrets({ workspaceId, ownerId: owner.ownerId, ownerWorkspaceId: owner.ownerWorkspaceId ?? '', secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) })),
       delete: async (workspaceId, coordinates, ownerId) => void (await secrets.deleteSecrets({ workspaceId, coordinates, ownerId })),
       deleteWorkspace: async (workspaceId) => void (await secrets.deleteWorkspaceSecrets({ workspaceId })),
+      latestVersions: async (workspaceId, baseCoordinates) =>
+        new Map((await secrets.getLatestSecretVersions({ workspaceId, baseCoordinates })).versions.map((v) => [v.baseCoordinate, Number(v.version)])),
     },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
     maxConfigBytes: config.CONFIG_MAX_CONFIG_BYTES,
@@ -58,13 +63,26 @@ try {
     secretWritesPerWorkspace: { concurrent: config.CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE, queued: config.CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE },
     checkResults,
     checkTimeoutMs: config.CONFIG_CHECK_TIMEOUT_SECONDS * 1000,
+    writeIntentGraceMs: config.CONFIG_WRITE_INTENT_GRACE_SECONDS * 1000,
+    fault: config.COFFER_FAULT_POINT
+      ? (point) => {
+          if (point !== config.COFFER_FAULT_POINT) return;
+          // Written synchronously: nothing after this line runs, as after a kill -9.
+          writeSync(2, `${JSON.stringify({ level: 'fatal', service: 'config', faultPoint: point, msg: 'fault injected: killing the process' })}\n`);
+          process.kill(process.pid, 'SIGKILL');
+        }
+      : undefined,
     logger,
     clock: () => new Date(),
     newId: randomUUID,
   });
   await service.ensureBuiltins();
-  // Orphaned secrets are shredded right after each change; this retries what secrets could not take then.
-  const background = startBackgroundJobs(logger, [['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredPending()]]);
+  // Orphaned secrets are shredded right after each change; this retries what secrets could not take
+  // then, and shreds what changes that died between their secrets write and their event had written.
+  const background = startBackgroundJobs(logger, [
+    ['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredNow()],
+    ['interrupted write recovery', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.recoverInterruptedWrites()],
+  ]);
   const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, credentials: channel, acceptedKinds: ['service', ...userTokenKinds], failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });

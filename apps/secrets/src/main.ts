@@ -26,6 +26,7 @@ try {
     namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
     logger,
     redactor,
+    startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
     migrate: migrateSecretsReadModel,
     chainOf: secretsChainOf,
   });

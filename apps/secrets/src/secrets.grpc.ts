@@ -78,6 +78,10 @@ export function secretsGrpcService(
       permission: 'secrets.list',
       handler: async (req) => ({ versions: await service.listSecretVersions(req.workspaceId, req.baseCoordinate) }),
     },
+    getLatestSecretVersions: {
+      permission: 'secrets.list',
+      handler: async (req) => ({ versions: await service.latestVersions(req.workspaceId, req.baseCoordinates) }),
+    },
     deleteWorkspaceSecrets: {
       permission: 'secrets.delete',
       handler: async (req, ctx) => ({ destroyedCount: await service.deleteWorkspaceSecrets(req.workspaceId, actorOf(ctx)) }),

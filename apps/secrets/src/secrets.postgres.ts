@@ -258,3 +258,16 @@ export async function listVersions(db: Db, schema: string, base: string): Promis
     .orderBy('v.version')
     .execute()) as SecretVersionRow[];
 }
+
+/** The highest version ever written of each base, whatever its state; bases never written are absent. */
+export async function findLatestVersions(db: Db, schema: string, bases: string[]): Promise<Map<string, number>> {
+  if (bases.length === 0) return new Map();
+  const rows = await db
+    .withSchema(schema)
+    .selectFrom('secret_versions')
+    .select(['base_coordinate', sql<number>`max(version)`.as('latest')])
+    .where('base_coordinate', 'in', bases)
+    .groupBy('base_coordinate')
+    .execute();
+  return new Map(rows.map((r) => [r.base_coordinate as string, Number(r.latest)]));
+}

@@ -131,6 +131,39 @@ describe('secrets service against Postgres', () => {
     expect(versions).toMatchObject([{ version: 1, state: 'destroyed', createdBy: 'config' }]);
   });
 
+  it('deleting a version again, or many times at once, succeeds and destroys it once', async () => {
+    const [v1] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: 'value-shred-once-1' }], actor, { ownerId: 'actor-1' });
+    const [v2] = await service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: 'value-shred-once-2' }], actor, { ownerId: 'actor-1' });
+    const results = await Promise.allSettled(Array.from({ length: 8 }, () => service.deleteSecrets(ws, [v1!.coordinate], actor, 'actor-1')));
+    expect(results.map((r) => r.status)).toEqual(Array(8).fill('fulfilled'));
+    const destroyedBy = results.map((r) => (r as PromiseFulfilledResult<string[]>).value);
+    expect(destroyedBy.filter((d) => d.length === 1)).toEqual([[v1!.coordinate]]);
+    expect(await service.deleteSecrets(ws, [v1!.coordinate], actor, 'actor-1')).toEqual([]);
+    // A whole-base delete racing a single-version one: v2 is destroyed once, v1 not again.
+    const [base, one] = await Promise.all([service.deleteSecrets(ws, [v1!.baseCoordinate], actor, 'actor-1'), service.deleteSecrets(ws, [v2!.coordinate], actor, 'actor-1')]);
+    expect([...base, ...one]).toEqual([v2!.coordinate]);
+    const events = await rawRows(`select data->>'coordinate' as c from secrets.events where type = 'SecretVersionDestroyed' and data->>'baseCoordinate' = $1`, [v1!.baseCoordinate]);
+    expect(events.map((e) => e.c).sort()).toEqual([v1!.coordinate, v2!.coordinate]);
+  });
+
+  it('answers the highest version ever written of each base, destroyed ones included', async () => {
+    const [v1] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: 'value-latest-1' }], actor);
+    await service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: 'value-latest-2' }], actor);
+    await service.deleteSecrets(ws, [`${v1!.baseCoordinate}_v2`], actor);
+    const never = `coffer_workspace_${ws}_secret_${randomUUID()}`;
+    expect(await service.latestVersions(ws, [never, v1!.baseCoordinate])).toEqual([
+      { baseCoordinate: never, version: 0 },
+      { baseCoordinate: v1!.baseCoordinate, version: 2 },
+    ]);
+    // The next version is planned from it: a destroyed v2 is never written again.
+    const [v3] = await service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 2, value: 'value-latest-3' }], actor);
+    expect(v3!.version).toBe(3);
+    const other = `coffer_workspace_${randomUUID()}_secret_${randomUUID()}`;
+    await expect(service.latestVersions(ws, [v1!.baseCoordinate, other])).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field: 'base_coordinates[1]' }] });
+    await expect(service.latestVersions(ws, ['nonsense'])).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field: 'base_coordinates[0]' }] });
+    await expect(service.latestVersions(ws, Array(101).fill(never))).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field: 'base_coordinates' }] });
+  });
+
   it('refuses to update or delete stored events', async () => {
     await expect(rawRows(`update secrets.events set data = '{}'::jsonb`)).rejects.toThrow();
     await expect(rawRows('delete from secrets.events')).rejects.toThrow();

@@ -30,6 +30,7 @@ import type { KeyManagementService, WrappedKey } from './kms/kms';
 import {
   countDataKeysByKekVersion,
   findDueForExpiry,
+  findLatestVersions,
   findLiveBases,
   findStaleDataKeys,
   findVersions,
@@ -102,6 +103,10 @@ export interface SecretsServiceDeps {
 const MAX_VALUE_BYTES = 64 * 1024;
 const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
 const REWRAP_BATCH = 100;
+/** Passes of a delete that lost a race on one of its bases before the conflict reaches the caller. */
+const DELETE_ATTEMPTS = 5;
+/** Most bases one GetLatestSecretVersions may name. */
+const MAX_LATEST_BASES = 100;
 const WRITE_BATCH = 100;
 /** The default of `maxSecretsPerRequest`. */
 export const DEFAULT_MAX_SECRETS_PER_REQUEST = 100;
@@ -422,6 +427,20 @@ export function createSecretsService(deps: SecretsServiceDeps) {
       else byBase.set(parsed.base, [...(prior ?? []), parsed.version]);
     }
     const now = clock().toISOString();
+    // A concurrent writer, expiry or delete of the same base moves its stream on: read it again and
+    // decide again. What another call destroyed meanwhile is then no longer active and is skipped, so
+    // a repeated or concurrent delete of the same version succeeds instead of conflicting.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await destroyOnce(workspaceId, byBase, actor, ownerId, now);
+      } catch (err) {
+        if (!(isCofferError(err) && err.code === 'version_conflict') || attempt >= DELETE_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /** One all-or-nothing pass of {@link deleteSecrets}, each base appended at the version it was read at. */
+  async function destroyOnce(workspaceId: string, byBase: Map<string, number[] | 'all'>, actor: Actor, ownerId: string | null, now: string): Promise<string[]> {
     const planned: { base: string; streamVersion: number; events: SecretEvent[] }[] = [];
     for (const [base, versions] of byBase) {
       const { state, streamVersion } = await loadState(base);
@@ -450,6 +469,32 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     });
     for (const c of destroyed) cache.drop(c);
     return destroyed;
+  }
+
+  /**
+   * The highest version ever written of each base of the workspace (0: never written), in the order
+   * asked: a writer plans the next version from it, so a version a lost write already took is never
+   * planned again.
+   */
+  async function latestVersions(workspaceId: string, bases: string[]): Promise<{ baseCoordinate: string; version: number }[]> {
+    requireWorkspace(workspaceId);
+    if (bases.length > MAX_LATEST_BASES) {
+      throw new CofferError('invalid_argument', `base_coordinates holds ${bases.length} entries; the limit is ${MAX_LATEST_BASES}`, [{ field: 'base_coordinates', reason: 'too many' }]);
+    }
+    for (const [i, base] of bases.entries()) {
+      let parsed: { workspaceId: string };
+      try {
+        parsed = parseBaseCoordinate(prefix, base);
+      } catch (err) {
+        if (!isCofferError(err)) throw err;
+        throw new CofferError('invalid_argument', `base_coordinates[${i}] is ${err.message}`, [{ field: `base_coordinates[${i}]`, reason: 'invalid' }]);
+      }
+      if (parsed.workspaceId !== workspaceId) {
+        throw new CofferError('invalid_argument', `base_coordinates[${i}] belongs to another workspace`, [{ field: `base_coordinates[${i}]`, reason: 'workspace mismatch' }]);
+      }
+    }
+    const latest = await findLatestVersions(db, schema, [...new Set(bases)]);
+    return bases.map((baseCoordinate) => ({ baseCoordinate, version: latest.get(baseCoordinate) ?? 0 }));
   }
 
   /** Metadata of every version of a base coordinate; never a value. */
@@ -669,6 +714,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     hydrateConfig,
     deleteSecrets,
     listSecretVersions,
+    latestVersions,
     expireDue,
     deleteWorkspaceSecrets,
     rollbackSecret,

@@ -43,7 +43,7 @@ export async function startConsumers(
         retryDelayMs,
         deadLetterSubject: deadLetterSubject(ns, 'sync_requested'),
         handle: (event) => runners.sync.handleSyncRequested(event),
-        onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'SyncRequested handler failed; it will be redelivered or dead-lettered'),
+        onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'SyncRequested handler failed; retried in place while a connection is lost, else redelivered or dead-lettered'),
       }),
     );
     started.push(
@@ -55,7 +55,7 @@ export async function startConsumers(
         retryDelayMs,
         deadLetterSubject: deadLetterSubject(ns, 'check_requested'),
         handle: (event) => runners.check.handleCheckRequested(event),
-        onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'CheckRequested handler failed; it will be redelivered or dead-lettered'),
+        onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'CheckRequested handler failed; retried in place while a connection is lost, else redelivered or dead-lettered'),
       }),
     );
   } catch (err) {

@@ -30,6 +30,7 @@ try {
     namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
     logger,
     redactor,
+    startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
     migrate: migrateSyncReadModel,
   });
   // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.

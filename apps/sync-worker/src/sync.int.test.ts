@@ -224,6 +224,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
         write: async (ws, writes, owner) => void (await secretsService.writeSecrets(ws, writes, { subject: 'config' }, owner)),
         delete: async (ws, coordinates, ownerId) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId)),
         deleteWorkspace: async (ws) => void (await secretsService.deleteWorkspaceSecrets(ws, { subject: 'config' })),
+        latestVersions: async (ws, bases) => new Map((await secretsService.latestVersions(ws, bases)).map((v) => [v.baseCoordinate, v.version])),
       },
       coordinatePrefix: 'coffer',
       maxConfigBytes: 256 * 1024,

@@ -5,5 +5,7 @@ export * as syncV1 from './gen/coffer/sync/v1/sync';
 export * as eventsV1 from './gen/coffer/events/v1/events';
 export { descriptorSetBase64, grpcDescriptorSetBase64 } from './gen/descriptor';
 export * from './errors';
+export * from './connection-loss';
 export * from './events';
 export * from './coordinates';
+export * from './idempotency';

@@ -7,14 +7,19 @@ export interface ConnectNatsOptions {
   servers: string;
   /** Connection name shown by the server's monitoring (the app's name). */
   name: string;
+  /** How long the first connection may take to be established (20 s). */
+  timeoutMs?: number;
 }
 
-/** Connects to NATS and keeps reconnecting for as long as the process lives. */
+/**
+ * Connects to NATS and, once connected, keeps reconnecting for as long as the process lives. The first
+ * connection fails at once when nothing answers: start-up retries it with a bound (`waitForDependency`).
+ */
 export async function connectNats(options: ConnectNatsOptions): Promise<NatsConnection> {
   const servers = options.servers
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
   // A service outlives NATS restarts: the outbox relay retries, so the connection must not give up.
-  return connect({ servers, name: options.name, maxReconnectAttempts: -1 });
+  return connect({ servers, name: options.name, maxReconnectAttempts: -1, ...(options.timeoutMs !== undefined && { timeout: options.timeoutMs }) });
 }

@@ -4,11 +4,12 @@ import {
   jetstream,
   jetstreamManager,
   type ConsumerConfig,
+  type ConsumerMessages,
   type JetStreamManager,
   type JsMsg,
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/nats-core';
-import { CofferError, isCofferError } from '@coffer/contracts';
+import { CofferError, isCofferError, isConnectionLoss } from '@coffer/contracts';
 import { decodeCloudEvent, type CloudEvent } from './cloud-event';
 
 /** Header names added to a dead-lettered message; none of them carries message content. */
@@ -42,6 +43,14 @@ export interface RunConsumerOptions {
   onError?: (err: unknown, event?: CloudEvent) => void;
   /** Delay before a failed message comes back, by its delivery count (default 1 s doubling up to 60 s). */
   retryDelayMs?: (deliveryCount: number) => number;
+  /**
+   * How long a handler that fails on a lost connection (Postgres, NATS, a peer answering
+   * `unavailable`) is retried in place, with the same back-off, before the failure counts as a
+   * delivery (default 60 s): an outage must not use up `maxDeliver` and dead-letter good messages.
+   */
+  transientRetryMs?: number;
+  /** Pause before pulling again after the subscription itself failed or ended (default 1 s, doubling up to 30 s). */
+  resumeDelayMs?: number;
 }
 
 /** A running consumer. */
@@ -52,6 +61,13 @@ export interface RunningConsumer {
 
 const DEFAULT_MAX_DELIVER = 5;
 const DEFAULT_ACK_WAIT_MS = 30_000;
+const DEFAULT_TRANSIENT_RETRY_MS = 60_000;
+const MAX_RESUME_DELAY_MS = 30_000;
+
+/** A failure that passes with time: a lost or refused connection, or a peer that answered `unavailable`. */
+function isTransient(err: unknown): boolean {
+  return isConnectionLoss(err) || (isCofferError(err) && err.code === 'unavailable');
+}
 
 /** Default redelivery backoff: 1 s, 2 s, 4 s, ... capped at 60 s. */
 export function defaultRetryDelayMs(deliveryCount: number): number {
@@ -99,12 +115,16 @@ async function ensureDurable(jsm: JetStreamManager, options: RunConsumerOptions,
 /**
  * Runs a durable pull consumer: each message is decoded, handled, then acked; a failing handler gets
  * the message again after a backoff, and after `maxDeliver` attempts it goes to the dead-letter subject.
+ * A handler failing on a lost connection is retried in place first (`transientRetryMs`), and a pull
+ * subscription that fails or ends is opened again with back-off: the consumer runs until `stop`.
  */
 export async function runConsumer(nc: NatsConnection, options: RunConsumerOptions): Promise<RunningConsumer> {
   const maxDeliver = options.maxDeliver ?? DEFAULT_MAX_DELIVER;
   const ackWaitMs = options.ackWaitMs ?? DEFAULT_ACK_WAIT_MS;
   const retryDelayMs = options.retryDelayMs ?? defaultRetryDelayMs;
   const onError = options.onError ?? (() => undefined);
+  const transientRetryMs = options.transientRetryMs ?? DEFAULT_TRANSIENT_RETRY_MS;
+  const firstResumeDelayMs = options.resumeDelayMs ?? 1_000;
   if (!Number.isInteger(maxDeliver) || maxDeliver < 1) throw new CofferError('invalid_argument', 'maxDeliver must be a positive integer');
   if (options.filterSubjects.length === 0) throw new CofferError('invalid_argument', 'filterSubjects must not be empty');
 
@@ -113,7 +133,19 @@ export async function runConsumer(nc: NatsConnection, options: RunConsumerOption
   // message still comes back once and is dead-lettered instead of stalling unacked forever.
   await ensureDurable(jsm, options, maxDeliver + 1, ackWaitMs);
   const js = jetstream(nc);
-  const consumer = await js.consumers.get(options.stream, options.durable);
+  let stopping = false;
+  const sleepers = new Set<() => void>();
+  // A pause that stop() cuts short.
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        sleepers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      sleepers.add(done);
+    });
 
   async function deadLetter(msg: JsMsg, reason: DeadLetterReason, err: unknown, event: CloudEvent | undefined): Promise<void> {
     const h = natsHeaders();
@@ -165,9 +197,22 @@ export async function runConsumer(nc: NatsConnection, options: RunConsumerOption
     const keepAlive = setInterval(() => msg.working(), Math.max(50, Math.floor(ackWaitMs / 2)));
     let failure: { err: unknown } | undefined;
     try {
-      await options.handle(event);
-    } catch (err) {
-      failure = { err };
+      const started = Date.now();
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await options.handle(event);
+          failure = undefined;
+          break;
+        } catch (err) {
+          failure = { err };
+          // The handler is idempotent (inbox): running it again here costs no delivery.
+          const left = transientRetryMs - (Date.now() - started);
+          if (stopping || left <= 0 || !isTransient(err)) break;
+          onError(err, event);
+          await sleep(Math.min(retryDelayMs(attempt), left));
+          if (stopping) break;
+        }
+      }
     } finally {
       clearInterval(keepAlive);
     }
@@ -176,28 +221,73 @@ export async function runConsumer(nc: NatsConnection, options: RunConsumerOption
       return;
     }
     onError(failure.err, event);
+    // Stopped while waiting out an outage: hand the message back at once for another replica.
+    if (stopping && isTransient(failure.err)) {
+      msg.nak();
+      return;
+    }
     if (deliveries >= maxDeliver) await deadLetter(msg, 'handler_failed', failure.err, event);
     else msg.nak(retryDelayMs(deliveries));
   }
 
-  const messages = await consumer.consume({ max_messages: 16 });
-  let stopping = false;
-  const loop = (async () => {
-    for await (const msg of messages) {
-      if (stopping) {
-        // Already buffered when stop() was called: hand it back at once for another replica.
-        msg.nak();
-        continue;
+  const open = async (): Promise<ConsumerMessages> => {
+    const m = await (await js.consumers.get(options.stream, options.durable)).consume({ max_messages: 16 });
+    // The client keeps pulling from a deleted durable for ever, silently: end this subscription so the
+    // loop below declares the durable again. A lost connection needs nothing: the client resumes it.
+    void (async () => {
+      for await (const s of m.status()) {
+        if (s.type === 'consumer_deleted' || s.type === 'consumer_not_found') {
+          m.stop(new Error(`the durable consumer ${options.durable} is gone (${s.type})`));
+          break;
+        }
       }
-      await handleMessage(msg);
+    })().catch(() => undefined);
+    return m;
+  };
+  let messages: ConsumerMessages | undefined = await open();
+
+  const loop = (async () => {
+    let resumeDelayMs = firstResumeDelayMs;
+    while (!stopping) {
+      try {
+        if (!messages) {
+          // The durable may be gone with its stream (a broker that lost its storage): declare it again.
+          await ensureDurable(jsm, options, maxDeliver + 1, ackWaitMs);
+          messages = await open();
+          resumeDelayMs = firstResumeDelayMs;
+        }
+        for await (const msg of messages) {
+          if (stopping) {
+            // Already buffered when stop() was called: hand it back at once for another replica.
+            msg.nak();
+            continue;
+          }
+          try {
+            await handleMessage(msg);
+          } catch (err) {
+            // An ack or nak on a lost connection: the server redelivers after the ack wait.
+            onError(err);
+          }
+        }
+        if (!stopping) onError(new Error(`the pull subscription of ${options.durable} ended; opening it again`));
+      } catch (err) {
+        if (stopping) break;
+        onError(err);
+      }
+      messages = undefined;
+      if (!stopping) {
+        await sleep(resumeDelayMs);
+        resumeDelayMs = Math.min(resumeDelayMs * 2, MAX_RESUME_DELAY_MS);
+      }
     }
-  })().catch((err: unknown) => onError(err));
+  })();
 
   return {
     async stop() {
       if (!stopping) {
         stopping = true;
-        await messages.close();
+        for (const wake of [...sleepers]) wake();
+        await messages?.close();
       }
       await loop;
     },

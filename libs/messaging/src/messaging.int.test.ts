@@ -350,6 +350,71 @@ describe('runConsumer', () => {
     }
   });
 
+  it('retries a handler that lost its connection in place, without using up deliveries or dead-lettering', async () => {
+    const subject = caseSubject('transient');
+    const durable = 'transient-in-place';
+    let attempts = 0;
+    const errors: unknown[] = [];
+    const running = await runConsumer(nc, {
+      stream: configStream,
+      durable,
+      filterSubjects: [subject],
+      // One delivery only: without the in-place retry the first failure would dead-letter it.
+      maxDeliver: 1,
+      deadLetterSubject: deadLetterSubject(durable),
+      retryDelayMs: () => 50,
+      onError: (err) => errors.push(err),
+      handle: async () => {
+        attempts += 1;
+        // What node-postgres throws when the server terminated the connection mid-query.
+        if (attempts <= 3) throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+      },
+    });
+    try {
+      await publish(syncRequested(subject));
+      await eventually(async () => attempts === 4 && (await pendingOf(durable)).ackPending === 0);
+      const info = await jsm.consumers.info(configStream, durable);
+      // Delivered once, acked once: the three failures cost no redelivery.
+      expect(info.delivered.consumer_seq).toBe(1);
+      expect(info.num_redelivered).toBe(0);
+      expect(errors).toHaveLength(3);
+      const dead = await jsm.streams.info(configStream, { subjects_filter: deadLetterSubject(durable) }).catch(() => undefined);
+      expect(dead?.state.subjects?.[deadLetterSubject(durable)] ?? 0).toBe(0);
+    } finally {
+      await running.stop();
+    }
+  });
+
+  it('opens its pull subscription again when the durable consumer disappears, and keeps handling', async () => {
+    const subject = caseSubject('resume');
+    const durable = 'resume-after-delete';
+    const seen: string[] = [];
+    const errors: unknown[] = [];
+    const running = await runConsumer(nc, {
+      stream: configStream,
+      durable,
+      filterSubjects: [subject],
+      deadLetterSubject: deadLetterSubject(durable),
+      resumeDelayMs: 100,
+      onError: (err) => errors.push(err),
+      handle: async (event) => {
+        seen.push((event.data as { jobId: string }).jobId);
+      },
+    });
+    try {
+      await publish(syncRequested(subject, 'before'));
+      await eventually(() => seen.includes('before'));
+      // The broker lost it (storage wiped, an operator deleted it): the loop must declare it again.
+      await jsm.consumers.delete(configStream, durable);
+      await eventually(async () => (await jsm.consumers.info(configStream, durable).then(() => true, () => false)), 60_000);
+      await publish(syncRequested(subject, 'after'));
+      await eventually(() => seen.includes('after'), 30_000);
+      console.log(`consumer resumed after deletion; errors reported meanwhile: ${errors.length}`);
+    } finally {
+      await running.stop();
+    }
+  }, 90_000);
+
   it('stop() waits for the handler in flight, acks it, and takes no more messages', async () => {
     const subject = caseSubject('stop');
     const durable = 'stop-waits';

@@ -9,6 +9,7 @@ import { defineService } from './define-service';
 import { ERROR_DETAILS_KEY } from './error-details';
 import { createGrpcServer, type GrpcServer } from './grpc-server';
 import { createPromiseClient } from './promise-client';
+import { CONNECTION_LOST_MESSAGE } from './unary-middleware';
 import { bearer, captureLogger, createTestIssuer, healthCheck, ISSUER, rawUnary, reflect, type TestIssuer } from '../test/fixtures';
 
 const SERVICE = 'coffer.secrets.v1.SecretsService';
@@ -69,6 +70,9 @@ function secretsRegistration() {
           throw new CofferError('not_found', 'secret coffer_workspace_w_secret_missing not found', [{ field: 'base_coordinate', reason: 'unknown – ü' }]);
         }
         if (req.baseCoordinate === 'boom') throw new Error('db password=hunter2');
+        // The shape node-postgres gives a query whose connection was terminated (pg_terminate_backend).
+        if (req.baseCoordinate === 'lost') throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+        if (req.baseCoordinate === 'refused') throw new AggregateError([Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })]);
         if (req.baseCoordinate === 'conflict') throw new CofferError('version_conflict', 'expected version 2, stream is at 3');
         // A handler that echoes its input without bound: the middleware is the last guard.
         if (req.baseCoordinate.startsWith('huge:')) {
@@ -78,6 +82,7 @@ function secretsRegistration() {
         return { versions: [{ coordinate: `${req.baseCoordinate}_v1`, version: 1, state: 'active', createdAt: '2030-01-01T00:00:00Z', createdBy: 'config', kekVersion: 1 }] };
       },
     },
+    getLatestSecretVersions: { permission: 'secrets.list', handler: notInFixture },
     deleteWorkspaceSecrets: { permission: 'secrets.delete', handler: notInFixture },
     rollbackSecret: { permission: 'secrets.write', handler: notInFixture },
     rotateKeyEncryptionKey: { permission: 'secrets.admin', handler: notInFixture },
@@ -185,6 +190,17 @@ describe('createGrpcServer', () => {
     expect(wide.status).toBe(grpc.status.INVALID_ARGUMENT);
     expect(Buffer.byteLength(wide.message)).toBeLessThanOrEqual(1024);
     expect((await rawUnary(raw, 'listSecretVersions', listReq('a'), bearer(token))).status).toBe(grpc.status.OK);
+  });
+
+  it('turns a lost or refused database connection into UNAVAILABLE, to retry, without its message', async () => {
+    const token = await issuer.sign({ role: 'config', audience: 'secrets' });
+    for (const which of ['lost', 'refused']) {
+      const res = await rawUnary(raw, 'listSecretVersions', listReq(which), bearer(token));
+      expect(res.status).toBe(grpc.status.UNAVAILABLE);
+      expect(res.message).toBe(CONNECTION_LOST_MESSAGE);
+    }
+    const logged = log.lines().filter((l) => l.msg === 'call failed: a backing connection was lost');
+    expect(logged.map((l) => l.connection)).toEqual(expect.arrayContaining(['postgres:57P01', 'network:ECONNREFUSED']));
   });
 
   it('turns any other error into INTERNAL "internal error" and logs the real one server-side only', async () => {

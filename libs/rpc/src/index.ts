@@ -6,5 +6,5 @@ export { createPromiseClient, type PromiseClient, type PromiseClientOptions, typ
 export { createKeyedLimiter, type KeyedLimiter, type KeyedLimiterOptions } from './keyed-limiter';
 export { createServiceTokenProvider, type ServiceTokenProvider, type ServiceTokenProviderOptions } from './service-token-provider';
 export { codeOfStatus, statusOfCode } from './status-of-code';
-export { INTERNAL_ERROR_MESSAGE } from './unary-middleware';
+export { CONNECTION_LOST_MESSAGE, INTERNAL_ERROR_MESSAGE } from './unary-middleware';
 export { loadMtls, mtlsChannelCredentials, mtlsServerCredentials, type MtlsMaterial } from './mtls';

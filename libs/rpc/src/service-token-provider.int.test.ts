@@ -66,6 +66,7 @@ describe('createServiceTokenProvider', () => {
           hydrateConfig: { permission: 'secrets.hydrate', handler: async (_req, ctx) => ({ configJson: JSON.stringify({ by: ctx.principal?.subject }) }) },
           deleteSecrets: { permission: 'secrets.delete', handler: async () => ({ destroyed: [] }) },
           listSecretVersions: { permission: 'secrets.list', handler: async () => ({ versions: [] }) },
+          getLatestSecretVersions: { permission: 'secrets.list', handler: async () => ({ versions: [] }) },
           deleteWorkspaceSecrets: { permission: 'secrets.delete', handler: async () => ({ destroyedCount: 0 }) },
           rollbackSecret: { permission: 'secrets.write', handler: async () => ({ secret: undefined }) },
           rotateKeyEncryptionKey: { permission: 'secrets.admin', handler: async () => ({ kekVersion: 1, rewrapped: 0 }) },

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { CofferError, isCofferError } from '@coffer/contracts';
+import { CofferError, connectionLoss, isCofferError } from '@coffer/contracts';
 import type { Logger } from '@coffer/telemetry';
 import { hasPermission, isServiceRole, type Principal, type TokenVerifier } from '@coffer/tokens';
 import type { CallContext, MethodSpec } from './call-context';
@@ -10,6 +10,9 @@ import { traceIdOf } from './trace-context';
 
 /** The message a caller sees for any error that is not a CofferError. */
 export const INTERNAL_ERROR_MESSAGE = 'internal error';
+
+/** The message a caller sees when a Postgres or NATS connection was lost or refused during the call. */
+export const CONNECTION_LOST_MESSAGE = 'a backing service is unavailable; retry the call';
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
@@ -86,6 +89,12 @@ function toServiceError(err: unknown, logger: Logger): Partial<grpc.ServiceError
     else logger.debug({ code: err.code, message }, 'call failed');
     writeErrorDetails(metadata, err.details);
     return { code: statusOfCode[err.code], details: message, metadata };
+  }
+  // A lost database or broker connection is the caller's to retry (the pool reconnects), not a bug.
+  const lost = connectionLoss(err);
+  if (lost) {
+    logger.warn({ err, connection: lost }, 'call failed: a backing connection was lost');
+    return { code: grpc.status.UNAVAILABLE, details: CONNECTION_LOST_MESSAGE, metadata };
   }
   // Raw errors can carry connection strings, SQL or values: log them, never send them.
   logger.error({ err }, 'unhandled error in handler');

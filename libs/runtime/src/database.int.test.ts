@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectionLoss } from '@coffer/contracts';
 import { createTestDatabase, type TestDatabase } from '@coffer/testing';
 import { createDatabase } from './database';
 
@@ -40,5 +41,73 @@ describe('createDatabase: a dropped connection is an error to retry, never a pro
     expect(seen.every((e) => (e as { code?: string }).code === '57P01')).toBe(true);
     const { rows } = await sql<{ one: number }>`select 1 as one`.execute(db);
     expect(rows[0]!.one).toBe(1);
+  });
+
+  async function terminate(pid: number): Promise<void> {
+    const admin = new pg.Client({ connectionString: tdb.url.replace(/\/[^/]+$/, '/postgres') });
+    await admin.connect();
+    try {
+      await admin.query('select pg_terminate_backend($1)', [pid]);
+    } finally {
+      await admin.end();
+    }
+  }
+
+  it('survives losing the connection a transaction holds between two statements; the failure is a connection loss', async () => {
+    // A checked-out client is not covered by the pool's 'error' listener: without its own, this ends the process.
+    const before = seen.length;
+    const err = await db
+      .transaction()
+      .execute(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+        await terminate(rows[0]!.pid);
+        await new Promise((r) => setTimeout(r, 200));
+        await sql`select 1`.execute(trx);
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(connectionLoss(err)).toMatch(/^postgres:/);
+    expect(seen.length).toBeGreaterThan(before);
+    const { rows } = await sql<{ one: number }>`select 1 as one`.execute(db);
+    expect(rows[0]!.one).toBe(1);
+  });
+
+  it('fails a query in flight on a terminated connection as a connection loss, and the next query works', async () => {
+    const err = await db
+      .transaction()
+      .execute(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx);
+        // Settled as a value at once: it fails while the termination is still being sent.
+        const slow = sql`select pg_sleep(5)`.execute(trx).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        await new Promise((r) => setTimeout(r, 100));
+        await terminate(rows[0]!.pid);
+        const failed = await slow;
+        if (failed) throw failed;
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(connectionLoss(err)).toMatch(/^postgres:/);
+    const { rows } = await sql<{ one: number }>`select 1 as one`.execute(db);
+    expect(rows[0]!.one).toBe(1);
+  });
+
+  it('reports a server that is not there as a connection loss, not a bug', async () => {
+    const nowhere = createDatabase('postgres://postgres@127.0.0.1:1/none', { max: 1 });
+    try {
+      const err = await sql`select 1`.execute(nowhere).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(connectionLoss(err)).toBe('network:ECONNREFUSED');
+    } finally {
+      await nowhere.destroy();
+    }
   });
 });

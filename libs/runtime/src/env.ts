@@ -16,6 +16,13 @@ export const commonEnv = {
   COFFER_STREAM_PREFIX: z.string().regex(/^[A-Z0-9_]+$/).default('COFFER').describe('prefix of the JetStream stream names (`<prefix>_AUTH`, …)'),
   AUTH_ADDRESS: z.string().default('127.0.0.1:50051').describe('host:port of the auth service (JWKS, service tokens)'),
   COFFER_TOKEN_ISSUER: z.string().default('coffer-auth').describe('`iss` of every token auth issues and every service accepts'),
+  COFFER_STARTUP_WAIT_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(3_600_000)
+    .default(60_000)
+    .describe('how long start-up keeps retrying Postgres (DATABASE_URL), NATS (NATS_URL) and auth\'s JWKS (AUTH_ADDRESS) before the service exits non-zero naming the setting, in ms'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('pino log level'),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/gRPC endpoint for traces; unset, no traces are exported'),
   COFFER_TLS_CA_FILE: z.string().optional().describe('mutual TLS on every gRPC server and client: PEM file of the CA (all three COFFER_TLS_* files, or none)'),

@@ -1,3 +1,4 @@
+import { connectionLoss } from '@coffer/contracts';
 import type { Logger } from '@coffer/telemetry';
 
 /** Logs the line the e2e test and the CLI read the bound port from. */
@@ -70,32 +71,68 @@ export function loadSettingsOrExit<T>(load: () => T, exit: (code: number) => voi
   }
 }
 
-/** Background jobs that run now and then every interval, one run at a time each; `stop` waits for runs in flight. */
-export function startBackgroundJobs(logger: Logger, jobs: Array<[string, number, () => Promise<unknown>]>): { stop(): Promise<void> } {
+/** Options of {@link startBackgroundJobs}. */
+export interface BackgroundJobsOptions {
+  /** First pause after a failed run; it doubles with each failure in a row, up to the job's interval. Default 1 s. */
+  firstRetryMs?: number;
+}
+
+/**
+ * Background jobs that run now and then every interval, one run at a time each; `stop` waits for runs
+ * in flight. A run that throws (a lost database connection, a peer down) is logged and the job tries
+ * again sooner, after 1 s, 2 s, 4 s … up to its interval; a job never stops until `stop`.
+ */
+export function startBackgroundJobs(
+  logger: Logger,
+  jobs: Array<[string, number, () => Promise<unknown>]>,
+  options: BackgroundJobsOptions = {},
+): { stop(): Promise<void> } {
+  const firstRetryMs = options.firstRetryMs ?? 1_000;
   let stopped = false;
-  const timers: NodeJS.Timeout[] = [];
+  const timers = new Set<NodeJS.Timeout>();
   const running = new Set<Promise<void>>();
   for (const [name, intervalMs, run] of jobs) {
-    let busy = false;
+    let failures = 0;
+    const schedule = (ms: number) => {
+      if (stopped) return;
+      const t = setTimeout(() => {
+        timers.delete(t);
+        tick();
+      }, ms);
+      timers.add(t);
+    };
     const tick = () => {
-      if (stopped || busy) return;
-      busy = true;
+      if (stopped) return;
       const p = run()
-        .then((result) => logger.debug({ job: name, result }, 'background job ran'))
-        .catch((err: unknown) => logger.error({ err, job: name }, 'background job failed; it runs again at the next interval'))
-        .finally(() => {
-          busy = false;
+        .then(
+          (result) => {
+            if (failures > 0) logger.info({ job: name, failures }, 'background job ran again after failing');
+            else logger.debug({ job: name, result }, 'background job ran');
+            failures = 0;
+            return intervalMs;
+          },
+          (err: unknown) => {
+            failures += 1;
+            const retryInMs = Math.min(intervalMs, firstRetryMs * 2 ** Math.min(failures - 1, 30));
+            const lost = connectionLoss(err);
+            if (lost) logger.warn({ job: name, connection: lost, failures, retryInMs }, 'background job lost a connection; retrying');
+            else logger.error({ err, job: name, failures, retryInMs }, 'background job failed; retrying');
+            return retryInMs;
+          },
+        )
+        .then((next) => {
           running.delete(p);
+          schedule(next);
         });
       running.add(p);
     };
-    timers.push(setInterval(tick, intervalMs));
     setImmediate(tick);
   }
   return {
     async stop() {
       stopped = true;
-      for (const t of timers) clearInterval(t);
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
       await Promise.all(running);
     },
   };

@@ -1,4 +1,5 @@
 import type * as grpc from '@grpc/grpc-js';
+import type { JWK } from 'jose';
 import { DeliverPolicy, jetstream, type Consumer } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { CofferError, eventsV1, revocationSubjects, streamName, type MessagingNamespace } from '@coffer/contracts';
@@ -6,6 +7,7 @@ import { decodeCloudEvent } from '@coffer/messaging';
 import type { Logger } from '@coffer/telemetry';
 import { createRevocationList, createTokenVerifier, type RevocationCheck, type RevocationList, type TokenKind, type TokenVerifier } from '@coffer/tokens';
 import { jwksFromAuth } from './jwks';
+import { DEFAULT_STARTUP_WAIT_MS, waitForDependency } from './startup-wait';
 
 /** Options of {@link watchRevocations}. */
 export interface WatchRevocationsOptions {
@@ -282,7 +284,8 @@ export function watchRevocations(options: WatchRevocationsOptions): RevocationWa
 
 /** Options of {@link startTokenVerification}. */
 export interface TokenVerificationOptions {
-  runtime: { nc: NatsConnection; namespace: MessagingNamespace; logger: Logger };
+  /** `startupWaitMs` bounds the wait for auth's JWKS at start-up (`COFFER_STARTUP_WAIT_MS`, default 60 s). */
+  runtime: { nc: NatsConnection; namespace: MessagingNamespace; logger: Logger; startupWaitMs?: number };
   issuer: string;
   /** The verifying service's name, the audience its tokens must carry. */
   audience: string;
@@ -297,17 +300,31 @@ export interface TokenVerificationOptions {
 
 /**
  * The token verifier every service puts in front of its gRPC server: auth's JWKS (cached) plus the
- * revocations followed from auth's events. Resolves once the revocations have caught up, or after the
- * ready timeout: until they have, authenticated calls answer UNAVAILABLE (public ones still work).
+ * revocations followed from auth's events. Waits for auth's JWKS first, retrying with back-off for up
+ * to `runtime.startupWaitMs` (then fails naming `AUTH_ADDRESS`), so a service never starts unable to
+ * check any token. Resolves once the revocations have caught up, or after the ready timeout: until
+ * they have, authenticated calls answer UNAVAILABLE (public ones still work).
  */
 export async function startTokenVerification(options: TokenVerificationOptions): Promise<{ verifier: TokenVerifier; stop(): Promise<void> }> {
   const { runtime } = options;
+  const fetchJwks = jwksFromAuth(options.authAddress, options.credentials);
+  // The first fetch doubles as the verifier's first key set, so auth is not asked twice.
+  let primed: { keys: JWK[] } | undefined = await waitForDependency(() => fetchJwks(), {
+    what: "auth's JWKS",
+    setting: 'AUTH_ADDRESS',
+    totalMs: runtime.startupWaitMs ?? DEFAULT_STARTUP_WAIT_MS,
+    logger: runtime.logger,
+  });
   const watch = watchRevocations({ nc: runtime.nc, namespace: runtime.namespace, logger: runtime.logger, failOpen: options.failOpen });
   await watch.ready;
   const verifier = createTokenVerifier({
     issuer: options.issuer,
     audience: options.audience,
-    fetchJwks: jwksFromAuth(options.authAddress, options.credentials),
+    fetchJwks: async () => {
+      const first = primed;
+      primed = undefined;
+      return first ?? fetchJwks();
+    },
     acceptedKinds: options.acceptedKinds,
     revocations: watch.check,
   });

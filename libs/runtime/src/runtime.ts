@@ -1,10 +1,12 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { MessagingNamespace, ServiceName } from '@coffer/contracts';
 import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type EventStoreOptions, type OutboxRelay } from '@coffer/event-store';
 import { connectNats, createJetStreamPublisher, ensureServiceStream } from '@coffer/messaging';
 import type { Logger, Redactor } from '@coffer/telemetry';
+import { connectionLoss } from '@coffer/contracts';
 import { createDatabase } from './database';
+import { DEFAULT_STARTUP_WAIT_MS, defaultStartupRetryable, waitForDependency } from './startup-wait';
 
 /** What every service gets from its runtime: its database, event store, NATS and outbox relay. */
 export interface ServiceRuntime {
@@ -15,6 +17,8 @@ export interface ServiceRuntime {
   relay: OutboxRelay;
   logger: Logger;
   redactor: Redactor;
+  /** How long start-up waits for a dependency (`COFFER_STARTUP_WAIT_MS`); the token verification waits as long for auth. */
+  startupWaitMs: number;
   /** Stops the relay, drains NATS and closes the pool, in that order. */
   close(): Promise<void>;
 }
@@ -28,30 +32,75 @@ export interface RuntimeOptions {
   namespace: MessagingNamespace;
   logger: Logger;
   redactor: Redactor;
+  /**
+   * How long start-up keeps retrying Postgres and NATS before giving up with an error naming
+   * `DATABASE_URL` or `NATS_URL` (`COFFER_STARTUP_WAIT_MS`). Default 60 s.
+   */
+  startupWaitMs?: number;
   /** The app's own tables (read models), created after the event store's. */
   migrate?: (db: Kysely<any>, schema: string) => Promise<void>;
   /** Streams that get a hash chain of their own (see `EventStoreOptions.chainOf`). */
   chainOf?: EventStoreOptions['chainOf'];
 }
 
-/** Connects Postgres and NATS, migrates, declares the service's stream and starts its outbox relay. */
+/** NATS errors that pass once the server is up and JetStream has started. */
+function natsRetryable(err: unknown): boolean {
+  if (defaultStartupRetryable(err)) return true;
+  const name = err instanceof Error ? err.name : '';
+  return name === 'JetStreamNotEnabled' || name === 'JetStreamStatusError';
+}
+
+/** Logs the NATS connection's state changes: a lost broker is a warning and a reconnect, never an exit. */
+function watchNats(nc: NatsConnection, logger: Logger): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') logger.warn({ server: s.server }, 'lost the NATS connection; reconnecting (the outbox keeps events until it is back)');
+      else if (s.type === 'reconnect') logger.info({ server: s.server }, 'NATS connection re-established');
+      else if (s.type === 'error') logger.warn({ err: { name: s.error.name, message: s.error.message } }, 'NATS reported an error');
+    }
+  })().catch(() => undefined);
+  // With unlimited reconnects the connection closes only when we close it, or on a fatal server refusal.
+  void nc.closed().then((err) => {
+    if (err) logger.error({ err: { name: err.name, message: err.message } }, 'the NATS connection closed for good; events wait in the outbox');
+  });
+}
+
+/**
+ * Connects Postgres and NATS (each retried with back-off for up to `startupWaitMs`, naming its
+ * setting), migrates, declares the service's stream and starts its outbox relay.
+ */
 export async function startRuntime(options: RuntimeOptions): Promise<ServiceRuntime> {
   const { logger } = options;
+  const startupWaitMs = options.startupWaitMs ?? DEFAULT_STARTUP_WAIT_MS;
   const db = createDatabase(options.databaseUrl, {
-    onConnectionError: (err) => logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'an idle Postgres connection dropped; the pool opens a new one'),
+    onConnectionError: (err) =>
+      logger.warn({ connection: connectionLoss(err) ?? 'postgres', code: (err as { code?: string }).code }, 'a Postgres connection dropped; the pool opens a new one on next use'),
   });
   let nc: NatsConnection | undefined;
   try {
+    await waitForDependency(() => sql`select 1`.execute(db), { what: 'Postgres', setting: 'DATABASE_URL', totalMs: startupWaitMs, logger });
     await migrateEventStore(db, options.schema);
     await options.migrate?.(db, options.schema);
-    nc = await connectNats({ servers: options.natsUrl, name: options.appName });
-    await ensureServiceStream(nc, options.namespace, options.service);
+    nc = await waitForDependency(
+      async (remainingMs) => {
+        const conn = await connectNats({ servers: options.natsUrl, name: options.appName, timeoutMs: Math.min(remainingMs, 20_000) });
+        try {
+          await ensureServiceStream(conn, options.namespace, options.service);
+        } catch (err) {
+          await conn.close().catch(() => undefined);
+          throw err;
+        }
+        return conn;
+      },
+      { what: 'NATS JetStream', setting: 'NATS_URL', totalMs: startupWaitMs, logger, retryable: natsRetryable },
+    );
+    watchNats(nc, logger);
     const store = createEventStore(db, { schema: options.schema, chainOf: options.chainOf });
     const relay = createOutboxRelay(db, {
       schema: options.schema,
       name: `${options.appName}-outbox`,
       publish: createJetStreamPublisher(nc),
-      onError: (err) => logger.warn({ err }, 'outbox relay could not publish; will retry'),
+      onError: (err) => logger.warn({ err, connection: connectionLoss(err) }, 'outbox relay round failed; it retries from the last acknowledged event'),
     });
     relay.start();
     const conn = nc;
@@ -63,6 +112,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
       relay,
       logger,
       redactor: options.redactor,
+      startupWaitMs,
       async close() {
         await relay.stop();
         await conn.drain();

@@ -55,14 +55,19 @@ describe('connection decider', () => {
   };
 
   it('given nothing, when requesting a sync, then not_found', () => {
-    expect(() => connection.decide({ type: 'RequestSync', jobId: 'j1', now }, connection.initialState())).toThrow(/no such connection/);
+    expect(() => connection.decide({ type: 'RequestSync', jobId: 'j1', alreadyRequested: false, now }, connection.initialState())).toThrow(/no such connection/);
   });
 
   it('given a connection, when requesting a sync, then SyncRequested names the job', () => {
     const state = connection.decide(createConnection, connection.initialState()).reduce(connection.evolve, connection.initialState());
-    expect(connection.decide({ type: 'RequestSync', jobId: 'j1', now }, state)).toEqual([
+    expect(connection.decide({ type: 'RequestSync', jobId: 'j1', alreadyRequested: false, now }, state)).toEqual([
       { type: 'SyncRequested', data: { jobId: 'j1', connectionId: 'c1', workspaceId: 'w1', requestedAt: now } },
     ]);
+  });
+
+  it('given a job requested already (a retried RequestSync), when requesting it again, then version_conflict and no event', () => {
+    const state = connection.decide(createConnection, connection.initialState()).reduce(connection.evolve, connection.initialState());
+    expect(() => connection.decide({ type: 'RequestSync', jobId: 'j1', alreadyRequested: true, now }, state)).toThrow(/requested already/);
   });
 
   it('refuses a connection from an actor to itself', () => {

@@ -15,6 +15,8 @@ export interface CreateConnection {
 export interface RequestSync {
   type: 'RequestSync';
   jobId: string;
+  /** Whether the stream holds this job already: a retried RequestSync derives the same job id. */
+  alreadyRequested: boolean;
   now: string;
 }
 
@@ -112,6 +114,7 @@ export function decide(command: ConnectionCommand, state: ConnectionState): Conn
       return [{ type: 'ConnectionDeleted', data: { connectionId: state.connectionId!, workspaceId: state.workspaceId!, deletedAt: command.now } }];
     case 'RequestSync':
       if (!state.exists || state.deleted) throw new CofferError('not_found', 'no such connection');
+      if (command.alreadyRequested) throw new CofferError('version_conflict', 'this sync was requested already');
       return [{ type: 'SyncRequested', data: { jobId: command.jobId, connectionId: state.connectionId!, workspaceId: state.workspaceId!, requestedAt: command.now } }];
   }
 }
