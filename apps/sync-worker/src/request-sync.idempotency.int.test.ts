@@ -69,6 +69,7 @@ describe('sync worker: RequestSync retried with one request_id runs one sync', (
         write: async (ws, writes, owner) => void (await secrets.writeSecrets(ws, writes, { subject: 'config' }, owner)),
         delete: async (ws, coordinates, ownerId) => void (await secrets.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId)),
         deleteWorkspace: async (ws) => void (await secrets.deleteWorkspaceSecrets(ws, { subject: 'config' })),
+        latestVersions: async (ws, bases) => new Map((await secrets.latestVersions(ws, bases)).map((x) => [x.baseCoordinate, x.version])),
       },
       coordinatePrefix: 'coffer',
       maxConfigBytes: 256 * 1024,
