@@ -5,9 +5,10 @@ import { defaultNamespace } from '@coffer/contracts';
 import { verifyEventChain } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
 import { devCredentialFiles, generateDevCredentials, type DevCredentials } from './dev-credentials';
+import { doctorCommand, doctorUsage } from './doctor';
 import { startStack, type StackService } from './stack';
 
-const usage = `usage: coffer stack | coffer dev-credentials [--force] | coffer verify-audit [schema...]
+const usage = `usage: coffer stack | coffer dev-credentials [--force] | coffer verify-audit [schema...] | coffer doctor [--env <service>=<file>]... [--json]
 
   stack   start auth, secrets, config and sync-worker as processes on ports 50051-50054,
           against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/coffer, created if missing)
@@ -20,7 +21,8 @@ const usage = `usage: coffer stack | coffer dev-credentials [--force] | coffer v
           refuses to replace existing ones without --force.
   verify-audit [schema...]
           recompute the hash chain of each service's event log (default: auth secrets config sync)
-          in DATABASE_URL and report the first broken link; exits 1 if any chain is broken.`;
+          in DATABASE_URL and report the first broken link; exits 1 if any chain is broken.
+  ${doctorUsage}`;
 
 async function devCredentials(force: boolean): Promise<void> {
   // A second run would replace the signing key and keyring the compose volumes were sealed with.
@@ -116,6 +118,14 @@ if (command === 'stack') {
     console.error(err instanceof Error ? err.message : err);
     process.exit(2);
   });
+} else if (command === 'doctor') {
+  doctorCommand(process.argv.slice(3), process.env, (text) => console.log(text)).then(
+    (code) => (process.exitCode = code),
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(2);
+    },
+  );
 } else if (command === 'dev-credentials') {
   devCredentials(process.argv.includes('--force')).catch((err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
