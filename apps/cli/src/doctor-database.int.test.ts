@@ -5,6 +5,10 @@ import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, uniqueId, type TestDatabase } from '@coffer/testing';
 import { migrateAuthReadModel } from '../../auth/src/auth.postgres';
 import { migrateSecretsReadModel, observeKekVersion } from '../../secrets/src/secrets.postgres';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { doctorCommand, writeServiceEnvFiles } from './doctor';
 import { auditChain, eventsImmutability, kekAge, signingKeyAge } from './doctor-database';
 
 describe('coffer doctor: the checks on a service database (real Postgres)', () => {
@@ -96,5 +100,30 @@ describe('coffer doctor: the checks on a service database (real Postgres)', () =
     expect(await kekAge(db, schema, 365, 3600, now)).toMatchObject({ check: 'kek-rotation', severity: 'fail', message: expect.stringContaining('kek v1 is primary since 400 days') });
     await observeKekVersion(db, schema, 'kek', 2, 'primary', new Date(now.getTime() - 86400_000));
     expect(await kekAge(db, schema, 365, 3600, now)).toMatchObject({ severity: 'pass', message: expect.stringContaining('kek v2') });
+  });
+
+  it('reads the environments a running `coffer stack` leaves, when no --env is given', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'coffer-stack-env-'));
+    const dir = join(parent, 'stack-env');
+    try {
+      const env = { COFFER_ENV: 'development', DATABASE_URL: tdb.url, SECRETS_DB_SCHEMA: `unused_${uniqueId()}`, SECRETS_LOCAL_KEYRING_FILE: '/k.json', SECRETS_GRPC_ADDRESS: '127.0.0.1:0' };
+      const files = await writeServiceEnvFiles(dir, { secrets: env });
+      expect((await stat(join(dir, 'secrets.env'))).mode & 0o777).toBe(0o600);
+      expect((await stat(dir)).mode & 0o777).toBe(0o700);
+      const out: string[] = [];
+      const code = await doctorCommand(['--json'], { PATH: process.env.PATH }, (t) => out.push(t), dir);
+      expect(code, out.join('\n')).toBe(0);
+      expect(out[0]).toBe(`reading the settings of secrets from ${dir} (left by coffer stack)`);
+      const report = JSON.parse(out[1]!) as { services: string[]; findings: Array<{ check: string; severity: string }> };
+      expect(report.services).toEqual(['secrets']);
+      expect(report.findings).toEqual(expect.arrayContaining([
+        expect.objectContaining({ check: 'local-kms', severity: 'warn' }),
+        expect.objectContaining({ check: 'events-immutable', severity: 'skip' }),
+      ]));
+      await files.remove();
+      await expect(stat(dir)).rejects.toThrow();
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
   });
 });

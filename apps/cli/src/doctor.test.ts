@@ -8,7 +8,7 @@ describe('coffer doctor: arguments, env files and the report', () => {
 
   it('exits 2, saying why, when it can read no service’s settings or is called wrongly', async () => {
     const out: string[] = [];
-    expect(await doctorCommand([], { PATH: '/usr/bin' }, (t) => out.push(t))).toBe(2);
+    expect(await doctorCommand([], { PATH: '/usr/bin' }, (t) => out.push(t), '/nonexistent/stack-env')).toBe(2);
     expect(out.join('\n')).toMatch(/could not read the settings of any service/);
     expect(out.join('\n')).toMatch(/SKIP +settings +auth: auth's settings are not in this environment \(DATABASE_URL, AUTH_SIGNING_KEY, AUTH_SERVICE_IDENTITIES\)/);
     expect(await doctorCommand(['--env', 'vault=x.env'], {}, (t) => out.push(t))).toBe(2);

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createDatabase, describeStartupError } from '@coffer/runtime';
 import type { z } from 'zod';
 import { serviceSettingsSchemas } from './config-reference';
@@ -71,8 +72,10 @@ async function databaseFindings(settings: ServiceSettings, now: Date): Promise<D
       for (const service of services) {
         const s = settings[service]! as unknown as Record<string, unknown>;
         const log = { service, schema: String(s[dbSchemaSetting[service]]) };
-        findings.push(await eventsImmutability(db, log));
-        findings.push(await auditChain(db, log));
+        const immutability = await eventsImmutability(db, log);
+        findings.push(immutability);
+        // No events table: the service never ran against this database, so there is no chain either.
+        findings.push(immutability.severity === 'skip' ? { ...immutability, check: 'audit-chain' } : await auditChain(db, log));
         if (service === 'auth') findings.push(await signingKeyAge(db, log.schema, settings.auth!.AUTH_SIGNING_KEY_ROTATION_SECONDS, now));
         if (service === 'secrets') findings.push(await kekAge(db, log.schema, settings.secrets!.SECRETS_KEK_ROTATION_DAYS, settings.secrets!.SECRETS_KEK_ROTATION_CHECK_SECONDS, now));
       }
@@ -135,12 +138,24 @@ export const doctorUsage = `doctor [--env <service>=<file>]... [--json]
           default service secrets, the local KMS outside development, token lifetimes above the
           defaults, revocations failing open, events tables that are not immutable, broken audit
           chains, signing key or KEK overdue for rotation, connector egress open to private ranges.
-          Reads each service's settings from this environment, or from --env files (KEY=VALUE
-          lines over this environment), and each service's database. Exits 1 on a failure, 2 when it
-          could not read the settings of any service.`;
+          Reads each service's settings from --env files (KEY=VALUE lines over this environment),
+          else from .coffer/stack-env/ while \`coffer stack\` runs, else from this environment, and
+          each service's database. Exits 1 on a failure, 2 when it could read no service's settings.`;
+
+/** Where `coffer stack` leaves each running service's environment, for `coffer doctor` without --env. */
+export const STACK_ENV_DIR = join('.coffer', 'stack-env');
+
+/** Writes each service's environment to `<dir>/<service>.env` (mode 0600, the directory 0700); `remove` deletes them again. */
+export async function writeServiceEnvFiles(dir: string, envs: Partial<Record<StackService, Record<string, string>>>): Promise<{ remove(): Promise<void> }> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  for (const [service, env] of Object.entries(envs)) {
+    await writeFile(join(dir, `${service}.env`), `${Object.entries(env ?? {}).map(([k, v]) => `${k}=${v}`).join('\n')}\n`, { mode: 0o600 });
+  }
+  return { remove: () => rm(dir, { recursive: true, force: true }) };
+}
 
 /** `coffer doctor`: parses the arguments, runs the checks, prints the report; resolves the exit code. */
-export async function doctorCommand(args: string[], env: NodeJS.ProcessEnv, print: (text: string) => void): Promise<number> {
+export async function doctorCommand(args: string[], env: NodeJS.ProcessEnv, print: (text: string) => void, stackEnvDir: string = STACK_ENV_DIR): Promise<number> {
   const envs: Partial<Record<StackService, NodeJS.ProcessEnv>> = {};
   const explicit = new Set<StackService>();
   let json = false;
@@ -167,8 +182,16 @@ export async function doctorCommand(args: string[], env: NodeJS.ProcessEnv, prin
       return 2;
     }
   }
-  // Without --env files, this environment holds every service's settings (one .env for all).
-  if (explicit.size === 0) for (const service of stackServices) envs[service] = env;
+  if (explicit.size === 0) {
+    // A running `coffer stack` left its services' environments; otherwise this environment holds every
+    // service's settings (one .env for all).
+    for (const service of stackServices) {
+      const text = await readFile(join(stackEnvDir, `${service}.env`), 'utf8').catch(() => undefined);
+      envs[service] = text === undefined ? env : { ...env, ...parseEnvFile(text) };
+      if (text !== undefined) explicit.add(service);
+    }
+    if (explicit.size > 0) print(`reading the settings of ${[...explicit].join(', ')} from ${stackEnvDir} (left by coffer stack)`);
+  }
   const report = await runDoctor({ envs, explicit });
   if (report.services.length === 0) {
     print(json ? JSON.stringify(report, null, 2) : `${formatReport(report)}\n\ncoffer doctor could not read the settings of any service: run it with their environment, or with --env <service>=<file>.`);

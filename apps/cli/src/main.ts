@@ -5,7 +5,7 @@ import { defaultNamespace } from '@coffer/contracts';
 import { verifyEventChain } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
 import { devCredentialFiles, generateDevCredentials, type DevCredentials } from './dev-credentials';
-import { doctorCommand, doctorUsage } from './doctor';
+import { doctorCommand, doctorUsage, STACK_ENV_DIR, writeServiceEnvFiles } from './doctor';
 import { startStack, type StackService } from './stack';
 
 const usage = `usage: coffer stack | coffer dev-credentials [--force] | coffer verify-audit [schema...] | coffer doctor [--env <service>=<file>]... [--json]
@@ -77,10 +77,13 @@ async function stack(): Promise<void> {
   await mkdir('.coffer', { recursive: true, mode: 0o700 });
   const services = Object.fromEntries(Object.values(running.services).map((s) => [s.name, s.address]));
   await writeFile(file, JSON.stringify({ clients: running.credentials.clients, services, credentials: running.credentials }, null, 2), { mode: 0o600 });
+  // For `coffer doctor` while the stack runs; removed when it stops.
+  const envFiles = await writeServiceEnvFiles(STACK_ENV_DIR, Object.fromEntries(Object.values(running.services).map((s) => [s.name, s.env])));
   console.log(`\nCoffer is up: ${Object.values(running.services).map((s) => `${s.name} ${s.address}`).join(', ')}`);
   console.log(`Client credentials (development only) are in ${file}.`);
   const stop = async () => {
     await running.stop();
+    await envFiles.remove();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop());

@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateDevCredentials, stackServices, startStack, type Stack } from '@coffer/cli';
+import { generateDevCredentials, stackServices, startStack, writeServiceEnvFiles, type Stack } from '@coffer/cli';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 
 const run = promisify(execFile);
@@ -36,11 +36,8 @@ interface Finding {
  */
 async function doctor(stack: Stack, dir: string, extra: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {
   const args = ['--import', 'tsx', 'apps/cli/src/main.ts', 'doctor', ...extra];
-  for (const service of stackServices) {
-    const file = join(dir, `${service}.env`);
-    await writeFile(file, Object.entries(stack.services[service].env).map(([k, v]) => `${k}=${v}`).join('\n'), { mode: 0o600 });
-    args.push('--env', `${service}=${file}`);
-  }
+  await writeServiceEnvFiles(dir, Object.fromEntries(stackServices.map((service) => [service, stack.services[service].env])));
+  for (const service of stackServices) args.push('--env', `${service}=${join(dir, `${service}.env`)}`);
   return exec(process.execPath, args);
 }
 
