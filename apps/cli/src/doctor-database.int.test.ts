@@ -42,7 +42,7 @@ describe('coffer doctor: the checks on a service database (real Postgres)', () =
   it('passes an events table as the service migrates it, and skips a schema the service never used', async () => {
     const { log } = await freshLog();
     expect(await eventsImmutability(db, log)).toMatchObject({ check: 'events-immutable', severity: 'pass', service: 'config' });
-    expect(await auditChain(db, log)).toMatchObject({ severity: 'pass', message: `${log.schema}: 3 events, chain intact` });
+    expect(await auditChain(db, log)).toMatchObject({ severity: 'pass', message: `${log.schema}.events: 3 events, chain intact` });
     expect(await eventsImmutability(db, { service: 'config', schema: `absent_${uniqueId()}` })).toMatchObject({ severity: 'skip' });
   });
 

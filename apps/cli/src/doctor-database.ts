@@ -59,12 +59,12 @@ export async function eventsImmutability(db: Kysely<any>, log: ServiceLog): Prom
 export async function auditChain(db: Kysely<any>, log: ServiceLog): Promise<DoctorFinding> {
   const base = { check: 'audit-chain', service: log.service } as const;
   const verdict = await verifyEventChain(db, log.schema);
-  if (verdict.ok) return { ...base, severity: 'pass', message: `${log.schema}: ${verdict.checked} events, chain intact` };
+  if (verdict.ok) return { ...base, severity: 'pass', message: `${log.schema}.events: ${verdict.checked} ${verdict.checked === 1 ? 'event' : 'events'}, chain intact` };
   const b = verdict.broken;
   return {
     ...base,
     severity: 'fail',
-    message: `${log.schema}: the event log was changed outside Coffer: ${verdict.reason} at global position ${b.globalPosition} (event ${b.eventId}, ${b.type}); ${verdict.checked} events before it verified`,
+    message: `${log.schema}.events was changed outside Coffer: ${verdict.reason} at global position ${b.globalPosition} (event ${b.eventId}, ${b.type}); ${verdict.checked} events before it verified`,
     fix: `treat it as an incident: find who wrote to ${log.schema}.events (Postgres logs, roles that bypass the trigger), restore the log from a backup taken before position ${b.globalPosition}; \`coffer verify-audit ${log.schema}\` re-checks it`,
   };
 }
@@ -81,12 +81,12 @@ export async function signingKeyAge(db: Kysely<any>, schema: string, rotationSec
   const ageSeconds = Math.round((now.getTime() - newest.getTime()) / 1000);
   const slackSeconds = 15 * 60;
   if (ageSeconds <= rotationSeconds + slackSeconds) {
-    return { ...base, severity: 'pass', message: `the newest signing key took over ${formatAge(ageSeconds)} ago (rotation every ${formatAge(rotationSeconds)})` };
+    return { ...base, severity: 'pass', message: `the newest signing key became active ${formatAge(ageSeconds)} ago (rotation every ${formatAge(rotationSeconds)})` };
   }
   return {
     ...base,
     severity: 'fail',
-    message: `the newest signing key took over ${formatAge(ageSeconds)} ago, past the rotation interval of ${formatAge(rotationSeconds)}: auth is not rotating its keys`,
+    message: `the newest signing key became active ${formatAge(ageSeconds)} ago, past the rotation interval of ${formatAge(rotationSeconds)}: auth is not rotating its keys`,
     fix: 'make sure auth runs (it rotates on schedule, checked every minute), or rotate now with RotateSigningKey (operator)',
   };
 }

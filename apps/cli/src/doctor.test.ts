@@ -23,7 +23,7 @@ describe('coffer doctor: arguments, env files and the report', () => {
       development: false,
       services: ['secrets'],
       findings: [
-        { check: 'audit-chain', severity: 'pass', service: 'secrets', message: 'secrets: 3 events, chain intact' },
+        { check: 'audit-chain', severity: 'pass', service: 'secrets', message: 'secrets.events: 3 events, chain intact' },
         { check: 'local-kms', severity: 'fail', service: 'secrets', setting: 'SECRETS_KMS_PROVIDER', message: 'secrets uses the local KMS provider', fix: 'use an HSM' },
       ],
     };
@@ -31,7 +31,7 @@ describe('coffer doctor: arguments, env files and the report', () => {
       'coffer doctor (secrets): 1 failure, 0 warnings, 1 passed, 0 skipped',
       'FAIL  local-kms    secrets: secrets uses the local KMS provider',
       '                   fix: use an HSM',
-      'PASS  audit-chain  secrets: secrets: 3 events, chain intact',
+      'PASS  audit-chain  secrets: secrets.events: 3 events, chain intact',
     ]);
   });
 });
