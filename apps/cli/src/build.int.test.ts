@@ -44,13 +44,13 @@ describe('tools/build-app.mjs: the service bundles the image runs', () => {
       expect(res.code, service).toBe(1);
       expect(res.stderr, service).toMatch(/^invalid .* configuration \(\d+ settings? to fix\):\n {2}DATABASE_URL: required/);
     }
-  });
+  }, 300_000);
 
   it('exits non-zero when any bundle fails, even when the others build', async () => {
     const res = await exec(process.execPath, ['tools/build-app.mjs', 'auth', 'no-such-app', '--outdir', outdir]);
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(/build failed for: no-such-app/);
-  });
+  }, 120_000);
 });
 
 describe('infra/healthcheck.mjs: the image HEALTHCHECK asks grpc.health.v1.Health', () => {

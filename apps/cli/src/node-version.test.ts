@@ -9,7 +9,7 @@ const engines = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as
 
 /** Asks tools/check-node.mjs (the check `npm test` and `npm start` run first) whether a version is supported. */
 function supported(version: string): boolean {
-  const script = `import { satisfies } from ${JSON.stringify(join(root, 'tools/check-node.mjs'))}; console.log(satisfies(${JSON.stringify(version)}, ${JSON.stringify(engines)}))`;
+  const script = `import { satisfies } from ${JSON.stringify(join(root, 'tools/check-node.mjs'))}; process.stdout.write(String(satisfies(${JSON.stringify(version)}, ${JSON.stringify(engines)})))`;
   return execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }).trim() === 'true';
 }
 
