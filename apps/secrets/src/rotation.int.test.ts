@@ -59,6 +59,7 @@ describe('KEK rotation survives a killed re-wrap', () => {
       env: {
         PATH: process.env.PATH ?? '',
         DATABASE_URL: tdb.url,
+        SECRETS_KMS_PROVIDER: 'local',
         SECRETS_LOCAL_KEYRING_FILE: keyringFile,
         SECRETS_DB_SCHEMA: schema,
       },
