@@ -132,11 +132,13 @@ describe('the mask', () => {
       host: { type: 'string', pattern: '^[a-z.]+$' },
       token: { type: 'string', airbyte_secret: true, minLength: 20 },
       keys: { type: 'array', items: { type: 'string', airbyte_secret: true, minLength: 20 } },
+      pins: { type: 'array', items: { type: 'string', airbyte_secret: true, pattern: '^[0-9]{4}$' } },
     },
   });
 
-  it('counts as present at a secret position, inside arrays too', () => {
-    expect(() => masked.validate({ token: '**********', keys: ['**********'] }, 'config_json')).not.toThrow();
+  it('counts as present at a secret position, inside arrays too, with its item reference', () => {
+    expect(() => masked.validate({ token: '**********', keys: ['**********'], pins: ['**********#0123456789abcdef'] }, 'config_json')).not.toThrow();
+    expect(() => masked.validate({ pins: ['**********#not-a-reference'] }, 'config_json')).toThrow(/\$\.pins\[0\] must match pattern/);
   });
 
   it('is validated like any other value in a field that is not a secret', () => {

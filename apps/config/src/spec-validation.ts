@@ -2,7 +2,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { RE2JS } from 're2js';
 import { CofferError, type ErrorDetail } from '@coffer/contracts';
-import { SECRET_MASK, concreteSecretPaths } from '@coffer/secret-json';
+import { concreteSecretPaths, isMask } from '@coffer/secret-json';
 
 /** A compiled connector spec: validates configurations and names the JSON path of each problem. */
 export interface CompiledSpec {
@@ -174,7 +174,7 @@ export function compileSpec(spec: unknown, field = 'spec_json'): CompiledSpec {
       // anywhere else is a value like any other.
       const secretPositions = new Set(concreteSecretPaths(spec, config));
       const problems = (compiled.errors ?? [])
-        .filter((e) => !(valueAt(config, e.instancePath) === SECRET_MASK && secretPositions.has(jsonPath(e.instancePath))))
+        .filter((e) => !(isMask(valueAt(config, e.instancePath)) && secretPositions.has(jsonPath(e.instancePath))))
         // oneOf/anyOf summaries repeat what their branches already said.
         .filter((e, _i, all) => !(['oneOf', 'anyOf', 'if'].includes(e.keyword) && all.some((o) => o !== e && o.instancePath.startsWith(e.instancePath))));
       if (problems.length === 0) return;
