@@ -99,7 +99,7 @@ export function re2FromJava(pattern: string): string {
       case '\\':
         return { kind: 'char', text: '\\\\' };
       case '0': {
-        const digits = /^[0-3]?[0-7]{1,2}|^[0-7]/.exec(pattern.slice(i))?.[0] ?? fail('has \\0 without an octal digit after it');
+        const digits = /^[0-3]?[0-7]{1,2}/.exec(pattern.slice(i))?.[0] ?? fail('has \\0 without an octal digit after it');
         i += digits.length;
         return { kind: 'char', text: hex(parseInt(digits, 8)) };
       }
