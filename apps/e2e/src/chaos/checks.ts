@@ -169,7 +169,12 @@ export async function readBack(clients: ChaosClients, db: ObserverDb, ledger: Le
   }
   await eachLimited([...ledger.actors.values()], 8, async (track) => {
     if (!track.lastAcked) return;
-    const observed = await observeActor(clients, db, track.workspaceId, track.actorId);
+    let observed = await observeActor(clients, db, track.workspaceId, track.actorId);
+    // A read that did not get through (a busy lane, a restart) is tried again before it counts.
+    for (let i = 0; i < 3 && observed.found && observed.version < 0; i++) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      observed = await observeActor(clients, db, track.workspaceId, track.actorId);
+    }
     const why = lostWrite(track, observed, ledger.values);
     if (why) note(track.lastAcked.tag, why);
   });

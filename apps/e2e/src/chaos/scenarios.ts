@@ -86,43 +86,62 @@ export function worst(ms: readonly number[]): string {
 }
 
 /**
+ * How far a phase bounded by both a count of writes and a time has come, from 0 to 1: faults are
+ * placed on this scale, so they spread over the phase whichever bound ends it.
+ */
+function progressOf(ledger: Ledger, total: number, startedAt: number, maxMs: number): () => number {
+  return () => Math.max(ledger.tried / total, (Date.now() - startedAt) / maxMs);
+}
+
+/**
+ * Recovery from one fault at `at`: until `services` answer SERVING and then a write is acknowledged
+ * (or, once the writers have finished, until they serve).
+ */
+async function recovery(ctx: ChaosContext, ledger: Ledger, at: number, writing: () => boolean, services?: readonly StackService[]): Promise<number> {
+  const back = await ctx.supervisor.serving(120_000, services);
+  const servedAt = Date.now();
+  if (!back) return servedAt - at;
+  const ack = await firstAckAfter(ledger, Math.max(at, servedAt - 1), 60_000, writing);
+  return (ack ?? (writing() ? Date.now() : servedAt)) - at;
+}
+
+/**
  * SIGKILL of a random service at random moments during CHAOS_WRITES writes by CHAOS_CLIENTS clients
- * (creates, updates with new secret values, masked renames, deletes); each killed service is started
- * again after a random pause of up to a second. Recovery: from the kill until that service answers
- * SERVING and a write is acknowledged after it came back.
+ * (creates, updates with new secret values, masked renames, deletes), each client in a workspace of
+ * its own; each killed service is started again after a random pause of up to a second. The writes
+ * stop early at CHAOS_KILL_PHASE_MAX_S. Recovery: from the kill until that service answers SERVING
+ * and a write is acknowledged after it.
  */
 export async function killScenario(ctx: ChaosContext): Promise<ScenarioResult> {
   const { settings, random } = ctx;
   const startedAt = Date.now();
   const ledger = newLedger('kill', await workspaces(ctx, 'chaos: SIGKILL', settings.CHAOS_CLIENTS), ctx.definitionId);
   const total = settings.CHAOS_WRITES;
-  const points = Array.from({ length: settings.CHAOS_KILLS }, () => Math.floor(total * (0.03 + 0.92 * random()))).sort((a, b) => a - b);
-  const deadline = startedAt + settings.CHAOS_KILL_PHASE_MAX_S * 1000;
-  let writersDone = false;
-  const writers = runWriters({ clients: ctx.clients, ledger, writers: settings.CHAOS_CLIENTS, total, random, stop: () => Date.now() > deadline }).finally(() => {
-    writersDone = true;
+  const maxMs = settings.CHAOS_KILL_PHASE_MAX_S * 1000;
+  const progress = progressOf(ledger, total, startedAt, maxMs);
+  const points = Array.from({ length: settings.CHAOS_KILLS }, () => 0.03 + 0.92 * random()).sort((a, b) => a - b);
+  let writing = true;
+  const writers = runWriters({ clients: ctx.clients, ledger, writers: settings.CHAOS_CLIENTS, total, random, stop: () => Date.now() - startedAt > maxMs }).finally(() => {
+    writing = false;
   });
   const recoveryMs: number[] = [];
   const notes: string[] = [];
-  const progress = setInterval(() => ctx.log(`kill: ${ledger.tried}/${total} writes, ${ledger.acked} acknowledged, ${recoveryMs.length} kills`), 15_000);
+  const report = setInterval(() => ctx.log(`kill: ${ledger.tried}/${total} writes, ${ledger.acked} acknowledged, ${recoveryMs.length} kills`), 15_000);
   try {
     for (const point of points) {
-      if (!(await waitUntil(() => ledger.tried >= point || writersDone, deadline - Date.now()))) break;
-      if (writersDone) break;
+      await waitUntil(() => progress() >= point || !writing, maxMs);
+      if (!writing) break;
       const victim = stackServices[Math.floor(random() * stackServices.length)]!;
       await sleep(random() * 300);
       const killedAt = Date.now();
       await ctx.supervisor.kill(victim);
       await sleep(random() * 1000);
       await ctx.supervisor.restart(victim).catch(() => undefined);
-      const back = await ctx.supervisor.serving(60_000, [victim]);
-      const servedAt = Date.now();
-      const ack = await firstAckAfter([ledger], servedAt - 1, 60_000);
-      recoveryMs.push((back && ack !== undefined ? Math.max(ack, servedAt) : Date.now()) - killedAt);
-      ctx.log(`kill ${recoveryMs.length}/${points.length}: ${victim} at write ${ledger.tried}, serving again after ${seconds(servedAt - killedAt)}`);
+      recoveryMs.push(await recovery(ctx, ledger, killedAt, () => writing, [victim]));
+      ctx.log(`kill ${recoveryMs.length}/${points.length}: ${victim} at write ${ledger.tried}; serving and writing again after ${seconds(recoveryMs.at(-1)!)}`);
     }
   } finally {
-    clearInterval(progress);
+    clearInterval(report);
   }
   await writers;
   if (ledger.tried < total) notes.push(`stopped after ${ledger.tried} of ${total} writes (CHAOS_KILL_PHASE_MAX_S)`);
@@ -185,36 +204,37 @@ export async function natsScenario(ctx: ChaosContext): Promise<ScenarioResult> {
 
 /**
  * Every connection of the stack's database terminated (pg_terminate_backend) CHAOS_PG_TERMINATIONS
- * times at evenly spread writes of CHAOS_PG_WRITES. Recovery: from the termination until every
- * service answers SERVING (restarted by the supervisor if it died) and a write is acknowledged.
+ * times, evenly spread over CHAOS_PG_WRITES writes (or CHAOS_PG_PHASE_MAX_S, whichever ends first).
+ * Recovery: from the termination until every service answers SERVING (restarted by the supervisor
+ * if it died) and a write is acknowledged.
  */
 export async function postgresScenario(ctx: ChaosContext): Promise<ScenarioResult> {
   const { settings } = ctx;
   const startedAt = Date.now();
   const ledger = newLedger('pg', await workspaces(ctx, 'chaos: Postgres connections', settings.CHAOS_CLIENTS), ctx.definitionId);
   const total = settings.CHAOS_PG_WRITES;
+  const maxMs = settings.CHAOS_PG_PHASE_MAX_S * 1000;
+  const progress = progressOf(ledger, total, startedAt, maxMs);
   const n = settings.CHAOS_PG_TERMINATIONS;
-  let writersDone = false;
-  const writers = runWriters({ clients: ctx.clients, ledger, writers: settings.CHAOS_CLIENTS, total, random: ctx.random }).finally(() => {
-    writersDone = true;
+  let writing = true;
+  const writers = runWriters({ clients: ctx.clients, ledger, writers: settings.CHAOS_CLIENTS, total, random: ctx.random, stop: () => Date.now() - startedAt > maxMs }).finally(() => {
+    writing = false;
   });
   const recoveryMs: number[] = [];
   const notes: string[] = [];
   for (let i = 1; i <= n; i++) {
-    await waitUntil(() => ledger.tried >= Math.floor((total * i) / (n + 1)) || writersDone, 600_000);
-    if (writersDone) break;
+    await waitUntil(() => progress() >= i / (n + 1) || !writing, maxMs);
+    if (!writing) break;
     const at = Date.now();
     const ended = await terminateConnections(ctx.adminDatabaseUrl, ctx.databaseName);
     // Give a service that dies of it the moment to do so before asking who serves.
     await sleep(1_000);
-    const back = await ctx.supervisor.serving(120_000);
-    const servedAt = Date.now();
-    const ack = await firstAckAfter([ledger], at, 60_000);
-    recoveryMs.push((back && ack !== undefined ? Math.max(ack, servedAt) : Date.now()) - at);
+    recoveryMs.push(await recovery(ctx, ledger, at, () => writing));
     notes.push(`termination ${i}: ${ended} connections`);
     ctx.log(`postgres: terminated ${ended} connections at write ${ledger.tried}; serving and writing again after ${seconds(recoveryMs.at(-1)!)}`);
   }
   await writers;
+  if (ledger.tried < total) notes.push(`stopped after ${ledger.tried} of ${total} writes (CHAOS_PG_PHASE_MAX_S)`);
   return { title: `Postgres connections terminated ×${recoveryMs.length} during ${ledger.tried} writes`, ledger, startedAt, endedAt: Date.now(), recoveryMs, duplicates: 0, notes };
 }
 

@@ -19,6 +19,8 @@ export const chaosSettingsSchema = z.object({
   /** Writes of the Postgres scenario; the connections are terminated at evenly spread writes. */
   CHAOS_PG_WRITES: count(1_000, 10),
   CHAOS_PG_TERMINATIONS: count(3, 0, 50),
+  /** A bound on the Postgres scenario: its writers stop here even if CHAOS_PG_WRITES is not reached. */
+  CHAOS_PG_PHASE_MAX_S: count(120, 10, 3600),
   /** Concurrent updates of one actor (and writes of one secret base) per round. */
   CHAOS_CONCURRENT: count(32, 2, 256),
   CHAOS_CONCURRENT_ROUNDS: count(5, 1, 100),
@@ -27,8 +29,8 @@ export const chaosSettingsSchema = z.object({
   CHAOS_CHECKS: count(10, 0, 500),
   /** The longest wait for recovery loops to finish (no backlog, no queued shredding, no orphan). */
   CHAOS_CONVERGE_S: count(90, 5, 1800),
-  /** A bound on the SIGKILL scenario: its writers stop here even if CHAOS_WRITES is not reached. */
-  CHAOS_KILL_PHASE_MAX_S: count(480, 10, 7200),
+  /** A bound on the SIGKILL scenario: its writers stop here even if CHAOS_WRITES is not reached (the kills spread over whichever bound ends it). */
+  CHAOS_KILL_PHASE_MAX_S: count(360, 10, 7200),
   /** Seed of the kill schedule, the victims and the mix of writes; random (and printed) by default. */
   CHAOS_SEED: count(randomInt(1, 2 ** 31 - 1), 1, 2 ** 31 - 1),
   CHAOS_NATS_SERVER: z.string().min(1).default('/usr/sbin/nats-server'),

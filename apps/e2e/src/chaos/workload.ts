@@ -253,13 +253,18 @@ export async function runWriters(options: WritersOptions): Promise<void> {
   await Promise.all(Array.from({ length: options.writers }, (_, w) => writer(w)));
 }
 
-/** Resolves with the time of the first acknowledgement after `since`, or undefined after `timeoutMs`. */
-export async function firstAckAfter(ledgers: Ledger[], since: number, timeoutMs: number): Promise<number | undefined> {
+/**
+ * Resolves with the time of the first acknowledgement after `since`; undefined after `timeoutMs`, or
+ * as soon as `writing()` says no more writes will come.
+ */
+export async function firstAckAfter(ledger: Ledger, since: number, timeoutMs: number, writing: () => boolean): Promise<number | undefined> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const times = ledgers.map((l) => l.ackTimes.find((t) => t > since)).filter((t): t is number => t !== undefined);
-    if (times.length > 0) return Math.min(...times);
-    if (Date.now() > deadline) return undefined;
+    // ackTimes grow in time order: walk back to the first one after `since`.
+    let i = ledger.ackTimes.length;
+    while (i > 0 && ledger.ackTimes[i - 1]! > since) i--;
+    if (i < ledger.ackTimes.length) return ledger.ackTimes[i];
+    if (Date.now() > deadline || !writing()) return undefined;
     await new Promise((r) => setTimeout(r, 50));
   }
 }
