@@ -144,6 +144,8 @@ export interface LossReport {
   lost: number;
   /** Writes applied more than once (by their tags in config's event log). */
   duplicates: number;
+  /** Actors whose last acknowledged write was read back. */
+  checked: number;
   /** A few reasons, for the report. */
   reasons: Map<string, number>;
 }
@@ -167,8 +169,10 @@ export async function readBack(clients: ChaosClients, db: ObserverDb, ledger: Le
     const present = ack.kind === 'delete' ? log.some((e) => e.type === 'ActorDeleted') : log.some((e) => e.name === ack.tag && e.type !== 'ActorDeleted');
     if (!present) note(ack.tag, 'acknowledged but not in the event log');
   }
+  let checked = 0;
   await eachLimited([...ledger.actors.values()], 8, async (track) => {
     if (!track.lastAcked) return;
+    checked++;
     let observed = await observeActor(clients, db, track.workspaceId, track.actorId);
     // A read that did not get through (a busy lane, a restart) is tried again before it counts.
     for (let i = 0; i < 3 && observed.found && observed.version < 0; i++) {
@@ -180,7 +184,7 @@ export async function readBack(clients: ChaosClients, db: ObserverDb, ledger: Le
   });
   const mine = new Set(ledger.workspaceIds);
   const names = events.filter((e) => mine.has(e.workspaceId) && e.type !== 'ActorDeleted' && e.name).map((e) => e.name!);
-  return { lost: lostTags.size, duplicates: duplicateWrites(names), reasons };
+  return { lost: lostTags.size, duplicates: duplicateWrites(names), checked, reasons };
 }
 
 /** The outcome of trying one update with new secret values on every live actor of some workspaces. */

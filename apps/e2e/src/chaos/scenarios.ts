@@ -481,7 +481,7 @@ export async function redeliveryScenario(ctx: ChaosContext): Promise<ScenarioRes
     await nc.close();
   }
   const restartedAt = Date.now();
-  for (const s of stackServices) await ctx.supervisor.restart(s);
+  for (const s of stackServices) await ctx.supervisor.restart(s).catch(() => undefined);
   let drainedAt: number | undefined;
   let redelivered = 0;
   while (Date.now() < restartedAt + 120_000) {

@@ -27,6 +27,8 @@ export const chaosSettingsSchema = z.object({
   /** Syncs requested and checks run before every consumed message is delivered again. */
   CHAOS_SYNCS: count(20, 1, 500),
   CHAOS_CHECKS: count(10, 0, 500),
+  /** The whole run's time budget: the wait for recovery loops shrinks to keep within it. */
+  CHAOS_BUDGET_S: count(840, 60, 7200),
   /** The longest wait for recovery loops to finish (no backlog, no queued shredding, no orphan). */
   CHAOS_CONVERGE_S: count(90, 5, 1800),
   /** A bound on the SIGKILL scenario: its writers stop here even if CHAOS_WRITES is not reached (the kills spread over whichever bound ends it). */
