@@ -23,8 +23,6 @@ export interface Supervisor {
   stop(name: StackService): Promise<void>;
   /** Starts `name` again on its port, retrying a failed start; resolves when it listens. */
   restart(name: StackService): Promise<void>;
-  /** Whether `name` is being restarted (after a kill or an unexpected exit). */
-  restarting(name: StackService): boolean;
   /** Resolves true when each of `names` (all by default) answers Health SERVING, or false after `timeoutMs`. */
   serving(timeoutMs: number, names?: readonly StackService[]): Promise<boolean>;
   /** Stops watching (before the stack is stopped, so its own SIGTERMs are not counted). */
@@ -119,7 +117,6 @@ export function superviseStack(stack: Stack): Supervisor {
       await stack.stopOne(name);
     },
     restart,
-    restarting: (name) => inRestart.has(name),
     async serving(timeoutMs, names = stackServices) {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
