@@ -58,6 +58,8 @@ export interface Stack {
   stopOne(name: StackService): Promise<void>;
   /** Stops and starts one service again on the same port (for fault tests). */
   restart(name: StackService): Promise<RunningService>;
+  /** Sends `signal` to one service (e.g. SIGKILL, a crash) and waits for it to exit; `restart` brings it back. */
+  kill(name: StackService, signal: NodeJS.Signals): Promise<void>;
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -229,10 +231,20 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     async restart(name) {
       const old = services[name];
       await stopService(old);
-      envs[name] = { ...envs[name], [`${name.toUpperCase().replace('-', '_')}_GRPC_ADDRESS`]: old.address };
+      const key = `${name.toUpperCase().replace('-', '_')}_GRPC_ADDRESS`;
+      // A start that failed left no address: keep the one the service had before.
+      envs[name] = { ...envs[name], [key]: old.address || envs[name][key]! };
       const svc = await start(name);
       svc.output.unshift(...old.output);
       return svc;
+    },
+    async kill(name, signal) {
+      const svc = services[name];
+      if (svc.process.exitCode !== null || svc.process.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        svc.process.once('exit', () => resolve());
+        svc.process.kill(signal);
+      });
     },
   };
 }
