@@ -13,6 +13,7 @@ import { createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const canary = `canary-npm-start-${Math.random().toString(36).slice(2)}`;
+const otelAttributes = 'deployment.environment=npm-start-e2e';
 
 /** One `npm start`, spawned as a terminal runs a foreground job: a process group of its own. */
 interface Launch {
@@ -82,7 +83,7 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
   let sourceUrl = '';
 
   async function npmStart(): Promise<Launch> {
-    const env: NodeJS.ProcessEnv = { ...process.env, COFFER_HOME: home.dir, TMPDIR: scratch };
+    const env: NodeJS.ProcessEnv = { ...process.env, COFFER_HOME: home.dir, TMPDIR: scratch, LOG_LEVEL: 'debug', OTEL_RESOURCE_ATTRIBUTES: otelAttributes };
     // A machine where no Postgres or NATS is configured: the stack must bring its own.
     delete env.DATABASE_URL;
     delete env.NATS_URL;
@@ -144,6 +145,13 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
     for (const endpoint of Object.values(first.state.endpoints)) expect(text).toContain(endpoint);
     expect(first.state.pids.postgres).toBeGreaterThan(0);
     expect(first.state.pids['nats-server']).toBeGreaterThan(0);
+    // The launcher hands OTEL_* and LOG_LEVEL on to every service.
+    for (const service of ['auth', 'secrets', 'config', 'sync-worker'] as const) {
+      const environ = readFileSync(`/proc/${first.state.pids[service]}/environ`, 'utf8').split('\0');
+      expect(environ, service).toContain(`OTEL_RESOURCE_ATTRIBUTES=${otelAttributes}`);
+      expect(environ, service).toContain('LOG_LEVEL=debug');
+    }
+    expect(readFileSync(join(home.logsDir, 'auth.log'), 'utf8')).toMatch(/"level":20/);
 
     // The printed command, as a user would paste it (npx buf is the repository's own buf).
     const block = text.slice(text.indexOf('An application token'));

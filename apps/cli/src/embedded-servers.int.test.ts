@@ -1,0 +1,129 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { chmod, rm } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { ensureDatabase, findPostgresBinaries, postgresUser, startEmbeddedPostgres } from './embedded-postgres';
+import { findOnPath, startNatsServer } from './nats-server';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const dirs: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(dir);
+  return dir;
+};
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+describe('embedded Postgres', () => {
+  it('creates a cluster on the first start, keeps its data across a restart, and stops without leaving a process', async () => {
+    const home = tempDir('coffer-pg-');
+    const runsAsRoot = process.getuid?.() === 0;
+    if (runsAsRoot) await chmod(home, 0o711);
+    const options = {
+      binaries: await findPostgresBinaries(),
+      dataDir: join(home, 'postgres'),
+      port: 0,
+      password: 'a-long-enough-development-password',
+      logFile: join(home, 'postgres.log'),
+      runAs: runsAsRoot ? await postgresUser() : undefined,
+      env: { PATH: process.env.PATH ?? '', LC_ALL: 'C' },
+    };
+    const port = await freePort();
+    const first = await startEmbeddedPostgres({ ...options, port });
+    expect(first.created).toBe(true);
+    expect(first.version).toMatch(/^15\./);
+    await ensureDatabase(first.url('postgres'), 'coffer');
+    await ensureDatabase(first.url('postgres'), 'coffer');
+    const write = new pg.Client({ connectionString: first.url('coffer') });
+    await write.connect();
+    await write.query('create table kept (v text)');
+    await write.query("insert into kept values ('across restarts')");
+    await write.end();
+    // Password authentication: a wrong password is refused.
+    const wrong = new pg.Client({ connectionString: first.url('coffer').replace(encodeURIComponent(options.password), 'wrong') });
+    await expect(wrong.connect()).rejects.toThrow(/password authentication failed/);
+    await first.stop();
+    expect(alive(first.process.pid)).toBe(false);
+    // No Unix socket, no lock file in the system temp folder: TCP on 127.0.0.1 only.
+    expect(readdirSync('/tmp').filter((n) => n === `.s.PGSQL.${port}` || n === `.s.PGSQL.${port}.lock`)).toEqual([]);
+    expect(existsSync(join(home, `.postgres-pwfile-${process.pid}`))).toBe(false);
+
+    const second = await startEmbeddedPostgres({ ...options, port });
+    try {
+      expect(second.created).toBe(false);
+      const read = new pg.Client({ connectionString: second.url('coffer') });
+      await read.connect();
+      expect((await read.query('select v from kept')).rows).toEqual([{ v: 'across restarts' }]);
+      await read.end();
+    } finally {
+      await second.stop();
+    }
+    expect(alive(second.process.pid)).toBe(false);
+  }, 120_000);
+});
+
+describe('nats-server child', () => {
+  const binary = findOnPath('nats-server', process.env.PATH) ?? (existsSync('/usr/sbin/nats-server') ? '/usr/sbin/nats-server' : undefined);
+
+  it.skipIf(!binary)('serves JetStream with its store in the given folder and stops on request', async () => {
+    const home = tempDir('coffer-nats-');
+    const server = await startNatsServer({ binary: binary!, port: await freePort(), storeDir: join(home, 'nats'), logFile: join(home, 'nats.log'), env: { PATH: '' } });
+    try {
+      const nc = await connect({ servers: server.url });
+      const info = await (await jetstreamManager(nc)).getAccountInfo();
+      expect(info.api.total).toBeGreaterThanOrEqual(0);
+      await nc.close();
+      expect(existsSync(join(home, 'nats', 'jetstream'))).toBe(true);
+    } finally {
+      await server.stop();
+    }
+    expect(alive(server.process.pid)).toBe(false);
+  }, 60_000);
+});
+
+describe('coffer stack without nats-server and without NATS_URL', () => {
+  it('says how to get one and starts nothing', async () => {
+    const home = tempDir('coffer-nonats-');
+    const emptyPath = tempDir('coffer-path-');
+    const env: NodeJS.ProcessEnv = { PATH: emptyPath, COFFER_HOME: home, HOME: home };
+    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'apps/cli/src/main.ts'), 'stack', '--free-ports'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    child.stderr.setEncoding('utf8').on('data', (c: string) => (out += c));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(out).toContain('nats-server was not found on the PATH');
+    expect(out).toContain('apt-get install nats-server');
+    expect(out).toContain('brew install nats-server');
+    expect(out).toContain('NATS_URL');
+    expect(out).not.toMatch(/^\s+at /m);
+    expect(existsSync(join(home, 'postgres'))).toBe(false);
+    expect(existsSync(join(home, 'stack.json'))).toBe(false);
+  }, 60_000);
+});
