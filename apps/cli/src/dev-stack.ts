@@ -4,7 +4,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { defaultNamespace } from '@coffer/contracts';
+import { defaultNamespace, type MessagingNamespace } from '@coffer/contracts';
 import { builtinDefinitions } from './builtin-definitions';
 import { generateDevCredentials, type DevCredentials } from './dev-credentials';
 import { seedDevelopment, type DevelopmentSeed, type SeedResult } from './development-seed';
@@ -39,6 +39,8 @@ export interface DevStackOptions {
   warn: (text: string) => void;
   /** Aborted (Ctrl-C) during start-up: what started is stopped and the start rejects. */
   signal: AbortSignal;
+  /** Subject root and stream prefix; the default ones unless a test shares its NATS server. */
+  namespace?: MessagingNamespace;
 }
 
 /** What `dev-credentials.json` holds: the credentials the database was sealed with, and what the first start made. */
@@ -186,6 +188,11 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   const line = (text: string) => out(`[${step}/${steps}] ${text}`);
   const cleanups: { name: string; stop: () => Promise<void> }[] = [];
   const logs: WriteStream[] = [];
+  // Should the launcher itself die (an uncaught error), its servers, each in a process group of its
+  // own, would outlive it: on exit it still asks each to shut down, without waiting.
+  const lastWords: (() => void)[] = [];
+  const onExit = () => lastWords.forEach((fn) => fn());
+  process.once('exit', onExit);
   const stopAll = async () => {
     while (cleanups.length) {
       const { name, stop } = cleanups.pop()!;
@@ -195,6 +202,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     }
     await Promise.all(logs.map((log) => new Promise((r) => log.end(r))));
     await rm(home.stateFile, { force: true });
+    process.removeListener('exit', onExit);
   };
   const env = { PATH: settings.PATH, LC_ALL: 'C' };
 
@@ -218,6 +226,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
         env,
       });
       cleanups.push({ name: 'Postgres', stop: () => postgres!.stop() });
+      lastWords.push(() => postgres!.process.running() && postgres!.process.child.kill('SIGINT'));
       await ensureDatabase(postgres.url('postgres'), 'coffer');
       databaseUrl = postgres.url('coffer');
       postgresEndpoint = `127.0.0.1:${postgres.port}`;
@@ -241,6 +250,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       line('NATS (nats-server, JetStream): starting …');
       nats = await startNatsServer({ binary: natsBinary, port: ports.nats, storeDir: home.natsDir, logFile: join(home.logsDir, 'nats-server.log'), env });
       cleanups.push({ name: 'NATS', stop: () => nats!.stop() });
+      lastWords.push(() => nats!.process.running() && nats!.process.child.kill('SIGTERM'));
       natsUrl = nats.url;
       line(`NATS ${nats.version} (nats-server, JetStream) ready on ${natsUrl} in ${seconds(Date.now() - began)}`);
     } else {
@@ -270,7 +280,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const stack: Stack = await startStack({
       databaseUrl,
       natsUrl,
-      namespace: defaultNamespace,
+      namespace: options.namespace ?? defaultNamespace,
       ports: { auth: ports.auth, config: ports.config, secrets: ports.secrets, 'sync-worker': ports['sync-worker'] },
       credentials: saved.credentials,
       keyringFile: home.keyringFile,
@@ -288,6 +298,10 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     });
     // Its services print their own "stopped" lines (onProgress).
     cleanups.push({ name: '', stop: () => stack.stop() });
+    for (const name of stackServices) {
+      const child = stack.services[name].process;
+      lastWords.push(() => child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'));
+    }
 
     step++;
     const began = Date.now();

@@ -69,6 +69,8 @@ async function stack(args: string[]): Promise<void> {
     );
   };
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
+  // After a SIGHUP the terminal is gone: a failed write must not end the launcher before it has stopped the servers.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
   try {
     running = await startDevStack({
       settings,
