@@ -8,7 +8,7 @@ import { defaultNamespace, type MessagingNamespace } from '@coffer/contracts';
 import { builtinDefinitions } from './builtin-definitions';
 import { generateDevCredentials, type DevCredentials } from './dev-credentials';
 import { seedDevelopment, type DevelopmentSeed, type SeedResult } from './development-seed';
-import { ensureDatabase, findPostgresBinaries, postgresUser, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
+import { binariesRunnableBy, checkReachable, ensureDatabase, findPostgresBinaries, postgresUser, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { cofferHome, ensureHome, type CofferHome } from './home';
 import { findOnPath, natsServerMissing, startNatsServer, type NatsServer } from './nats-server';
 import { startStack, stackServices, type Stack, type StackProgress, type StackService } from './stack';
@@ -154,8 +154,10 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   // Everything that can be checked before anything starts, so a missing piece leaves nothing behind.
   const natsBinary = settings.NATS_URL ? undefined : findOnPath('nats-server', settings.PATH);
   if (!settings.NATS_URL && !natsBinary) throw new Error(natsServerMissing);
-  const postgresBinaries = settings.DATABASE_URL ? undefined : await findPostgresBinaries();
-  const runAs = postgresBinaries && options.runsAsRoot ? await postgresUser() : undefined;
+  const runAs = !settings.DATABASE_URL && options.runsAsRoot ? await postgresUser() : undefined;
+  if (runAs) await checkReachable(home.dir, runAs, false);
+  const found = settings.DATABASE_URL ? undefined : await findPostgresBinaries();
+  const postgresBinaries = found && runAs ? await binariesRunnableBy(found, runAs, join(home.dir, 'postgres-binaries')) : found;
 
   let saved = await readJson<SavedStack>(home.credentialsFile);
   const clusterExists = await readFile(join(home.postgresDir, 'PG_VERSION')).then(() => true, () => false);

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { arch, platform } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -72,6 +72,33 @@ export async function postgresUser(): Promise<PostgresUser> {
   return { name: 'postgres', ...created, created: true };
 }
 
+async function canRun(binary: string, runAs: { uid: number; gid: number }): Promise<boolean> {
+  return run('/bin/sh', ['-c', 'test -x "$1" && "$1" --version', 'sh', binary], { uid: runAs.uid, gid: runAs.gid }).then(() => true, () => false);
+}
+
+/**
+ * Binaries the user Postgres runs as can execute. Under root the repository may sit where that user
+ * cannot reach (e.g. below /root): the binaries, libraries and share files are then copied once into
+ * `copyDir` (inside the home, which that user can traverse) and run from there.
+ */
+export async function binariesRunnableBy(binaries: PostgresBinaries, runAs: { uid: number; gid: number }, copyDir: string): Promise<PostgresBinaries> {
+  if (await canRun(binaries.postgres, runAs)) return binaries;
+  const copied = { initdb: join(copyDir, 'bin', 'initdb'), postgres: join(copyDir, 'bin', 'postgres') };
+  const source = dirname(dirname(binaries.postgres));
+  // The package's path and version: a copy of another install or release is replaced.
+  const origin = `${source} ${await readFile(join(source, '..', 'package.json'), 'utf8').then((t) => (JSON.parse(t) as { version?: string }).version, () => '')}`;
+  const stamp = join(copyDir, '.copied-from');
+  const fresh = await readFile(stamp, 'utf8').then((text) => text === origin, () => false);
+  if (!fresh || !(await canRun(copied.postgres, runAs))) {
+    await rm(copyDir, { recursive: true, force: true });
+    await cp(source, copyDir, { recursive: true, verbatimSymlinks: true });
+    await chmod(copyDir, 0o755);
+    await writeFile(stamp, origin);
+    if (!(await canRun(copied.postgres, runAs))) throw new Error(`the Postgres binaries copied to ${copyDir} cannot be run by the user Postgres runs as`);
+  }
+  return copied;
+}
+
 export interface EmbeddedPostgresOptions {
   binaries: PostgresBinaries;
   dataDir: string;
@@ -103,10 +130,10 @@ async function isEmptyOrMissing(dir: string): Promise<boolean> {
   return readdir(dir).then((entries) => entries.length === 0, () => true);
 }
 
-/** Fails with a message naming the directory when the user Postgres runs as cannot write it. */
-async function checkReachable(dir: string, runAs: { uid: number; gid: number }): Promise<void> {
+/** Fails with a message naming the directory when the user Postgres runs as cannot traverse it (or, with `write`, write it). */
+export async function checkReachable(dir: string, runAs: { uid: number; gid: number }, write = true): Promise<void> {
   try {
-    await run('/bin/sh', ['-c', 'test -w "$1" && test -x "$1"', 'sh', dir], { uid: runAs.uid, gid: runAs.gid });
+    await run('/bin/sh', ['-c', `test -x "$1"${write ? ' && test -w "$1"' : ''}`, 'sh', dir], { uid: runAs.uid, gid: runAs.gid });
   } catch {
     throw new Error(
       `Postgres runs as another user under root and cannot reach ${dir}: a folder above it does not let others traverse it (e.g. /root). ` +

@@ -1,17 +1,19 @@
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
-import { chmod, rm } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { chmod, cp, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { ensureDatabase, findPostgresBinaries, postgresUser, startEmbeddedPostgres } from './embedded-postgres';
+import { binariesRunnableBy, checkReachable, ensureDatabase, findPostgresBinaries, postgresUser, startEmbeddedPostgres } from './embedded-postgres';
 import { findOnPath, startNatsServer } from './nats-server';
 
+const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const dirs: string[] = [];
 const tempDir = (prefix: string) => {
@@ -86,6 +88,51 @@ describe('embedded Postgres', () => {
     }
     expect(alive(second.process.pid)).toBe(false);
   }, 120_000);
+});
+
+describe('embedded Postgres under root', () => {
+  const runsAsRoot = process.getuid?.() === 0;
+
+  it.skipIf(!runsAsRoot)('copies the binaries into the home when the postgres user cannot reach the installed ones, once', async () => {
+    const runAs = await postgresUser();
+    const installed = await findPostgresBinaries();
+    // A checkout below a folder only root may enter, as /root is.
+    const hidden = tempDir('coffer-hidden-');
+    const pkg = join(hidden, 'pkg');
+    await cp(dirname(dirname(dirname(installed.postgres))), pkg, { recursive: true, verbatimSymlinks: true });
+    const unreachable = { initdb: join(pkg, 'native/bin/initdb'), postgres: join(pkg, 'native/bin/postgres') };
+    const home = tempDir('coffer-home-');
+    await chmod(home, 0o711);
+    const copyDir = join(home, 'postgres-binaries');
+
+    const usable = await binariesRunnableBy(unreachable, runAs, copyDir);
+    expect(usable.postgres).toBe(join(copyDir, 'bin/postgres'));
+    const { stdout } = await run(usable.postgres, ['--version'], { uid: runAs.uid, gid: runAs.gid });
+    expect(stdout).toMatch(/PostgreSQL\) 15\./);
+    // The copy is whole: initdb finds its share files, the server its libraries.
+    const server = await startEmbeddedPostgres({
+      binaries: usable,
+      dataDir: join(home, 'postgres'),
+      port: await freePort(),
+      password: 'a-long-enough-development-password',
+      logFile: join(home, 'postgres.log'),
+      runAs,
+      env: { PATH: process.env.PATH ?? '', LC_ALL: 'C' },
+    });
+    await ensureDatabase(server.url('postgres'), 'coffer');
+    await server.stop();
+    const copiedAt = statSync(join(copyDir, '.copied-from')).mtimeMs;
+    expect(await binariesRunnableBy(unreachable, runAs, copyDir)).toEqual(usable);
+    expect(statSync(join(copyDir, '.copied-from')).mtimeMs).toBe(copiedAt);
+    // Installed where the user can reach them, they are used where they are.
+    expect(await binariesRunnableBy(installed, runAs, join(home, 'unused'))).toEqual(installed);
+    expect(existsSync(join(home, 'unused'))).toBe(false);
+  }, 120_000);
+
+  it.skipIf(!runsAsRoot)('says what to do when the home itself is out of the postgres user\'s reach', async () => {
+    const hidden = tempDir('coffer-hidden-');
+    await expect(checkReachable(join(hidden, '.coffer'), await postgresUser(), false)).rejects.toThrow(/COFFER_HOME/);
+  });
 });
 
 describe('nats-server child', () => {

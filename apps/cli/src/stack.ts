@@ -184,11 +184,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const tlsEnv = (name: StackService): Record<string, string> =>
     tls ? { COFFER_TLS_CA_FILE: tls.caFile, COFFER_TLS_CERT_FILE: tls.certificates[name]!.certFile, COFFER_TLS_KEY_FILE: tls.certificates[name]!.keyFile } : {};
   const common = {
+    ...options.env,
     DATABASE_URL: options.databaseUrl,
     NATS_URL: options.natsUrl,
     COFFER_SUBJECT_ROOT: options.namespace.subjectRoot,
     COFFER_STREAM_PREFIX: options.namespace.streamPrefix,
-    ...options.env,
     LOG_LEVEL: options.logLevel ?? options.env?.LOG_LEVEL ?? 'info',
   };
   const services = {} as Record<StackService, RunningService>;
@@ -237,6 +237,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...tlsEnv('secrets'),
       AUTH_ADDRESS: services.auth.address,
       SECRETS_GRPC_ADDRESS: addr('secrets'),
+      SECRETS_KMS_PROVIDER: 'local',
       SECRETS_LOCAL_KEYRING_FILE: keyringFile,
     };
     await start('secrets');
