@@ -5,12 +5,23 @@ import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultNamespace, type MessagingNamespace } from '@coffer/contracts';
+import {
+  binariesRunnableBy,
+  checkReachable,
+  ensureDatabase,
+  findOnPath,
+  findPostgresBinaries,
+  natsServerMissing,
+  postgresUser,
+  startEmbeddedPostgres,
+  startNatsServer,
+  type EmbeddedPostgres,
+  type NatsServer,
+} from '@coffer/embedded-servers';
 import { builtinDefinitions } from './builtin-definitions';
 import { generateDevCredentials, type DevCredentials } from './dev-credentials';
 import { seedDevelopment, type DevelopmentSeed, type SeedResult } from './development-seed';
-import { binariesRunnableBy, checkReachable, ensureDatabase, findPostgresBinaries, postgresUser, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres';
 import { cofferHome, ensureHome, type CofferHome } from './home';
-import { findOnPath, natsServerMissing, startNatsServer, type NatsServer } from './nats-server';
 import { startStack, stackServices, type Stack, type StackProgress, type StackService } from './stack';
 import type { StackSettings } from './stack-settings';
 

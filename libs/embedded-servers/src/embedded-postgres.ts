@@ -110,6 +110,10 @@ export interface EmbeddedPostgresOptions {
   runAs?: { uid: number; gid: number };
   env: NodeJS.ProcessEnv;
   startTimeoutMs?: number;
+  /** More server arguments, e.g. `-c fsync=off` for a throwaway test server. */
+  serverArgs?: string[];
+  /** A process group of its own (the default); false keeps it in the caller's. */
+  detached?: boolean;
 }
 
 /** A running embedded Postgres. */
@@ -208,8 +212,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const proc = spawnManaged(
     'postgres',
     options.binaries.postgres,
-    ['-D', options.dataDir, '-p', String(options.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-    { env: options.env, logFile: options.logFile, runAs: options.runAs },
+    ['-D', options.dataDir, '-p', String(options.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', ...(options.serverArgs ?? [])],
+    { env: options.env, logFile: options.logFile, runAs: options.runAs, detached: options.detached },
   );
   const url = (database: string) => `postgres://postgres:${encodeURIComponent(options.password)}@127.0.0.1:${options.port}/${database}`;
   const stop = () => proc.stop('SIGINT', 30_000);

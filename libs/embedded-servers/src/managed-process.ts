@@ -22,20 +22,22 @@ export interface ManagedProcessOptions {
   logFile: string;
   /** Run as this user (a launcher under root starting Postgres). */
   runAs?: { uid: number; gid: number };
+  /** A process group of its own (the default); false keeps it in the caller's, so a Ctrl-C reaches it too. */
+  detached?: boolean;
 }
 
 const TAIL_LINES = 40;
 
 /**
- * Spawns a server in a process group of its own: a Ctrl-C in the terminal then reaches the launcher
- * alone, which stops the servers in order instead of all of them at once.
+ * Spawns a server, by default in a process group of its own: a Ctrl-C in the terminal then reaches
+ * the launcher alone, which stops the servers in order instead of all of them at once.
  */
 export function spawnManaged(name: string, command: string, args: string[], options: ManagedProcessOptions): ManagedProcess {
   const log = createWriteStream(options.logFile, { flags: 'a', mode: 0o600 });
   const child = spawn(command, args, {
     env: options.env,
     stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
+    detached: options.detached ?? true,
     ...(options.runAs && { uid: options.runAs.uid, gid: options.runAs.gid }),
   });
   const lines: string[] = [];

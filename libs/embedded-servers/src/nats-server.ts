@@ -38,6 +38,8 @@ export interface NatsServerOptions {
   logFile: string;
   env: NodeJS.ProcessEnv;
   startTimeoutMs?: number;
+  /** A process group of its own (the default); false keeps it in the caller's. */
+  detached?: boolean;
 }
 
 /** A running `nats-server` child. */
@@ -66,6 +68,7 @@ export async function startNatsServer(options: NatsServerOptions): Promise<NatsS
   const proc = spawnManaged('nats-server', options.binary, ['-a', '127.0.0.1', '-p', String(options.port), '-js', '-sd', options.storeDir], {
     env: options.env,
     logFile: options.logFile,
+    detached: options.detached,
   });
   let ready = false;
   proc.onLine((line) => {
