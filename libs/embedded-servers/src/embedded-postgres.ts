@@ -110,6 +110,11 @@ export interface EmbeddedPostgresOptions {
   runAs?: { uid: number; gid: number };
   env: NodeJS.ProcessEnv;
   startTimeoutMs?: number;
+  /**
+   * How clients authenticate, set when the cluster is created: `scram-sha-256` (the default) or, for
+   * a throwaway test server on loopback, `trust` as a CI's local Postgres has it.
+   */
+  auth?: 'scram-sha-256' | 'trust';
   /** More server arguments, e.g. `-c fsync=off` for a throwaway test server. */
   serverArgs?: string[];
   /** A process group of its own (the default); false keeps it in the caller's. */
@@ -154,7 +159,7 @@ async function initdb(options: EmbeddedPostgresOptions): Promise<void> {
     if (options.runAs) await chown(pwfile, options.runAs.uid, options.runAs.gid);
     await run(
       options.binaries.initdb,
-      [`--pgdata=${options.dataDir}`, '--auth=scram-sha-256', '--username=postgres', `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C'],
+      [`--pgdata=${options.dataDir}`, `--auth=${options.auth ?? 'scram-sha-256'}`, '--username=postgres', `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C'],
       { env: options.env, ...(options.runAs && { uid: options.runAs.uid, gid: options.runAs.gid }) },
     ).catch((err: Error & { stderr?: string }) => {
       throw new Error(`initdb failed: ${(err.stderr ?? err.message).trim()}`);

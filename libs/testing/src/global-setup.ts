@@ -75,6 +75,8 @@ async function embeddedPostgres(): Promise<{ url: string; teardown: Teardown }> 
     logFile: join(dir, 'postgres.log'),
     runAs,
     env: { PATH: process.env.PATH ?? '', LC_ALL: 'C' },
+    // As the local Postgres of a CI machine: some tests connect with passwords of their own.
+    auth: 'trust',
     // A server that lives as long as one test run: durability is not worth the time.
     serverArgs: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'],
     detached: false,
