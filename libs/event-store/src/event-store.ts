@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { CofferError } from '@coffer/contracts';
 import { GENESIS_HASH, chainHash, type ChainedContent } from './event-chain';
-import { quotedSchema } from './event-store-schema';
+import { outboxChannel, quotedSchema } from './event-store-schema';
 
 /** A message for the outbox: what the relay publishes after the appending transaction commits. */
 export interface OutboxMessage {
@@ -152,6 +152,13 @@ const EVENT_COLUMNS = sql.raw(
 /** Creates the event store of one schema (migrated by `migrateEventStore`). */
 export function createEventStore(db: Kysely<any>, options: EventStoreOptions): EventStore {
   const s = quotedSchema(options.schema);
+  const channel = outboxChannel(options.schema);
+
+  // Postgres delivers a notification only when (and if) the transaction commits, so the relay
+  // wakes as soon as the outbox rows are readable; several in one transaction are folded into one.
+  async function notifyRelay(trx: Transaction<any>): Promise<void> {
+    await sql`select pg_notify(${channel}, '')`.execute(trx);
+  }
 
   async function appendInTransaction(
     trx: Transaction<any>,
@@ -200,10 +207,12 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       prevHash = hash;
     }
     await appendOptions.project?.(trx, recorded);
-    for (const m of appendOptions.outbox?.(recorded) ?? []) {
+    const messages = appendOptions.outbox?.(recorded) ?? [];
+    for (const m of messages) {
       await sql`insert into ${s}.outbox (event_id, subject, headers, body)
         values (${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`.execute(trx);
     }
+    if (messages.length > 0) await notifyRelay(trx);
     return { nextExpectedVersion: current + events.length, recorded };
   }
 
@@ -264,6 +273,7 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       const values = messages.slice(i, i + batchSize).map((m) => sql`(${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`);
       await sql`insert into ${s}.outbox (event_id, subject, headers, body) values ${sql.join(values)}`.execute(trx);
     }
+    if (messages.length > 0) await notifyRelay(trx);
     return recorded;
   }
 

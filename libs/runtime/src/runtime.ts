@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { MessagingNamespace, ServiceName } from '@coffer/contracts';
 import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type OutboxRelay } from '@coffer/event-store';
@@ -50,6 +51,11 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
       name: `${options.appName}-outbox`,
       publish: createJetStreamPublisher(nc),
       onError: (err) => logger.warn({ err }, 'outbox relay could not publish; will retry'),
+      // Its own connection, outside the pool: LISTEN holds it for the life of the process.
+      listen: () => new pg.Client({ connectionString: options.databaseUrl, application_name: `${options.appName}-outbox-listen`, keepAlive: true }),
+      onListenError: (err) =>
+        logger.warn({ err: { message: (err as Error)?.message, code: (err as { code?: string })?.code } }, 'outbox relay lost its LISTEN connection; polling until it reconnects'),
+      onListenRestored: () => logger.info('outbox relay is listening for commits again'),
     });
     relay.start();
     const conn = nc;
