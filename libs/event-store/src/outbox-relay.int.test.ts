@@ -3,6 +3,7 @@ import pg from 'pg';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createJetStreamPublisher } from '@coffer/messaging';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, testNatsUrl, uniqueId, type TestDatabase } from '@coffer/testing';
 import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type ExpectedVersion, type OutboxMessage, type OutboxRelay } from './index';
@@ -278,6 +279,38 @@ describe('outbox relay woken by commit notifications', () => {
       expect(await waitFor(() => relay.listening() && restored > 0)).toBe(true);
       for (let v = 6; v < 9; v++) ids.push((await appendTimed('terminated', v)).eventId);
       expect(await waitFor(() => ids.every((e) => arrivedAt.has(e)))).toBe(true);
+      expect(arrivalOrder.filter((e) => ids.includes(e))).toEqual(ids);
+      expect(ids.map((e) => copies.get(e))).toEqual(ids.map(() => 1));
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('pipelines publishes, and a message lost in flight is not overtaken by the ones sent after it', async () => {
+    const publish = createJetStreamPublisher(nc);
+    const { recorded } = await store.append('pipelined', 0, Array.from({ length: 10 }, (_, i) => ({ type: 'P', data: { i } })), { outbox: message(subject) });
+    const ids = recorded.map((r) => r.eventId);
+    let dropped = 0;
+    const tries: string[] = [];
+    const relay = createOutboxRelay(db, {
+      schema: notifySchema,
+      // A fresh checkpoint: it publishes the earlier tests' events again too, and JetStream drops those copies.
+      name: 'pipelined',
+      maxInFlight: 50,
+      // The third message never reaches the broker the first time, as if the connection dropped under it.
+      publish: async (m, previousEventId) => {
+        tries.push(m.eventId);
+        if (m.eventId === ids[2] && dropped++ === 0) throw new Error('connection lost');
+        await publish(m, previousEventId);
+      },
+      retryDelayMs: 20,
+    });
+    relay.start();
+    try {
+      expect(await waitFor(() => ids.every((e) => arrivedAt.has(e)))).toBe(true);
+      expect(dropped).toBe(2);
+      // The messages after it were sent in the same round, before its failure was known, and refused.
+      expect(tries.filter((e) => e === ids[3]).length).toBe(2);
       expect(arrivalOrder.filter((e) => ids.includes(e))).toEqual(ids);
       expect(ids.map((e) => copies.get(e))).toEqual(ids.map(() => 1));
     } finally {

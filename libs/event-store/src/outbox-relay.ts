@@ -9,8 +9,13 @@ export interface OutboxRelayOptions {
   schema: string;
   /** Checkpoint name; replicas of one service share it and take turns (one publishes at a time). */
   name: string;
-  /** Publishes one message and resolves only after the broker acknowledged it. */
-  publish: (message: OutboxMessage) => Promise<void>;
+  /**
+   * Publishes one message and resolves only after the broker acknowledged it. With `maxInFlight`
+   * above 1 it must honour `previousEventId`: the broker refuses the message unless the last one it
+   * stored is that event (JetStream: `Nats-Expected-Last-Msg-Id`), so a message lost in flight is
+   * never overtaken by the one sent after it.
+   */
+  publish: (message: OutboxMessage, previousEventId?: string) => Promise<void>;
   /** Called when a round fails (Postgres or the broker); the relay retries from the failed message after a back-off. */
   onError?: (err: unknown) => void;
   /**
@@ -27,6 +32,11 @@ export interface OutboxRelayOptions {
   /** The poll without a LISTEN connection: none configured, or down (default 100 ms). */
   fallbackPollIntervalMs?: number;
   batchSize?: number;
+  /**
+   * Messages sent before their acks are awaited (default 1: one at a time). Pipelining turns a
+   * round's cost from one broker round trip per message into about one per round.
+   */
+  maxInFlight?: number;
   /** First pause after a failure (default 250 ms); doubles per consecutive failure up to `maxRetryDelayMs`. */
   retryDelayMs?: number;
   /** Longest pause between retries (default 5 s). */
@@ -63,8 +73,9 @@ interface Round {
   heldBack: boolean;
 }
 
-/** After a round saw committed rows held back by an older open transaction: the first recheck, then doubling. */
+/** After a round saw committed rows held back by an older open transaction: the first recheck, then doubling up to the most. */
 const HELD_BACK_FIRST_RECHECK_MS = 5;
+const HELD_BACK_MAX_RECHECK_MS = 100;
 
 /**
  * The outbox relay: reads outbox rows in (transaction id, position) order, only from transactions
@@ -81,6 +92,8 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
   const pollMs = options.pollIntervalMs ?? 1000;
   const fallbackPollMs = options.fallbackPollIntervalMs ?? 100;
   const batchSize = options.batchSize ?? 100;
+  const maxInFlight = options.maxInFlight ?? 1;
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new Error('maxInFlight must be a positive integer');
   const retryMs = options.retryDelayMs ?? 250;
   const maxRetryMs = options.maxRetryDelayMs ?? 5000;
   let running = false;
@@ -100,9 +113,8 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
     const { published, full, heldBack, failure } = await db.transaction().execute(async (trx) => {
       const lock = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(hashtextextended(${`coffer-outbox:${options.schema}:${options.name}`}, 0)) as locked`.execute(trx);
       if (!lock.rows[0]!.locked) return { published: 0, full: false, heldBack: false, failure: undefined };
-      const cp = (
-        await sql<{ transaction_id: string; position: string }>`select transaction_id::text, position::text from ${s}.outbox_checkpoints where name = ${options.name}`.execute(trx)
-      ).rows[0]!;
+      // The checkpoint is read in the statement after the lock's, so it is the last one committed;
+      // as a row subquery it becomes an index condition on (transaction_id, position).
       // Rows from transactions at or after the snapshot's xmin are committed (we see them) but an
       // older transaction may still commit rows that sort before them: they wait, and are only
       // counted so the relay looks again soon. They sort after every ready row.
@@ -110,22 +122,30 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
         select o.position::text, o.event_id::text, o.subject, o.headers, o.body, o.transaction_id::text,
           o.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) as ready
         from ${s}.outbox o
-        where (o.transaction_id, o.position) > (${cp.transaction_id}::xid8, ${cp.position}::bigint)
+        where (o.transaction_id, o.position) > (select cp.transaction_id, cp.position from ${s}.outbox_checkpoints cp where cp.name = ${options.name})
         order by o.transaction_id, o.position
         limit ${batchSize}`.execute(trx);
+      const ready = rows.filter((r) => r.ready);
       let last: OutboxRow | undefined;
       let count = 0;
       let error: unknown;
-      for (const row of rows) {
-        if (!row.ready) break;
-        try {
-          await options.publish({ eventId: row.event_id, subject: row.subject, headers: row.headers, body: row.body });
-        } catch (err) {
-          error = err ?? new Error('publish failed');
-          break;
+      for (let start = 0; start < ready.length && error === undefined; start += maxInFlight) {
+        const chunk = ready.slice(start, start + maxInFlight);
+        // Sent in order without waiting; settled all, so no rejection goes unobserved.
+        const acks = await Promise.allSettled(
+          chunk.map((row, i) => {
+            const previous = maxInFlight > 1 && start + i > 0 ? ready[start + i - 1]!.event_id : undefined;
+            return options.publish({ eventId: row.event_id, subject: row.subject, headers: row.headers, body: row.body }, previous);
+          }),
+        );
+        for (const [i, ack] of acks.entries()) {
+          if (ack.status === 'rejected') {
+            error = ack.reason ?? new Error('publish failed');
+            break;
+          }
+          last = chunk[i];
+          count++;
         }
-        last = row;
-        count++;
       }
       if (last) {
         await sql`update ${s}.outbox_checkpoints set transaction_id = ${last.transaction_id}::xid8, position = ${last.position}::bigint, updated_at = now()
@@ -182,8 +202,8 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
       if (r.full || notified) continue;
       if (r.heldBack) {
         // A notification will not come again for rows already committed: look again soon, less
-        // often the longer the older transaction stays open, but never less than the fallback poll.
-        const wait = Math.min(pollMs, fallbackPollMs, HELD_BACK_FIRST_RECHECK_MS * 2 ** Math.min(heldBackChecks, 20));
+        // often the longer the older transaction stays open.
+        const wait = Math.min(pollMs, HELD_BACK_MAX_RECHECK_MS, HELD_BACK_FIRST_RECHECK_MS * 2 ** Math.min(heldBackChecks, 20));
         heldBackChecks++;
         await sleep(wait, true);
         continue;

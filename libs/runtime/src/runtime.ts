@@ -50,6 +50,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
       schema: options.schema,
       name: `${options.appName}-outbox`,
       publish: createJetStreamPublisher(nc),
+      maxInFlight: 100,
       onError: (err) => logger.warn({ err }, 'outbox relay could not publish; will retry'),
       // Its own connection, outside the pool: LISTEN holds it for the life of the process.
       listen: () => new pg.Client({ connectionString: options.databaseUrl, application_name: `${options.appName}-outbox-listen`, keepAlive: true }),
