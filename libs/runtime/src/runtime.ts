@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { MessagingNamespace, ServiceName } from '@coffer/contracts';
 import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type OutboxRelay } from '@coffer/event-store';
-import { connectNats, createJetStreamPublisher, ensureServiceStream } from '@coffer/messaging';
+import { connectNats, createJetStreamPublisher, DEFAULT_STREAM_SETTINGS, ensureServiceStream, type StreamSettings } from '@coffer/messaging';
 import type { Logger, Redactor } from '@coffer/telemetry';
 import { createDatabase } from './database';
 
@@ -29,6 +29,8 @@ export interface RuntimeOptions {
   namespace: MessagingNamespace;
   logger: Logger;
   redactor: Redactor;
+  /** Retention, size limits and replicas of the service's own stream, applied at every start (defaults when omitted). */
+  stream?: StreamSettings;
   /** The app's own tables (read models), created after the event store's. */
   migrate?: (db: Kysely<any>, schema: string) => Promise<void>;
 }
@@ -44,7 +46,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
     await migrateEventStore(db, options.schema);
     await options.migrate?.(db, options.schema);
     nc = await connectNats({ servers: options.natsUrl, name: options.appName });
-    await ensureServiceStream(nc, options.namespace, options.service);
+    await ensureServiceStream(nc, options.namespace, options.service, options.stream ?? DEFAULT_STREAM_SETTINGS);
     const store = createEventStore(db, { schema: options.schema });
     const relay = createOutboxRelay(db, {
       schema: options.schema,
