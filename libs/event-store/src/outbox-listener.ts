@@ -77,8 +77,17 @@ export function startOutboxListener(options: OutboxListenerOptions): OutboxListe
       return;
     }
     client = c;
-    c.on('error', (err) => lost(c, err));
-    c.on('end', () => lost(c, new Error('the LISTEN connection to Postgres ended')));
+    // Until LISTEN is in place, connect() or the LISTEN query rejects with the cause (pg settles
+    // both when the connection fails), which says more than a bare 'end'; the listeners are still
+    // attached at once, since an 'error' event without one would end the process.
+    let ready = false;
+    let early: unknown;
+    const fail = (err: unknown) => {
+      if (ready) lost(c, err);
+      else early ??= err;
+    };
+    c.on('error', fail);
+    c.on('end', () => fail(new Error('the LISTEN connection to Postgres ended')));
     c.on('notification', (n) => {
       if (n.channel === options.channel) options.onNotify();
     });
@@ -89,6 +98,11 @@ export function startOutboxListener(options: OutboxListenerOptions): OutboxListe
       lost(c, err);
       return;
     }
+    if (early !== undefined) {
+      lost(c, early);
+      return;
+    }
+    ready = true;
     // Stopped (or lost) while connecting: whoever did that has ended this client already.
     if (client !== c || stopped) return;
     isListening = true;
