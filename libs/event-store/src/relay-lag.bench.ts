@@ -1,8 +1,8 @@
 /**
  * Relay lag benchmark: appends events at a fixed rate against real Postgres and NATS JetStream and
  * measures, per event, the time from the append's commit to its arrival at a subscriber of the
- * stream. Prints p50/p95/p99/max and the achieved rate, and checks per-stream order and that each
- * event arrived exactly once.
+ * stream (a process of its own, as a real subscriber is). Prints p50/p95/p99/max and the achieved
+ * rate, and checks per-stream order and that each event arrived exactly once.
  *
  *   npx tsx libs/event-store/src/relay-lag.bench.ts [--rate 1000] [--seconds 10] [--writers 4] [--streams 100] [--per-append 10] [--in-flight 100]
  *
@@ -17,9 +17,11 @@
  * transaction that began before it on the whole Postgres server has ended, so long transactions of
  * other databases on the same server show up in the figures.
  */
+import { fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
@@ -27,6 +29,30 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { createJetStreamPublisher } from '@coffer/messaging';
 import { createEventStore, createOutboxRelay, migrateEventStore, type OutboxMessage } from './index';
+
+/** Milliseconds on the wall clock, comparable between the writer's and the subscriber's processes. */
+const wallNow = () => performance.timeOrigin + performance.now();
+
+/** One arrival at the subscriber: event id, wall-clock time, stream id, stream version. */
+type Arrival = [string, number, string, number];
+
+// The subscriber process: follows the stream from its start and reports every arrival when told to stop.
+const subscribeTo = process.env.RELAY_LAG_BENCH_STREAM;
+if (subscribeTo) {
+  const nc = await connect({ servers: process.env.NATS_URL ?? 'nats://127.0.0.1:4222', name: 'relay-lag-bench-subscriber' });
+  const messages = await (await jetstream(nc).consumers.get(subscribeTo)).consume();
+  process.on('message', () => messages.stop());
+  process.send!({ ready: true });
+  const arrivals: Arrival[] = [];
+  const progress = setInterval(() => process.send!({ received: arrivals.length }), 50);
+  for await (const m of messages) {
+    arrivals.push([m.headers?.get('ce-id') ?? '', wallNow(), m.headers?.get('ce-subject') ?? '', Number(m.headers?.get('x-stream-version'))]);
+  }
+  clearInterval(progress);
+  await nc.close();
+  process.send!({ arrivals }, () => process.exit(0));
+  await new Promise(() => undefined);
+}
 
 const { values: args } = parseArgs({
   options: {
@@ -85,7 +111,6 @@ pool.on('connect', (client) => client.on('error', () => undefined));
 const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
 const nc = await connect({ servers: natsUrl, name: 'relay-lag-bench' });
 const jsm = await jetstreamManager(nc);
-const js = jetstream(nc);
 
 try {
   await migrateEventStore(db, schema);
@@ -98,7 +123,7 @@ try {
     name: 'bench',
     publish: async (m, previousEventId) => {
       await publish(m, previousEventId);
-      ackedAt.set(m.eventId, performance.now());
+      ackedAt.set(m.eventId, wallNow());
     },
     maxInFlight: inFlight,
     listen: () => new pg.Client({ connectionString: dbUrl.toString(), application_name: 'relay-lag-bench-listen' }),
@@ -108,28 +133,19 @@ try {
 
   const committedAt = new Map<string, number>();
   const appendMs: number[] = [];
-  const arrivedAt = new Map<string, number>();
-  let duplicates = 0;
-  let outOfOrder = 0;
-  const lastVersion = new Map<string, number>();
-
-  const consumer = await js.consumers.get(streamName);
-  const messages = await consumer.consume();
-  const consuming = (async () => {
-    for await (const m of messages) {
-      const now = performance.now();
-      const eventId = m.headers?.get('ce-id') ?? '';
-      if (arrivedAt.has(eventId)) {
-        duplicates++;
-        continue;
-      }
-      arrivedAt.set(eventId, now);
-      const streamId = m.headers?.get('ce-subject') ?? '';
-      const version = Number(m.headers?.get('x-stream-version'));
-      if ((lastVersion.get(streamId) ?? 0) + 1 !== version) outOfOrder++;
-      lastVersion.set(streamId, version);
-    }
-  })();
+  const subscriber = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, NATS_URL: natsUrl, RELAY_LAG_BENCH_STREAM: streamName }, execArgv: process.execArgv });
+  let received = 0;
+  const arrivals = new Promise<Arrival[]>((resolve, reject) => {
+    subscriber.on('message', (m: { received?: number; arrivals?: Arrival[] }) => {
+      if (m.received !== undefined) received = m.received;
+      if (m.arrivals) resolve(m.arrivals);
+    });
+    subscriber.on('exit', (code) => reject(new Error(`the subscriber exited (${code})`)));
+  });
+  await new Promise<void>((resolve, reject) => {
+    subscriber.once('message', () => resolve());
+    subscriber.once('error', reject);
+  });
 
   relay.start();
   for (let i = 0; i < 500 && !relay.listening(); i++) await sleep(10);
@@ -164,7 +180,8 @@ try {
       }));
       const recorded = await db.transaction().execute((trx) => store.appendManyInTransaction(trx, appends, { outbox: toMessages }));
       const done = performance.now();
-      for (const r of recorded) committedAt.set(r.eventId, done);
+      const committed = wallNow();
+      for (const r of recorded) committedAt.set(r.eventId, committed);
       appendMs.push(done - started);
     }
   };
@@ -173,10 +190,22 @@ try {
   const achieved = total / ((writeEnd - t0) / 1000);
 
   const drainDeadline = performance.now() + 30_000;
-  while (arrivedAt.size < committedAt.size && performance.now() < drainDeadline) await sleep(20);
+  while (received < committedAt.size && performance.now() < drainDeadline) await sleep(20);
   await relay.stop();
-  messages.stop();
-  await consuming;
+  subscriber.send('stop');
+  const arrivedAt = new Map<string, number>();
+  let duplicates = 0;
+  let outOfOrder = 0;
+  const lastVersion = new Map<string, number>();
+  for (const [eventId, at, streamId, version] of await arrivals) {
+    if (arrivedAt.has(eventId)) {
+      duplicates++;
+      continue;
+    }
+    arrivedAt.set(eventId, at);
+    if ((lastVersion.get(streamId) ?? 0) + 1 !== version) outOfOrder++;
+    lastVersion.set(streamId, version);
+  }
 
   const lags = [...committedAt].filter(([e]) => arrivedAt.has(e)).map(([e, t]) => arrivedAt.get(e)! - t).sort((a, b) => a - b);
   const missing = committedAt.size - lags.length;
