@@ -107,7 +107,11 @@ export function startOutboxListener(options: OutboxListenerOptions): OutboxListe
     if (client !== c || stopped) return;
     isListening = true;
     failures = 0;
-    options.onListening();
+    try {
+      options.onListening();
+    } catch {
+      // Told, not asked: a failing callback must not undo the connection.
+    }
   }
 
   void open();

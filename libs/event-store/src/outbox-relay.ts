@@ -233,7 +233,7 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
             // Commits while LISTEN was being set up sent notifications nobody heard.
             notified = true;
             interruptSleep?.();
-            if (lost) options.onListenRestored?.();
+            if (lost) report(() => options.onListenRestored?.(), undefined);
             lost = false;
           },
           onDown: (err) => {
