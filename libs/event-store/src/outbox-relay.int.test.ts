@@ -240,8 +240,11 @@ describe('outbox relay woken by commit notifications', () => {
       }
       lags.sort((a, b) => a - b);
       console.log(`commit → on the stream with a 60 s poll, 20 events one at a time: median ${lags[10]!.toFixed(1)} ms, max ${lags[19]!.toFixed(1)} ms`);
-      // Without the notification each event would wait for the next poll, a minute away.
-      expect(lags[19]).toBeLessThan(5_000);
+      // Without the notification each event would wait for the next poll, a minute away. An event
+      // can still wait for any older transaction on the shared server (the xmin rule), so the
+      // bound on the slowest one is loose; the typical one arrives in well under a second.
+      expect(lags[10]).toBeLessThan(1_000);
+      expect(lags[19]).toBeLessThan(15_000);
     } finally {
       await relay.stop();
     }
