@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { sql, type Kysely } from 'kysely';
 import type pg from 'pg';
 import { outboxChannel, quotedSchema } from './event-store-schema';
@@ -67,8 +68,8 @@ interface OutboxRow {
 
 interface Round {
   published: number;
-  /** Whether the batch was full: more may be ready at once. */
-  full: boolean;
+  /** Whether more may be ready at once: the last batch was full, or a commit was notified meanwhile. */
+  more: boolean;
   /** Committed rows seen that wait for an older transaction still running. */
   heldBack: boolean;
 }
@@ -76,6 +77,8 @@ interface Round {
 /** After a round saw committed rows held back by an older open transaction: the first recheck, then doubling up to the most. */
 const HELD_BACK_FIRST_RECHECK_MS = 5;
 const HELD_BACK_MAX_RECHECK_MS = 100;
+/** How long one round may go on publishing batch after batch before it commits its checkpoint. */
+const MAX_ROUND_MS = 100;
 
 /**
  * The outbox relay: reads outbox rows in (transaction id, position) order, only from transactions
@@ -110,52 +113,72 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
         on conflict (name) do nothing`.execute(db);
       checkpointExists = true;
     }
-    const { published, full, heldBack, failure } = await db.transaction().execute(async (trx) => {
+    const outcome = await db.transaction().execute(async (trx) => {
       const lock = await sql<{ locked: boolean }>`select pg_try_advisory_xact_lock(hashtextextended(${`coffer-outbox:${options.schema}:${options.name}`}, 0)) as locked`.execute(trx);
-      if (!lock.rows[0]!.locked) return { published: 0, full: false, heldBack: false, failure: undefined };
-      // The checkpoint is read in the statement after the lock's, so it is the last one committed;
-      // as a row subquery it becomes an index condition on (transaction_id, position).
-      // Rows from transactions at or after the snapshot's xmin are committed (we see them) but an
-      // older transaction may still commit rows that sort before them: they wait, and are only
-      // counted so the relay looks again soon. They sort after every ready row.
-      const { rows } = await sql<OutboxRow>`
-        select o.position::text, o.event_id::text, o.subject, o.headers, o.body, o.transaction_id::text,
-          o.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) as ready
-        from ${s}.outbox o
-        where (o.transaction_id, o.position) > (select cp.transaction_id, cp.position from ${s}.outbox_checkpoints cp where cp.name = ${options.name})
-        order by o.transaction_id, o.position
-        limit ${batchSize}`.execute(trx);
-      const ready = rows.filter((r) => r.ready);
+      if (!lock.rows[0]!.locked) return { published: 0, more: false, heldBack: false, failure: undefined as unknown };
+      const began = performance.now();
       let last: OutboxRow | undefined;
       let count = 0;
-      let error: unknown;
-      for (let start = 0; start < ready.length && error === undefined; start += maxInFlight) {
-        const chunk = ready.slice(start, start + maxInFlight);
-        // Sent in order without waiting; settled all, so no rejection goes unobserved.
-        const acks = await Promise.allSettled(
-          chunk.map((row, i) => {
-            const previous = maxInFlight > 1 && start + i > 0 ? ready[start + i - 1]!.event_id : undefined;
-            return options.publish({ eventId: row.event_id, subject: row.subject, headers: row.headers, body: row.body }, previous);
-          }),
-        );
-        for (const [i, ack] of acks.entries()) {
-          if (ack.status === 'rejected') {
-            error = ack.reason ?? new Error('publish failed');
-            break;
+      let failure: unknown;
+      let heldBack = false;
+      let more = false;
+      // While commits keep coming, the round keeps going in the same transaction, which writes
+      // nothing until its checkpoint at the end: each batch then costs one query and the broker's
+      // acks instead of a transaction of its own. Bounded in time, so the checkpoint (and the turn
+      // of other replicas) comes at least every MAX_ROUND_MS.
+      for (;;) {
+        notified = false;
+        // The first batch reads the checkpoint in the statement after the lock's, so it is the last
+        // one committed (as a row subquery it becomes an index condition); later batches continue
+        // after what this round published. Rows from transactions at or after the snapshot's xmin
+        // are committed (we see them) but an older transaction may still commit rows that sort
+        // before them: they wait, and are only counted so the relay looks again soon. They sort
+        // after every ready row.
+        const after = last
+          ? sql`(${last.transaction_id}::xid8, ${last.position}::bigint)`
+          : sql`(select cp.transaction_id, cp.position from ${s}.outbox_checkpoints cp where cp.name = ${options.name})`;
+        const { rows } = await sql<OutboxRow>`
+          select o.position::text, o.event_id::text, o.subject, o.headers, o.body, o.transaction_id::text,
+            o.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) as ready
+          from ${s}.outbox o
+          where (o.transaction_id, o.position) > ${after}
+          order by o.transaction_id, o.position
+          limit ${batchSize}`.execute(trx);
+        const ready = rows.filter((r) => r.ready);
+        let batchCount = 0;
+        for (let start = 0; start < ready.length && failure === undefined; start += maxInFlight) {
+          const chunk = ready.slice(start, start + maxInFlight);
+          const before = last?.event_id;
+          // Sent in order without waiting; settled all, so no rejection goes unobserved.
+          const acks = await Promise.allSettled(
+            chunk.map((row, i) => {
+              const previous = maxInFlight > 1 ? (i > 0 ? chunk[i - 1]!.event_id : before) : undefined;
+              return options.publish({ eventId: row.event_id, subject: row.subject, headers: row.headers, body: row.body }, previous);
+            }),
+          );
+          for (const [i, ack] of acks.entries()) {
+            if (ack.status === 'rejected') {
+              failure = ack.reason ?? new Error('publish failed');
+              break;
+            }
+            last = chunk[i];
+            count++;
+            batchCount++;
           }
-          last = chunk[i];
-          count++;
         }
+        heldBack = rows.some((r) => !r.ready);
+        more = batchCount === batchSize || notified;
+        if (failure !== undefined || heldBack || !more || !running || performance.now() - began >= MAX_ROUND_MS) break;
       }
       if (last) {
         await sql`update ${s}.outbox_checkpoints set transaction_id = ${last.transaction_id}::xid8, position = ${last.position}::bigint, updated_at = now()
           where name = ${options.name}`.execute(trx);
       }
       // Returned, not thrown: the checkpoint of what was acknowledged must commit.
-      return { published: count, full: count === batchSize, heldBack: rows.some((r) => !r.ready), failure: error };
+      return { published: count, more, heldBack, failure };
     });
-    if (failure !== undefined) throw failure;
-    return { published, full, heldBack };
+    if (outcome.failure !== undefined) throw outcome.failure;
+    return { published: outcome.published, more: outcome.more, heldBack: outcome.heldBack };
   }
 
   /** Sleeps `ms`; `stop` ends it early, and so does a notification when `wakeOnNotify`. */
@@ -199,7 +222,7 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
         continue;
       }
       if (!r.heldBack) heldBackChecks = 0;
-      if (r.full || notified) continue;
+      if (r.more || notified) continue;
       if (r.heldBack) {
         // A notification will not come again for rows already committed: look again soon, less
         // often the longer the older transaction stays open.
