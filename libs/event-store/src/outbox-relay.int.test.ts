@@ -321,6 +321,36 @@ describe('outbox relay woken by commit notifications', () => {
     }
   });
 
+  it('publishes a backlog of several batches in order, once each, and checkpoints all of it', async () => {
+    const publish = createJetStreamPublisher(nc);
+    const sent: string[] = [];
+    const { recorded } = await store.append('backlog', 0, Array.from({ length: 25 }, (_, i) => ({ type: 'B', data: { i } })), { outbox: message(subject) });
+    const ids = recorded.map((r) => r.eventId);
+    const relay = createOutboxRelay(db, {
+      schema: notifySchema,
+      name: 'backlog',
+      batchSize: 4,
+      maxInFlight: 3,
+      listen: listenClient,
+      publish: async (m, previousEventId) => {
+        sent.push(m.eventId);
+        await publish(m, previousEventId);
+      },
+    });
+    relay.start();
+    try {
+      expect(await waitFor(() => ids.every((e) => arrivedAt.has(e)))).toBe(true);
+      expect(arrivalOrder.filter((e) => ids.includes(e))).toEqual(ids);
+      expect(ids.map((e) => copies.get(e))).toEqual(ids.map(() => 1));
+    } finally {
+      await relay.stop();
+    }
+    // The checkpoint covers the whole backlog: the same relay name finds nothing left to send.
+    const before = sent.length;
+    expect(await relay.relayOnce()).toBe(0);
+    expect(sent.length).toBe(before);
+  });
+
   it('keeps running through failed publishes and terminated database connections, backing off between tries', async () => {
     const errors: unknown[] = [];
     let failuresLeft = 3;
