@@ -1,5 +1,6 @@
 import { loadMtls, type MtlsMaterial } from '@coffer/rpc';
 import { z } from 'zod';
+import { streamEnv } from './stream-env';
 
 /** Settings every service shares; spread into each app's own schema. */
 export const commonEnv = {
@@ -28,6 +29,8 @@ export const commonEnv = {
     .enum(['true', 'false'], { error: 'must be true or false' })
     .default('false')
     .transform((v) => v === 'true'),
+  /** Retention, size limits and replicas of the service's own stream (`COFFER_STREAM_*`). */
+  ...streamEnv,
 };
 
 /** The mutual-TLS material the settings name, or undefined when TLS is off; half a setting is an error. */

@@ -1,4 +1,5 @@
 export { commonEnv, mtlsFromEnv, parseEnv, sqlIdentifier } from './env';
+export { parseByteSize, parseDuration, streamEnv, streamSettingsFromEnv } from './stream-env';
 export { createDatabase, type DatabaseOptions } from './database';
 export { startRuntime, type RuntimeOptions, type ServiceRuntime } from './runtime';
 export { announceListening, failStartup, onShutdown, startBackgroundJobs, type BackgroundJobsOptions } from './lifecycle';
