@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { configV1, isCofferError } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
+import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier, userTokenKinds } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
@@ -27,6 +28,7 @@ try {
     schema: config.AUTH_DB_SCHEMA,
     natsUrl: config.NATS_URL,
     namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
+    stream: streamSettingsFromEnv(config),
     logger,
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,

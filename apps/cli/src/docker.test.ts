@@ -159,6 +159,7 @@ describe('the Docker build context and infra/Dockerfile', () => {
   it('builds all four bundles in one command that fails when any does, and runs as an unprivileged user with a gRPC HEALTHCHECK', () => {
     expect(dockerfile).toMatch(/node tools\/build-app\.mjs auth secrets config sync-worker/);
     expect(dockerfile).toMatch(/apt-get install[^\n]*python3 make g\+\+/);
+    expect(dockerfile).toMatch(/^RUN npm ci --omit=dev --omit=optional /m);
     const final = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
     expect(final).toMatch(/^USER node$/m);
     expect(final).not.toMatch(/^USER root$/m);

@@ -4,6 +4,7 @@ import { createDatabase, describeStartupError } from '@coffer/runtime';
 import type { z } from 'zod';
 import { serviceSettingsSchemas } from './config-reference';
 import { auditChain, eventsImmutability, kekAge, signingKeyAge } from './doctor-database';
+import { cofferHome } from './home';
 import { isDevelopment, settingsFindings, type DoctorFinding, type ServiceSettings } from './doctor-settings';
 import { stackServices, type StackService } from './stack';
 
@@ -139,11 +140,11 @@ export const doctorUsage = `doctor [--env <service>=<file>]... [--json]
           defaults, revocations failing open, events tables that are not immutable, broken audit
           chains, signing key or KEK overdue for rotation, connector egress open to private ranges.
           Reads each service's settings from --env files (KEY=VALUE lines over this environment),
-          else from .coffer/stack-env/ while \`coffer stack\` runs, else from this environment, and
+          else from COFFER_HOME/stack-env/ while \`coffer stack\` runs, else from this environment, and
           each service's database. Exits 1 on a failure, 2 when it could read no service's settings.`;
 
-/** Where `coffer stack` leaves each running service's environment, for `coffer doctor` without --env. */
-export const STACK_ENV_DIR = join('.coffer', 'stack-env');
+/** The directory in COFFER_HOME where `coffer stack` leaves each running service's environment, for `coffer doctor` without --env. */
+export const STACK_ENV_DIR_NAME = 'stack-env';
 
 /** Writes each service's environment to `<dir>/<service>.env` (mode 0600, the directory 0700); `remove` deletes them again. */
 export async function writeServiceEnvFiles(dir: string, envs: Partial<Record<StackService, Record<string, string>>>): Promise<{ remove(): Promise<void> }> {
@@ -155,7 +156,12 @@ export async function writeServiceEnvFiles(dir: string, envs: Partial<Record<Sta
 }
 
 /** `coffer doctor`: parses the arguments, runs the checks, prints the report; resolves the exit code. */
-export async function doctorCommand(args: string[], env: NodeJS.ProcessEnv, print: (text: string) => void, stackEnvDir: string = STACK_ENV_DIR): Promise<number> {
+export async function doctorCommand(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  print: (text: string) => void,
+  stackEnvDir: string = join(cofferHome(env.COFFER_HOME, process.cwd()).dir, STACK_ENV_DIR_NAME),
+): Promise<number> {
   const envs: Partial<Record<StackService, NodeJS.ProcessEnv>> = {};
   const explicit = new Set<StackService>();
   let json = false;

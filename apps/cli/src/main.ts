@@ -1,21 +1,23 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
-import { defaultNamespace } from '@coffer/contracts';
 import { verifyEventChain } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
-import { devCredentialFiles, generateDevCredentials, type DevCredentials } from './dev-credentials';
-import { doctorCommand, doctorUsage, STACK_ENV_DIR, writeServiceEnvFiles } from './doctor';
-import { startStack, type StackService } from './stack';
+import { devCredentialFiles, generateDevCredentials } from './dev-credentials';
+import { doctorCommand, doctorUsage } from './doctor';
+import { startDevStack, type DevStack } from './dev-stack';
+import { parseStackSettings } from './stack-settings';
 
-const usage = `usage: coffer stack | coffer dev-credentials [--force] | coffer verify-audit [schema...] | coffer doctor [--env <service>=<file>]... [--json]
+const usage = `usage: coffer stack [--free-ports] [--verbose] | coffer dev-credentials [--force] | coffer verify-audit [schema...] | coffer doctor [--env <service>=<file>]... [--json]
 
-  stack   start auth, secrets, config and sync-worker as processes on ports 50051-50054,
-          against DATABASE_URL (default postgres://postgres@127.0.0.1:5432/coffer, created if missing)
-          and NATS_URL (default nats://127.0.0.1:4222). Development credentials are generated on the
-          first start, kept in .coffer/dev-credentials.json (mode 0600) and reused by later starts
-          against the same database. Connectors may not reach loopback or private addresses (as in
-          production) unless SYNC_WORKER_EGRESS_ALLOW lists them. Ctrl-C stops everything.
+  stack   (npm start) a development stack: an embedded Postgres (127.0.0.1:54329) unless DATABASE_URL
+          names one, a nats-server child with JetStream (127.0.0.1:42229) unless NATS_URL names one,
+          then auth, secrets, config and sync-worker on ports 50051-50054. The first start creates the
+          development credentials, keyring, an organization with an application and the built-in
+          connector definitions; everything is kept in COFFER_HOME (default .coffer/), and later starts
+          reuse it. --free-ports lets the OS choose every port; service logs go to COFFER_HOME/logs
+          (--verbose also prints them). OTEL_* and LOG_LEVEL are passed to the services. Connectors
+          may not reach loopback or private addresses (as in production) unless SYNC_WORKER_EGRESS_ALLOW
+          lists them. Ctrl-C stops the services in reverse order, then NATS, then Postgres.
   dev-credentials [--force]
           write development credentials for docker compose into .coffer/ (env files, keyring);
           refuses to replace existing ones without --force.
@@ -38,56 +40,50 @@ async function devCredentials(force: boolean): Promise<void> {
   console.log(`wrote ${Object.keys(files).map((f) => join('.coffer', f)).join(', ')}`);
 }
 
-async function ensureDatabase(url: string): Promise<void> {
-  const target = new URL(url);
-  const name = target.pathname.slice(1);
-  const admin = new URL(url);
-  admin.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: admin.toString() });
-  // A connection the server drops fails the query in progress; without a listener it would also end the process.
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name]);
-    if (!rowCount) await client.query(`create database "${name.replace(/"/g, '""')}"`);
-  } finally {
-    await client.end();
-  }
-}
-
-async function stack(): Promise<void> {
-  const databaseUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/coffer';
-  const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
-  await ensureDatabase(databaseUrl);
-  const ports: Record<StackService, number> = { auth: 50051, config: 50052, secrets: 50053, 'sync-worker': 50054 };
-  // The database outlives the processes: reuse the signing key, keyring and client secrets it was made with.
-  const file = join('.coffer', 'dev-credentials.json');
-  const saved = await readFile(file, 'utf8')
-    .then((text) => (JSON.parse(text) as { credentials?: DevCredentials }).credentials)
-    .catch(() => undefined);
-  const running = await startStack({
-    databaseUrl,
-    natsUrl,
-    namespace: defaultNamespace,
-    ports,
-    credentials: saved,
-    egressAllow: process.env.SYNC_WORKER_EGRESS_ALLOW?.split(','),
-    echo: (service, line) => process.stdout.write(`${service.padEnd(11)} | ${line}\n`),
-  });
-  await mkdir('.coffer', { recursive: true, mode: 0o700 });
-  const services = Object.fromEntries(Object.values(running.services).map((s) => [s.name, s.address]));
-  await writeFile(file, JSON.stringify({ clients: running.credentials.clients, services, credentials: running.credentials }, null, 2), { mode: 0o600 });
-  // For `coffer doctor` while the stack runs; removed when it stops.
-  const envFiles = await writeServiceEnvFiles(STACK_ENV_DIR, Object.fromEntries(Object.values(running.services).map((s) => [s.name, s.env])));
-  console.log(`\nCoffer is up: ${Object.values(running.services).map((s) => `${s.name} ${s.address}`).join(', ')}`);
-  console.log(`Client credentials (development only) are in ${file}.`);
-  const stop = async () => {
-    await running.stop();
-    await envFiles.remove();
-    process.exit(0);
+async function stack(args: string[]): Promise<void> {
+  const settings = parseStackSettings(process.env);
+  const starting = new AbortController();
+  let running: DevStack | undefined;
+  let stopping = false;
+  // A terminal's Ctrl-C reaches the launcher alone (the servers run in process groups of their own),
+  // and npm forwards it again: the first signal stops everything in order, the rest are ignored.
+  const onSignal = () => {
+    if (stopping) return;
+    stopping = true;
+    console.log('\nstopping …');
+    if (!running) return starting.abort(new Error('stopped during start-up'));
+    void running.stop().then(
+      () => {
+        console.log('stopped.');
+        process.exit(0);
+      },
+      (err: unknown) => {
+        console.error(`stopping failed: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      },
+    );
   };
-  process.once('SIGINT', () => void stop());
-  process.once('SIGTERM', () => void stop());
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
+  // After a SIGHUP the terminal is gone: a failed write must not end the launcher before it has stopped the servers.
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+  try {
+    running = await startDevStack({
+      settings,
+      cwd: process.cwd(),
+      freePorts: args.includes('--free-ports'),
+      verbose: args.includes('--verbose'),
+      runsAsRoot: process.getuid?.() === 0,
+      out: (text) => console.log(text),
+      warn: (text) => console.error(text),
+      signal: starting.signal,
+    });
+  } catch (err) {
+    if (starting.signal.aborted) {
+      console.log('stopped.');
+      process.exit(0);
+    }
+    throw err;
+  }
 }
 
 async function verifyAudit(schemas: string[]): Promise<void> {
@@ -112,7 +108,7 @@ async function verifyAudit(schemas: string[]): Promise<void> {
 
 const command = process.argv[2];
 if (command === 'stack') {
-  stack().catch((err: unknown) => {
+  stack(process.argv.slice(3)).catch((err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);
   });

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,29 @@ export interface StackOptions {
    * denies them all, as in production.
    */
   egressAllow?: readonly string[];
+  /**
+   * The local KMS keyring file: written from `credentials` when missing, else used as it is (KEK
+   * rotations are written back to it). By default a temp folder holds it and `stop()` removes it.
+   */
+  keyringFile?: string;
+  /** Environment every service gets (e.g. OTEL_* and LOG_LEVEL passed through by the launcher). */
+  env?: Record<string, string>;
+  /** Each service in a process group of its own, so a terminal's Ctrl-C reaches only the launcher, which stops them in order. */
+  detached?: boolean;
+  /** Told when each service starts, listens, stops. */
+  onProgress?: (event: StackProgress) => void;
+  /** Aborting it during start-up stops the services started so far; `startStack` then rejects. */
+  signal?: AbortSignal;
+}
+
+/** One step of a stack's start or stop, for a progress display. */
+export interface StackProgress {
+  service: StackService;
+  phase: 'starting' | 'listening' | 'stopping' | 'stopped';
+  /** `host:port` once listening. */
+  address?: string;
+  /** Milliseconds the step took (listening, stopped). */
+  ms?: number;
 }
 
 export interface RunningService {
@@ -60,13 +84,19 @@ export interface Stack {
   stopOne(name: StackService): Promise<void>;
   /** Stops and starts one service again on the same port (for fault tests). */
   restart(name: StackService): Promise<RunningService>;
+  /** Sends `signal` to one service (e.g. SIGKILL, a crash) and waits for it to exit; `restart` brings it back. */
+  kill(name: StackService, signal: NodeJS.Signals): Promise<void>;
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
-function waitForPort(svc: RunningService, timeoutMs: number): Promise<number> {
+function waitForPort(svc: RunningService, timeoutMs: number, signal?: AbortSignal): Promise<number> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${svc.name} did not start within ${timeoutMs} ms:\n${svc.output.slice(-20).join('\n')}`)), timeoutMs);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
     const check = (line: string) => {
       try {
         const parsed = JSON.parse(line) as { event?: string; port?: number };
@@ -87,11 +117,12 @@ function waitForPort(svc: RunningService, timeoutMs: number): Promise<number> {
   });
 }
 
-function spawnService(name: StackService, env: Record<string, string>, echo?: StackOptions['echo']): RunningService {
+function spawnService(name: StackService, env: Record<string, string>, echo?: StackOptions['echo'], detached = false): RunningService {
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'apps', name, 'src/main.ts')], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
   });
   const svc: RunningService = { name, process: child, port: 0, address: '', output: [], env };
   for (const stream of [child.stdout, child.stderr]) {
@@ -139,22 +170,32 @@ function freePort(host: string): Promise<number> {
 /** Starts auth, secrets, config and sync-worker as separate processes wired to each other. */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const credentials = options.credentials ?? (await generateDevCredentials());
-  const dir = await mkdtemp(join(tmpdir(), 'coffer-stack-'));
-  const keyringFile = join(dir, 'keyring.json');
-  await writeFile(keyringFile, credentials.keyringJson, { mode: 0o600 });
+  // A temp folder only for what lives as long as this stack (a test's keyring, TLS material).
+  const dir = !options.keyringFile || options.tls ? await mkdtemp(join(tmpdir(), 'coffer-stack-')) : undefined;
+  const removeDirAtExit = () => dir && rmSync(dir, { recursive: true, force: true });
+  if (dir) process.once('exit', removeDirAtExit);
+  const removeDir = async () => {
+    process.removeListener('exit', removeDirAtExit);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  };
+  const keyringFile = options.keyringFile ?? join(dir!, 'keyring.json');
+  await writeFile(keyringFile, credentials.keyringJson, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
   const host = options.host ?? '127.0.0.1';
   const timeout = options.startTimeoutMs ?? 60_000;
-  const tls = options.tls ? await generateDevCertificates(dir, [...stackServices, 'operator']) : undefined;
+  const tls = options.tls ? await generateDevCertificates(dir!, [...stackServices, 'operator']) : undefined;
   const tlsEnv = (name: StackService): Record<string, string> =>
     tls ? { COFFER_TLS_CA_FILE: tls.caFile, COFFER_TLS_CERT_FILE: tls.certificates[name]!.certFile, COFFER_TLS_KEY_FILE: tls.certificates[name]!.keyFile } : {};
   const common = {
     // A developer's stack: the local KMS is the default and `coffer doctor` reports it as a warning only.
     COFFER_ENV: 'development',
+    ...options.env,
     DATABASE_URL: options.databaseUrl,
     NATS_URL: options.natsUrl,
     COFFER_SUBJECT_ROOT: options.namespace.subjectRoot,
     COFFER_STREAM_PREFIX: options.namespace.streamPrefix,
-    LOG_LEVEL: options.logLevel ?? 'info',
+    LOG_LEVEL: options.logLevel ?? options.env?.LOG_LEVEL ?? 'info',
   };
   const services = {} as Record<StackService, RunningService>;
   const envs = {} as Record<StackService, Record<string, string>>;
@@ -162,12 +203,27 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   // auth starts first but calls config (to make end users' workspaces), so config's port is chosen up front.
   const configAddress = `${host}:${options.ports?.config || (await freePort(host))}`;
 
+  const progress = options.onProgress ?? (() => undefined);
   const start = async (name: StackService) => {
-    const svc = spawnService(name, { ...envs[name], ...options.serviceEnv?.[name] }, options.echo);
+    options.signal?.throwIfAborted();
+    const began = Date.now();
+    progress({ service: name, phase: 'starting' });
+    const svc = spawnService(name, { ...envs[name], ...options.serviceEnv?.[name] }, options.echo, options.detached);
     services[name] = svc;
-    svc.port = await waitForPort(svc, timeout);
+    svc.port = await waitForPort(svc, timeout, options.signal);
     svc.address = `${host}:${svc.port}`;
+    progress({ service: name, phase: 'listening', address: svc.address, ms: Date.now() - began });
     return svc;
+  };
+  const stopInOrder = async () => {
+    for (const name of [...stackServices].reverse()) {
+      const svc = services[name];
+      if (!svc) continue;
+      const began = Date.now();
+      progress({ service: name, phase: 'stopping' });
+      await stopService(svc);
+      progress({ service: name, phase: 'stopped', ms: Date.now() - began });
+    }
   };
 
   try {
@@ -214,8 +270,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     };
     await start('sync-worker');
   } catch (err) {
-    await Promise.all(Object.values(services).map(stopService));
-    await rm(dir, { recursive: true, force: true });
+    await stopInOrder();
+    await removeDir();
     throw err;
   }
 
@@ -225,8 +281,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     tls,
     output: () => stackServices.flatMap((n) => services[n]?.output ?? []).join('\n'),
     async stop() {
-      for (const name of [...stackServices].reverse()) await stopService(services[name]);
-      await rm(dir, { recursive: true, force: true });
+      await stopInOrder();
+      await removeDir();
     },
     async stopOne(name) {
       await stopService(services[name]);
@@ -234,10 +290,20 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     async restart(name) {
       const old = services[name];
       await stopService(old);
-      envs[name] = { ...envs[name], [`${name.toUpperCase().replace('-', '_')}_GRPC_ADDRESS`]: old.address };
+      const key = `${name.toUpperCase().replace('-', '_')}_GRPC_ADDRESS`;
+      // A start that failed left no address: keep the one the service had before.
+      envs[name] = { ...envs[name], [key]: old.address || envs[name][key]! };
       const svc = await start(name);
       svc.output.unshift(...old.output);
       return svc;
+    },
+    async kill(name, signal) {
+      const svc = services[name];
+      if (svc.process.exitCode !== null || svc.process.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        svc.process.once('exit', () => resolve());
+        svc.process.kill(signal);
+      });
     },
   };
 }

@@ -3,6 +3,7 @@ import { writeSync } from 'node:fs';
 import { secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { userTokenKinds } from '@coffer/tokens';
 import { loadConfigServiceConfig } from './config';
@@ -27,6 +28,7 @@ try {
     schema: config.CONFIG_DB_SCHEMA,
     natsUrl: config.NATS_URL,
     namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
+    stream: streamSettingsFromEnv(config),
     logger,
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,

@@ -1,5 +1,22 @@
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { compileSpec, jsonPath, linearPattern } from './spec-validation';
+import { compileSpec, jsonPath, lenientSchema, linearPattern } from './spec-validation';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const specsDir = join(process.env.COFFER_CONFORMANCE_DIR ?? resolve(repoRoot, '../shared/conformance'), 'connector-specs');
+const specFiles = existsSync(specsDir) ? readdirSync(specsDir).filter((f) => f.endsWith('.spec.json')).sort() : [];
+
+/** The `invalid_argument` a call throws, or undefined. */
+function refusal(f: () => unknown): { code: string; message: string; details: { field: string; reason: string }[] } | undefined {
+  try {
+    f();
+  } catch (err) {
+    return err as never;
+  }
+  return undefined;
+}
 
 const spec = {
   $schema: 'http://json-schema.org/draft-07/schema#',
@@ -132,15 +149,134 @@ describe('the mask', () => {
       host: { type: 'string', pattern: '^[a-z.]+$' },
       token: { type: 'string', airbyte_secret: true, minLength: 20 },
       keys: { type: 'array', items: { type: 'string', airbyte_secret: true, minLength: 20 } },
+      pins: { type: 'array', items: { type: 'string', airbyte_secret: true, pattern: '^[0-9]{4}$' } },
     },
   });
 
-  it('counts as present at a secret position, inside arrays too', () => {
-    expect(() => masked.validate({ token: '**********', keys: ['**********'] }, 'config_json')).not.toThrow();
+  it('counts as present at a secret position, inside arrays too, with its item reference', () => {
+    expect(() => masked.validate({ token: '**********', keys: ['**********'], pins: ['**********#0123456789abcdef'] }, 'config_json')).not.toThrow();
+    expect(() => masked.validate({ pins: ['**********#not-a-reference'] }, 'config_json')).toThrow(/\$\.pins\[0\] must match pattern/);
   });
 
   it('is validated like any other value in a field that is not a secret', () => {
     expect(() => masked.validate({ port: '**********' }, 'config_json')).toThrow(/\$\.port must be integer/);
     expect(() => masked.validate({ host: '**********' }, 'config_json')).toThrow(/\$\.host must match pattern/);
+  });
+});
+
+describe('specs Airbyte accepts register: lenient on annotations and duplicates', () => {
+  it('duplicates in required, enum and type register and still mean the same set', () => {
+    const compiled = compileSpec({
+      type: 'object',
+      required: ['host', 'host', 'port'],
+      properties: { host: { type: ['string', 'string'] }, port: { type: 'integer' }, mode: { type: 'string', enum: ['a', 'b', 'a', { x: 1, y: 2 }, { y: 2, x: 1 }] } },
+      dependencies: { port: ['host', 'host'] },
+    });
+    expect(() => compiled.validate({ host: 'h', port: 1, mode: 'b' }, 'config_json')).not.toThrow();
+    expect(() => compiled.validate({ port: 1 }, 'config_json')).toThrow(/\$\.host is required/);
+    expect(() => compiled.validate({ host: 'h', port: 1, mode: 'c' }, 'config_json')).toThrow(/\$\.mode must be equal to one of the allowed values/);
+    expect(() => compiled.validate({ host: 7, port: 1 }, 'config_json')).toThrow(/\$\.host must be string/);
+  });
+
+  it('annotations of the wrong type register and change nothing: examples not an array, a title or description not a string', () => {
+    const spec = {
+      type: 'object',
+      title: 42,
+      properties: {
+        start_date: { type: 'string', examples: '2024-01-01', pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' },
+        region: { type: 'string', examples: { eu: 'eu-west-1' }, description: ['a', 'list'], $comment: 7 },
+        // A property named like an annotation is a property, not an annotation.
+        title: { type: 'string', examples: ['kept'] },
+      },
+      required: ['title'],
+    };
+    const compiled = compileSpec(spec);
+    expect(() => compiled.validate({ title: 't', start_date: '2024-01-01', region: 'x' }, 'config_json')).not.toThrow();
+    expect(() => compiled.validate({ start_date: '01/01/2024' }, 'config_json')).toThrow(/\$\.start_date must match pattern/);
+    expect(() => compiled.validate({}, 'config_json')).toThrow(/\$\.title is required/);
+    expect(lenientSchema(spec)).toEqual({
+      type: 'object',
+      properties: { start_date: { type: 'string', pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }, region: { type: 'string' }, title: { type: 'string', examples: ['kept'] } },
+      required: ['title'],
+    });
+  });
+
+  it('the same leniency reaches every nested schema: items, oneOf branches, definitions behind a $ref', () => {
+    const compiled = compileSpec({
+      type: 'object',
+      definitions: { key: { type: 'object', required: ['k', 'k'], properties: { k: { type: 'string', examples: 'x' } } } },
+      properties: {
+        list: { type: 'array', items: { $ref: '#/definitions/key' } },
+        auth: { oneOf: [{ type: 'object', required: ['a', 'a'], properties: { a: { enum: ['x', 'x'] } } }, { type: 'object', required: ['b'] }] },
+      },
+    });
+    expect(() => compiled.validate({ list: [{ k: 'v' }], auth: { a: 'x' } }, 'config_json')).not.toThrow();
+    expect(() => compiled.validate({ list: [{}] }, 'config_json')).toThrow(/\$\.list\[0\]\.k is required/);
+  });
+
+  it('still refuses a schema that cannot validate anything: not an object, an unknown type, an empty enum, an unresolvable $ref', () => {
+    expect(refusal(() => compileSpec('{"type":"object"}'))).toMatchObject({ code: 'invalid_argument', details: [{ field: 'spec_json', reason: 'not an object' }] });
+    for (const spec of [
+      { type: 'object', properties: { a: { type: 'strin' } } },
+      { type: 'object', properties: { a: { enum: [] } } },
+      { type: 'object', properties: { a: { $ref: '#/definitions/missing' } } },
+      { type: 'object', required: 'a' },
+    ]) {
+      expect(refusal(() => compileSpec(spec))).toMatchObject({ code: 'invalid_argument', details: [{ field: 'spec_json', reason: 'invalid schema' }] });
+    }
+  });
+
+  it.skipIf(specFiles.length === 0)('compiles all 40 real connector specs of the conformance data', () => {
+    expect(specFiles).toHaveLength(40);
+    for (const f of specFiles) {
+      const spec = (JSON.parse(readFileSync(join(specsDir, f), 'utf8')) as { connectionSpecification: unknown }).connectionSpecification;
+      expect(refusal(() => compileSpec(spec)), f).toBeUndefined();
+    }
+  });
+});
+
+describe('patterns are read as Java reads them (Airbyte validates with java.util.regex)', () => {
+  const matches = (pattern: string, values: string[]) => values.map((v) => linearPattern(pattern).test(v));
+
+  it('accepts the escapes ECMAScript u-mode refuses: \\- \\_ \\@ \\# outside a class, and each keeps its meaning', () => {
+    expect(matches('^[a-z]+\\-[0-9]+$', ['ab-12', 'ab12'])).toEqual([true, false]);
+    expect(matches('^a\\_b\\@c\\#d\\ e$', ['a_b@c#d e', 'a_b@c#de'])).toEqual([true, false]);
+    const compiled = compileSpec({ type: 'object', properties: { id: { type: 'string', pattern: '^[A-Z]{2}\\-\\d+$' } }, patternProperties: { '^x\\-[a-z]+$': { type: 'integer' } } });
+    expect(() => compiled.validate({ id: 'AB-12', 'x-y': 3 }, 'config_json')).not.toThrow();
+    expect(() => compiled.validate({ id: 'AB12' }, 'config_json')).toThrow(/\$\.id must match pattern/);
+    expect(() => compiled.validate({ 'x-y': 'no' }, 'config_json')).toThrow(/must be integer/);
+  });
+
+  it('knows Java-only syntax: POSIX \\p{…}, \\Q…\\E, \\Z, \\h, \\e, octal, (?i), named groups, nested class unions', () => {
+    expect(matches('^\\p{Alpha}+$', ['abc', 'ab1', 'é'])).toEqual([true, false, false]);
+    expect(matches('^\\p{Punct}\\P{Digit}$', ['!a', '!1'])).toEqual([true, false]);
+    expect(matches('^a\\Q.*\\E$', ['a.*', 'abc'])).toEqual([true, false]);
+    expect(matches('^ab\\Z', ['ab', 'ab\n', 'abc'])).toEqual([true, true, false]);
+    expect(matches('^\\h\\e$', ['\u00a0\u001b', ' x'])).toEqual([true, false]);
+    expect(matches('^\\0101\\x42\\x{43}\\u0044\\uD83D\\uDE00$', ['ABCD😀'])).toEqual([true]);
+    expect(matches('(?i)^abc$', ['ABC', 'abd'])).toEqual([true, false]);
+    expect(matches('^(?<year>\\d{4})-\\d{2}$', ['2024-01', '24-01'])).toEqual([true, false]);
+    expect(matches('^[a-z[0-9]]+$', ['a1', 'A'])).toEqual([true, false]);
+    // Java's [a[-z]] is a, - and z: flattening must not make it the range a-z.
+    expect(matches('^[a[-z]]$', ['-', 'z', 'm'])).toEqual([true, true, false]);
+    // Java's \s includes the vertical tab.
+    expect(matches('^\\s$', ['\u000b', 'x'])).toEqual([true, false]);
+  });
+
+  it('refuses, naming the path and why, what Java refuses or RE2 cannot run', () => {
+    for (const [pattern, why] of [
+      ['^(a)\\1$', /backreference/],
+      ['^a++$', /possessive/],
+      ['^(?>a)$', /atomic/],
+      ['^[a-z&&[^e]]$', /intersection/],
+      ['^\\y$', /not an escape Java knows/],
+      ['(?x) a b', /comments mode/],
+      ['^\\p{InGreek}$', /Unicode block/],
+      ['^[a-z$', /unclosed character class/],
+    ] as const) {
+      const err = refusal(() => compileSpec({ type: 'object', properties: { a: { type: 'string', pattern } } }));
+      expect(err, pattern).toMatchObject({ code: 'invalid_argument', details: [{ field: 'spec_json:$.properties.a.pattern', reason: 'unsupported pattern' }] });
+      expect(err!.message, pattern).toMatch(why);
+    }
   });
 });

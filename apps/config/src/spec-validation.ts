@@ -2,7 +2,8 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { RE2JS } from 're2js';
 import { CofferError, type ErrorDetail } from '@coffer/contracts';
-import { SECRET_MASK, concreteSecretPaths } from '@coffer/secret-json';
+import { concreteSecretPaths, isMask } from '@coffer/secret-json';
+import { PatternError, re2FromJava } from './java-pattern';
 
 /** A compiled connector spec: validates configurations and names the JSON path of each problem. */
 export interface CompiledSpec {
@@ -40,16 +41,17 @@ function scan(p: string, from: number, want: 'group' | 'alternation'): number {
 }
 
 /**
- * A JSON Schema `pattern` evaluated by RE2 (re2js), whose matching time is linear in the input
- * whatever the pattern, so no pattern can stall the service (ReDoS). ECMAScript syntax is
- * translated; lookbehinds use RE2JS's linear-time lookbehinds; lookaheads are accepted only right
- * after a leading `^` (`^(?!cohort_).*$`), where each is a separate anchored match. Anything RE2
- * cannot run in linear time (backreferences, other lookarounds) throws.
+ * A JSON Schema `pattern` read as Java reads it (Airbyte's validator compiles patterns with
+ * java.util.regex; see {@link re2FromJava}) and evaluated by RE2 (re2js), whose matching time is
+ * linear in the input whatever the pattern, so no pattern can stall the service (ReDoS).
+ * Lookbehinds use RE2JS's linear-time lookbehinds; lookaheads are accepted only right after a
+ * leading `^` (`^(?!cohort_).*$`), where each is a separate anchored match. Anything RE2 cannot
+ * run in linear time (backreferences, other lookarounds) throws.
  */
 export function linearPattern(pattern: string): { test(s: string): boolean } {
-  const compile = (p: string) => RE2JS.compile(RE2JS.translateRegExp(p), RE2JS.LOOKBEHINDS);
+  const compile = (p: string) => RE2JS.compile(p, RE2JS.LOOKBEHINDS);
   const conditions: { re: RE2JS; want: boolean }[] = [];
-  let rest = pattern;
+  let rest = re2FromJava(pattern);
   while (rest.startsWith('^(?!') || rest.startsWith('^(?=')) {
     const end = scan(rest, 1, 'group');
     if (end < 0) break;
@@ -57,7 +59,7 @@ export function linearPattern(pattern: string): { test(s: string): boolean } {
     rest = `^${rest.slice(end + 1)}`;
   }
   // `^(?!a)x|y`: the lookahead binds one alternative only, which separate matches cannot express.
-  if (conditions.length > 0 && scan(rest, 0, 'alternation') >= 0) throw new Error('a leading lookahead before a top-level alternation');
+  if (conditions.length > 0 && scan(rest, 0, 'alternation') >= 0) throw new PatternError('has a leading lookahead before a top-level alternation, which cannot be evaluated in linear time');
   const main = compile(rest);
   return { test: (s) => conditions.every((c) => c.re.test(s) === c.want) && main.test(s) };
 }
@@ -86,15 +88,63 @@ function checkPatterns(spec: unknown, field: string): void {
           linearPattern(p);
           if (runnablePatterns.size > 2000) runnablePatterns.clear();
           runnablePatterns.add(p);
-        } catch {
+        } catch (err) {
           const at = jsonPath(pointer([...tokens, k]));
-          throw new CofferError('invalid_argument', `${field}: the pattern at ${at} cannot be evaluated in linear time (no backreferences or lookarounds)`, [{ field: `${field}:${at}`, reason: 'unsupported pattern' }]);
+          const why = err instanceof PatternError ? err.message : 'cannot be evaluated in linear time (no backreferences or lookarounds)';
+          throw new CofferError('invalid_argument', `${field}: the pattern at ${at} ${why}`, [{ field: `${field}:${at}`, reason: 'unsupported pattern' }]);
         }
       }
       if (!ANNOTATIONS.has(k)) walk(v, [...tokens, k]);
     }
   };
   walk(spec, []);
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+/** JSON text with object keys sorted: equal for values ajv's `uniqueItems` calls equal. */
+const canonical = (v: unknown): string =>
+  Array.isArray(v) ? `[${v.map(canonical).join(',')}]` : isPlainObject(v) ? `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}` : JSON.stringify(v);
+const unique = (xs: unknown[]) => [...new Map(xs.map((x) => [canonical(x), x])).values()];
+
+// Keywords whose value is a map of name → schema, a schema, or a list of schemas.
+const SCHEMA_MAPS = new Set(['properties', 'patternProperties', 'definitions', '$defs']);
+const SCHEMAS = new Set(['additionalItems', 'additionalProperties', 'contains', 'propertyNames', 'not', 'if', 'then', 'else']);
+const SCHEMA_LISTS = new Set(['allOf', 'anyOf', 'oneOf']);
+// Annotations: they never change which configs are valid; draft-07 says what type each has.
+const ANNOTATIONS_OF_TYPE: Record<string, (v: unknown) => boolean> = {
+  title: (v) => typeof v === 'string',
+  description: (v) => typeof v === 'string',
+  $comment: (v) => typeof v === 'string',
+  examples: Array.isArray,
+  readOnly: (v) => typeof v === 'boolean',
+  writeOnly: (v) => typeof v === 'boolean',
+  contentMediaType: (v) => typeof v === 'string',
+  contentEncoding: (v) => typeof v === 'string',
+};
+
+/**
+ * The spec as ajv compiles it, read as leniently as Airbyte's validator (networknt) reads specs:
+ * duplicates in `required`, `enum`, `type` and `dependencies` lists are dropped (a set holds each
+ * once), and an annotation of the wrong type (`examples` that is not an array, a `title` that is
+ * not a string, …) is left out, since no annotation changes which configs are valid. Everything
+ * that does is kept as written, so draft-07's meta-schema still refuses a schema that cannot
+ * validate anything (an unknown type, an empty `enum`, …) and ajv an unresolvable `$ref`. The
+ * spec stored and returned is the one registered, unchanged.
+ */
+export function lenientSchema(schema: unknown, depth = 0): unknown {
+  if (!isPlainObject(schema) || depth > MAX_SPEC_DEPTH) return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) {
+    const wellTyped = ANNOTATIONS_OF_TYPE[k];
+    if (wellTyped && !wellTyped(v)) continue;
+    if ((k === 'required' || k === 'enum' || k === 'type') && Array.isArray(v)) out[k] = unique(v);
+    else if (k === 'dependencies' && isPlainObject(v)) out[k] = Object.fromEntries(Object.entries(v).map(([n, d]) => [n, Array.isArray(d) ? unique(d) : lenientSchema(d, depth + 1)]));
+    else if (SCHEMA_MAPS.has(k) && isPlainObject(v)) out[k] = Object.fromEntries(Object.entries(v).map(([n, c]) => [n, lenientSchema(c, depth + 1)]));
+    else if ((SCHEMA_LISTS.has(k) || k === 'items') && Array.isArray(v)) out[k] = v.map((c) => lenientSchema(c, depth + 1));
+    else if (SCHEMAS.has(k) || k === 'items') out[k] = lenientSchema(v, depth + 1);
+    else out[k] = v;
+  }
+  return out;
 }
 
 function newAjv(): Ajv {
@@ -158,7 +208,7 @@ export function compileSpec(spec: unknown, field = 'spec_json'): CompiledSpec {
       throw new CofferError('invalid_argument', `${field}: $schema must be JSON Schema draft-04, -06 or -07`, [{ field: `${field}.$schema`, reason: 'unsupported' }]);
     }
     try {
-      validateFn = ajv.compile(rest);
+      validateFn = ajv.compile(lenientSchema(rest) as Record<string, unknown>);
     } catch (err) {
       const why = err instanceof Error ? err.message.slice(0, 300) : 'not a valid JSON Schema';
       throw new CofferError('invalid_argument', `${field} is not a valid JSON Schema: ${why}`, [{ field, reason: 'invalid schema' }]);
@@ -174,7 +224,7 @@ export function compileSpec(spec: unknown, field = 'spec_json'): CompiledSpec {
       // anywhere else is a value like any other.
       const secretPositions = new Set(concreteSecretPaths(spec, config));
       const problems = (compiled.errors ?? [])
-        .filter((e) => !(valueAt(config, e.instancePath) === SECRET_MASK && secretPositions.has(jsonPath(e.instancePath))))
+        .filter((e) => !(isMask(valueAt(config, e.instancePath)) && secretPositions.has(jsonPath(e.instancePath))))
         // oneOf/anyOf summaries repeat what their branches already said.
         .filter((e, _i, all) => !(['oneOf', 'anyOf', 'if'].includes(e.keyword) && all.some((o) => o !== e && o.instancePath.startsWith(e.instancePath))));
       if (problems.length === 0) return;

@@ -8,7 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configV1, type MessagingNamespace } from '@coffer/contracts';
 import { startStack, type Stack } from '@coffer/cli';
 import { createPromiseClient, createServiceTokenProvider, type PromiseClient } from '@coffer/rpc';
+import { secretCoordinates } from '@coffer/secret-json';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
+import { generateConfig } from './spec-configs';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const specsDir = join(process.env.COFFER_CONFORMANCE_DIR ?? resolve(repoRoot, '../shared/conformance'), 'connector-specs');
@@ -189,7 +191,7 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
     expect(JSON.parse(webhook.configJson)).toEqual({
       url: 'https://hooks.example.test/coffer',
       signing_secret: '**********',
-      headers: [{ name: 'X-Key', value: '**********' }],
+      headers: [{ name: 'X-Key', value: expect.stringMatching(/^\*{10}#[0-9a-f]{16}$/) }],
       auth: { type: 'bearer', token: '**********' },
     });
     await expect(config.getActor({ actorId: webhook.webhookId })).rejects.toMatchObject({ code: 'not_found' });
@@ -268,4 +270,65 @@ describe.skipIf(!present)('config in depth: no orphans, models, webhooks, check 
       await new Promise<void>((r) => http.close(() => r()));
     }
   });
+  it("array items keep their own secrets: of two items (a source's applications, a destination's extra headers), the second sent back alone with its masks keeps its secrets", async () => {
+    const specOf = (file: string) => (JSON.parse(readFileSync(join(specsDir, file), 'utf8')) as { connectionSpecification: unknown }).connectionSpecification;
+    const cases = [
+      {
+        file: 'source-onesignal.spec.json',
+        actorType: configV1.ActorType.ACTOR_TYPE_SOURCE,
+        list: ['applications'],
+        secretField: 'app_api_key',
+        item: (label: string) => ({ app_name: label, app_id: canary(`${label}-id`), app_api_key: canary(`${label}-key`) }),
+        rest: () => ({ user_auth_key: canary('os-user'), start_date: '2024-01-01T00:00:00Z', outcome_names: 'os__click.count' }) as Record<string, any>,
+      },
+      {
+        file: 'destination-weaviate.spec.json',
+        actorType: configV1.ActorType.ACTOR_TYPE_DESTINATION,
+        list: ['indexing', 'additional_headers'],
+        secretField: 'value',
+        item: (label: string) => ({ header_key: `X-${label}`, value: canary(`${label}-header`) }),
+        rest: () => generateConfig(specOf('destination-weaviate.spec.json'), { secret: () => canary('wv') }) as Record<string, any>,
+      },
+    ];
+    const at = (root: Record<string, any>, path: string[]) => path.reduce((node, k) => node[k], root) as Record<string, any>[];
+    const withList = (root: Record<string, any>, path: string[], items: unknown[]) => {
+      const copy = structuredClone(root);
+      path.slice(0, -1).reduce((node, k) => (node[k] ??= {}), copy)[path.at(-1)!] = items;
+      return JSON.stringify(copy);
+    };
+    for (const c of cases) {
+      const definitionId = (
+        await config.registerConnectorDefinition({ name: c.file, actorType: c.actorType, connector: `airbyte:${c.file.replace('.spec.json', '')}`, specJson: JSON.stringify(specOf(c.file)) })
+      ).definition!.definitionId;
+      const rest = c.rest();
+      const actor = (await config.createActor({ workspaceId, definitionId, name: c.file, configJson: withList(rest, c.list, [c.item('first'), c.item('second')]) })).actor!;
+      const stored = at(await storedPartial(actor.actorId), c.list);
+      const [firstCoordinates, secondCoordinates] = [secretCoordinates(stored[0]).sort(), secretCoordinates(stored[1]).sort()];
+      const read = JSON.parse((await config.getActor({ actorId: actor.actorId })).actor!.configJson) as Record<string, any>;
+      const readItems = at(read, c.list);
+      expect(readItems[1]![c.secretField]).toMatch(/^\*{10}#[0-9a-f]{16}$/);
+
+      // What cannot be decided is refused, naming the field, and changes nothing.
+      const field = `config_json:$.${c.list.join('.')}[0].${c.secretField}`;
+      const plain = withList(read, c.list, [{ ...readItems[1], [c.secretField]: '**********' }]);
+      await expect(config.updateActor({ actorId: actor.actorId, expectedVersion: actor.version, name: c.file, configJson: plain })).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field }] });
+      const other = (await config.createActor({ workspaceId, definitionId, name: `${c.file} other`, configJson: withList(rest, c.list, [c.item('other')]) })).actor!;
+      const foreignMask = at(JSON.parse(other.configJson), c.list)[0]![c.secretField];
+      const foreign = withList(read, c.list, [{ ...readItems[1], [c.secretField]: foreignMask }]);
+      await expect(config.updateActor({ actorId: actor.actorId, expectedVersion: actor.version, name: c.file, configJson: foreign })).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field }] });
+      const twice = withList(read, c.list, [readItems[1], readItems[1]]);
+      await expect(config.updateActor({ actorId: actor.actorId, expectedVersion: actor.version, name: c.file, configJson: twice })).rejects.toMatchObject({
+        code: 'invalid_argument',
+        details: [{ field: field.replace('[0]', '[1]') }],
+      });
+
+      // The second item alone, as read: it keeps its own secrets; the first item's are shredded.
+      const updated = (await config.updateActor({ actorId: actor.actorId, expectedVersion: actor.version, name: c.file, configJson: withList(read, c.list, [readItems[1]]) })).actor!;
+      expect(updated.version).toBe(actor.version + 1);
+      expect(at(JSON.parse(updated.configJson), c.list)).toEqual([readItems[1]]);
+      expect(secretCoordinates(at(await storedPartial(actor.actorId), c.list)[0]).sort()).toEqual(secondCoordinates);
+      await eventually(async () => [...(await states(firstCoordinates)).values()].every((s) => s === 'destroyed'), "the first item's secrets to be shredded");
+      expect([...(await states([...secondCoordinates, ...secretCoordinates(await storedPartial(other.actorId))])).values()].every((s) => s === 'active')).toBe(true);
+    }
+  }, 120_000);
 });

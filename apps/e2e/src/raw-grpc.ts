@@ -16,8 +16,13 @@ type Messages = Record<string, { fromPartial(v: unknown): unknown }>;
 const messagesOf = new WeakMap<grpc.Client, Messages>();
 
 /** A plain grpc-js client (no Coffer middleware) whose requests are completed from `messages`. */
-export function rawClient<C extends grpc.Client>(Ctor: new (address: string, creds: grpc.ChannelCredentials) => C, address: string, messages: unknown): C {
-  const c = new Ctor(address, grpc.credentials.createInsecure());
+export function rawClient<C extends grpc.Client>(
+  Ctor: new (address: string, creds: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => C,
+  address: string,
+  messages: unknown,
+  options?: grpc.ChannelOptions,
+): C {
+  const c = new Ctor(address, grpc.credentials.createInsecure(), options);
   messagesOf.set(c, messages as Messages);
   return c;
 }
@@ -33,8 +38,8 @@ function fieldsOf(metadata: grpc.Metadata | undefined): string[] {
   }
 }
 
-/** One unary call with an optional bearer token and Origin header, answered as an {@link Answer}, never thrown. */
-export function call<Res>(client: grpc.Client, method: string, partial: unknown, token?: string, origin?: string): Promise<Answer<Res>> {
+/** One unary call with an optional bearer token, Origin header and deadline, answered as an {@link Answer}, never thrown. */
+export function call<Res>(client: grpc.Client, method: string, partial: unknown, token?: string, origin?: string, deadlineMs = 90_000): Promise<Answer<Res>> {
   const type = messagesOf.get(client)![`${method[0]!.toUpperCase()}${method.slice(1)}Request`]!;
   const req = type.fromPartial(partial);
   const metadata = new grpc.Metadata();
@@ -45,7 +50,7 @@ export function call<Res>(client: grpc.Client, method: string, partial: unknown,
     (client as unknown as Record<string, (r: unknown, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Res) => void) => void>)[method]!(
       req,
       metadata,
-      { deadline: Date.now() + 90_000 },
+      { deadline: Date.now() + deadlineMs },
       (err, res) => {
         const ms = performance.now() - started;
         resolve(err ? { status: err.code, message: err.details, fields: fieldsOf(err.metadata), ms } : { status: grpc.status.OK, message: '', fields: [], ms, res });

@@ -149,6 +149,40 @@ describe('validation in depth: linear-time patterns, no existence oracle, NUL ch
     expect((await register({ type: 'object', properties: { a: { type: 'string', pattern: '^[a-z0-9\\-\\.]+$' } } })).status).toBe(grpc.status.OK);
   });
 
+  it('registers the spec shapes Airbyte accepts (duplicate required/enum/type items, examples not an array, Java-only escapes) and validates with them; still refuses what cannot validate', async () => {
+    const register = (spec: unknown) =>
+      call<configV1.RegisterConnectorDefinitionResponse>(
+        config,
+        'registerConnectorDefinition',
+        { name: 'airbyte-shaped', actorType: configV1.ActorType.ACTOR_TYPE_SOURCE, connector: 'builtin:http-json', specJson: JSON.stringify(spec) },
+        op.config,
+      );
+    const shapes: [string, Record<string, unknown>, Record<string, unknown>, Record<string, unknown>, string][] = [
+      ['duplicate required', { type: 'object', required: ['host', 'host'], properties: { host: { type: 'string' } } }, { host: 'h' }, {}, 'config_json:$.host'],
+      ['duplicate enum', { type: 'object', properties: { mode: { type: 'string', enum: ['a', 'b', 'a'] } } }, { mode: 'b' }, { mode: 'c' }, 'config_json:$.mode'],
+      ['duplicate type', { type: 'object', properties: { n: { type: ['integer', 'integer'] } } }, { n: 1 }, { n: 'x' }, 'config_json:$.n'],
+      ['examples not an array', { type: 'object', properties: { day: { type: 'string', examples: '2024-01-01', pattern: '^\\d{4}-\\d{2}-\\d{2}$' } } }, { day: '2024-01-01' }, { day: 'x' }, 'config_json:$.day'],
+      ['\\- outside a class', { type: 'object', properties: { id: { type: 'string', pattern: '^[a-z]+\\-[0-9]+$' } } }, { id: 'ab-1' }, { id: 'ab1' }, 'config_json:$.id'],
+      ['Java POSIX class and \\Q…\\E', { type: 'object', properties: { k: { type: 'string', pattern: '^\\p{Alpha}+\\Q.*\\E$' } } }, { k: 'ab.*' }, { k: 'a1.*' }, 'config_json:$.k'],
+    ];
+    for (const [what, spec, good, bad, field] of shapes) {
+      const registered = await register(spec);
+      expect(registered.status, what).toBe(grpc.status.OK);
+      const definitionId = registered.res!.definition!.definitionId;
+      expect(JSON.parse(registered.res!.definition!.specJson), what).toEqual(spec);
+      const create = (cfg: unknown) => call(config, 'createActor', { workspaceId, definitionId, name: what, configJson: JSON.stringify(cfg) }, op.config);
+      expect((await create(good)).status, what).toBe(grpc.status.OK);
+      const refused = await create(bad);
+      expect(refused.status, what).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(refused.fields, what).toContain(field);
+    }
+    for (const spec of [{ type: 'object', properties: { a: { type: 'strin' } } }, { type: 'object', properties: { a: { $ref: '#/definitions/missing' } } }, { type: 'object', properties: { a: { enum: [] } } }]) {
+      const refused = await register(spec);
+      expect(refused.status).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(refused.fields).toEqual(['spec_json']);
+    }
+  });
+
   it('answers another organization\'s id exactly as a random one, for every method taking an id and every organization token kind', async () => {
     const createOrg = async (name: string) => {
       const organizationId = (await ok(call<authV1.CreateOrganizationResponse>(auth, 'createOrganization', { name }, op.auth))).organization!.organizationId;

@@ -1,5 +1,6 @@
 import { createGrpcServer, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
@@ -24,6 +25,7 @@ try {
     schema: config.SECRETS_DB_SCHEMA,
     natsUrl: config.NATS_URL,
     namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
+    stream: streamSettingsFromEnv(config),
     logger,
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,

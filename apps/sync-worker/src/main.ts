@@ -1,6 +1,7 @@
 import { configV1, secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
+import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createCheckRunner } from './check-runner';
 import { loadSyncWorkerConfig } from './config';
@@ -28,6 +29,7 @@ try {
     schema: config.SYNC_WORKER_DB_SCHEMA,
     natsUrl: config.NATS_URL,
     namespace: { subjectRoot: config.COFFER_SUBJECT_ROOT, streamPrefix: config.COFFER_STREAM_PREFIX },
+    stream: streamSettingsFromEnv(config),
     logger,
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,

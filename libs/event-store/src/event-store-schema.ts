@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -6,6 +7,15 @@ const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 export function quotedSchema(schema: string): RawBuilder<unknown> {
   if (!IDENTIFIER.test(schema)) throw new Error(`schema must be a lowercase SQL identifier, got ${JSON.stringify(schema)}`);
   return sql.id(schema);
+}
+
+/**
+ * @internal The Postgres notification channel on which appends to `schema`'s outbox wake its relay.
+ * Channel names are at most 63 bytes; a schema name too long to fit is replaced by its hash.
+ */
+export function outboxChannel(schema: string): string {
+  const channel = `coffer_outbox_${schema}`;
+  return channel.length <= 63 ? channel : `coffer_outbox_${createHash('sha256').update(schema).digest('hex').slice(0, 40)}`;
 }
 
 /**

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { CofferError } from '@coffer/contracts';
 import { GENESIS_HASH, chainHash, type ChainedContent } from './event-chain';
-import { quotedSchema } from './event-store-schema';
+import { outboxChannel, quotedSchema } from './event-store-schema';
 
 /** A message for the outbox: what the relay publishes after the appending transaction commits. */
 export interface OutboxMessage {
@@ -168,6 +168,13 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
   const lastHashOf = async (trx: Transaction<any>, chain: string) =>
     (await sql<{ hash: string }>`select e.hash from ${s}.events e where e.chain = ${chain} order by e.global_position desc limit 1`.execute(trx)).rows[0]?.hash ??
     GENESIS_HASH;
+  const channel = outboxChannel(options.schema);
+
+  // Postgres delivers a notification only when (and if) the transaction commits, so the relay
+  // wakes as soon as the outbox rows are readable; several in one transaction are folded into one.
+  async function notifyRelay(trx: Transaction<any>): Promise<void> {
+    await sql`select pg_notify(${channel}, '')`.execute(trx);
+  }
 
   async function appendInTransaction(
     trx: Transaction<any>,
@@ -227,10 +234,12 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       prevHash = hash;
     }
     await appendOptions.project?.(trx, recorded);
-    for (const m of appendOptions.outbox?.(recorded) ?? []) {
+    const messages = appendOptions.outbox?.(recorded) ?? [];
+    for (const m of messages) {
       await sql`insert into ${s}.outbox (event_id, subject, headers, body)
         values (${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`.execute(trx);
     }
+    if (messages.length > 0) await notifyRelay(trx);
     return { nextExpectedVersion: current + events.length, recorded };
   }
 
@@ -294,6 +303,7 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       const values = messages.slice(i, i + batchSize).map((m) => sql`(${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`);
       await sql`insert into ${s}.outbox (event_id, subject, headers, body) values ${sql.join(values)}`.execute(trx);
     }
+    if (messages.length > 0) await notifyRelay(trx);
     return recorded;
   }
 

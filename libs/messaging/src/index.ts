@@ -1,5 +1,5 @@
 export { connectNats, type ConnectNatsOptions } from './connection';
-export { ensureServiceStream, DUPLICATE_WINDOW_MS } from './service-stream';
+export { DEFAULT_STREAM_SETTINGS, DUPLICATE_WINDOW_MS, ensureServiceStream, validateStreamSettings, type StreamSettings } from './service-stream';
 export {
   ceHeaders,
   decodeCloudEvent,

@@ -1,5 +1,6 @@
 import { loadMtls, type MtlsMaterial } from '@coffer/rpc';
 import { z } from 'zod';
+import { streamEnv } from './stream-env';
 
 /** The values of `COFFER_ENV`: `development` relaxes what only a developer's machine may skip. */
 export const cofferEnvironments = ['development', 'production'] as const;
@@ -33,6 +34,8 @@ export const commonEnv = {
     .default('false')
     .transform((v) => v === 'true')
     .describe('`true` accepts tokens while the revocation list cannot be read (a revoked token then works until it can); reported as a security finding'),
+  /** Retention, size limits and replicas of the service's own stream (`COFFER_STREAM_*`). */
+  ...streamEnv,
 };
 
 /**

@@ -1,4 +1,5 @@
 export { checkCommonSettings, cofferEnvironments, commonEnv, inTheSamePass, mtlsFromEnv, parseEnv, SettingsError, sqlIdentifier } from './env';
+export { parseByteSize, parseDuration, streamEnv, streamSettingsFromEnv } from './stream-env';
 export { createDatabase, type DatabaseOptions } from './database';
 export { startRuntime, type RuntimeOptions, type ServiceRuntime } from './runtime';
 export { announceListening, describeStartupError, failStartup, loadSettingsOrExit, onShutdown, startBackgroundJobs, type BackgroundJobsOptions } from './lifecycle';

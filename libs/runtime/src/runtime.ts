@@ -1,8 +1,9 @@
 import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { MessagingNamespace, ServiceName } from '@coffer/contracts';
 import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type EventStoreOptions, type OutboxRelay } from '@coffer/event-store';
-import { connectNats, createJetStreamPublisher, ensureServiceStream } from '@coffer/messaging';
+import { connectNats, createJetStreamPublisher, DEFAULT_STREAM_SETTINGS, ensureServiceStream, type StreamSettings } from '@coffer/messaging';
 import type { Logger, Redactor } from '@coffer/telemetry';
 import { connectionLoss } from '@coffer/contracts';
 import { createDatabase } from './database';
@@ -37,6 +38,8 @@ export interface RuntimeOptions {
    * `DATABASE_URL` or `NATS_URL` (`COFFER_STARTUP_WAIT_MS`). Default 60 s.
    */
   startupWaitMs?: number;
+  /** Retention, size limits and replicas of the service's own stream, applied at every start (defaults when omitted). */
+  stream?: StreamSettings;
   /** The app's own tables (read models), created after the event store's. */
   migrate?: (db: Kysely<any>, schema: string) => Promise<void>;
   /** Streams that get a hash chain of their own (see `EventStoreOptions.chainOf`). */
@@ -85,7 +88,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
       async (remainingMs) => {
         const conn = await connectNats({ servers: options.natsUrl, name: options.appName, timeoutMs: Math.min(remainingMs, 20_000) });
         try {
-          await ensureServiceStream(conn, options.namespace, options.service);
+          await ensureServiceStream(conn, options.namespace, options.service, options.stream ?? DEFAULT_STREAM_SETTINGS);
         } catch (err) {
           await conn.close().catch(() => undefined);
           throw err;
@@ -100,7 +103,13 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
       schema: options.schema,
       name: `${options.appName}-outbox`,
       publish: createJetStreamPublisher(nc),
+      maxInFlight: 100,
       onError: (err) => logger.warn({ err, connection: connectionLoss(err) }, 'outbox relay round failed; it retries from the last acknowledged event'),
+      // Its own connection, outside the pool: LISTEN holds it for the life of the process.
+      listen: () => new pg.Client({ connectionString: options.databaseUrl, application_name: `${options.appName}-outbox-listen`, keepAlive: true }),
+      onListenError: (err) =>
+        logger.warn({ err: { message: (err as Error)?.message, code: (err as { code?: string })?.code } }, 'outbox relay lost its LISTEN connection; polling until it reconnects'),
+      onListenRestored: () => logger.info('outbox relay is listening for commits again'),
     });
     relay.start();
     const conn = nc;

@@ -87,8 +87,8 @@ describe('secret-json on generated specs with nested objects, arrays and oneOf',
           expect(masked.includes(JSON.stringify(v))).toBe(false);
         }
         expect(secretValues(result.partialConfig, config).sort()).toEqual(result.writes.map((w) => w.value).sort());
-        // Sending the mask back keeps every coordinate.
-        const again = split(spec, mask(spec, config), { stored: result.partialConfig, newBaseCoordinate });
+        // Sending the read (the masked partial config) back keeps every coordinate.
+        const again = split(spec, mask(spec, result.partialConfig), { stored: result.partialConfig, newBaseCoordinate });
         expect(again.partialConfig).toEqual(result.partialConfig);
         expect(again.writes).toEqual([]);
         expect(again.orphans).toEqual([]);

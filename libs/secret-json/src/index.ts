@@ -3,6 +3,7 @@ export {
   SecretJsonError,
   concreteSecretPaths,
   hydrate,
+  isMask,
   isSecretReference,
   mask,
   ownSecretCoordinates,

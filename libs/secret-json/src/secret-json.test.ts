@@ -28,7 +28,9 @@ describe('secret-json', () => {
   it('a masked secret keeps its stored coordinate, inside arrays too; a new value bumps the version', () => {
     const first = split(spec, { host: 'h', password: 'p1', keys: [{ name: 'a', key: 'k1' }, { name: 'b', key: 'k2' }] }, { newBaseCoordinate });
     const stored = first.partialConfig as { password: { _secret: string }; keys: { key: { _secret: string } }[] };
-    const second = split(spec, { host: 'h', password: SECRET_MASK, keys: [{ name: 'a', key: SECRET_MASK }, { name: 'b', key: 'k2-new' }] }, { stored, newBaseCoordinate });
+    const read = mask(spec, stored) as { keys: { key: string }[] };
+    expect(read.keys[0]!.key).toMatch(/^\*{10}#[0-9a-f]{16}$/);
+    const second = split(spec, { host: 'h', password: SECRET_MASK, keys: [{ name: 'a', key: read.keys[0]!.key }, { name: 'b', key: 'k2-new' }] }, { stored, newBaseCoordinate });
     const next = second.partialConfig as typeof stored;
     expect(next.password._secret).toBe(stored.password._secret);
     expect(next.keys[0]!.key._secret).toBe(stored.keys[0]!.key._secret);

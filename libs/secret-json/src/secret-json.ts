@@ -1,5 +1,11 @@
+import { createHash } from 'node:crypto';
+
 /** What a read returns in place of every secret. */
 export const SECRET_MASK = '**********';
+
+// Inside an array item the mask carries `#<item reference>`: items move, so a path cannot say whose secret a mask keeps.
+const MASK_WITH_REFERENCE = `${SECRET_MASK}#`;
+const ITEM_REFERENCE = /^[0-9a-f]{16}$/;
 
 /** A reference to a stored secret, as it appears inside a partial config. */
 export interface SecretReference {
@@ -80,7 +86,12 @@ export function secretPaths(spec: unknown): string[] {
 }
 
 interface Site {
+  /** Concrete path, e.g. `$.list[1].key`. */
   path: string;
+  /** The path with every array index as `[*]`, e.g. `$.list[*].key`: the field, whichever item holds it. */
+  template: string;
+  /** True when the site is inside an array item, where the path says nothing about which item it is. */
+  inArray: boolean;
   value: unknown;
 }
 
@@ -90,23 +101,49 @@ interface Site {
  * scalar or a secret reference (an array or object under a secret schema is walked instead).
  */
 function rebuild(spec: unknown, config: unknown, replace: (site: Site) => unknown, refuseStrayReferences = false): unknown {
-  const walk = (value: unknown, candidates: Schema[], path: string, depth: number): unknown => {
+  const walk = (value: unknown, candidates: Schema[], path: string, template: string, inArray: boolean, depth: number): unknown => {
     if (depth > MAX_DEPTH) throw new SecretJsonError(path, `is nested deeper than ${MAX_DEPTH} levels`);
     const secret = candidates.some((c) => c.airbyte_secret === true);
     if (secret && value !== null && value !== undefined && (!isObject(value) || isSecretReference(value)) && !Array.isArray(value)) {
-      return replace({ path, value });
+      return replace({ path, template, inArray, value });
     }
-    if (Array.isArray(value)) return value.map((item, i) => walk(item, childSchemasOfItem(candidates, i), `${path}[${i}]`, depth + 1));
+    if (Array.isArray(value)) return value.map((item, i) => walk(item, childSchemasOfItem(candidates, i), `${path}[${i}]`, `${template}[*]`, true, depth + 1));
     if (isObject(value)) {
       // Only config issues coordinates, and only at secret positions: anything else would be hydrated into this config.
       if (refuseStrayReferences && Object.hasOwn(value, '_secret')) throw new SecretJsonError(path, 'holds a secret reference outside a secret field; send values only');
       const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value)) out[k] = walk(v, childSchemasOfKey(candidates, k), keyPath(path, k), depth + 1);
+      for (const [k, v] of Object.entries(value)) out[k] = walk(v, childSchemasOfKey(candidates, k), keyPath(path, k), keyPath(template, k), inArray, depth + 1);
       return out;
     }
     return value;
   };
-  return walk(config, expand(spec), '$', 0);
+  return walk(config, expand(spec), '$', '$', false, 0);
+}
+
+// The base of a coordinate; a stored reference that is not versioned counts as its own base.
+function baseOf(coordinate: string): string {
+  const at = coordinate.lastIndexOf('_v');
+  return at > 0 ? coordinate.slice(0, at) : coordinate;
+}
+
+// Opaque and stable across versions of the base: a client holding it learns nothing about the coordinate,
+// and it resolves only among the secrets stored for the same field of the same config.
+function itemReference(coordinate: string): string {
+  return createHash('sha256').update(baseOf(coordinate)).digest('hex').slice(0, 16);
+}
+
+/** True for the mask a read returns: {@link SECRET_MASK}, or inside an array item the mask with its item reference. */
+export function isMask(value: unknown): boolean {
+  return value === SECRET_MASK || (typeof value === 'string' && value.startsWith(MASK_WITH_REFERENCE) && ITEM_REFERENCE.test(value.slice(MASK_WITH_REFERENCE.length)));
+}
+
+/** The mask sent back at `path`: undefined for a value, `{}` for the plain mask, `{ reference }` for the mask of an array item. */
+function parseMask(value: unknown, path: string): { reference?: string } | undefined {
+  if (value === SECRET_MASK) return {};
+  if (typeof value !== 'string' || !value.startsWith(MASK_WITH_REFERENCE)) return undefined;
+  const reference = value.slice(MASK_WITH_REFERENCE.length);
+  if (!ITEM_REFERENCE.test(reference)) throw new SecretJsonError(path, 'is a mask with a malformed item reference; send the mask as read, or a new value');
+  return { reference };
 }
 
 function sitesOf(spec: unknown, config: unknown, refuseStrayReferences = false): Site[] {
@@ -135,9 +172,13 @@ export function concreteSecretPaths(spec: unknown, config: unknown): string[] {
     .sort();
 }
 
-/** Every secret value (plaintext or reference) replaced by {@link SECRET_MASK}. */
+/**
+ * Every secret value (plaintext or reference) replaced by {@link SECRET_MASK}; a stored reference
+ * inside an array item by the mask with its item reference (`**********#<16 hex>`), so that the
+ * mask sent back keeps the secret of its own item wherever the item has moved.
+ */
 export function mask(spec: unknown, config: unknown): unknown {
-  return rebuild(spec, config, () => SECRET_MASK);
+  return rebuild(spec, config, (site) => (site.inArray && isSecretReference(site.value) ? `${MASK_WITH_REFERENCE}${itemReference(site.value._secret)}` : SECRET_MASK));
 }
 
 /** A secret value config must send to the secrets service. */
@@ -191,35 +232,69 @@ function collectReferences(node: unknown, path: string, out: Map<string, unknown
 }
 
 /**
- * Splits a submitted config: each secret becomes a reference. A new value becomes v1 of a new base,
- * or the next version of the base stored at the same path; the mask keeps the stored reference
- * (inside arrays too); a missing optional secret produces nothing. Any `{"_secret": …}` the caller
- * sends, wherever it is, is refused: only the stored coordinates at secret positions are reused.
- * Inputs are not modified.
+ * Splits a submitted config: each secret becomes a reference. The mask keeps a stored reference:
+ * outside arrays the one stored at the same path; inside an array item the one its item reference
+ * names among the secrets stored for the same field, whatever the item's index now (a plain mask
+ * there cannot say which item it means and is refused, and so is one secret kept twice). A new
+ * value becomes the next version of the base stored at the same path when no mask keeps that base,
+ * else v1 of a new base; a missing optional secret produces nothing. Any `{"_secret": …}` the
+ * caller sends, wherever it is, is refused: only the stored coordinates at secret positions are
+ * reused. Inputs are not modified.
  */
 export function split(spec: unknown, config: unknown, options: SplitOptions): SplitResult {
-  const storedRefs = new Map<string, unknown>();
-  if (options.stored !== undefined) for (const s of sitesOf(spec, options.stored)) if (isSecretReference(s.value)) storedRefs.set(s.path, s.value);
-  const sites = sitesOf(spec, config, true);
+  const storedRefs = new Map<string, SecretReference>();
+  // `<template> <item reference>` → the coordinate stored there; null when two stored secrets share it (then no mask may pick either).
+  const storedByReference = new Map<string, string | null>();
+  if (options.stored !== undefined) {
+    for (const s of sitesOf(spec, options.stored)) {
+      if (!isSecretReference(s.value)) continue;
+      storedRefs.set(s.path, s.value);
+      const key = `${s.template} ${itemReference(s.value._secret)}`;
+      const seen = storedByReference.get(key);
+      storedByReference.set(key, seen === undefined || seen === s.value._secret ? s.value._secret : null);
+    }
+  }
+  const sites = sitesOf(spec, config, true).sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const planned = new Map<string, { coordinate: string; write?: PlannedSecretWrite }>();
-  const needsBase: Site[] = [];
-  for (const site of [...sites].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+  // Base → the path that keeps or continues it: one secret belongs to one item.
+  const claimed = new Map<string, string>();
+  const values: Site[] = [];
+  for (const site of sites) {
     if (isSecretReference(site.value)) throw new SecretJsonError(site.path, 'is a secret reference; send the value or the mask');
-    const storedRef = storedRefs.get(site.path);
-    const existing = isSecretReference(storedRef) ? storedRef._secret : undefined;
-    if (site.value === SECRET_MASK) {
-      if (!existing) throw new SecretJsonError(site.path, 'is masked but no secret is stored there');
-      planned.set(site.path, { coordinate: existing });
+    const masked = parseMask(site.value, site.path);
+    if (!masked) {
+      values.push(site);
       continue;
     }
+    let coordinate: string | null | undefined;
+    if (masked.reference !== undefined) {
+      coordinate = storedByReference.get(`${site.template} ${masked.reference}`);
+      if (coordinate === undefined) throw new SecretJsonError(site.path, 'is masked with an item reference that names no secret stored for this field; send a new value');
+      if (coordinate === null) throw new SecretJsonError(site.path, 'is masked with an item reference that names more than one stored secret; send a new value');
+    } else {
+      if (site.inArray) throw new SecretJsonError(site.path, 'is masked without its item reference, so which item’s secret it keeps cannot be told; send the mask as read, or a new value');
+      coordinate = storedRefs.get(site.path)?._secret;
+      if (!coordinate) throw new SecretJsonError(site.path, 'is masked but no secret is stored there');
+    }
+    const base = baseOf(coordinate);
+    const other = claimed.get(base);
+    if (other !== undefined) throw new SecretJsonError(site.path, `keeps the same stored secret as ${other}; a secret belongs to one item, send a new value`);
+    claimed.set(base, site.path);
+    planned.set(site.path, { coordinate });
+  }
+  const needsBase: Site[] = [];
+  for (const site of values) {
     if (typeof site.value === 'object') throw new SecretJsonError(site.path, 'must be a string');
     const value = typeof site.value === 'string' ? site.value : JSON.stringify(site.value as Json);
-    if (existing) {
+    const existing = storedRefs.get(site.path)?._secret;
+    // A base a mask keeps stays with that mask's item; this value gets a base of its own.
+    if (existing && !claimed.has(baseOf(existing))) {
       const { base, version } = parseVersioned(existing, site.path);
       const coordinate = `${base}_v${version + 1}`;
+      claimed.set(base, site.path);
       planned.set(site.path, { coordinate, write: { path: site.path, baseCoordinate: base, version: version + 1, coordinate, value } });
     } else {
-      needsBase.push({ path: site.path, value });
+      needsBase.push({ ...site, value });
     }
   }
   for (const site of needsBase) {
@@ -230,7 +305,7 @@ export function split(spec: unknown, config: unknown, options: SplitOptions): Sp
   const partialConfig = rebuild(spec, config, (site) => ({ _secret: planned.get(site.path)!.coordinate }));
   const writes = [...planned.values()].flatMap((p) => (p.write ? [p.write] : [])).sort((a, b) => (a.path < b.path ? -1 : 1));
   const referenced = new Set([...planned.values()].map((p) => p.coordinate));
-  const orphans = [...new Set([...storedRefs.values()].map((r) => (r as SecretReference)._secret))].filter((c) => !referenced.has(c));
+  const orphans = [...new Set([...storedRefs.values()].map((r) => r._secret))].filter((c) => !referenced.has(c));
   return { partialConfig, writes, orphans };
 }
 

@@ -1,0 +1,264 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { authV1, configV1 } from '@coffer/contracts';
+import { cofferHome, type SavedStack, type StackState } from '@coffer/cli';
+import { createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
+
+const run = promisify(execFile);
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const canary = `canary-npm-start-${Math.random().toString(36).slice(2)}`;
+const otelAttributes = 'deployment.environment=npm-start-e2e';
+
+/** One `npm start`, spawned as a terminal runs a foreground job: a process group of its own. */
+interface Launch {
+  npm: ChildProcess;
+  output: () => string;
+  state: StackState;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Every process on the machine with its process group and command line (Linux /proc). */
+function processes(): { pid: number; pgid: number; cmdline: string }[] {
+  const out = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces) start after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] === 'Z') continue;
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      out.push({ pid: Number(entry), pgid: Number(fields[2]), cmdline });
+    } catch {
+      // exited while we looked
+    }
+  }
+  return out;
+}
+
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    try {
+      return statSync(path).isDirectory() ? filesUnder(path) : [path];
+    } catch {
+      return [];
+    }
+  });
+}
+
+async function waitFor(what: string, done: () => boolean, timeoutMs: number, onTimeout: () => string = () => ''): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms\n${onTimeout()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe('npm start: embedded Postgres, a nats-server child and the four services from a fresh home', () => {
+  const home = cofferHome(mkdtempSync(join(tmpdir(), 'coffer-home-')), root);
+  // The launcher's TMPDIR: whatever it or its children write to "the temp folder" lands here, to be searched for keys.
+  const scratch = mkdtempSync(join(tmpdir(), 'coffer-tmp-'));
+  const repoHome = join(root, '.coffer');
+  const repoHomeBefore = filesUnder(repoHome).map((f) => `${f}:${statSync(f).mtimeMs}`);
+  const launches: Launch[] = [];
+  let first: Launch;
+  let workspaceId = '';
+  let sourceId = '';
+  let sourceUrl = '';
+
+  async function npmStart(): Promise<Launch> {
+    const env: NodeJS.ProcessEnv = { ...process.env, COFFER_HOME: home.dir, TMPDIR: scratch, LOG_LEVEL: 'debug', OTEL_RESOURCE_ATTRIBUTES: otelAttributes };
+    // A machine where no Postgres or NATS is configured: the stack must bring its own.
+    delete env.DATABASE_URL;
+    delete env.NATS_URL;
+    for (const key of Object.keys(env)) if (key.startsWith('VITEST')) delete env[key];
+    const npm = spawn('npm', ['start', '--', '--free-ports'], { cwd: root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    npm.stdout!.setEncoding('utf8').on('data', (c: string) => (text += c));
+    npm.stderr!.setEncoding('utf8').on('data', (c: string) => (text += c));
+    const launch = { npm, output: () => text, state: undefined as unknown as StackState };
+    launches.push(launch);
+    await waitFor('"Coffer is up"', () => text.includes('Coffer is up') || npm.exitCode !== null, 400_000, () => text);
+    if (!text.includes('Coffer is up')) throw new Error(`npm start exited with ${npm.exitCode} before the stack was up:\n${text}`);
+    await waitFor('Ctrl-C hint', () => text.includes('Ctrl-C stops everything'), 5_000, () => text);
+    launch.state = JSON.parse(readFileSync(home.stateFile, 'utf8')) as StackState;
+    return launch;
+  }
+
+  /** What a terminal's Ctrl-C does: SIGINT to the whole foreground process group (npm, sh, the launcher). */
+  async function ctrlC(launch: Launch): Promise<void> {
+    process.kill(-launch.npm.pid!, 'SIGINT');
+    const pids = [launch.npm.pid!, launch.state.launcherPid, ...Object.values(launch.state.pids)];
+    await waitFor('every process of the stack exiting', () => pids.every((pid) => !alive(pid)), 90_000, () => launch.output());
+  }
+
+  function saved(): SavedStack {
+    return JSON.parse(readFileSync(home.credentialsFile, 'utf8')) as SavedStack;
+  }
+
+  async function applicationClients(state: StackState) {
+    const seed = saved().seed!;
+    const auth = createPromiseClient(authV1.AuthServiceClient, state.endpoints.auth);
+    const { accessToken } = await auth.issueApplicationToken({ clientId: seed.application.clientId, clientSecret: seed.application.clientSecret });
+    auth.close();
+    return createPromiseClient(configV1.ConfigServiceClient, state.endpoints.config, { tokenProvider: async () => accessToken });
+  }
+
+  beforeAll(async () => {
+    first = await npmStart();
+  }, 420_000);
+
+  afterAll(async () => {
+    for (const launch of launches) {
+      if (launch.npm.exitCode === null && launch.npm.signalCode === null) process.kill(-launch.npm.pid!, 'SIGINT');
+      const pids = launch.state ? [launch.state.launcherPid, ...Object.values(launch.state.pids)] : [];
+      await waitFor('the stack stopping', () => pids.every((pid) => !alive(pid)), 60_000).catch(() => {
+        for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      });
+    }
+    await rm(home.dir, { recursive: true, force: true });
+    await rm(scratch, { recursive: true, force: true });
+  }, 120_000);
+
+  it('shows its progress, then prints the endpoints and a token command that works', async () => {
+    const text = first.output();
+    const progress = ['[1/7] Postgres', '[2/7] NATS', '[3/7] auth listening', '[4/7] secrets listening', '[5/7] config listening', '[6/7] sync-worker listening', '[7/7] created organization'];
+    const at = progress.map((p) => text.indexOf(p));
+    expect(at.every((i) => i >= 0), text).toBe(true);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+    for (const endpoint of Object.values(first.state.endpoints)) expect(text).toContain(endpoint);
+    expect(first.state.pids.postgres).toBeGreaterThan(0);
+    expect(first.state.pids['nats-server']).toBeGreaterThan(0);
+    // The launcher hands OTEL_* and LOG_LEVEL on to every service.
+    for (const service of ['auth', 'secrets', 'config', 'sync-worker'] as const) {
+      const environ = readFileSync(`/proc/${first.state.pids[service]}/environ`, 'utf8').split('\0');
+      expect(environ, service).toContain(`OTEL_RESOURCE_ATTRIBUTES=${otelAttributes}`);
+      expect(environ, service).toContain('LOG_LEVEL=debug');
+    }
+    expect(readFileSync(join(home.logsDir, 'auth.log'), 'utf8')).toMatch(/"level":20/);
+
+    // The printed command, as a user would paste it (npx buf is the repository's own buf).
+    const block = text.slice(text.indexOf('An application token'));
+    const command = block.split('\n').slice(1, 4).join(' ').replace(/\\/g, ' ').trim().split(/\s+/);
+    expect(command.slice(0, 3)).toEqual(['npx', 'buf', 'curl']);
+    const { stdout } = await run(join(root, 'node_modules/.bin/buf'), command.slice(2), { cwd: tmpdir() });
+    const token = JSON.parse(stdout) as { accessToken: string; expiresIn: number };
+    expect(token.accessToken.split('.')).toHaveLength(3);
+    expect(token.expiresIn).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('answers real calls: a workspace, a definition, a source with a secret that reads back masked', async () => {
+    const config = await applicationClients(first.state);
+    const operatorTokens = createServiceTokenProvider({ authAddress: first.state.endpoints.auth, ...saved().credentials.clients.operator, audience: 'config' });
+    const operator = createPromiseClient(configV1.ConfigServiceClient, first.state.endpoints.config, { tokenProvider: operatorTokens });
+    try {
+      const builtins = (await operator.listConnectorDefinitions({ page: { pageSize: 500, pageToken: '' }, actorType: configV1.ActorType.ACTOR_TYPE_UNSPECIFIED })).definitions;
+      expect(builtins.map((d) => d.connector).sort()).toEqual(['builtin:http-json', 'builtin:postgres']);
+      const httpSource = builtins.find((d) => d.connector === 'builtin:http-json')!;
+
+      const registered = (
+        await operator.registerConnectorDefinition({
+          name: 'Weather API',
+          actorType: configV1.ActorType.ACTOR_TYPE_SOURCE,
+          connector: 'builtin:http-json',
+          specJson: JSON.stringify({
+            type: 'object',
+            required: ['url', 'api_token'],
+            properties: { url: { type: 'string' }, api_token: { type: 'string', airbyte_secret: true } },
+          }),
+        })
+      ).definition!;
+      expect(registered.definitionId).toMatch(/^[0-9a-f-]{36}$/);
+
+      workspaceId = (await config.createWorkspace({ name: 'first start', organizationId: '' })).workspace!.workspaceId;
+      sourceUrl = 'https://api.example.com/records';
+      for (const definitionId of [httpSource.definitionId, registered.definitionId]) {
+        const created = (await config.createActor({ workspaceId, definitionId, name: 'api', configJson: JSON.stringify({ url: sourceUrl, api_token: canary }) })).actor!;
+        expect(JSON.parse(created.configJson)).toEqual({ url: sourceUrl, api_token: '**********' });
+        const read = await config.getActor({ actorId: created.actorId });
+        expect(JSON.parse(read.actor!.configJson)).toEqual({ url: sourceUrl, api_token: '**********' });
+        expect(JSON.stringify(read)).not.toContain(canary);
+        if (!sourceId) sourceId = created.actorId;
+      }
+      for (const file of filesUnder(home.logsDir)) expect(readFileSync(file, 'utf8'), file).not.toContain(canary);
+    } finally {
+      config.close();
+      operator.close();
+      operatorTokens.close();
+    }
+  }, 60_000);
+
+  it('Ctrl-C stops the services in reverse order, then NATS, then Postgres, and leaves no process and no key file outside the home', async () => {
+    const groups = new Set([first.state.launcherPid, ...Object.values(first.state.pids)]);
+    await ctrlC(first);
+    const text = first.output();
+    const order = ['stopped sync-worker', 'stopped config', 'stopped secrets', 'stopped auth', 'stopped NATS', 'stopped Postgres', 'stopped.'].map((s) => text.indexOf(s));
+    expect(order.every((i) => i > 0), text).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+
+    // Each server ran in a process group of its own: nothing of any of them (Postgres' backends included) is left.
+    const left = processes().filter((p) => groups.has(p.pgid) || groups.has(p.pid) || p.cmdline.includes(home.dir));
+    expect(left).toEqual([]);
+    expect(existsSync(home.stateFile)).toBe(false);
+
+    // No key, secret or password written anywhere but the home: not in the temp folder, not in the repository's .coffer/.
+    const s = saved();
+    const keyring = JSON.parse(readFileSync(home.keyringFile, 'utf8')) as { keys: { key: string }[] };
+    const secrets = [
+      ...keyring.keys.map((k) => k.key),
+      (JSON.parse(s.credentials.signingKeyJwk) as { d: string }).d,
+      ...Object.values(s.credentials.clients).map((c) => c.clientSecret),
+      s.seed!.application.clientSecret,
+      s.postgres!.password,
+    ];
+    expect(secrets.every((v) => typeof v === 'string' && v.length >= 16)).toBe(true);
+    for (const file of filesUnder(scratch)) {
+      const content = readFileSync(file, 'latin1');
+      for (const secret of secrets) expect(content.includes(secret), `${file} holds a secret`).toBe(false);
+    }
+    expect(readdirSync(scratch).filter((n) => n.startsWith('coffer-stack-') || n.startsWith('pg-password-'))).toEqual([]);
+    expect(filesUnder(repoHome).map((f) => `${f}:${statSync(f).mtimeMs}`)).toEqual(repoHomeBefore);
+  }, 120_000);
+
+  it('a second start against the same home reuses its data: the organization, the definitions and the workspace are still there', async () => {
+    const seedBefore = saved().seed;
+    const second = await npmStart();
+    const text = second.output();
+    expect(text).toContain('[1/7] Postgres (embedded): starting');
+    expect(text).toContain(`organization "Development" from an earlier start`);
+    expect(text).toContain('built-in connector definitions already registered');
+    expect(saved().seed).toEqual(seedBefore);
+
+    const config = await applicationClients(second.state);
+    try {
+      expect((await config.getWorkspace({ workspaceId })).workspace!.name).toBe('first start');
+      const read = await config.getActor({ actorId: sourceId });
+      expect(JSON.parse(read.actor!.configJson)).toEqual({ url: sourceUrl, api_token: '**********' });
+      const defs = (await config.listConnectorDefinitions({ page: { pageSize: 500, pageToken: '' }, actorType: configV1.ActorType.ACTOR_TYPE_UNSPECIFIED })).definitions;
+      expect(defs.filter((d) => d.connector === 'builtin:postgres')).toHaveLength(1);
+      expect(defs.filter((d) => d.connector === 'builtin:http-json').map((d) => d.name).sort()).toEqual(['HTTP JSON API', 'Weather API']);
+    } finally {
+      config.close();
+    }
+
+    const groups = new Set([second.state.launcherPid, ...Object.values(second.state.pids)]);
+    await ctrlC(second);
+    expect(processes().filter((p) => groups.has(p.pgid) || groups.has(p.pid) || p.cmdline.includes(home.dir))).toEqual([]);
+  }, 420_000);
+});
