@@ -51,6 +51,8 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
     last_error text
   )`.execute(db);
   await sql`create index if not exists secret_shredding_due on ${s}.secret_shredding (next_attempt_at)`.execute(db);
+  // Set for the versions of a change that failed: secrets destroys them only if that very write made them.
+  await sql`alter table ${s}.secret_shredding add column if not exists write_id text`.execute(db);
   // Coordinates config is about to write at secrets, recorded before the call: removed with the
   // event that references them, or turned into shredding by the recovery loop.
   await sql`create table if not exists ${s}.secret_write_intents (
@@ -269,15 +271,26 @@ export interface PendingShred {
   workspace_id: string;
   actor_id: string | null;
   attempts: number;
+  /** Destroy the version only if the write with this id made it (a failed change's own versions). */
+  write_id: string | null;
 }
 
 /** Records coordinates to shred; projected in the same transaction as the event that orphaned them. */
-export async function queueShredding(trx: Db, schema: string, workspaceId: string, actorId: string | null, coordinates: string[], reason: string, now: Date): Promise<void> {
+export async function queueShredding(
+  trx: Db,
+  schema: string,
+  workspaceId: string,
+  actorId: string | null,
+  coordinates: string[],
+  reason: string,
+  now: Date,
+  writeId: string | null = null,
+): Promise<void> {
   if (coordinates.length === 0) return;
   await trx
     .withSchema(schema)
     .insertInto('secret_shredding')
-    .values(coordinates.map((coordinate) => ({ coordinate, workspace_id: workspaceId, actor_id: actorId, reason, recorded_at: now, next_attempt_at: now })))
+    .values(coordinates.map((coordinate) => ({ coordinate, workspace_id: workspaceId, actor_id: actorId, reason, recorded_at: now, next_attempt_at: now, write_id: writeId })))
     .onConflict((oc) => oc.column('coordinate').doNothing())
     .execute();
 }
@@ -290,7 +303,7 @@ export async function claimDueShredding(trx: Transaction<any>, schema: string, n
   return (await trx
     .withSchema(schema)
     .selectFrom('secret_shredding')
-    .select(['coordinate', 'workspace_id', 'actor_id', 'attempts'])
+    .select(['coordinate', 'workspace_id', 'actor_id', 'attempts', 'write_id'])
     .where('next_attempt_at', '<=', now)
     .orderBy('recorded_at')
     .limit(1)
@@ -481,7 +494,9 @@ export async function abandonWriteIntents(
     let q = trx.withSchema(schema).selectFrom('secret_write_intents').select(['intent_id', 'workspace_id', 'actor_id', 'operation', 'coordinates', 'recorded_at']);
     q = 'intentId' in which ? q.where('intent_id', '=', which.intentId) : q.where('recorded_at', '<', which.olderThan).orderBy('recorded_at').limit(which.limit);
     const rows = await q.forUpdate().skipLocked().execute();
-    for (const r of rows) await queueShredding(trx, schema, r.workspace_id, r.actor_id, r.coordinates, reason, now);
+    // Only what this intent's own write made: a retry of the same change may have written the same
+    // version numbers after this write failed, and those are live.
+    for (const r of rows) await queueShredding(trx, schema, r.workspace_id, r.actor_id, r.coordinates, reason, now, r.intent_id);
     if (rows.length > 0) await trx.withSchema(schema).deleteFrom('secret_write_intents').where('intent_id', 'in', rows.map((r) => r.intent_id)).execute();
     return rows.map((r) => ({
       intentId: r.intent_id,

@@ -74,13 +74,18 @@ export interface SecretsOwner {
   ownerId: string;
   /** For check/discover secrets: the workspace that runs the check. */
   ownerWorkspaceId?: string;
+  /** This write's id (its intent's), kept by secrets with each version it writes. */
+  writeId?: string;
 }
 
 /** What config needs from the secrets service: write versions and destroy them, always for one owner. */
 export interface SecretsPort {
   write(workspaceId: string, writes: { baseCoordinate: string; expectedVersion: number; value: string }[], owner: SecretsOwner): Promise<void>;
-  /** Destroys the owner's own coordinates; secrets leaves another owner's untouched. */
-  delete(workspaceId: string, coordinates: string[], ownerId: string): Promise<void>;
+  /**
+   * Destroys the owner's own coordinates; secrets leaves another owner's untouched. With `writeId`,
+   * only the versions that write made (full coordinates).
+   */
+  delete(workspaceId: string, coordinates: string[], ownerId: string, writeId?: string): Promise<void>;
   /** Shreds every secret of a workspace. */
   deleteWorkspace(workspaceId: string): Promise<void>;
   /** The highest version secrets ever wrote of each base (absent or 0: never written). */
@@ -376,7 +381,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
         try {
           await deps.fault?.('before-secrets-delete');
           if (item.coordinate.startsWith(WORKSPACE_SWEEP)) await secrets.deleteWorkspace(item.workspace_id);
-          else await secrets.delete(item.workspace_id, [item.coordinate], item.actor_id ?? '');
+          else await secrets.delete(item.workspace_id, [item.coordinate], item.actor_id ?? '', item.write_id ?? undefined);
           await deps.fault?.('after-secrets-delete');
         } catch (err) {
           // not_found: secrets never stored it (or forgot the base): nothing left to shred.
@@ -471,7 +476,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       recorded = true;
     };
     try {
-      await writeSecrets(workspaceId, writes, { ownerId: actorId }, workspaceId, record);
+      await writeSecrets(workspaceId, writes, { ownerId: actorId, writeId: intentId }, workspaceId, record);
     } catch (err) {
       // A refusal wrote nothing (WriteSecrets is all or nothing). A call left unanswered may still
       // commit at secrets: its intent stays, and recovery shreds it once the grace period is over.

@@ -53,8 +53,8 @@ try {
     namespace: runtime.namespace,
     secrets: {
       write: async (workspaceId, writes, owner) =>
-        void (await secrets.writeSecrets({ workspaceId, ownerId: owner.ownerId, ownerWorkspaceId: owner.ownerWorkspaceId ?? '', secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) })),
-      delete: async (workspaceId, coordinates, ownerId) => void (await secrets.deleteSecrets({ workspaceId, coordinates, ownerId })),
+        void (await secrets.writeSecrets({ workspaceId, ownerId: owner.ownerId, ownerWorkspaceId: owner.ownerWorkspaceId ?? '', writeId: owner.writeId ?? '', secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) })),
+      delete: async (workspaceId, coordinates, ownerId, writeId) => void (await secrets.deleteSecrets({ workspaceId, coordinates, ownerId, writeId: writeId ?? '' })),
       deleteWorkspace: async (workspaceId) => void (await secrets.deleteWorkspaceSecrets({ workspaceId })),
       latestVersions: async (workspaceId, baseCoordinates) =>
         new Map((await secrets.getLatestSecretVersions({ workspaceId, baseCoordinates })).versions.map((v) => [v.baseCoordinate, Number(v.version)])),

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CofferError } from '@coffer/contracts';
 import { createEventStore, migrateEventStore } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
 import { secretCoordinates } from '@coffer/secret-json';
@@ -48,9 +49,17 @@ describe('config: interrupted cross-service writes are recovered, and shredding 
   // The next change that reaches `held.point` waits there until the test lets it go (or forever: a crash).
   let held: Hold | undefined;
 
+  // The next write answers UNAVAILABLE without reaching secrets: a call whose outcome the caller cannot know.
+  let failNextWrite = false;
   const port = (): SecretsPort => ({
-    write: async (ws, writes, owner) => void (await secretsService.writeSecrets(ws, writes, { subject: 'config' }, owner)),
-    delete: async (ws, coordinates, ownerId) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId)),
+    write: async (ws, writes, owner) => {
+      if (failNextWrite) {
+        failNextWrite = false;
+        throw new CofferError('unavailable', 'a backing service is unavailable; retry the call');
+      }
+      await secretsService.writeSecrets(ws, writes, { subject: 'config' }, owner);
+    },
+    delete: async (ws, coordinates, ownerId, writeId) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId, writeId)),
     deleteWorkspace: async (ws) => void (await secretsService.deleteWorkspaceSecrets(ws, { subject: 'config' })),
     latestVersions: async (ws, bases) => new Map((await secretsService.latestVersions(ws, bases)).map((v) => [v.baseCoordinate, v.version])),
   });
@@ -165,6 +174,33 @@ describe('config: interrupted cross-service writes are recovered, and shredding 
     expect(updated.version).toBe(2);
     expect((await partialOf(actor.actorId)).api_token!._secret).toBe(token.replace(/_v1$/, '_v3'));
     expect(JSON.parse(await secretsService.hydrateConfig(workspaceId, JSON.stringify(await partialOf(actor.actorId)), 'test', operator, actor.actorId))).toEqual({ url: 'u', api_token: 'token-3' });
+    expect(await unreferencedActive()).toEqual([]);
+  });
+
+  it("recovering a write whose outcome was unknown destroys only what that write made, never a retry's same version", async () => {
+    const actor = await createActor('unknown', { url: 'u', api_token: 'unknown-1' });
+    // The first try is answered UNAVAILABLE and wrote nothing; its intent (v2) stays, as it must.
+    failNextWrite = true;
+    await expect(
+      config.updateActor({ actorId: actor.actorId, expectedVersion: actor.version, name: 'unknown', configJson: JSON.stringify({ url: 'u', api_token: 'unknown-2' }) }, operator),
+    ).rejects.toMatchObject({ code: 'unavailable' });
+    expect((await intents()).map((i) => i.coordinates.map((c) => c.slice(-3)))).toEqual([['_v2']]);
+    // The retry writes the same version number, v2, and is recorded.
+    await config.updateActor({ actorId: actor.actorId, expectedVersion: actor.version, name: 'unknown', configJson: JSON.stringify({ url: 'u', api_token: 'unknown-2' }) }, operator);
+    const live = (await partialOf(actor.actorId)).api_token!._secret;
+    expect(live).toMatch(/_v2$/);
+
+    offsetMs += GRACE_MS + 1000;
+    expect(await config.recoverInterruptedWrites()).toBe(1);
+    await config.shredPending();
+    expect(await intents()).toEqual([]);
+    expect(await query('select 1 from config.secret_shredding')).toEqual([]);
+    // The first try's intent named v2 too, but that write made nothing: the retry's v2 is live.
+    expect((await query<{ state: string }>('select state from secrets.secret_versions where coordinate = $1', [live]))[0]!.state).toBe('active');
+    expect(JSON.parse(await secretsService.hydrateConfig(workspaceId, JSON.stringify(await partialOf(actor.actorId)), 'test', operator, actor.actorId))).toEqual({
+      url: 'u',
+      api_token: 'unknown-2',
+    });
     expect(await unreferencedActive()).toEqual([]);
   });
 

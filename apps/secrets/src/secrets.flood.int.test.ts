@@ -134,7 +134,7 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
   };
   const newSecrets = (n: number, label = 'v') => Array.from({ length: n }, (_, i) => ({ baseCoordinate: '', expectedVersion: 0, value: `${label}-${i}-${randomUUID()}`, ttlSeconds: 0 }));
   const write = (workspaceId: string, n: number, options: { deadlineMs?: number; cancelAfterMs?: number } = {}) =>
-    call<secretsV1.WriteSecretsRequest, secretsV1.WriteSecretsResponse>(client, 'writeSecrets', { ownerId: '', ownerWorkspaceId: '', workspaceId, secrets: newSecrets(n) }, configToken, options);
+    call<secretsV1.WriteSecretsRequest, secretsV1.WriteSecretsResponse>(client, 'writeSecrets', { ownerId: '', ownerWorkspaceId: '', writeId: '', workspaceId, secrets: newSecrets(n) }, configToken, options);
 
   it('refuses a WriteSecrets of more secrets than the limit: INVALID_ARGUMENT naming secrets, nothing written', async () => {
     const before = await rows();

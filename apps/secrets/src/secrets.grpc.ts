@@ -52,7 +52,7 @@ export function secretsGrpcService(
               req.workspaceId,
               req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value, ttlSeconds: s.ttlSeconds })),
               actorOf(ctx),
-              { ownerId: req.ownerId, ownerWorkspaceId: req.ownerWorkspaceId },
+              { ownerId: req.ownerId, ownerWorkspaceId: req.ownerWorkspaceId, writeId: req.writeId },
               {},
               ctx.signal,
             ),
@@ -72,7 +72,7 @@ export function secretsGrpcService(
     },
     deleteSecrets: {
       permission: 'secrets.delete',
-      handler: async (req, ctx) => ({ destroyed: await service.deleteSecrets(req.workspaceId, req.coordinates, actorOf(ctx), req.ownerId) }),
+      handler: async (req, ctx) => ({ destroyed: await service.deleteSecrets(req.workspaceId, req.coordinates, actorOf(ctx), req.ownerId, req.writeId) }),
     },
     listSecretVersions: {
       permission: 'secrets.list',

@@ -63,7 +63,7 @@ describe('every secret belongs to one owner (workspace and actor or check run), 
   });
 
   const write = async (workspaceId: string, value: string, ownerId: string, ownerWorkspaceId = '') =>
-    (await config.writeSecrets({ workspaceId, ownerId, ownerWorkspaceId, secrets: [{ baseCoordinate: '', expectedVersion: 0, value, ttlSeconds: 0 }] })).secrets[0]!;
+    (await config.writeSecrets({ workspaceId, ownerId, ownerWorkspaceId, writeId: '', secrets: [{ baseCoordinate: '', expectedVersion: 0, value, ttlSeconds: 0 }] })).secrets[0]!;
 
   async function denied(p: Promise<unknown>, coordinate: string): Promise<void> {
     const err = (await p.then(
@@ -90,10 +90,10 @@ describe('every secret belongs to one owner (workspace and actor or check run), 
 
   it('refuses a check/discover write that names no owner workspace', async () => {
     await expect(
-      config.writeSecrets({ workspaceId: EPHEMERAL_WORKSPACE_ID, ownerId: randomUUID(), ownerWorkspaceId: '', secrets: [{ baseCoordinate: '', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] }),
+      config.writeSecrets({ workspaceId: EPHEMERAL_WORKSPACE_ID, ownerId: randomUUID(), ownerWorkspaceId: '', writeId: '', secrets: [{ baseCoordinate: '', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] }),
     ).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field: 'owner_workspace_id' }] });
     await expect(
-      config.writeSecrets({ workspaceId: wsA, ownerId: randomUUID(), ownerWorkspaceId: wsB, secrets: [{ baseCoordinate: '', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] }),
+      config.writeSecrets({ workspaceId: wsA, ownerId: randomUUID(), ownerWorkspaceId: wsB, writeId: '', secrets: [{ baseCoordinate: '', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] }),
     ).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field: 'owner_workspace_id' }] });
   });
 
@@ -111,9 +111,9 @@ describe('every secret belongs to one owner (workspace and actor or check run), 
     const actorY = randomUUID();
     const y = await write(wsA, 'y1', actorY);
     await expect(
-      config.writeSecrets({ workspaceId: wsA, ownerId: randomUUID(), ownerWorkspaceId: '', secrets: [{ baseCoordinate: y.baseCoordinate, expectedVersion: 1, value: 'stolen', ttlSeconds: 0 }] }),
+      config.writeSecrets({ workspaceId: wsA, ownerId: randomUUID(), ownerWorkspaceId: '', writeId: '', secrets: [{ baseCoordinate: y.baseCoordinate, expectedVersion: 1, value: 'stolen', ttlSeconds: 0 }] }),
     ).rejects.toMatchObject({ code: 'permission_denied' });
-    const next = await config.writeSecrets({ workspaceId: wsA, ownerId: actorY, ownerWorkspaceId: '', secrets: [{ baseCoordinate: y.baseCoordinate, expectedVersion: 1, value: 'y2', ttlSeconds: 0 }] });
+    const next = await config.writeSecrets({ workspaceId: wsA, ownerId: actorY, ownerWorkspaceId: '', writeId: '', secrets: [{ baseCoordinate: y.baseCoordinate, expectedVersion: 1, value: 'y2', ttlSeconds: 0 }] });
     expect(next.secrets[0]!.version).toBe(2);
   });
 
@@ -122,13 +122,13 @@ describe('every secret belongs to one owner (workspace and actor or check run), 
     const actorY = randomUUID();
     const y = await write(wsA, `canary-y-${randomUUID()}`, actorY);
     const eph = await write(EPHEMERAL_WORKSPACE_ID, 'check value', randomUUID(), wsA);
-    expect((await config.deleteSecrets({ workspaceId: wsA, coordinates: [y.baseCoordinate], ownerId: actorX })).destroyed).toEqual([]);
-    expect((await config.deleteSecrets({ workspaceId: wsA, coordinates: [y.coordinate], ownerId: '' })).destroyed).toEqual([]);
-    expect((await config.deleteSecrets({ workspaceId: EPHEMERAL_WORKSPACE_ID, coordinates: [eph.baseCoordinate], ownerId: actorX })).destroyed).toEqual([]);
+    expect((await config.deleteSecrets({ workspaceId: wsA, coordinates: [y.baseCoordinate], ownerId: actorX, writeId: '' })).destroyed).toEqual([]);
+    expect((await config.deleteSecrets({ workspaceId: wsA, coordinates: [y.coordinate], ownerId: '', writeId: '' })).destroyed).toEqual([]);
+    expect((await config.deleteSecrets({ workspaceId: EPHEMERAL_WORKSPACE_ID, coordinates: [eph.baseCoordinate], ownerId: actorX, writeId: '' })).destroyed).toEqual([]);
     const versions = await config.listSecretVersions({ workspaceId: wsA, baseCoordinate: y.baseCoordinate });
     expect(versions.versions.map((v) => v.state)).toEqual(['active']);
     await worker.hydrateConfig({ workspaceId: wsA, partialConfigJson: ref(y.coordinate), reason: 'sync y', ownerId: actorY });
-    expect((await config.deleteSecrets({ workspaceId: wsA, coordinates: [y.baseCoordinate], ownerId: actorY })).destroyed).toEqual([y.coordinate]);
+    expect((await config.deleteSecrets({ workspaceId: wsA, coordinates: [y.baseCoordinate], ownerId: actorY, writeId: '' })).destroyed).toEqual([y.coordinate]);
   });
 
   it('a secret stored before owners existed: a check/discover one hydrates for nobody; another stays in its workspace', async () => {

@@ -43,6 +43,7 @@ export async function migrateSecretsReadModel(db: Kysely<any>, schema: string): 
   // Rows written before secrets had owners keep nulls: the service treats a check/discover one as
   // nobody's (refused) and any other as its coordinate's workspace's only.
   await sql`alter table ${s}.secret_versions add column if not exists owner_id text, add column if not exists owner_workspace_id text`.execute(db);
+  await sql`alter table ${s}.secret_versions add column if not exists write_id text`.execute(db);
   await sql`create index if not exists secret_versions_workspace on ${s}.secret_versions (workspace_id)`.execute(db);
   await sql`create index if not exists secret_versions_expiry on ${s}.secret_versions (expires_at) where state = 'active' and expires_at is not null`.execute(db);
   await sql`create table if not exists ${s}.kek_versions (
@@ -91,6 +92,7 @@ export async function projectVersionsWritten(
           created_by: createdBy,
           owner_id: e.ownerId ?? null,
           owner_workspace_id: e.ownerWorkspaceId ?? null,
+          write_id: e.writeId ?? null,
         })),
       )
       .execute();
@@ -270,4 +272,11 @@ export async function findLatestVersions(db: Db, schema: string, bases: string[]
     .groupBy('base_coordinate')
     .execute();
   return new Map(rows.map((r) => [r.base_coordinate as string, Number(r.latest)]));
+}
+
+/** Of `coordinates`, the versions a write with `writeId` made (whatever their state). */
+export async function writtenBy(db: Db, schema: string, coordinates: string[], writeId: string): Promise<string[]> {
+  if (coordinates.length === 0) return [];
+  const rows = await db.withSchema(schema).selectFrom('secret_versions').select('coordinate').where('coordinate', 'in', coordinates).where('write_id', '=', writeId).execute();
+  return rows.map((r) => r.coordinate as string);
 }

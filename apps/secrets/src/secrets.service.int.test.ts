@@ -146,6 +146,23 @@ describe('secrets service against Postgres', () => {
     expect(events.map((e) => e.c).sort()).toEqual([v1!.coordinate, v2!.coordinate]);
   });
 
+  it('a delete by write id destroys only the versions that write made, and names the field of bad input', async () => {
+    const [v1] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: 'value-write-id-1' }], actor, { ownerId: 'actor-w', writeId: 'write-a' });
+    const [v2] = await service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: 'value-write-id-2' }], actor, { ownerId: 'actor-w', writeId: 'write-b' });
+    // write-a names v2 too (it meant to write it), but write-b made it: only v1 goes.
+    expect(await service.deleteSecrets(ws, [v1!.coordinate, v2!.coordinate], actor, 'actor-w', 'write-a')).toEqual([v1!.coordinate]);
+    expect(await service.deleteSecrets(ws, [v2!.coordinate, `${v1!.baseCoordinate}_v3`], actor, 'actor-w', 'write-a')).toEqual([]);
+    expect((await service.listSecretVersions(ws, v1!.baseCoordinate)).map((v) => [v.version, v.state])).toEqual([
+      [1, 'destroyed'],
+      [2, 'active'],
+    ]);
+    await expect(service.deleteSecrets(ws, [v1!.baseCoordinate], actor, 'actor-w', 'write-b')).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field: 'coordinates[0]' }] });
+    await expect(service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: 'x' }], actor, { ownerId: 'actor-w', writeId: 'no spaces' })).rejects.toMatchObject({
+      code: 'invalid_argument',
+      details: [{ field: 'write_id' }],
+    });
+  });
+
   it('answers the highest version ever written of each base, destroyed ones included', async () => {
     const [v1] = await service.writeSecrets(ws, [{ baseCoordinate: '', expectedVersion: 0, value: 'value-latest-1' }], actor);
     await service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: 'value-latest-2' }], actor);

@@ -40,6 +40,7 @@ import {
   projectRewrapped,
   projectVersionDestroyed,
   projectVersionsWritten,
+  writtenBy,
 } from './secrets.postgres';
 
 /** Who asks, as recorded in events: a service identity and, optionally, on whose behalf. */
@@ -63,6 +64,17 @@ export interface SecretOwner {
   ownerId?: string;
   /** Required in the check/discover workspace (the workspace that ran the check); elsewhere empty or the workspace itself. */
   ownerWorkspaceId?: string;
+  /** The writer's id of this write, kept with each version, so it can later destroy exactly what this write made. */
+  writeId?: string;
+}
+
+const WRITE_ID = /^[A-Za-z0-9._:~-]{1,64}$/;
+
+/** An optional write id: empty, or 1–64 letters, digits or `._:~-`. */
+function requireWriteId(writeId: string | undefined): string | undefined {
+  if (!writeId) return undefined;
+  if (!WRITE_ID.test(writeId)) throw new CofferError('invalid_argument', 'write_id must be 1 to 64 letters, digits or ._:~-', [{ field: 'write_id', reason: 'malformed' }]);
+  return writeId;
 }
 
 export interface WrittenSecret {
@@ -234,6 +246,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
   ): Promise<WrittenSecret[]> {
     requireWorkspace(workspaceId);
     const { ownerId, ownerWorkspaceId } = ownerOfWrite(workspaceId, owner);
+    const writeId = requireWriteId(owner.writeId);
     if (inputs.length === 0) throw new CofferError('invalid_argument', 'secrets must not be empty', [{ field: 'secrets', reason: 'empty' }]);
     if (inputs.length > maxSecretsPerRequest) {
       throw new CofferError('invalid_argument', `secrets holds ${inputs.length} values; the limit is ${maxSecretsPerRequest} per request`, [
@@ -294,6 +307,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
           expiresAt,
           ownerId,
           ownerWorkspaceId,
+          writeId,
           now: now.toISOString(),
         },
         state,
@@ -412,12 +426,16 @@ export function createSecretsService(deps: SecretsServiceDeps) {
    * nothing. A base bound to another owner than `ownerId` is left untouched (null: any owner, for
    * the whole-workspace sweep only).
    */
-  async function deleteSecrets(workspaceId: string, coordinates: string[], actor: Actor, ownerId: string | null = ''): Promise<string[]> {
+  async function deleteSecrets(workspaceId: string, coordinates: string[], actor: Actor, ownerId: string | null = '', writeIdInput?: string): Promise<string[]> {
     requireWorkspace(workspaceId);
     if (ownerId) requireOwnerId(ownerId, true);
+    const writeId = requireWriteId(writeIdInput);
     const byBase = new Map<string, number[] | 'all'>();
     for (const [i, c] of coordinates.entries()) {
       const full = /_v[1-9][0-9]*$/.test(c);
+      if (writeId && !full) {
+        throw new CofferError('invalid_argument', `coordinates[${i}] must be a full coordinate when write_id is given`, [{ field: `coordinates[${i}]`, reason: 'base with write_id' }]);
+      }
       const parsed = full ? parseCoordinate(prefix, c) : { ...parseBaseCoordinate(prefix, c), version: 0 };
       if (parsed.workspaceId !== workspaceId) {
         throw new CofferError('invalid_argument', `coordinates[${i}] belongs to another workspace`, [{ field: `coordinates[${i}]`, reason: 'workspace mismatch' }]);
@@ -425,6 +443,16 @@ export function createSecretsService(deps: SecretsServiceDeps) {
       const prior = byBase.get(parsed.base);
       if (!full || prior === 'all') byBase.set(parsed.base, 'all');
       else byBase.set(parsed.base, [...(prior ?? []), parsed.version]);
+    }
+    if (writeId) {
+      // Only what that write made: a retry may have written the same version numbers, and those stay.
+      const mine = new Set(await writtenBy(db, schema, coordinates, writeId));
+      for (const [base, versions] of byBase) {
+        const kept = (versions as number[]).filter((v) => mine.has(`${base}_v${v}`));
+        if (kept.length === 0) byBase.delete(base);
+        else byBase.set(base, kept);
+      }
+      if (byBase.size === 0) return [];
     }
     const now = clock().toISOString();
     // A concurrent writer, expiry or delete of the same base moves its stream on: read it again and

@@ -67,7 +67,7 @@ describe('sync worker: RequestSync retried with one request_id runs one sync', (
       namespace: ns,
       secrets: {
         write: async (ws, writes, owner) => void (await secrets.writeSecrets(ws, writes, { subject: 'config' }, owner)),
-        delete: async (ws, coordinates, ownerId) => void (await secrets.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId)),
+        delete: async (ws, coordinates, ownerId, writeId) => void (await secrets.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId, writeId)),
         deleteWorkspace: async (ws) => void (await secrets.deleteWorkspaceSecrets(ws, { subject: 'config' })),
         latestVersions: async (ws, bases) => new Map((await secrets.latestVersions(ws, bases)).map((x) => [x.baseCoordinate, x.version])),
       },

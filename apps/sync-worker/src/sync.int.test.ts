@@ -222,7 +222,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       namespace: ns,
       secrets: {
         write: async (ws, writes, owner) => void (await secretsService.writeSecrets(ws, writes, { subject: 'config' }, owner)),
-        delete: async (ws, coordinates, ownerId) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId)),
+        delete: async (ws, coordinates, ownerId, writeId) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId, writeId)),
         deleteWorkspace: async (ws) => void (await secretsService.deleteWorkspaceSecrets(ws, { subject: 'config' })),
         latestVersions: async (ws, bases) => new Map((await secretsService.latestVersions(ws, bases)).map((v) => [v.baseCoordinate, v.version])),
       },

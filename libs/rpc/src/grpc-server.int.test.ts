@@ -234,7 +234,7 @@ describe('createGrpcServer', () => {
       const token = await issuer.sign({ role: 'config', audience: 'secrets' });
       const client = createPromiseClient(secretsV1.SecretsServiceClient, address, { tokenProvider: async () => token });
       try {
-        const res = await client.writeSecrets({ ownerId: '', ownerWorkspaceId: '', workspaceId: 'w', secrets: [{ baseCoordinate: 'coffer_x', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] });
+        const res = await client.writeSecrets({ ownerId: '', ownerWorkspaceId: '', writeId: '', workspaceId: 'w', secrets: [{ baseCoordinate: 'coffer_x', expectedVersion: 0, value: 'v', ttlSeconds: 0 }] });
         expect(res.secrets).toEqual([{ coordinate: 'coffer_x_v1', baseCoordinate: 'coffer_x', version: 1 }]);
       } finally {
         client.close();

@@ -18,6 +18,8 @@ export interface WriteSecretVersion {
   ownerId: string | null;
   /** The workspace of the owner (for a check/discover secret: the workspace that ran the check). */
   ownerWorkspaceId: string;
+  /** The writer's id of this write, if it gave one (see `DeleteSecrets` by write id). */
+  writeId?: string;
   now: string;
 }
 
@@ -64,6 +66,8 @@ export interface SecretVersionWrittenData {
   /** Absent in events recorded before secrets had owners. */
   ownerId?: string | null;
   ownerWorkspaceId?: string | null;
+  /** The writer's id of the write that made this version; absent when it gave none. */
+  writeId?: string;
 }
 
 export interface SecretVersionDestroyedData {
@@ -183,6 +187,7 @@ export function decide(command: SecretCommand, state: SecretState): SecretEvent[
             writtenAt: command.now,
             ownerId: command.ownerId,
             ownerWorkspaceId: command.ownerWorkspaceId,
+            ...(command.writeId ? { writeId: command.writeId } : {}),
           },
         },
       ];
