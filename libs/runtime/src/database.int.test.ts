@@ -25,17 +25,21 @@ describe('createDatabase: a dropped connection is an error to retry, never a pro
     await Promise.all([1, 2, 3, 4].map(() => sql`select pg_sleep(0.05)`.execute(db)));
     const admin = new pg.Client({ connectionString: tdb.url.replace(/\/[^/]+$/, '/postgres') });
     await admin.connect();
+    let killed = 0;
     try {
-      const killed = await admin.query<{ n: string }>(
+      const result = await admin.query<{ n: string }>(
         'select count(pg_terminate_backend(pid)) as n from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
         [tdb.name],
       );
-      expect(Number(killed.rows[0]!.n)).toBeGreaterThan(0);
+      killed = Number(result.rows[0]!.n);
+      expect(killed).toBeGreaterThan(0);
     } finally {
       await admin.end();
     }
+    // Each idle client notices its own termination when its socket closes: wait for all of them, or
+    // the next query may still be handed one that has not noticed yet (and fail, as a retryable loss).
     const deadline = Date.now() + 5_000;
-    while (seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (seen.length < killed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     // Without a listener these 'error' events would be unhandled and end the process (and this run).
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.every((e) => (e as { code?: string }).code === '57P01')).toBe(true);
