@@ -43,9 +43,10 @@ async function operatorClient<C extends import('@grpc/grpc-js').Client>(ctx: Cli
   const ep = endpoints ?? (await resolveEndpoints(ctx.home, ctx.env));
   const tokens = createServiceTokenProvider({ authAddress: ep.auth, ...operatorCredentials(await readSavedStack(ctx.home), ctx.env), audience });
   const client = createPromiseClient(Ctor, ep[audience], { tokenProvider: tokens });
+  const closeClient = client.close.bind(client);
   return Object.assign(client, {
     close: () => {
-      client.close();
+      closeClient();
       tokens.close();
     },
   });

@@ -169,7 +169,7 @@ export async function runDemo(ctx: CliContext, parsed: ParsedCommand): Promise<n
     step(`sync job ${view.jobId} ${view.status}: ${view.recordsSynced} record(s)${view.failureReason ? `; ${view.failureReason}` : ''}`);
     detail(`the endpoint answered ${requests.withSecretV2} request(s) presenting version 2 and refused ${requests.refused}`);
 
-    const events = await eventsSince(state.endpoints.nats, started, [workspace.workspaceId, connection.connectionId, job.jobId], job.jobId);
+    const events = await eventsSince(state.endpoints.nats, started, [workspace.workspaceId, connection.connectionId, job.jobId]);
     step(`a plain JetStream consumer (ordered, from ${started.toISOString()}) saw ${events.length} event(s) of this demo:`);
     for (const e of events) detail(`${e.stream.padEnd(16)} ${e.type}`);
 
@@ -203,7 +203,7 @@ export async function runDemo(ctx: CliContext, parsed: ParsedCommand): Promise<n
  * Coffer code), keeping the events whose data names one of `ids`; waits (bounded) for the job's
  * outcome, which the relay publishes after the job row ends.
  */
-async function eventsSince(natsUrl: string, since: Date, ids: string[], jobId: string): Promise<DemoResult['events']> {
+async function eventsSince(natsUrl: string, since: Date, ids: string[]): Promise<DemoResult['events']> {
   const nc = await connect({ servers: natsUrl });
   try {
     const jsm = await jetstreamManager(nc);
@@ -214,16 +214,18 @@ async function eventsSince(natsUrl: string, since: Date, ids: string[], jobId: s
     const consumers = await Promise.all(streams.map(async (stream) => ({ stream, consumer: await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since.toISOString() }) })));
     // Bounded: up to 10 rounds of a second each, ending once the job's outcome is in.
     for (let round = 0; round < 10; round++) {
-      for (const { stream, consumer } of consumers) {
-        const batch = await consumer.fetch({ max_messages: 500, expires: 500 });
-        for await (const m of batch) {
-          const data = new TextDecoder().decode(m.data);
-          if (!ids.some((id) => data.includes(id))) continue;
-          seen.set(`${stream}:${m.seq}`, { stream, subject: m.subject, type: m.headers?.get('ce-type') ?? m.subject });
-        }
-      }
+      await Promise.all(
+        consumers.map(async ({ stream, consumer }) => {
+          const batch = await consumer.fetch({ max_messages: 500, expires: 1000 });
+          for await (const m of batch) {
+            const data = new TextDecoder().decode(m.data);
+            if (!ids.some((id) => data.includes(id))) continue;
+            seen.set(`${stream}:${m.seq}`, { stream, subject: m.subject, type: m.headers?.get('ce-type') ?? m.subject });
+          }
+        }),
+      );
       const events = [...seen.values()];
-      if (events.some((e) => /SyncSucceeded|SyncFailed/.test(e.type)) && ids.includes(jobId)) return events;
+      if (events.some((e) => /SyncSucceeded|SyncFailed/.test(e.type))) return events;
     }
     return [...seen.values()];
   } finally {

@@ -23,6 +23,8 @@ export async function runCli(argv: readonly string[], ctx: CliContext): Promise<
       return 2;
     }
     ctx.progress(errorLine(err));
+    // The one line is for users; COFFER_DEBUG=1 shows where it came from.
+    if (ctx.env.COFFER_DEBUG && err instanceof Error) ctx.progress(err.stack ?? '');
     return 1;
   }
 }
