@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import { doctorCommand, STACK_ENV_DIR_NAME } from '../doctor';
 import { cofferHome } from '../home';
 import { parseCommandLine, usageText, UsageError } from './args';
 import { runCommand, type CliContext } from './commands';
@@ -11,6 +13,13 @@ export async function runCli(argv: readonly string[], ctx: CliContext): Promise<
     return argv.length ? 0 : 2;
   }
   try {
+    // The security self-check keeps its own parser (apps/cli/src/doctor.ts).
+    if (argv[0] === 'doctor') {
+      return await doctorCommand([...argv.slice(1)], ctx.env, ctx.out, join(ctx.home.dir, STACK_ENV_DIR_NAME)).catch((err: unknown) => {
+        ctx.progress(errorLine(err));
+        return 2;
+      });
+    }
     const parsed = parseCommandLine(argv);
     if (parsed.options.help) {
       ctx.out(usageText());
