@@ -1,6 +1,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -252,6 +254,42 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
       expect(shown.stdout).toContain('"api_token":"**********"');
       expect(shown.stdout).not.toContain(canary);
       expect((await coffer('sources', 'delete', actor.actorId, '--json')).code).toBe(0);
+
+      // A sync through the CLI: a source served here (answering only the canary) into the stack's own Postgres.
+      const api = createServer((req, res) => {
+        if (req.headers.authorization !== `Bearer ${canary}`) return void res.writeHead(401).end();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify([{ id: 1 }, { id: 2 }]));
+      });
+      await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+      try {
+        const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}/records`;
+        writeFileSync(configFile, JSON.stringify({ url: apiUrl, api_token: canary }));
+        const served = JSON.parse((await coffer('sources', 'create', '--workspace', workspace.workspaceId, '--definition', httpSource.definitionId, '--config', configFile, '--json')).stdout) as { actorId: string };
+        writeFileSync(configFile, JSON.stringify({ url: apiUrl, api_token: 'not-the-canary' }));
+        const refused = JSON.parse((await coffer('sources', 'create', '--workspace', workspace.workspaceId, '--definition', httpSource.definitionId, '--config', configFile, '--json')).stdout) as { actorId: string };
+        const databaseUrl = new URL(readFileSync(join(home.dir, 'stack-env', 'config.env'), 'utf8').match(/^DATABASE_URL=(.*)$/m)![1]!);
+        const destinationFile = join(files, 'destination.json');
+        writeFileSync(destinationFile, JSON.stringify({ host: databaseUrl.hostname, port: Number(databaseUrl.port), database: 'coffer', username: decodeURIComponent(databaseUrl.username), password: decodeURIComponent(databaseUrl.password), schema: 'cli_e2e', table: 'records' }));
+        const postgresDefinition = definitions.find((d) => d.connector === 'builtin:postgres')!;
+        const destination = await coffer('destinations', 'create', '--workspace', workspace.workspaceId, '--definition', postgresDefinition.definitionId, '--config', destinationFile, '--json');
+        expect(destination.code, destination.stderr).toBe(0);
+        expect((JSON.parse(destination.stdout) as { config: { password: string } }).config.password).toBe('**********');
+        const destinationId = (JSON.parse(destination.stdout) as { actorId: string }).actorId;
+        const connect = async (sourceId: string) => {
+          const made = await coffer('connections', 'create', '--workspace', workspace.workspaceId, '--source', sourceId, '--destination', destinationId, '--json');
+          expect(made.code, made.stderr).toBe(0);
+          return (JSON.parse(made.stdout) as { connectionId: string }).connectionId;
+        };
+        const ok = await coffer('sync', await connect(served.actorId), '--json');
+        expect(ok.code, ok.stderr).toBe(0);
+        expect(JSON.parse(ok.stdout)).toMatchObject({ status: 'succeeded', recordsSynced: 2 });
+        expect(ok.stderr).toMatch(/sync [0-9a-f-]{36}: succeeded, 2 record\(s\)/);
+        const failed = await coffer('sync', await connect(refused.actorId), '--json');
+        expect(failed.code).toBe(1);
+        expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'failed', recordsSynced: 0, failureReason: expect.stringMatching(/401/) as string });
+      } finally {
+        await new Promise<void>((r) => api.close(() => r()));
+      }
 
       const gone = await coffer('sources', 'get', actor.actorId);
       expect(gone.code).toBe(1);
