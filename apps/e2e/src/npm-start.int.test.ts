@@ -284,6 +284,9 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
         expect(ok.code, ok.stderr).toBe(0);
         expect(JSON.parse(ok.stdout)).toMatchObject({ status: 'succeeded', recordsSynced: 2 });
         expect(ok.stderr).toMatch(/sync [0-9a-f-]{36}: succeeded, 2 record\(s\)/);
+        const { jobId } = JSON.parse(ok.stdout) as { jobId: string };
+        const job = await coffer('jobs', 'show', jobId, '--json');
+        expect(JSON.parse(job.stdout)).toMatchObject({ jobId, status: 'succeeded', recordsSynced: 2 });
         const failed = await coffer('sync', await connect(refused.actorId), '--json');
         expect(failed.code).toBe(1);
         expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'failed', recordsSynced: 0, failureReason: expect.stringMatching(/401/) as string });

@@ -161,6 +161,18 @@ export function jobView(job: syncV1.SyncJob) {
   return { jobId: job.jobId, connectionId: job.connectionId, status: statusName(job.status), recordsSynced: Number(job.recordsSynced), failureReason: job.failureReason, startedAt: job.startedAt, endedAt: job.endedAt };
 }
 
+function jobHuman(view: ReturnType<typeof jobView>): string {
+  return fields([
+    ['job', view.jobId],
+    ['connection', view.connectionId],
+    ['status', view.status],
+    ['records', String(view.recordsSynced)],
+    ...(view.failureReason ? [['reason', view.failureReason] as const] : []),
+    ['started', view.startedAt],
+    ['ended', view.endedAt || '-'],
+  ]);
+}
+
 /** Runs one parsed command (everything but `demo`); resolves the exit code. */
 export async function runCommand(ctx: CliContext, parsed: ParsedCommand): Promise<number> {
   const [group, verb] = parsed.command.split(' ') as [string, string | undefined];
@@ -218,13 +230,19 @@ export async function runCommand(ctx: CliContext, parsed: ParsedCommand): Promis
         emit(ctx, parsed, c, () => table(['id', 'workspace', 'source', 'destination', 'name'], [[c.connectionId, c.workspaceId, c.sourceId, c.destinationId, c.name]]));
         return 0;
       });
+    case 'jobs show':
+      return withClient(await operatorClient(ctx, syncV1.SyncServiceClient, 'sync-worker'), async (sync) => {
+        const view = jobView((await sync.getSyncJob({ jobId: p[0]! })).job!);
+        emit(ctx, parsed, view, () => jobHuman(view));
+        return 0;
+      });
     case 'sync': {
       const timeoutMs = integerOption(parsed, 'timeout', 120) * 1000;
       const login = await loadLogin(ctx.home, ctx.now());
       return withClient(await applicationConfig(ctx), async (config) => {
         const job = await followSync(ctx, { connectionId: p[0]!, timeoutMs, endpoints: login.endpoints, config, tty: !parsed.json && process.stderr.isTTY === true });
         const view = jobView(job);
-        emit(ctx, parsed, view, () => fields([['job', view.jobId], ['status', view.status], ['records', String(view.recordsSynced)], ...(view.failureReason ? [['reason', view.failureReason] as const] : []), ['ended', view.endedAt]]));
+        emit(ctx, parsed, view, () => jobHuman(view));
         return job.status === syncV1.SyncJobStatus.SYNC_JOB_STATUS_SUCCEEDED ? 0 : 1;
       });
     }
