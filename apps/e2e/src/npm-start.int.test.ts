@@ -290,6 +290,11 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
         const failed = await coffer('sync', await connect(refused.actorId), '--json');
         expect(failed.code).toBe(1);
         expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'failed', recordsSynced: 0, failureReason: expect.stringMatching(/401/) as string });
+        const jobs = await coffer('jobs', 'list', '--workspace', workspace.workspaceId, '--json');
+        expect(jobs.code, jobs.stderr).toBe(0);
+        const listedJobs = JSON.parse(jobs.stdout) as { jobId: string; status: string }[];
+        expect(listedJobs.map((j) => j.status)).toEqual(['failed', 'succeeded']);
+        expect(listedJobs[1]!.jobId).toBe(jobId);
       } finally {
         await new Promise<void>((r) => api.close(() => r()));
       }

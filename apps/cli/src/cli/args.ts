@@ -40,6 +40,7 @@ export const commands: Record<string, CommandSpec> = {
   ...actorCommands('destination'),
   'connections create': { strings: ['workspace', 'source', 'destination', 'name'], required: ['workspace', 'source', 'destination'], summary: 'connect a source to a destination' },
   sync: { args: ['connection'], strings: ['timeout'], summary: 'request a sync and follow the job to its end (operator credentials to read the job)' },
+  'jobs list': { strings: ['workspace', 'connection', 'limit'], summary: 'list sync jobs of a workspace and/or connection, newest first (operator credentials); --limit caps how many (default 50)' },
   'jobs show': { args: ['job-id'], summary: 'show a sync job (operator credentials)' },
   demo: { strings: ['timeout'], summary: 'the main path against the running stack, step by step' },
 };

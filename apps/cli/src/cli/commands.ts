@@ -230,6 +230,24 @@ export async function runCommand(ctx: CliContext, parsed: ParsedCommand): Promis
         emit(ctx, parsed, c, () => table(['id', 'workspace', 'source', 'destination', 'name'], [[c.connectionId, c.workspaceId, c.sourceId, c.destinationId, c.name]]));
         return 0;
       });
+    case 'jobs list': {
+      if (!o.workspace && !o.connection) throw new UsageError('jobs list: --workspace or --connection is required');
+      const limit = integerOption(parsed, 'limit', 50);
+      return withClient(await operatorClient(ctx, syncV1.SyncServiceClient, 'sync-worker'), async (sync) => {
+        const jobs: syncV1.SyncJob[] = [];
+        let pageToken = '';
+        // Bounded by the limit: pages of up to 500 until it is reached or the server has no more.
+        while (jobs.length < limit) {
+          const res = await sync.listSyncJobs({ workspaceId: o.workspace ?? '', connectionId: o.connection ?? '', pageSize: Math.min(500, limit - jobs.length), pageToken });
+          jobs.push(...res.jobs);
+          if (!res.nextPageToken || !res.jobs.length) break;
+          pageToken = res.nextPageToken;
+        }
+        const views = jobs.map(jobView);
+        emit(ctx, parsed, views, () => table(['job', 'connection', 'status', 'records', 'started', 'ended'], views.map((v) => [v.jobId, v.connectionId, v.status, String(v.recordsSynced), v.startedAt, v.endedAt || '-'])));
+        return 0;
+      });
+    }
     case 'jobs show':
       return withClient(await operatorClient(ctx, syncV1.SyncServiceClient, 'sync-worker'), async (sync) => {
         const view = jobView((await sync.getSyncJob({ jobId: p[0]! })).job!);
