@@ -208,7 +208,9 @@ async function eventsSince(natsUrl: string, since: Date, ids: string[]): Promise
   try {
     const jsm = await jetstreamManager(nc);
     const js = jetstream(nc);
-    const seen = new Map<string, DemoResult['events'][number]>();
+    const seen = new Map<string, DemoResult['events'][number] & { at: bigint }>();
+    // In the order the server stored them, across streams.
+    const inOrder = () => [...seen.values()].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0)).map(({ at: _at, ...e }) => e);
     const streams: string[] = [];
     for await (const si of jsm.streams.list()) if (si.config.name.startsWith(`${defaultNamespace.streamPrefix}_`)) streams.push(si.config.name);
     const consumers = await Promise.all(streams.map(async (stream) => ({ stream, consumer: await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartTime, opt_start_time: since.toISOString() }) })));
@@ -220,14 +222,14 @@ async function eventsSince(natsUrl: string, since: Date, ids: string[]): Promise
           for await (const m of batch) {
             const data = new TextDecoder().decode(m.data);
             if (!ids.some((id) => data.includes(id))) continue;
-            seen.set(`${stream}:${m.seq}`, { stream, subject: m.subject, type: m.headers?.get('ce-type') ?? m.subject });
+            seen.set(`${stream}:${m.seq}`, { stream, subject: m.subject, type: m.headers?.get('ce-type') ?? m.subject, at: BigInt(m.info.timestampNanos) });
           }
         }),
       );
-      const events = [...seen.values()];
+      const events = inOrder();
       if (events.some((e) => /SyncSucceeded|SyncFailed/.test(e.type))) return events;
     }
-    return [...seen.values()];
+    return inOrder();
   } finally {
     await nc.close();
   }
