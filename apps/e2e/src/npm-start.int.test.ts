@@ -1,6 +1,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,7 +85,8 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
   let sourceUrl = '';
 
   async function npmStart(): Promise<Launch> {
-    const env: NodeJS.ProcessEnv = { ...process.env, COFFER_HOME: home.dir, TMPDIR: scratch, LOG_LEVEL: 'debug', OTEL_RESOURCE_ATTRIBUTES: otelAttributes };
+    // Loopback allowed for connectors: `coffer demo` serves its source on 127.0.0.1 and writes into the embedded Postgres.
+    const env: NodeJS.ProcessEnv = { ...process.env, COFFER_HOME: home.dir, TMPDIR: scratch, LOG_LEVEL: 'debug', OTEL_RESOURCE_ATTRIBUTES: otelAttributes, SYNC_WORKER_EGRESS_ALLOW: '127.0.0.1' };
     // A machine where no Postgres or NATS is configured: the stack must bring its own.
     delete env.DATABASE_URL;
     delete env.NATS_URL;
@@ -204,6 +207,120 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
     }
   }, 60_000);
 
+  /** `npx coffer …` from the repository root, as a user runs it against this stack's home. */
+  async function coffer(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const env: NodeJS.ProcessEnv = { ...process.env, COFFER_HOME: home.dir };
+    delete env.DATABASE_URL;
+    delete env.NATS_URL;
+    for (const key of Object.keys(env)) if (key.startsWith('VITEST')) delete env[key];
+    return run('npx', ['coffer', ...args], { cwd: root, env, timeout: 180_000 }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (err: { code?: number; stdout?: string; stderr?: string }) => ({ code: typeof err.code === 'number' ? err.code : -1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' }),
+    );
+  }
+
+  it('the coffer CLI: login caches a token (0600), commands answer in --json, errors are one line with meaningful exit codes, the demo completes', async () => {
+    const began = Date.now();
+    const login = await coffer('login', '--json');
+    expect(login.code, login.stderr).toBe(0);
+    const cached = JSON.parse(login.stdout) as { clientId: string; cachedIn: string };
+    expect(cached.clientId).toBe(saved().seed!.application.clientId);
+    expect(cached.cachedIn).toBe(join(home.dir, 'cli-login.json'));
+    expect(statSync(cached.cachedIn).mode & 0o777).toBe(0o600);
+    console.log(`coffer login: ${Date.now() - began} ms (npx, tsx and one call)`);
+
+    const created = await coffer('workspaces', 'create', 'from the cli', '--json');
+    expect(created.code, created.stderr).toBe(0);
+    const workspace = JSON.parse(created.stdout) as { workspaceId: string; name: string };
+    expect(workspace.name).toBe('from the cli');
+    const listed = JSON.parse((await coffer('workspaces', 'list', '--json')).stdout) as { workspaceId: string }[];
+    expect(listed.map((w) => w.workspaceId)).toContain(workspace.workspaceId);
+    const definitions = JSON.parse((await coffer('definitions', 'list', '--json')).stdout) as { definitionId: string; connector: string; type: string }[];
+    const httpSource = definitions.find((d) => d.connector === 'builtin:http-json' && d.type === 'source')!;
+    expect(httpSource).toBeDefined();
+
+    // The config file holds a secret: the CLI's output shows only its mask.
+    const files = mkdtempSync(join(tmpdir(), 'coffer-cli-'));
+    try {
+      const configFile = join(files, 'source.json');
+      writeFileSync(configFile, JSON.stringify({ url: 'https://api.example.com/cli', api_token: canary }));
+      const source = await coffer('sources', 'create', '--workspace', workspace.workspaceId, '--definition', httpSource.definitionId, '--config', configFile, '--json');
+      expect(source.code, source.stderr).toBe(0);
+      expect(source.stdout + source.stderr).not.toContain(canary);
+      const actor = JSON.parse(source.stdout) as { actorId: string; config: Record<string, string> };
+      expect(actor.config).toEqual({ url: 'https://api.example.com/cli', api_token: '**********' });
+      const shown = await coffer('sources', 'get', actor.actorId);
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toContain('"api_token":"**********"');
+      expect(shown.stdout).not.toContain(canary);
+      expect((await coffer('sources', 'delete', actor.actorId, '--json')).code).toBe(0);
+
+      // A sync through the CLI: a source served here (answering only the canary) into the stack's own Postgres.
+      const api = createServer((req, res) => {
+        if (req.headers.authorization !== `Bearer ${canary}`) return void res.writeHead(401).end();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify([{ id: 1 }, { id: 2 }]));
+      });
+      await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+      try {
+        const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}/records`;
+        writeFileSync(configFile, JSON.stringify({ url: apiUrl, api_token: canary }));
+        const served = JSON.parse((await coffer('sources', 'create', '--workspace', workspace.workspaceId, '--definition', httpSource.definitionId, '--config', configFile, '--json')).stdout) as { actorId: string };
+        writeFileSync(configFile, JSON.stringify({ url: apiUrl, api_token: 'not-the-canary' }));
+        const refused = JSON.parse((await coffer('sources', 'create', '--workspace', workspace.workspaceId, '--definition', httpSource.definitionId, '--config', configFile, '--json')).stdout) as { actorId: string };
+        const databaseUrl = new URL(readFileSync(join(home.dir, 'stack-env', 'config.env'), 'utf8').match(/^DATABASE_URL=(.*)$/m)![1]!);
+        const destinationFile = join(files, 'destination.json');
+        writeFileSync(destinationFile, JSON.stringify({ host: databaseUrl.hostname, port: Number(databaseUrl.port), database: 'coffer', username: decodeURIComponent(databaseUrl.username), password: decodeURIComponent(databaseUrl.password), schema: 'cli_e2e', table: 'records' }));
+        const postgresDefinition = definitions.find((d) => d.connector === 'builtin:postgres')!;
+        const destination = await coffer('destinations', 'create', '--workspace', workspace.workspaceId, '--definition', postgresDefinition.definitionId, '--config', destinationFile, '--json');
+        expect(destination.code, destination.stderr).toBe(0);
+        expect((JSON.parse(destination.stdout) as { config: { password: string } }).config.password).toBe('**********');
+        const destinationId = (JSON.parse(destination.stdout) as { actorId: string }).actorId;
+        const connect = async (sourceId: string) => {
+          const made = await coffer('connections', 'create', '--workspace', workspace.workspaceId, '--source', sourceId, '--destination', destinationId, '--json');
+          expect(made.code, made.stderr).toBe(0);
+          return (JSON.parse(made.stdout) as { connectionId: string }).connectionId;
+        };
+        const ok = await coffer('sync', await connect(served.actorId), '--json');
+        expect(ok.code, ok.stderr).toBe(0);
+        expect(JSON.parse(ok.stdout)).toMatchObject({ status: 'succeeded', recordsSynced: 2 });
+        expect(ok.stderr).toMatch(/sync [0-9a-f-]{36}: succeeded, 2 record\(s\)/);
+        const { jobId } = JSON.parse(ok.stdout) as { jobId: string };
+        const job = await coffer('jobs', 'show', jobId, '--json');
+        expect(JSON.parse(job.stdout)).toMatchObject({ jobId, status: 'succeeded', recordsSynced: 2 });
+        const failed = await coffer('sync', await connect(refused.actorId), '--json');
+        expect(failed.code).toBe(1);
+        expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'failed', recordsSynced: 0, failureReason: expect.stringMatching(/401/) as string });
+        const jobs = await coffer('jobs', 'list', '--workspace', workspace.workspaceId, '--json');
+        expect(jobs.code, jobs.stderr).toBe(0);
+        const listedJobs = JSON.parse(jobs.stdout) as { jobId: string; status: string }[];
+        expect(listedJobs.map((j) => j.status)).toEqual(['failed', 'succeeded']);
+        expect(listedJobs[1]!.jobId).toBe(jobId);
+      } finally {
+        await new Promise<void>((r) => api.close(() => r()));
+      }
+
+      const gone = await coffer('sources', 'get', actor.actorId);
+      expect(gone.code).toBe(1);
+      expect(gone.stderr.trim()).toBe('error: not_found: no such actor');
+    } finally {
+      await rm(files, { recursive: true, force: true });
+    }
+    const usage = await coffer('sources', 'create', '--workspace', workspace.workspaceId);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('sources create: --definition is required');
+    expect(usage.stderr).not.toMatch(/\n\s+at /);
+
+    const demoBegan = Date.now();
+    const demo = await coffer('demo');
+    expect(demo.code, `${demo.stdout}\n${demo.stderr}`).toBe(0);
+    for (const step of ['application token issued', 'scoped token issued', 'masked read: {"url":"http://127.0.0.1:', '"api_token":"**********"', 'updated to secret version 2', 'succeeded: 3 record(s)', 'presenting version 2', 'coffer.secrets.v1.SecretVersionWritten', 'coffer.sync.v1.SyncSucceeded', 'demo complete.']) {
+      expect(demo.stdout, step).toContain(step);
+    }
+    expect(demo.stdout + demo.stderr).not.toMatch(/demo-v[12]-[0-9a-f]{24}/);
+    console.log(`coffer demo: ${Date.now() - demoBegan} ms end to end`);
+    for (const file of filesUnder(home.logsDir)) expect(readFileSync(file, 'utf8'), file).not.toContain(canary);
+  }, 300_000);
+
   it('Ctrl-C stops the services in reverse order, then NATS, then Postgres, and leaves no process and no key file outside the home', async () => {
     const groups = new Set([first.state.launcherPid, ...Object.values(first.state.pids)]);
     await ctrlC(first);
@@ -252,7 +369,7 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
       expect(JSON.parse(read.actor!.configJson)).toEqual({ url: sourceUrl, api_token: '**********' });
       const defs = (await config.listConnectorDefinitions({ page: { pageSize: 500, pageToken: '' }, actorType: configV1.ActorType.ACTOR_TYPE_UNSPECIFIED })).definitions;
       expect(defs.filter((d) => d.connector === 'builtin:postgres')).toHaveLength(1);
-      expect(defs.filter((d) => d.connector === 'builtin:http-json').map((d) => d.name).sort()).toEqual(['HTTP JSON API', 'Weather API']);
+      expect(defs.filter((d) => d.connector === 'builtin:http-json').map((d) => d.name).sort()).toEqual(['Coffer demo API', 'HTTP JSON API', 'Weather API']);
     } finally {
       config.close();
     }

@@ -102,4 +102,50 @@ describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs
     clients.push(anonymous);
     await expect(anonymous.getSyncJob({ jobId: randomUUID() })).rejects.toMatchObject({ code: 'unauthenticated' });
   });
+
+  it('lists the jobs of a workspace or a connection, newest first, a page at a time, and refuses bad filters naming the field', async () => {
+    const operator = clientAs('operator');
+    const workspaceId = randomUUID();
+    const connections = [randomUUID(), randomUUID()];
+    const started: { jobId: string; connectionId: string }[] = [];
+    // Seven jobs, two sharing a start time to the microsecond: the job id breaks the tie.
+    for (let i = 0; i < 7; i++) {
+      const job = { jobId: randomUUID(), connectionId: connections[i % 2]!, workspaceId, startedAt: `2026-02-01T00:00:0${Math.min(i, 5)}.123456Z` };
+      await projectJobStarted(db, schema, job);
+      started.push(job);
+    }
+    await projectJobStarted(db, schema, { jobId: randomUUID(), connectionId: randomUUID(), workspaceId: randomUUID(), startedAt: '2026-02-01T00:00:09Z' });
+
+    const pages: string[][] = [];
+    let pageToken = '';
+    for (let round = 0; round < 10; round++) {
+      const res = await operator.listSyncJobs({ workspaceId, connectionId: '', pageSize: 3, pageToken });
+      pages.push(res.jobs.map((j) => j.jobId));
+      if (!res.nextPageToken) break;
+      pageToken = res.nextPageToken;
+    }
+    expect(pages.map((p) => p.length)).toEqual([3, 3, 1]);
+    const listed = pages.flat();
+    expect(new Set(listed).size).toBe(7);
+    expect(listed.slice(0, 2).sort()).toEqual(started.slice(5).map((j) => j.jobId).sort());
+    expect(listed.slice(2)).toEqual(started.slice(0, 5).reverse().map((j) => j.jobId));
+
+    const ofConnection = await operator.listSyncJobs({ workspaceId: '', connectionId: connections[1]!, pageSize: 0, pageToken: '' });
+    expect(ofConnection.jobs.map((j) => j.jobId).sort()).toEqual(started.filter((j) => j.connectionId === connections[1]).map((j) => j.jobId).sort());
+    expect(ofConnection.nextPageToken).toBe('');
+
+    const refusals: [Partial<syncV1.ListSyncJobsRequest>, string][] = [
+      [{}, 'workspace_id'],
+      [{ workspaceId: 'not-a-uuid' }, 'workspace_id'],
+      [{ connectionId: 'x' }, 'connection_id'],
+      [{ workspaceId, pageSize: 501 }, 'page_size'],
+      [{ workspaceId, pageToken: 'bm90IGEgdG9rZW4' }, 'page_token'],
+      [{ workspaceId, pageToken: Buffer.from(JSON.stringify(["2026-01-01' or 1=1", randomUUID()])).toString('base64url') }, 'page_token'],
+    ];
+    for (const [req, field] of refusals) {
+      const err = await operator.listSyncJobs({ workspaceId: '', connectionId: '', pageSize: 0, pageToken: '', ...req }).catch((e: unknown) => e);
+      expect(err, JSON.stringify(req)).toMatchObject({ code: 'invalid_argument', details: [expect.objectContaining({ field })] });
+    }
+    await expect(clientAs('config').listSyncJobs({ workspaceId, connectionId: '', pageSize: 0, pageToken: '' })).rejects.toMatchObject({ code: 'permission_denied' });
+  });
 });

@@ -1,7 +1,7 @@
 import { CofferError, syncV1 } from '@coffer/contracts';
 import { defineService, type ServiceRegistration } from '@coffer/rpc';
 import type { Kysely } from 'kysely';
-import { findJob } from './sync.postgres';
+import { findJob, listJobs, type JobCursor, type SyncJobRow } from './sync.postgres';
 
 const statusOf = {
   running: syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING,
@@ -19,18 +19,61 @@ export function syncGrpcService(db: Kysely<any>, schema: string): ServiceRegistr
         if (req.jobId.length > 200) throw new CofferError('invalid_argument', 'job_id must be at most 200 characters', [{ field: 'job_id', reason: 'too long' }]);
         const job = await findJob(db, schema, req.jobId);
         if (!job) throw new CofferError('not_found', 'no such sync job', [{ field: 'job_id', reason: 'not found' }]);
-        return {
-          job: {
-            jobId: job.job_id,
-            connectionId: job.connection_id,
-            status: statusOf[job.status],
-            recordsSynced: Number(job.records_synced),
-            failureReason: job.failure_reason ?? '',
-            startedAt: job.started_at.toISOString(),
-            endedAt: job.ended_at?.toISOString() ?? '',
-          },
-        };
+        return { job: jobOut(job) };
+      },
+    },
+    listSyncJobs: {
+      permission: 'sync.read',
+      handler: async (req) => {
+        for (const [field, value] of [['workspace_id', req.workspaceId], ['connection_id', req.connectionId]] as const) {
+          if (value && !uuid.test(value)) throw new CofferError('invalid_argument', `${field} must be a UUID`, [{ field, reason: 'not a UUID' }]);
+        }
+        if (!req.workspaceId && !req.connectionId) {
+          throw new CofferError('invalid_argument', 'workspace_id or connection_id is required', [{ field: 'workspace_id', reason: 'required without connection_id' }]);
+        }
+        if (req.pageSize < 0 || req.pageSize > 500) throw new CofferError('invalid_argument', 'page_size must be between 0 and 500', [{ field: 'page_size', reason: 'out of range' }]);
+        const pageSize = req.pageSize || 50;
+        const after = req.pageToken ? parseCursor(req.pageToken) : undefined;
+        // One more than the page, to know whether another page follows.
+        const rows = await listJobs(db, schema, { workspaceId: req.workspaceId || undefined, connectionId: req.connectionId || undefined, limit: pageSize + 1, after });
+        const page = rows.slice(0, pageSize);
+        return { jobs: page.map(jobOut), nextPageToken: rows.length > pageSize ? encodeCursor(page[page.length - 1]!.cursor) : '' };
       },
     },
   });
+}
+
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function jobOut(job: SyncJobRow) {
+  return {
+    jobId: job.job_id,
+    connectionId: job.connection_id,
+    status: statusOf[job.status],
+    recordsSynced: Number(job.records_synced),
+    failureReason: job.failure_reason ?? '',
+    startedAt: job.started_at.toISOString(),
+    endedAt: job.ended_at?.toISOString() ?? '',
+  };
+}
+
+/** A page token: the last job of the page, opaque to callers. */
+export function encodeCursor(cursor: JobCursor): string {
+  return Buffer.from(JSON.stringify([cursor.startedAt, cursor.jobId])).toString('base64url');
+}
+
+/** Reads a page token back; a token this service did not make is INVALID_ARGUMENT. */
+export function parseCursor(token: string): JobCursor {
+  const invalid = () => new CofferError('invalid_argument', 'page_token is not one this service issued', [{ field: 'page_token', reason: 'invalid' }]);
+  if (token.length > 200) throw invalid();
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  if (!Array.isArray(value) || value.length !== 2) throw invalid();
+  const [startedAt, jobId] = value as unknown[];
+  if (typeof startedAt !== 'string' || !/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2})?$/.test(startedAt) || typeof jobId !== 'string' || !uuid.test(jobId)) throw invalid();
+  return { startedAt, jobId };
 }

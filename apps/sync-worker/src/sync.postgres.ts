@@ -57,3 +57,26 @@ export async function findJob(db: Db, schema: string, jobId: string): Promise<Sy
     .where('job_id', '=', jobId)
     .executeTakeFirst() as Promise<SyncJobRow | undefined>;
 }
+
+/** Where a page of jobs starts: after this job (newest first). `startedAt` is Postgres' own text of the timestamp, exact to the microsecond. */
+export interface JobCursor {
+  startedAt: string;
+  jobId: string;
+}
+
+/** The jobs of a workspace and/or connection, newest first, `limit` of them after `after`; each with its cursor. */
+export async function listJobs(
+  db: Db,
+  schema: string,
+  filter: { workspaceId?: string; connectionId?: string; limit: number; after?: JobCursor },
+): Promise<(SyncJobRow & { cursor: JobCursor })[]> {
+  let query = db
+    .withSchema(schema)
+    .selectFrom('sync_jobs')
+    .select(['job_id', 'connection_id', 'status', 'records_synced', 'failure_reason', 'started_at', 'ended_at', sql<string>`started_at::text`.as('started_at_text')]);
+  if (filter.workspaceId) query = query.where('workspace_id', '=', filter.workspaceId);
+  if (filter.connectionId) query = query.where('connection_id', '=', filter.connectionId);
+  if (filter.after) query = query.where(sql<boolean>`(started_at, job_id) < (${filter.after.startedAt}::timestamptz, ${filter.after.jobId}::uuid)`);
+  const rows = (await query.orderBy('started_at', 'desc').orderBy('job_id', 'desc').limit(filter.limit).execute()) as (SyncJobRow & { started_at_text: string })[];
+  return rows.map(({ started_at_text, ...row }) => ({ ...row, cursor: { startedAt: started_at_text, jobId: row.job_id } }));
+}
