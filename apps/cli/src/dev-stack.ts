@@ -26,6 +26,9 @@ import { STACK_ENV_DIR_NAME, writeServiceEnvFiles } from './doctor';
 import { startStack, stackServices, type Stack, type StackProgress, type StackService } from './stack';
 import type { StackSettings } from './stack-settings';
 
+/** What connectors of a development stack may reach although it is loopback, unless `SYNC_WORKER_EGRESS_ALLOW` says otherwise. */
+export const DEVELOPMENT_EGRESS_ALLOW = '127.0.0.1';
+
 /** The ports of a development stack unless `--free-ports`: the services' usual ones, and servers clear of 5432/4222. */
 export const defaultPorts = { auth: 50051, config: 50052, secrets: 50053, 'sync-worker': 50054, postgres: 54329, nats: 42229 } as const;
 
@@ -300,7 +303,9 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       keyringFile: home.keyringFile,
       env: settings.serviceEnv,
       logLevel: settings.LOG_LEVEL,
-      egressAllow: settings.SYNC_WORKER_EGRESS_ALLOW?.split(','),
+      // A development stack lets connectors reach this machine (the demo's local API, the embedded
+      // Postgres as a destination); production denies loopback unless allowed. `coffer doctor` warns.
+      egressAllow: (settings.SYNC_WORKER_EGRESS_ALLOW ?? DEVELOPMENT_EGRESS_ALLOW).split(','),
       detached: true,
       signal: options.signal,
       onProgress,

@@ -85,8 +85,9 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
   let sourceUrl = '';
 
   async function npmStart(): Promise<Launch> {
-    // Loopback allowed for connectors: `coffer demo` serves its source on 127.0.0.1 and writes into the embedded Postgres.
-    const env: NodeJS.ProcessEnv = { ...process.env, COFFER_HOME: home.dir, TMPDIR: scratch, LOG_LEVEL: 'debug', OTEL_RESOURCE_ATTRIBUTES: otelAttributes, SYNC_WORKER_EGRESS_ALLOW: '127.0.0.1' };
+    const env: NodeJS.ProcessEnv = { ...process.env, COFFER_HOME: home.dir, TMPDIR: scratch, LOG_LEVEL: 'debug', OTEL_RESOURCE_ATTRIBUTES: otelAttributes };
+    // What a new user has: no egress setting (the development stack lets connectors reach 127.0.0.1 by itself).
+    delete env.SYNC_WORKER_EGRESS_ALLOW;
     // A machine where no Postgres or NATS is configured: the stack must bring its own.
     delete env.DATABASE_URL;
     delete env.NATS_URL;
