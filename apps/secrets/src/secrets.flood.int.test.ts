@@ -9,7 +9,7 @@ import { secretsV1 } from '@coffer/contracts';
 import { createEventStore, migrateEventStore } from '@coffer/event-store';
 import { createGrpcServer, ERROR_DETAILS_KEY, type GrpcServer } from '@coffer/rpc';
 import { createDatabase } from '@coffer/runtime';
-import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/testing';
+import { createTestDatabase, latencyFigures, p99, timedSeries, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { createTokenVerifier, TOKEN_TYPES } from '@coffer/tokens';
 import { createDataKeyCache } from './data-key-cache';
 import type { KeyManagementService } from './kms/kms';
@@ -47,11 +47,6 @@ function call<Req, Res>(client: grpc.Client, method: string, req: Req, token: st
   });
 }
 
-const p99 = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil(s.length * 0.99) - 1)]!;
-};
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 describe('one workspace cannot stall the others: limits, bounded writes, deadlines, per-workspace concurrency', () => {
   let tdb: TestDatabase;
@@ -211,18 +206,11 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
     expect(written.code).toBe(grpc.status.OK);
     const partial = JSON.stringify(Object.fromEntries(written.value!.secrets.map((s, i) => [`k${i}`, { _secret: s.coordinate }])));
     const hydrateOnce = async () => {
-      const t0 = performance.now();
       const r = await call<secretsV1.HydrateConfigRequest, secretsV1.HydrateConfigResponse>(client, 'hydrateConfig', { ownerId: '', workspaceId: reader, partialConfigJson: partial, reason: 'p99' }, syncToken);
       expect(r.code).toBe(grpc.status.OK);
-      return performance.now() - t0;
     };
     // Bounded by count and by time, so an unbounded stall shows as figures rather than a hang.
-    const series = async (n: number, withinMs = 30_000) => {
-      const xs: number[] = [];
-      const end = performance.now() + withinMs;
-      for (let i = 0; i < n && performance.now() < end; i++) xs.push(await hydrateOnce());
-      return xs;
-    };
+    const series = (n: number) => timedSeries(n, hydrateOnce, 30_000);
     await series(10);
     const idle = await series(150);
 
@@ -247,13 +235,7 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
     stop = true;
     await Promise.all(flooding);
 
-    const figures = {
-      idle: { median: +median(idle).toFixed(1), p99: +p99(idle).toFixed(1) },
-      loaded: { median: +median(loaded).toFixed(1), p99: +p99(loaded).toFixed(1) },
-      ratio: +(p99(loaded) / p99(idle)).toFixed(2),
-      floodWrites,
-      floodRefused,
-    };
+    const figures = { ...latencyFigures(idle, loaded), floodWrites, floodRefused };
     console.log(`hydrate latency (ms) while another workspace writes ${MAX_SECRETS} secrets per call:`, JSON.stringify(figures));
     expect(floodWrites).toBeGreaterThan(0);
     // Loose on this shared machine (the figures are printed above): the target is 2x idle; the

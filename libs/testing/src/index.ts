@@ -6,6 +6,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import type { MessagingNamespace } from '@coffer/contracts';
 import type {} from './provided-context';
 
+export { latencyFigures, median, p99, timedSeries } from './latency';
+
 /** The admin Postgres URL of this test run (container or DATABASE_URL). */
 export function adminDatabaseUrl(): string {
   return inject('databaseUrl');
