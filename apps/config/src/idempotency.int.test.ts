@@ -9,7 +9,7 @@ import { createDatabase } from '@coffer/runtime';
 import { createLogger, createRedactor } from '@coffer/telemetry';
 import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { createTokenVerifier, TOKEN_TYPES, userTokenKinds } from '@coffer/tokens';
-import { startInProcessSecretsService } from '../../secrets/src/in-process';
+import { inProcessSecretsPort, startInProcessSecretsService } from '../../secrets/src/in-process';
 import { configGrpcService } from './config.grpc';
 import { migrateConfigReadModel } from './config.postgres';
 import { createConfigService, type ConfigService } from './config.service';
@@ -50,12 +50,7 @@ describe('config: create methods with a request_id run once', () => {
       store: createEventStore(db, { schema: 'config' }),
       schema: 'config',
       namespace,
-      secrets: {
-        write: async (ws, writes, owner) => void (await secrets.writeSecrets(ws, writes, { subject: 'config' }, owner)),
-        delete: async (ws, coordinates, ownerId, writeId) => void (await secrets.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId, writeId)),
-        deleteWorkspace: async (ws) => void (await secrets.deleteWorkspaceSecrets(ws, { subject: 'config' })),
-        latestVersions: async (ws, bases) => new Map((await secrets.latestVersions(ws, bases)).map((x) => [x.baseCoordinate, x.version])),
-      },
+      secrets: inProcessSecretsPort(secrets),
       coordinatePrefix: 'coffer',
       maxConfigBytes: 256 * 1024,
       // Eight racing creates of one workspace all get a turn at secrets.

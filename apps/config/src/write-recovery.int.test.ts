@@ -8,7 +8,7 @@ import { createDatabase } from '@coffer/runtime';
 import { secretCoordinates } from '@coffer/secret-json';
 import { createLogger, createRedactor } from '@coffer/telemetry';
 import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/testing';
-import { startInProcessSecretsService } from '../../secrets/src/in-process';
+import { inProcessSecretsPort, startInProcessSecretsService } from '../../secrets/src/in-process';
 import type { SecretsService } from '../../secrets/src/secrets.service';
 import { migrateConfigReadModel, queueShredding } from './config.postgres';
 import { createConfigService, type ConfigService, type SecretsPort } from './config.service';
@@ -51,18 +51,19 @@ describe('config: interrupted cross-service writes are recovered, and shredding 
 
   // The next write answers UNAVAILABLE without reaching secrets: a call whose outcome the caller cannot know.
   let failNextWrite = false;
-  const port = (): SecretsPort => ({
-    write: async (ws, writes, owner) => {
-      if (failNextWrite) {
-        failNextWrite = false;
-        throw new CofferError('unavailable', 'a backing service is unavailable; retry the call');
-      }
-      await secretsService.writeSecrets(ws, writes, { subject: 'config' }, owner);
-    },
-    delete: async (ws, coordinates, ownerId, writeId) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId, writeId)),
-    deleteWorkspace: async (ws) => void (await secretsService.deleteWorkspaceSecrets(ws, { subject: 'config' })),
-    latestVersions: async (ws, bases) => new Map((await secretsService.latestVersions(ws, bases)).map((v) => [v.baseCoordinate, v.version])),
-  });
+  const port = (): SecretsPort => {
+    const real = inProcessSecretsPort(secretsService);
+    return {
+      ...real,
+      write: async (ws, writes, owner) => {
+        if (failNextWrite) {
+          failNextWrite = false;
+          throw new CofferError('unavailable', 'a backing service is unavailable; retry the call');
+        }
+        await real.write(ws, writes, owner);
+      },
+    };
+  };
 
   const newService = (): ConfigService =>
     createConfigService({

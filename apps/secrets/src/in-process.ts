@@ -30,3 +30,18 @@ export async function startInProcessSecretsService(options: { db: Kysely<any>; n
     newId: randomUUID,
   });
 }
+
+/**
+ * Config's secrets port served by an in-process secrets service (what config's gRPC adapter does in
+ * `apps/config/src/main.ts`), acting as the config service.
+ */
+export function inProcessSecretsPort(service: SecretsService) {
+  const actor = { subject: 'config' };
+  return {
+    write: async (ws: string, writes: { baseCoordinate: string; expectedVersion: number; value: string }[], owner: { ownerId: string; ownerWorkspaceId?: string; writeId?: string }) =>
+      void (await service.writeSecrets(ws, writes, actor, owner)),
+    delete: async (ws: string, coordinates: string[], ownerId: string, writeId?: string) => void (await service.deleteSecrets(ws, coordinates, actor, ownerId, writeId)),
+    deleteWorkspace: async (ws: string) => void (await service.deleteWorkspaceSecrets(ws, actor)),
+    latestVersions: async (ws: string, bases: string[]) => new Map((await service.latestVersions(ws, bases)).map((v) => [v.baseCoordinate, v.version])),
+  };
+}

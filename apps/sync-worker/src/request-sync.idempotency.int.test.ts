@@ -11,7 +11,7 @@ import { createLogger, createRedactor } from '@coffer/telemetry';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { createConfigService, type ConfigService } from '../../config/src/config.service';
 import { migrateConfigReadModel } from '../../config/src/config.postgres';
-import { startInProcessSecretsService } from '../../secrets/src/in-process';
+import { inProcessSecretsPort, startInProcessSecretsService } from '../../secrets/src/in-process';
 import { createCheckRunner } from './check-runner';
 import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
@@ -65,12 +65,7 @@ describe('sync worker: RequestSync retried with one request_id runs one sync', (
       store: configRuntime.store,
       schema: 'config',
       namespace: ns,
-      secrets: {
-        write: async (ws, writes, owner) => void (await secrets.writeSecrets(ws, writes, { subject: 'config' }, owner)),
-        delete: async (ws, coordinates, ownerId, writeId) => void (await secrets.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId, writeId)),
-        deleteWorkspace: async (ws) => void (await secrets.deleteWorkspaceSecrets(ws, { subject: 'config' })),
-        latestVersions: async (ws, bases) => new Map((await secrets.latestVersions(ws, bases)).map((x) => [x.baseCoordinate, x.version])),
-      },
+      secrets: inProcessSecretsPort(secrets),
       coordinatePrefix: 'coffer',
       maxConfigBytes: 256 * 1024,
       logger: quiet('config'),

@@ -20,7 +20,7 @@ import { createSyncRunner, type SyncPlan, type SyncRunner } from './sync-runner'
 import { findJob, migrateSyncReadModel } from './sync.postgres';
 import { createConfigService, type ConfigService } from '../../config/src/config.service';
 import { migrateConfigReadModel } from '../../config/src/config.postgres';
-import { startInProcessSecretsService } from '../../secrets/src/in-process';
+import { inProcessSecretsPort, startInProcessSecretsService } from '../../secrets/src/in-process';
 import type { SecretsService } from '../../secrets/src/secrets.service';
 
 // The runner's ports are served by the real config and secrets services, composed in-process on the
@@ -220,12 +220,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       store: createEventStore(servicesDb, { schema: 'config' }),
       schema: 'config',
       namespace: ns,
-      secrets: {
-        write: async (ws, writes, owner) => void (await secretsService.writeSecrets(ws, writes, { subject: 'config' }, owner)),
-        delete: async (ws, coordinates, ownerId, writeId) => void (await secretsService.deleteSecrets(ws, coordinates, { subject: 'config' }, ownerId, writeId)),
-        deleteWorkspace: async (ws) => void (await secretsService.deleteWorkspaceSecrets(ws, { subject: 'config' })),
-        latestVersions: async (ws, bases) => new Map((await secretsService.latestVersions(ws, bases)).map((v) => [v.baseCoordinate, v.version])),
-      },
+      secrets: inProcessSecretsPort(secretsService),
       coordinatePrefix: 'coffer',
       maxConfigBytes: 256 * 1024,
       logger: quiet,
