@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { compactVerify, createLocalJWKSet, type JWK } from 'jose';
 import type { Kysely } from 'kysely';
 import { CofferError, createOnce, isCofferError, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
-import type { EventStore, RecordedEvent } from '@coffer/event-store';
+import type { AppendedEvent, EventStore } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import type { Principal, TokenKind, UserRole } from '@coffer/tokens';
 import * as app from './domain/application.decider';
@@ -96,7 +96,7 @@ export function createAuthService(deps: AuthServiceDeps) {
   const verify = deps.verifySecret ?? verifySecret;
 
   function message(name: IntegrationEventName, data: object, subject: string) {
-    return (r: RecordedEvent) => integrationEventMessage(ns, name, data as never, { eventId: r.eventId, source: SOURCE, subject, time: r.recordedAt });
+    return (r: AppendedEvent) => integrationEventMessage(ns, name, data as never, { eventId: r.eventId, source: SOURCE, subject, time: r.recordedAt });
   }
 
   async function sign(kind: TokenKind, claims: { subject: string; audience: string | string[]; role: string; extra?: Record<string, string>; notAfter?: Date }) {

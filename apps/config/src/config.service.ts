@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
-import type { EventStore, NewEvent, OutboxMessage, RecordedEvent } from '@coffer/event-store';
+import type { AppendedEvent, EventStore, NewEvent, OutboxMessage } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { createKeyedLimiter } from '@coffer/rpc';
 import { SecretJsonError, mask, ownSecretCoordinates, secretCoordinates, split, type PlannedSecretWrite } from '@coffer/secret-json';
@@ -277,8 +277,8 @@ export function createConfigService(deps: ConfigServiceDeps) {
     name: N,
     subject: string,
     caller: Caller,
-    message: (r: RecordedEvent) => IntegrationEventMessage<N>,
-  ): (recorded: RecordedEvent[]) => OutboxMessage[] {
+    message: (r: AppendedEvent) => IntegrationEventMessage<N>,
+  ): (recorded: AppendedEvent[]) => OutboxMessage[] {
     return (recorded) =>
       recorded.map((r) =>
         integrationEventMessage(ns, name, message(r), { eventId: r.eventId, source: SOURCE, subject, time: r.recordedAt, traceparent: caller.traceparent }),

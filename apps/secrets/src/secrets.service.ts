@@ -8,7 +8,7 @@ import {
   parseCoordinate,
   type MessagingNamespace,
 } from '@coffer/contracts';
-import { MAIN_CHAIN, type EventStore, type OutboxMessage, type RecordedEvent } from '@coffer/event-store';
+import { MAIN_CHAIN, type AppendedEvent, type EventStore, type OutboxMessage } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { SecretJsonError, hydrate, secretCoordinates } from '@coffer/secret-json';
 import { randomUUID } from 'node:crypto';
@@ -189,7 +189,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     return { state, streamVersion: currentVersion };
   }
 
-  function writtenMessage(e: RecordedEvent, actor: Actor): OutboxMessage {
+  function writtenMessage(e: AppendedEvent, actor: Actor): OutboxMessage {
     const d = e.data as unknown as SecretVersionWrittenData;
     return integrationEventMessage(
       ns,
@@ -207,7 +207,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     );
   }
 
-  function destroyedMessage(e: RecordedEvent, actor: Actor): OutboxMessage {
+  function destroyedMessage(e: AppendedEvent, actor: Actor): OutboxMessage {
     const d = e.data as unknown as SecretVersionDestroyedData;
     return integrationEventMessage(
       ns,
@@ -554,7 +554,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     }
   }
 
-  function expiredMessage(e: RecordedEvent, actor: Actor): OutboxMessage {
+  function expiredMessage(e: AppendedEvent, actor: Actor): OutboxMessage {
     const d = e.data as unknown as SecretExpiredData;
     return integrationEventMessage(
       ns,
@@ -625,7 +625,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     return written!;
   }
 
-  function rewrappedMessage(e: RecordedEvent, actor: Actor): OutboxMessage {
+  function rewrappedMessage(e: AppendedEvent, actor: Actor): OutboxMessage {
     const d = e.data as unknown as DataKeyRewrappedData;
     return integrationEventMessage(
       ns,

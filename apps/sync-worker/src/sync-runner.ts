@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
 import { CofferError, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
-import { recordInbox, type AppendOptions, type EventStore, type NewEvent, type OutboxMessage, type RecordedEvent } from '@coffer/event-store';
+import { recordInbox, type AppendedEvent, type AppendOptions, type EventStore, type NewEvent, type OutboxMessage } from '@coffer/event-store';
 import { integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { secretValues } from '@coffer/secret-json';
 import type { Logger, Redactor } from '@coffer/telemetry';
@@ -58,7 +58,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
   const endRetryDelaysMs = deps.endRetryDelaysMs ?? [1_000, 5_000, 15_000];
 
   function outbox<N extends IntegrationEventName>(name: N, jobId: string, traceparent: string | undefined, message: IntegrationEventMessage<N>) {
-    return (recorded: RecordedEvent[]): OutboxMessage[] =>
+    return (recorded: AppendedEvent[]): OutboxMessage[] =>
       recorded.map((r) => integrationEventMessage(ns, name, message, { eventId: r.eventId, source: SOURCE, subject: jobId, time: r.recordedAt, traceparent }));
   }
 

@@ -3,7 +3,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, uniqueId, type TestDatabase } from '@coffer/testing';
-import { MAIN_CHAIN, createEventStore, migrateEventStore, verifyEventChain, type EventStore } from './index';
+import { outboxChannel } from './event-store-schema';
+import { MAIN_CHAIN, createEventStore, migrateEventStore, verifyEventChain, type AppendedEvent, type EventStore } from './index';
 
 describe('hash-chained, immutable event log', () => {
   let tdb: TestDatabase;
@@ -135,5 +136,49 @@ describe('hash-chained, immutable event log', () => {
     await sql`update ${s}.events set data = '{"n": 99}'::jsonb where event_id = ${first.eventId}::uuid`.execute(db);
     await sql`alter table ${s}.events enable trigger events_immutable`.execute(db);
     expect(await verifyEventChain(db, schema)).toMatchObject({ ok: false, broken: { eventId: first.eventId }, reason: 'content does not match its hash' });
+  });
+
+  it('appends to a stream of its own chain without a transaction lock: concurrent appends all land in order, with their outbox rows and one wake-up each', async () => {
+    const schema = `chain_${uniqueId()}`;
+    await migrateEventStore(db, schema);
+    const store = createEventStore(db, { schema, chainOf: (id) => (id.startsWith('reads-') ? id : MAIN_CHAIN) });
+    const listener = new pg.Client({ connectionString: tdb.url });
+    await listener.connect();
+    let wakeUps = 0;
+    listener.on('notification', () => wakeUps++);
+    await listener.query(`listen "${outboxChannel(schema)}"`);
+    const outbox = (appended: AppendedEvent[]) => appended.map((e) => ({ eventId: e.eventId, subject: 'reads', headers: { v: String(e.streamVersion) }, body: JSON.stringify(e.data) }));
+    // More at once than the unlocked path retries: the ones that keep losing take the chain lock.
+    const results = await Promise.all(Array.from({ length: 24 }, (_, i) => store.append('reads-ws', 'any', [{ type: 'Read', data: { i } }], { outbox })));
+    expect(results.map((r) => r.nextExpectedVersion).sort((a, b) => a - b)).toEqual(Array.from({ length: 24 }, (_, i) => i + 1));
+    const two = await store.append('reads-ws', 24, [{ type: 'Read', data: { i: 24 } }, { type: 'Read', data: { i: 25 } }], { outbox });
+    expect(two.recorded.map((e) => e.streamVersion)).toEqual([25, 26]);
+    expect(two.recorded[1]!.prevHash).toBe(two.recorded[0]!.hash);
+    await expect(store.append('reads-ws', 3, [{ type: 'Read', data: {} }], { outbox })).rejects.toMatchObject({ code: 'version_conflict' });
+    const { events } = await store.readStream('reads-ws');
+    expect(events.map((e) => e.streamVersion)).toEqual(Array.from({ length: 26 }, (_, i) => i + 1));
+    // Stream order is log order, and each event links to the one before it.
+    expect(events.every((e, i) => i === 0 || (BigInt(e.globalPosition) > BigInt(events[i - 1]!.globalPosition) && e.prevHash === events[i - 1]!.hash))).toBe(true);
+    expect(await verifyEventChain(db, schema)).toEqual({ ok: true, checked: 26 });
+    const s = sql.id(schema);
+    const { rows } = await sql<{ event_id: string }>`select event_id::text from ${s}.outbox order by position`.execute(db);
+    expect(new Set(rows.map((r) => r.event_id))).toEqual(new Set(events.map((e) => e.eventId)));
+    // One notification per committed append (a conflicting attempt rolls back with its own).
+    await expect.poll(() => wakeUps, { timeout: 5_000 }).toBe(25);
+    await listener.end();
+    // No lock at all on this path: an append completes while another session holds the chain's lock.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let locked!: () => void;
+    const isLocked = new Promise<void>((resolve) => (locked = resolve));
+    const holder = db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock(hashtextextended(${`coffer-chain:${schema}:reads-ws`}, 0))`.execute(trx);
+      locked();
+      await held;
+    });
+    await isLocked;
+    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the append waited for the chain lock')), 10_000));
+    await Promise.race([store.append('reads-ws', 26, [{ type: 'Read', data: {} }], { outbox }), timeout]).finally(release);
+    await holder;
   });
 });

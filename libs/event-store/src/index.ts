@@ -2,6 +2,7 @@ export {
   createEventStore,
   LOG_START,
   MAIN_CHAIN,
+  type AppendedEvent,
   type AppendManyOptions,
   type AppendOptions,
   type AppendResult,
