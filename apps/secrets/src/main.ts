@@ -54,6 +54,8 @@ try {
         writesPerWorkspace: config.SECRETS_CONCURRENT_WRITES_PER_WORKSPACE,
         hydratesPerWorkspace: config.SECRETS_CONCURRENT_HYDRATES_PER_WORKSPACE,
         queuedPerWorkspace: config.SECRETS_QUEUED_CALLS_PER_WORKSPACE,
+        writeRatePerWorkspace: config.SECRETS_WRITE_RATE_PER_WORKSPACE,
+        writeBurstPerWorkspace: config.SECRETS_MAX_SECRETS_PER_REQUEST,
       }),
     ], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SECRETS_GRPC_ADDRESS);

@@ -1,5 +1,5 @@
 import { CofferError, EPHEMERAL_WORKSPACE_ID, secretsV1 } from '@coffer/contracts';
-import { createKeyedLimiter, defineService, type CallContext, type KeyedLimiter, type ServiceRegistration } from '@coffer/rpc';
+import { createKeyedLimiter, createKeyedRateBudget, defineService, type CallContext, type KeyedLimiter, type KeyedRateBudget, type ServiceRegistration } from '@coffer/rpc';
 import type { Actor, SecretsService } from './secrets.service';
 
 const MAX_REASON_CHARS = 200;
@@ -14,11 +14,17 @@ function actorOf(ctx: CallContext): Actor {
   };
 }
 
-/** How many calls of one workspace run at once (writes and hydrates apart), and how many may wait for a turn. */
+/**
+ * How many calls of one workspace run at once (writes and hydrates apart), how many may wait for a
+ * turn, and how many secret versions one workspace may write per second (0: no rate).
+ */
 export interface WorkspaceConcurrency {
   writesPerWorkspace: number;
   hydratesPerWorkspace: number;
   queuedPerWorkspace: number;
+  writeRatePerWorkspace?: number;
+  /** Versions one workspace may write at once after a quiet period (the most one request may carry). */
+  writeBurstPerWorkspace?: number;
 }
 
 // Check and discover secrets of every workspace share the ephemeral workspace: one lane for all of
@@ -33,6 +39,13 @@ function laneOf(workspaceId: string, ctx: CallContext): string | undefined {
 const inLane = <T>(limiter: KeyedLimiter, lane: string | undefined, work: () => Promise<T>, signal?: AbortSignal): Promise<T> =>
   lane === undefined ? work() : limiter.run(lane, work, signal);
 
+// Inside its turn, a write first takes its secret versions from the workspace's rate budget: one
+// workspace writing without pause would otherwise hold a core of the machine every other tenant's
+// hydrates run on (the turn bounds how many writes run at once, not how often they come).
+const paid = async (budget: KeyedRateBudget | undefined, lane: string | undefined, versions: number, ctx: CallContext): Promise<void> => {
+  if (budget && lane !== undefined) await budget.take(lane, versions, { deadline: ctx.deadline, signal: ctx.signal });
+};
+
 /** gRPC handlers of coffer.secrets.v1.SecretsService, each with the permission it needs. */
 export function secretsGrpcService(
   service: SecretsService,
@@ -40,25 +53,33 @@ export function secretsGrpcService(
 ): ServiceRegistration {
   const writes = createKeyedLimiter({ concurrent: concurrency.writesPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
   const hydrates = createKeyedLimiter({ concurrent: concurrency.hydratesPerWorkspace, queued: concurrency.queuedPerWorkspace, per: 'workspace' });
+  const writeRate = concurrency.writeRatePerWorkspace
+    ? createKeyedRateBudget({ perSecond: concurrency.writeRatePerWorkspace, burst: Math.max(1, concurrency.writeBurstPerWorkspace ?? 100), per: 'workspace', units: 'secret versions' })
+    : undefined;
   return defineService(secretsV1.SecretsServiceService, 'coffer.secrets.v1.SecretsService', {
     writeSecrets: {
       permission: 'secrets.write',
-      handler: async (req, ctx) => ({
+      handler: async (req, ctx) => {
+        const lane = laneOf(req.workspaceId === EPHEMERAL_WORKSPACE_ID && req.ownerWorkspaceId ? req.ownerWorkspaceId : req.workspaceId, ctx);
+        return {
         secrets: await inLane(
           writes,
-          laneOf(req.workspaceId === EPHEMERAL_WORKSPACE_ID && req.ownerWorkspaceId ? req.ownerWorkspaceId : req.workspaceId, ctx),
-          () =>
-            service.writeSecrets(
+          lane,
+          async () => {
+            await paid(writeRate, lane, req.secrets.length, ctx);
+            return service.writeSecrets(
               req.workspaceId,
               req.secrets.map((s) => ({ baseCoordinate: s.baseCoordinate, expectedVersion: s.expectedVersion, value: s.value, ttlSeconds: s.ttlSeconds })),
               actorOf(ctx),
               { ownerId: req.ownerId, ownerWorkspaceId: req.ownerWorkspaceId, writeId: req.writeId },
               {},
               ctx.signal,
-            ),
+            );
+          },
           ctx.signal,
         ),
-      }),
+        };
+      },
     },
     hydrateConfig: {
       permission: 'secrets.hydrate',

@@ -4,6 +4,7 @@ export { ERROR_DETAILS_KEY } from './error-details';
 export { createGrpcServer, type GrpcServer, type GrpcServerOptions } from './grpc-server';
 export { createPromiseClient, type PromiseClient, type PromiseClientOptions, type TokenProvider } from './promise-client';
 export { createKeyedLimiter, type KeyedLimiter, type KeyedLimiterOptions } from './keyed-limiter';
+export { createKeyedRateBudget, type KeyedRateBudget, type KeyedRateBudgetOptions } from './keyed-rate-budget';
 export { createServiceTokenProvider, type ServiceTokenProvider, type ServiceTokenProviderOptions } from './service-token-provider';
 export { codeOfStatus, statusOfCode } from './status-of-code';
 export { CONNECTION_LOST_MESSAGE, INTERNAL_ERROR_MESSAGE } from './unary-middleware';
