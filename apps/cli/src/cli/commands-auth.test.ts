@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -109,7 +109,11 @@ describe('coffer orgs, apps and tokens: exit codes without a stack', () => {
   it('a call it cannot make is exit 1 with one line saying what is missing', async () => {
     expect(await cli('orgs', 'create', 'Acme')).toEqual({ code: 1, out: '', err: expect.stringMatching(/^error: failed_precondition: no auth endpoint: start the stack/) as string });
     expect(await cli('apps', 'rotate-secret', 'app-x')).toEqual({ code: 1, out: '', err: 'error: unauthenticated: not logged in: run `coffer login` first' });
+    // A login file that does not parse names no application, and its content reaches no message.
+    writeFileSync(join(dir, 'cli-login.json'), '{"accessToken":"eyJsecret-looking');
     const noCredentials = await cli('tokens', 'application');
+    rmSync(join(dir, 'cli-login.json'));
+    expect(noCredentials.err).not.toContain('secret-looking');
     expect(noCredentials.code).toBe(2);
     expect(noCredentials.err.split('\n')[0]).toBe('error: tokens application: no client id: run coffer login, set COFFER_CLIENT_ID, or start the stack with npm start');
   });

@@ -60,10 +60,11 @@ function emit(ctx: CliContext, parsed: ParsedCommand, value: unknown, human: () 
  */
 async function applicationCredentials(ctx: CliContext, parsed: ParsedCommand): Promise<{ clientId: string; clientSecret: string }> {
   const seed = (await readSavedStack(ctx.home))?.seed?.application;
-  const cached = await readFile(join(ctx.home.dir, loginFileName), 'utf8').then(
-    (text) => (JSON.parse(text) as { clientId?: string }).clientId,
-    () => undefined,
-  );
+  const cached = await readFile(join(ctx.home.dir, loginFileName), 'utf8')
+    // Expired or not, the login names the application; a file that does not parse names none (and its parse error, which may quote the token, is dropped).
+    .then((text) => (JSON.parse(text) as { clientId?: unknown }).clientId)
+    .then((id) => (typeof id === 'string' && id ? id : undefined))
+    .catch(() => undefined);
   const clientId = (parsed.options['client-id'] as string | undefined) ?? ctx.env.COFFER_CLIENT_ID ?? cached ?? seed?.clientId;
   if (!clientId) throw new UsageError(`${parsed.command}: no client id: run coffer login, set COFFER_CLIENT_ID, or start the stack with npm start`);
   const clientSecret = ctx.env.COFFER_CLIENT_SECRET ?? (clientId === seed?.clientId ? seed.clientSecret : undefined);
