@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { authCommandSpecs } from './args-auth';
 
 /** A command line the CLI refused before any call: exit code 2. */
 export class UsageError extends Error {}
@@ -11,7 +12,8 @@ export interface ParsedCommand {
   json: boolean;
 }
 
-interface CommandSpec {
+/** How one command is parsed and listed. */
+export interface CommandSpec {
   /** Names of string options (all are optional unless listed in `required`). */
   strings?: string[];
   booleans?: string[];
@@ -31,6 +33,7 @@ const actorCommands = (kind: 'source' | 'destination'): Record<string, CommandSp
 /** Every command the CLI knows, with its options: the single source of both parsing and usage text. */
 export const commands: Record<string, CommandSpec> = {
   login: { strings: ['client-id'], summary: 'exchange client credentials for an application token, cached in COFFER_HOME (client id: --client-id or COFFER_CLIENT_ID, secret: COFFER_CLIENT_SECRET; default: the application `npm start` created)' },
+  ...authCommandSpecs,
   'workspaces create': { args: ['name'], summary: 'create a workspace in the organization' },
   'workspaces list': { summary: 'list the workspaces' },
   'definitions register': { args: ['spec-file'], strings: ['name', 'type', 'connector'], summary: 'register a connector definition from a spec file (a JSON schema, an Airbyte spec with connectionSpecification, or {name, actorType, connector, spec}); needs operator credentials' },
@@ -49,7 +52,7 @@ export const commands: Record<string, CommandSpec> = {
 export function usageText(): string {
   const lines = Object.entries(commands).map(([name, spec]) => {
     const args = (spec.args ?? []).map((a) => `<${a}>`);
-    const opts = (spec.strings ?? []).map((o) => (spec.required?.includes(o) ? `--${o} <v>` : `[--${o} <v>]`));
+    const opts = [...(spec.strings ?? []).map((o) => (spec.required?.includes(o) ? `--${o} <v>` : `[--${o} <v>]`)), ...(spec.booleans ?? []).map((o) => `[--${o}]`)];
     return `  coffer ${[name, ...args, ...opts].join(' ')}\n      ${spec.summary}`;
   });
   return [

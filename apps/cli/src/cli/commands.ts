@@ -3,6 +3,7 @@ import { authV1, CofferError, configV1, isCofferError, syncV1 } from '@coffer/co
 import { createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
 import type { CofferHome } from '../home';
 import { integerOption, UsageError, type ParsedCommand } from './args';
+import { isAuthCommand, runAuthCommand } from './commands-auth';
 import { actorTypeName, actorTypeOption, definitionFromFile } from './definition-file';
 import { fields, syncProgressLine, table } from './format';
 import { loadLogin, operatorCredentials, readSavedStack, resolveEndpoints, saveLogin, type Endpoints } from './session';
@@ -175,6 +176,7 @@ function jobHuman(view: ReturnType<typeof jobView>): string {
 
 /** Runs one parsed command (everything but `demo`); resolves the exit code. */
 export async function runCommand(ctx: CliContext, parsed: ParsedCommand): Promise<number> {
+  if (isAuthCommand(parsed.command)) return runAuthCommand(ctx, parsed);
   const [group, verb] = parsed.command.split(' ') as [string, string | undefined];
   const o = parsed.options as Record<string, string | undefined>;
   const p = parsed.positionals;
