@@ -69,7 +69,7 @@ describe('coffer doctor: the checks on a service database (real Postgres)', () =
     expect(await auditChain(db, log)).toMatchObject({
       severity: 'fail',
       message: expect.stringContaining(`content does not match its hash at global position ${target.globalPosition}`),
-      fix: expect.stringContaining(`coffer verify-audit ${schema}`),
+      fix: expect.stringContaining(`coffer audit verify --schema ${schema}`),
     });
     await sql`drop trigger events_no_truncate on ${s}.events`.execute(db);
     expect(await eventsImmutability(db, log)).toMatchObject({ severity: 'fail', message: expect.stringContaining('no enabled trigger refuses TRUNCATE') });

@@ -65,7 +65,7 @@ export async function auditChain(db: Kysely<any>, log: ServiceLog): Promise<Doct
     ...base,
     severity: 'fail',
     message: `${log.schema}.events was changed outside Coffer: ${verdict.reason} at global position ${b.globalPosition} (event ${b.eventId}, ${b.type}); ${verdict.checked} events before it verified`,
-    fix: `treat it as an incident: find who wrote to ${log.schema}.events (Postgres logs, roles that bypass the trigger), restore the log from a backup taken before position ${b.globalPosition}; \`coffer verify-audit ${log.schema}\` re-checks it`,
+    fix: `treat it as an incident: find who wrote to ${log.schema}.events (Postgres logs, roles that bypass the trigger), restore the log from a backup taken before position ${b.globalPosition}; \`coffer audit verify --schema ${log.schema}\` re-checks it`,
   };
 }
 

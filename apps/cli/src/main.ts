@@ -1,10 +1,10 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { verifyEventChain } from '@coffer/event-store';
-import { createDatabase } from '@coffer/runtime';
+import { auditTargets, verifyAudit as verifyAuditChains } from './cli/commands-ops';
 import { devCredentialFiles, generateDevCredentials } from './dev-credentials';
 import { doctorCommand, doctorUsage } from './doctor';
 import { startDevStack, type DevStack } from './dev-stack';
+import { cofferHome } from './home';
 import { parseStackSettings } from './stack-settings';
 
 const usage = `usage: coffer stack [--free-ports] [--verbose] | coffer dev-credentials [--force] | coffer verify-audit [schema...] | coffer doctor [--env <service>=<file>]... [--json]
@@ -23,7 +23,8 @@ const usage = `usage: coffer stack [--free-ports] [--verbose] | coffer dev-crede
           refuses to replace existing ones without --force.
   verify-audit [schema...]
           recompute the hash chain of each service's event log (default: auth secrets config sync)
-          in DATABASE_URL and report the first broken link; exits 1 if any chain is broken.
+          and report the first broken link; exits 1 if any chain is broken. The database: DATABASE_URL,
+          else the development stack running from COFFER_HOME (as \`coffer audit verify\`).
   ${doctorUsage}`;
 
 async function devCredentials(force: boolean): Promise<void> {
@@ -87,23 +88,9 @@ async function stack(args: string[]): Promise<void> {
 }
 
 async function verifyAudit(schemas: string[]): Promise<void> {
-  const db = createDatabase(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/coffer');
-  let broken = false;
-  try {
-    for (const schema of schemas.length ? schemas : ['auth', 'secrets', 'config', 'sync']) {
-      const verdict = await verifyEventChain(db, schema);
-      if (verdict.ok) {
-        console.log(`${schema}: ${verdict.checked} events, chain intact`);
-      } else {
-        broken = true;
-        const b = verdict.broken;
-        console.log(`${schema}: BROKEN at global position ${b.globalPosition} (event ${b.eventId}, ${b.type} in ${b.streamId}): ${verdict.reason}; ${verdict.checked} events before it verified`);
-      }
-    }
-  } finally {
-    await db.destroy();
-  }
-  if (broken) process.exitCode = 1;
+  const targets = await auditTargets(cofferHome(process.env.COFFER_HOME, process.cwd()), process.env, schemas.length ? schemas : undefined);
+  const report = await verifyAuditChains(targets, (line) => console.log(line));
+  if (!report.ok) process.exitCode = 1;
 }
 
 const command = process.argv[2];

@@ -251,5 +251,20 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
         return {};
       },
     },
+    listActorSecretVersions: {
+      permission: 'config.read',
+      handler: async (req, ctx) => {
+        await guard.actor(ctx, req.actorId);
+        return { secrets: await service.listActorSecretVersions(req) };
+      },
+    },
+    rollbackActorSecret: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.actor(ctx, req.actorId);
+        const { actor, secret } = await service.rollbackActorSecret(req, callerOf(ctx));
+        return { actor: actorOut(actor), secret };
+      },
+    },
   }));
 }

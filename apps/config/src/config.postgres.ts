@@ -434,7 +434,7 @@ export async function countActorsOfDefinition(db: Db, schema: string, definition
 }
 
 /** Which change a write intent belongs to. */
-export type WriteOperation = 'create' | 'update';
+export type WriteOperation = 'create' | 'update' | 'rollback';
 
 /** Coordinates config is about to write at secrets for an actor, recorded before the call. */
 export interface WriteIntent {

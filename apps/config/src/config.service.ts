@@ -4,7 +4,7 @@ import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, typ
 import type { AppendedEvent, EventStore, NewEvent, OutboxMessage } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { createKeyedLimiter } from '@coffer/rpc';
-import { SecretJsonError, mask, ownSecretCoordinates, secretCoordinates, split, type PlannedSecretWrite } from '@coffer/secret-json';
+import { SecretJsonError, mask, ownSecretCoordinates, replaceSecretReference, secretCoordinates, secretReferences, split, type PlannedSecretWrite } from '@coffer/secret-json';
 import type { Logger } from '@coffer/telemetry';
 import * as actorDomain from './domain/actor.decider';
 import * as connectionDomain from './domain/connection.decider';
@@ -90,7 +90,22 @@ export interface SecretsPort {
   deleteWorkspace(workspaceId: string): Promise<void>;
   /** The highest version secrets ever wrote of each base (absent or 0: never written). */
   latestVersions(workspaceId: string, baseCoordinates: string[]): Promise<Map<string, number>>;
+  /** Metadata of every version of a base; never a value. */
+  listVersions(workspaceId: string, baseCoordinate: string): Promise<{ version: number; state: string; createdAt: string }[]>;
+  /** Writes the value of `toVersion` as the version after `expectedVersion`, for the owner (keeping its write id). */
+  rollback(workspaceId: string, baseCoordinate: string, toVersion: number, expectedVersion: number, owner: SecretsOwner): Promise<void>;
 }
+
+/** One secret field of an actor: its base and the versions secrets holds of it (metadata only). */
+export interface ActorSecretView {
+  field: string;
+  baseCoordinate: string;
+  currentVersion: number;
+  versions: { version: number; state: string; createdAt: string; current: boolean }[];
+}
+
+/** How a planned write reaches secrets: a plain write by default, a rollback for RollbackActorSecret. */
+type SendSecrets = (owner: SecretsOwner) => Promise<void>;
 
 /** A page request: `pageToken` is opaque, from the previous page. */
 export interface PageInput {
@@ -247,6 +262,7 @@ function checkJsonTree(root: unknown, field: string): void {
 }
 
 const baseOf = (coordinate: string) => coordinate.slice(0, coordinate.lastIndexOf('_v'));
+const versionOf = (coordinate: string) => Number(coordinate.slice(coordinate.lastIndexOf('_v') + 2));
 
 const NIL_UUID = '00000000-0000-0000-0000-000000000000';
 
@@ -342,15 +358,18 @@ export function createConfigService(deps: ConfigServiceDeps) {
    * Writes at secrets for `owner`, taking a turn of the workspace's lane (the caller's workspace for
    * check and discover); `onTurn` runs first within the turn, so a call refused a turn leaves nothing.
    */
-  async function writeSecrets(workspaceId: string, writes: PlannedSecretWrite[], owner: SecretsOwner, lane = workspaceId, onTurn?: () => Promise<void>): Promise<void> {
+  async function writeSecrets(
+    workspaceId: string,
+    writes: PlannedSecretWrite[],
+    owner: SecretsOwner,
+    lane = workspaceId,
+    onTurn?: () => Promise<void>,
+    send: SendSecrets = (o) => secrets.write(workspaceId, writes.map((w) => ({ baseCoordinate: w.baseCoordinate, expectedVersion: w.version - 1, value: w.value })), o),
+  ): Promise<void> {
     if (writes.length === 0) return;
     await secretWriteTurns.run(lane, async () => {
       await onTurn?.();
-      await secrets.write(
-        workspaceId,
-        writes.map((w) => ({ baseCoordinate: w.baseCoordinate, expectedVersion: w.version - 1, value: w.value })),
-        owner,
-      );
+      await send(owner);
     });
   }
 
@@ -464,6 +483,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     operation: WriteOperation,
     writes: PlannedSecretWrite[],
     append: (claim: (trx: Transaction<any>) => Promise<void>) => Promise<unknown>,
+    send?: SendSecrets,
   ): Promise<void> {
     if (writes.length === 0) {
       await append(async () => undefined);
@@ -476,7 +496,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       recorded = true;
     };
     try {
-      await writeSecrets(workspaceId, writes, { ownerId: actorId, writeId: intentId }, workspaceId, record);
+      await writeSecrets(workspaceId, writes, { ownerId: actorId, writeId: intentId }, workspaceId, record, send);
     } catch (err) {
       // A refusal wrote nothing (WriteSecrets is all or nothing). A call left unanswered may still
       // commit at secrets: its intent stays, and recovery shreds it once the grace period is over.
@@ -537,6 +557,31 @@ export function createConfigService(deps: ConfigServiceDeps) {
     const { currentVersion, events } = await store.readStream(streamId);
     const state = events.reduce((s, e) => catalogDomain.evolve(s, { type: e.type, data: e.data } as unknown as catalogDomain.CatalogEvent), catalogDomain.initialState());
     return { state, version: currentVersion };
+  }
+
+  /**
+   * The references at secret fields of an actor's own workspace, or the one at `field` (a concrete
+   * path; `api_key` stands for `$.api_key`), refused naming the field when it holds none.
+   */
+  function secretFieldsOf(spec: unknown, workspaceId: string, partial: unknown, field: string): { path: string; coordinate: string }[] {
+    const mine = `${deps.coordinatePrefix}_workspace_${workspaceId}_secret_`;
+    const refs = secretReferences(spec, partial).filter((r) => r.coordinate.startsWith(mine));
+    if (!field) return refs;
+    const path = field.startsWith('$') ? field : `$.${field}`;
+    const found = refs.filter((r) => r.path === path);
+    if (found.length === 0) throw invalid('field', 'is not a secret field this actor holds a value for');
+    return found;
+  }
+
+  async function actorSecretView(workspaceId: string, ref: { path: string; coordinate: string }): Promise<ActorSecretView> {
+    const current = versionOf(ref.coordinate);
+    const versions = await secrets.listVersions(workspaceId, baseOf(ref.coordinate));
+    return {
+      field: ref.path,
+      baseCoordinate: baseOf(ref.coordinate),
+      currentVersion: current,
+      versions: versions.map((v) => ({ version: v.version, state: v.state, createdAt: v.createdAt, current: v.version === current })).sort((a, b) => a.version - b.version),
+    };
   }
 
   function checkVersion(what: string, id: string, expected: number, actual: number): void {
@@ -908,6 +953,73 @@ export function createConfigService(deps: ConfigServiceDeps) {
         def.spec,
         planned.partialConfig,
       );
+    },
+
+    /** The secret fields of a source or destination (or the one named), each with the versions secrets holds of it; never a value. */
+    async listActorSecretVersions(input: { actorId: string; field: string }): Promise<ActorSecretView[]> {
+      const { state } = await loadActor(input.actorId);
+      if (state.status !== 'active' || kindOf(state.actorType!) !== 'connector') throw new CofferError('not_found', 'no such actor', [{ field: 'actor_id', reason: 'not found' }]);
+      const def = await requireDefinition(state.definitionId!);
+      const refs = secretFieldsOf(def.spec, state.workspaceId!, state.partialConfig, input.field);
+      return Promise.all(refs.map((ref) => actorSecretView(state.workspaceId!, ref)));
+    },
+
+    /**
+     * Makes an earlier, still active version of one secret field current again: secrets writes its
+     * value as the next version (a rollback, so config never sees it), and the actor refers to that
+     * version in an ActorConfigUpdated. A cross-service write like any update: recorded as an intent
+     * first, so a crash between the two leaves nothing that recovery does not shred.
+     */
+    async rollbackActorSecret(input: { actorId: string; field: string; toVersion: number; expectedVersion: number }, caller: Caller): Promise<{ actor: ActorView; secret: ActorSecretView }> {
+      if (!input.field) throw invalid('field', 'is required');
+      if (!Number.isSafeInteger(input.toVersion) || input.toVersion < 1) throw invalid('to_version', 'must be a positive integer');
+      const { state, version } = await loadActor(input.actorId);
+      if (state.status !== 'active' || kindOf(state.actorType!) !== 'connector') throw new CofferError('not_found', 'no such actor', [{ field: 'actor_id', reason: 'not found' }]);
+      checkVersion('actor', input.actorId, input.expectedVersion, version);
+      const def = await requireDefinition(state.definitionId!);
+      const workspaceId = state.workspaceId!;
+      const [ref] = secretFieldsOf(def.spec, workspaceId, state.partialConfig, input.field);
+      const base = baseOf(ref!.coordinate);
+      const versions = await secrets.listVersions(workspaceId, base);
+      const target = versions.find((v) => v.version === input.toVersion);
+      if (!target) throw invalid('to_version', `is not a version of ${ref!.path}`);
+      if (target.state !== 'active') throw new CofferError('failed_precondition', `version ${input.toVersion} of ${ref!.path} is ${target.state}: its value is gone`, [{ field: 'to_version', reason: target.state }]);
+      if (input.toVersion === versionOf(ref!.coordinate)) throw new CofferError('failed_precondition', `version ${input.toVersion} of ${ref!.path} is already current`, [{ field: 'to_version', reason: 'current' }]);
+      const latest = Math.max(...versions.map((v) => v.version));
+      const coordinate = `${base}_v${latest + 1}`;
+      const partialConfig = replaceSecretReference(state.partialConfig, ref!.coordinate, coordinate);
+      const events = actorDomain.decide({ type: 'UpdateActorConfig', name: state.name, partialConfig, shredBases: [], now: now() }, state);
+      const data = events[0]!.data as actorDomain.ActorConfigUpdatedData;
+      // The value stays at secrets: the planned write only names the coordinate the intent records.
+      const write: PlannedSecretWrite = { path: ref!.path, baseCoordinate: base, version: latest + 1, coordinate, value: '' };
+      await writeThenAppend(
+        workspaceId,
+        input.actorId,
+        'rollback',
+        [write],
+        (claim) =>
+          store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
+            project: async (trx) => {
+              await claim(trx);
+              await projectActorUpdated(trx, schema, data, version + 1);
+            },
+            outbox: outbox(actorEvent(state.actorType!, 'ConfigUpdated') as 'SourceConfigUpdated', input.actorId, caller, () => ({
+              actorId: input.actorId,
+              workspaceId,
+              definitionId: def.definition_id,
+              changedFields: changedFields(state.partialConfig, partialConfig),
+              version: version + 1,
+              occurredAt: data.updatedAt,
+            })),
+          }),
+        (owner) => secrets.rollback(workspaceId, base, input.toVersion, latest, owner),
+      );
+      const actor = actorView(
+        { actor_id: input.actorId, workspace_id: workspaceId, definition_id: def.definition_id, actor_type: def.actor_type, name: state.name, version: version + 1 },
+        def.spec,
+        partialConfig,
+      );
+      return { actor, secret: await actorSecretView(workspaceId, { path: ref!.path, coordinate }) };
     },
 
     /** Deletes an actor, then destroys every version of each of its secrets. */

@@ -58,6 +58,10 @@ try {
       deleteWorkspace: async (workspaceId) => void (await secrets.deleteWorkspaceSecrets({ workspaceId })),
       latestVersions: async (workspaceId, baseCoordinates) =>
         new Map((await secrets.getLatestSecretVersions({ workspaceId, baseCoordinates })).versions.map((v) => [v.baseCoordinate, Number(v.version)])),
+      listVersions: async (workspaceId, baseCoordinate) =>
+        (await secrets.listSecretVersions({ workspaceId, baseCoordinate })).versions.map((v) => ({ version: Number(v.version), state: v.state, createdAt: v.createdAt })),
+      rollback: async (workspaceId, baseCoordinate, toVersion, expectedVersion, owner) =>
+        void (await secrets.rollbackSecret({ workspaceId, baseCoordinate, toVersion, expectedVersion, ownerId: owner.ownerId, writeId: owner.writeId ?? '' })),
     },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
     maxConfigBytes: config.CONFIG_MAX_CONFIG_BYTES,

@@ -17,6 +17,7 @@ const TEXT_FIELDS: Readonly<Record<string, { field: string; max: number }>> = {
   organizationId: { field: 'organization_id', max: 200 },
   externalUserId: { field: 'external_user_id', max: 200 },
   connector: { field: 'connector', max: 250 },
+  field: { field: 'field', max: 500 },
 };
 
 const MAX_PAGE_TOKEN = 200;

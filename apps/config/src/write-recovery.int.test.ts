@@ -237,6 +237,49 @@ describe('config: interrupted cross-service writes are recovered, and shredding 
     expect((await partialOf(actor.actorId)).api_token!._secret).toMatch(/_v3$/);
   });
 
+  it('a rollback of a secret field makes the earlier value current; one that dies after secrets is shredded by recovery', async () => {
+    const actor = await createActor('rollback', { url: 'u', api_token: 'rb-1', password: 'pw-1' });
+    await config.updateActor({ actorId: actor.actorId, expectedVersion: 1, name: 'rollback', configJson: JSON.stringify({ url: 'u', api_token: 'rb-2', password: '**********' }) }, operator);
+    const hydrated = async () => JSON.parse(await secretsService.hydrateConfig(workspaceId, JSON.stringify(await partialOf(actor.actorId)), 'test', operator, actor.actorId)) as Record<string, string>;
+    expect((await hydrated()).api_token).toBe('rb-2');
+
+    const listed = await config.listActorSecretVersions({ actorId: actor.actorId, field: '' });
+    expect(listed.map((s) => [s.field, s.currentVersion, s.versions.map((v) => `${v.version}:${v.state}:${v.current}`)])).toEqual([
+      ['$.api_token', 2, ['1:active:false', '2:active:true']],
+      ['$.password', 1, ['1:active:true']],
+    ]);
+    expect(JSON.stringify(listed)).not.toMatch(/rb-1|rb-2|pw-1/);
+
+    // Bad input names its field and changes nothing.
+    await expect(config.rollbackActorSecret({ actorId: actor.actorId, field: 'url', toVersion: 1, expectedVersion: 0 }, operator)).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field: 'field' }] });
+    await expect(config.rollbackActorSecret({ actorId: actor.actorId, field: 'api_token', toVersion: 9, expectedVersion: 0 }, operator)).rejects.toMatchObject({ code: 'invalid_argument', details: [{ field: 'to_version' }] });
+    await expect(config.rollbackActorSecret({ actorId: actor.actorId, field: 'api_token', toVersion: 2, expectedVersion: 0 }, operator)).rejects.toMatchObject({ code: 'failed_precondition' });
+    await expect(config.rollbackActorSecret({ actorId: actor.actorId, field: 'api_token', toVersion: 1, expectedVersion: 1 }, operator)).rejects.toMatchObject({ code: 'version_conflict' });
+
+    const done = await config.rollbackActorSecret({ actorId: actor.actorId, field: '$.api_token', toVersion: 1, expectedVersion: 2 }, operator);
+    expect(done.actor.version).toBe(3);
+    expect(JSON.parse(done.actor.configJson)).toEqual({ url: 'u', api_token: '**********', password: '**********' });
+    expect(done.secret.currentVersion).toBe(3);
+    expect(done.secret.versions.map((v) => `${v.version}:${v.current}`)).toEqual(['1:false', '2:false', '3:true']);
+    expect(await hydrated()).toEqual({ url: 'u', api_token: 'rb-1', password: 'pw-1' });
+    expect(await unreferencedActive()).toEqual([]);
+
+    // A rollback that dies between secrets and its event: its version is shredded, the actor stays as it was.
+    const h = holdAt('after-secrets-write');
+    void config.rollbackActorSecret({ actorId: actor.actorId, field: 'api_token', toVersion: 2, expectedVersion: 3 }, operator);
+    await h.reached;
+    expect(await unreferencedActive()).toHaveLength(1);
+    expect((await intents()).map((i) => i.operation)).toEqual(['rollback']);
+    offsetMs += GRACE_MS + 1000;
+    expect(await config.recoverInterruptedWrites()).toBe(1);
+    expect(await unreferencedActive()).toEqual([]);
+    expect((await hydrated()).api_token).toBe('rb-1');
+    // The lost v4 is skipped: the next rollback writes v5.
+    const again = await config.rollbackActorSecret({ actorId: actor.actorId, field: 'api_token', toVersion: 2, expectedVersion: 3 }, operator);
+    expect(again.secret.currentVersion).toBe(5);
+    expect((await hydrated()).api_token).toBe('rb-2');
+  });
+
   it('two replicas shredding the same queue at once shred each entry once, with no retry warning', async () => {
     const replicas = [config, newService()];
     const actors = await Promise.all(Array.from({ length: 6 }, (_, i) => createActor(`shred-${i}`, { url: 'u', api_token: `shred-token-${i}`, password: `shred-pw-${i}` })));

@@ -43,5 +43,8 @@ export function inProcessSecretsPort(service: SecretsService) {
     delete: async (ws: string, coordinates: string[], ownerId: string, writeId?: string) => void (await service.deleteSecrets(ws, coordinates, actor, ownerId, writeId)),
     deleteWorkspace: async (ws: string) => void (await service.deleteWorkspaceSecrets(ws, actor)),
     latestVersions: async (ws: string, bases: string[]) => new Map((await service.latestVersions(ws, bases)).map((v) => [v.baseCoordinate, v.version])),
+    listVersions: async (ws: string, base: string) => (await service.listSecretVersions(ws, base)).map((v) => ({ version: v.version, state: v.state, createdAt: v.createdAt })),
+    rollback: async (ws: string, base: string, toVersion: number, expectedVersion: number, owner: { ownerId: string; writeId?: string }) =>
+      void (await service.rollbackSecret(ws, base, toVersion, expectedVersion, actor, { ownerId: owner.ownerId, writeId: owner.writeId })),
   };
 }

@@ -110,7 +110,7 @@ export function secretsGrpcService(
     rollbackSecret: {
       permission: 'secrets.write',
       handler: async (req, ctx) => ({
-        secret: await service.rollbackSecret(req.workspaceId, req.baseCoordinate, req.toVersion, req.expectedVersion, actorOf(ctx)),
+        secret: await service.rollbackSecret(req.workspaceId, req.baseCoordinate, req.toVersion, req.expectedVersion, actorOf(ctx), { ownerId: req.ownerId, writeId: req.writeId }),
       }),
     },
     rotateKeyEncryptionKey: {

@@ -106,6 +106,8 @@ describe('secrets in depth: expiry, deletion, history, rotation, audit, cache, p
     await service.writeSecrets(ws, [{ baseCoordinate: v1!.baseCoordinate, expectedVersion: 1, value: canary('history-v2') }], writer);
     expect(JSON.parse(await service.hydrateConfig(ws, ref(v1!.coordinate), 'audit of v1', hydrator)).v).toBe(first);
     await expect(service.rollbackSecret(ws, v1!.baseCoordinate, 1, 1, writer)).rejects.toMatchObject({ code: 'version_conflict' });
+    // A caller naming an owner rolls back only that owner's secret (this one has none).
+    await expect(service.rollbackSecret(ws, v1!.baseCoordinate, 1, 2, writer, { ownerId: 'another-actor' })).rejects.toMatchObject({ code: 'permission_denied' });
     const v3 = await service.rollbackSecret(ws, v1!.baseCoordinate, 1, 2, writer);
     expect(v3.coordinate).toBe(`${v1!.baseCoordinate}_v3`);
     expect(JSON.parse(await service.hydrateConfig(ws, ref(v3.coordinate), 'job', hydrator)).v).toBe(first);

@@ -609,8 +609,18 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     }
   }
 
-  /** Writes the value of an earlier, still active version as the next version of its base. */
-  async function rollbackSecret(workspaceId: string, base: string, toVersion: number, expectedVersion: number, actor: Actor): Promise<WrittenSecret> {
+  /**
+   * Writes the value of an earlier, still active version as the next version of its base. With
+   * `ownerId`, the base must be that owner's; `writeId` is kept with the version it writes.
+   */
+  async function rollbackSecret(
+    workspaceId: string,
+    base: string,
+    toVersion: number,
+    expectedVersion: number,
+    actor: Actor,
+    options: { ownerId?: string; writeId?: string } = {},
+  ): Promise<WrittenSecret> {
     requireWorkspace(workspaceId);
     const parsed = parseBaseCoordinate(prefix, base);
     if (parsed.workspaceId !== workspaceId) throw new CofferError('not_found', 'no such secret in this workspace');
@@ -619,7 +629,10 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     const partial = JSON.stringify({ value: { _secret: source } });
     // A rollback stays with the base's own owner.
     const { state } = await loadState(base);
-    const owner = { ownerId: state.ownerId ?? '', ownerWorkspaceId: state.ownerWorkspaceId ?? '' };
+    if (options.ownerId && requireOwnerId(options.ownerId, true) !== (state.ownerId ?? '')) {
+      throw new CofferError('permission_denied', 'a coordinate belongs to another actor or workspace');
+    }
+    const owner = { ownerId: state.ownerId ?? '', ownerWorkspaceId: state.ownerWorkspaceId ?? '', writeId: options.writeId || undefined };
     const hydrated = JSON.parse(await hydrateConfig(workspaceId, partial, `rollback of ${base} to v${toVersion}`, actor, owner.ownerId)) as { value: string };
     const [written] = await writeSecrets(workspaceId, [{ baseCoordinate: base, expectedVersion, value: hydrated.value }], actor, owner, { rolledBackFrom: toVersion });
     return written!;

@@ -165,6 +165,28 @@ export function ownSecretCoordinates(spec: unknown, partial: unknown): string[] 
   return sitesOf(spec, partial).flatMap((s) => (isSecretReference(s.value) ? [s.value._secret] : []));
 }
 
+/** Each reference at a secret position of a partial config, with its concrete path (`$.a`, `$.list[0].key`), sorted by path. */
+export function secretReferences(spec: unknown, partial: unknown): { path: string; coordinate: string }[] {
+  return sitesOf(spec, partial)
+    .flatMap((s) => (isSecretReference(s.value) ? [{ path: s.path, coordinate: s.value._secret }] : []))
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * The partial config with every reference to `from` made a reference to `to` (another version of the
+ * same secret at the same position, e.g. after a rollback); throws {@link SecretJsonError} past 64 levels.
+ */
+export function replaceSecretReference(partial: unknown, from: string, to: string): unknown {
+  const walk = (node: unknown, path: string, depth: number): unknown => {
+    if (depth > MAX_DEPTH) throw new SecretJsonError(path, `is nested deeper than ${MAX_DEPTH} levels`);
+    if (isSecretReference(node)) return node._secret === from ? { _secret: to } : node;
+    if (Array.isArray(node)) return node.map((v, i) => walk(v, `${path}[${i}]`, depth + 1));
+    if (isObject(node)) return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, walk(v, keyPath(path, k), depth + 1)]));
+    return node;
+  };
+  return walk(partial, '$', 0);
+}
+
 /** The concrete secret paths present in a config, e.g. `$.list[0].key`, sorted. */
 export function concreteSecretPaths(spec: unknown, config: unknown): string[] {
   return sitesOf(spec, config)

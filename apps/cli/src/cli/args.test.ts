@@ -18,7 +18,11 @@ describe('coffer command line', () => {
     [['sources'], 'sources needs one of: create, get, update, delete'],
     [['sources', 'get'], 'sources get: missing <id>'],
     [['sources', 'get', 'a', 'b'], 'sources get: unexpected argument "b"'],
-    [['sources', 'create', '--workspace', 'w', '--definition', 'd'], 'sources create: --config is required'],
+    [['sources', 'create', '--workspace', 'w'], 'sources create: --definition is required'],
+    [['secrets', 'rollback', 'a1', '--field', 'api_token'], 'secrets rollback: --to is required'],
+    [['kek'], 'kek needs one of: list, rotate, retire'],
+    [['kek', 'retire'], 'kek retire: missing <version>'],
+    [['connections', 'list'], 'connections list: --workspace is required'],
     [['workspaces', 'list', '--colour'], "workspaces list: Unknown option '--colour'"],
     [['workspaces', 'create', 'x', '--json', '--help', '--name', 'y'], "workspaces create: Unknown option '--name'"],
     [['sync', 'c', '--timeout', ''], 'sync: --timeout must not be empty'],
@@ -31,6 +35,17 @@ describe('coffer command line', () => {
     }
     expect(thrown).toBeInstanceOf(UsageError);
     expect((thrown as Error).message).toContain(message);
+  });
+
+  it('parses the operator commands', () => {
+    expect(parseCommandLine(['connections', 'list', '--workspace', 'w1'])).toEqual({ command: 'connections list', positionals: [], options: { workspace: 'w1' }, json: false });
+    expect(parseCommandLine(['secrets', 'versions', 'a1', '--field', '$.keys[0].key', '--json'])).toEqual({ command: 'secrets versions', positionals: ['a1'], options: { field: '$.keys[0].key' }, json: true });
+    expect(parseCommandLine(['secrets', 'rollback', 'a1', '--field', 'api_token', '--to', '1'])).toMatchObject({ command: 'secrets rollback', options: { field: 'api_token', to: '1' } });
+    expect(parseCommandLine(['kek', 'rotate', '--resume'])).toEqual({ command: 'kek rotate', positionals: [], options: { resume: true }, json: false });
+    expect(parseCommandLine(['kek', 'retire', '2'])).toMatchObject({ command: 'kek retire', positionals: ['2'] });
+    expect(parseCommandLine(['audit', 'verify', '--schema', 'auth,secrets'])).toMatchObject({ command: 'audit verify', options: { schema: 'auth,secrets' } });
+    // --config is optional for a create: without it the CLI prompts, on a terminal only.
+    expect(parseCommandLine(['destinations', 'create', '--workspace', 'w', '--definition', 'd'])).toMatchObject({ command: 'destinations create', options: { workspace: 'w', definition: 'd' } });
   });
 
   it('reads integer options and refuses anything else', () => {

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { authCommandSpecs } from './args-auth';
+import { opsCommandSpecs } from './ops-command-specs';
 
 /** A command line the CLI refused before any call: exit code 2. */
 export class UsageError extends Error {}
@@ -24,7 +25,7 @@ export interface CommandSpec {
 }
 
 const actorCommands = (kind: 'source' | 'destination'): Record<string, CommandSpec> => ({
-  [`${kind}s create`]: { strings: ['workspace', 'definition', 'config', 'name'], required: ['workspace', 'definition', 'config'], summary: `create a ${kind} from a JSON config file (secret fields are stored in secrets, read back masked)` },
+  [`${kind}s create`]: { strings: ['workspace', 'definition', 'config', 'name'], required: ['workspace', 'definition'], summary: `create a ${kind} from a JSON config file, or without --config on a terminal field by field from the definition's spec (secret fields unechoed; stored in secrets, read back masked)` },
   [`${kind}s get`]: { args: ['id'], summary: `show a ${kind}; secret fields as masks` },
   [`${kind}s update`]: { args: ['id'], strings: ['config', 'name', 'expected-version'], required: ['config'], summary: `replace a ${kind}'s config (a masked field keeps its secret; a new value writes its next version)` },
   [`${kind}s delete`]: { args: ['id'], strings: ['expected-version'], summary: `delete a ${kind} and its secrets` },
@@ -46,6 +47,7 @@ export const commands: Record<string, CommandSpec> = {
   'jobs list': { strings: ['workspace', 'connection', 'limit'], summary: 'list sync jobs of a workspace and/or connection, newest first (operator credentials); --limit caps how many (default 50)' },
   'jobs show': { args: ['job-id'], summary: 'show a sync job (operator credentials)' },
   demo: { strings: ['timeout'], summary: 'the main path against the running stack, step by step' },
+  ...opsCommandSpecs,
 };
 
 /** The usage text, listing every command. */

@@ -4,6 +4,7 @@ import { createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
 import type { CofferHome } from '../home';
 import { integerOption, UsageError, type ParsedCommand } from './args';
 import { isAuthCommand, runAuthCommand } from './commands-auth';
+import { interactiveConfigJson, requireTerminalForPrompts } from './commands-ops';
 import { actorTypeName, actorTypeOption, definitionFromFile } from './definition-file';
 import { fields, syncProgressLine, table } from './format';
 import { loadLogin, operatorCredentials, readSavedStack, resolveEndpoints, saveLogin, type Endpoints } from './session';
@@ -268,10 +269,11 @@ export async function runCommand(ctx: CliContext, parsed: ParsedCommand): Promis
     }
   }
   if (group === 'sources' || group === 'destinations') {
+    if (verb === 'create' && !o.config) requireTerminalForPrompts(parsed);
     return withClient(await applicationConfig(ctx), async (config) => {
       const show = (a: configV1.Actor) => emit(ctx, parsed, actorView(a), () => actorHuman(a));
       if (verb === 'create') {
-        const configJson = JSON.stringify(await readJsonFile(o.config!));
+        const configJson = o.config ? JSON.stringify(await readJsonFile(o.config)) : await interactiveConfigJson(config, o.definition!);
         show((await config.createActor({ workspaceId: o.workspace!, definitionId: o.definition!, name: o.name ?? group.slice(0, -1), configJson })).actor!);
       } else if (verb === 'get') {
         show((await config.getActor({ actorId: p[0]! })).actor!);

@@ -3,6 +3,7 @@ import { doctorCommand, STACK_ENV_DIR_NAME } from '../doctor';
 import { cofferHome } from '../home';
 import { parseCommandLine, usageText, UsageError } from './args';
 import { runCommand, type CliContext } from './commands';
+import { isOpsCommand, runOpsCommand } from './commands-ops';
 import { runDemo } from './demo';
 import { errorLine } from './format';
 
@@ -25,6 +26,7 @@ export async function runCli(argv: readonly string[], ctx: CliContext): Promise<
       ctx.out(usageText());
       return 0;
     }
+    if (isOpsCommand(parsed.command)) return await runOpsCommand(ctx, parsed);
     return parsed.command === 'demo' ? await runDemo(ctx, parsed) : await runCommand(ctx, parsed);
   } catch (err) {
     if (err instanceof UsageError) {
