@@ -36,7 +36,7 @@ export const secretsConfigSchema = z
     SECRETS_MAX_SECRETS_PER_REQUEST: z.coerce.number().int().min(1).max(10_000).default(100).describe('most secrets one write or hydrate request may carry'),
     SECRETS_CONCURRENT_WRITES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(1).describe('writes running at once per workspace'),
     SECRETS_CONCURRENT_HYDRATES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(4).describe('hydrates running at once per workspace'),
-    SECRETS_WRITE_RATE_PER_WORKSPACE: z.coerce.number().int().min(0).max(1_000_000).default(0).describe('secret versions one workspace may write per second, sustained (bursts up to SECRETS_MAX_SECRETS_PER_REQUEST at once; a write waits for its share, and is refused with UNAVAILABLE only when that wait outlasts its deadline); 0: no rate'),
+    SECRETS_WRITE_RATE_PER_WORKSPACE: z.coerce.number().int().min(0).max(1_000_000).default(100).describe('secret versions one workspace may write per second, sustained (bursts up to SECRETS_MAX_SECRETS_PER_REQUEST at once; a write waits for its share, and is refused with UNAVAILABLE only when that wait outlasts its deadline); 0: no rate'),
     SECRETS_QUEUED_CALLS_PER_WORKSPACE: z.coerce.number().int().min(0).max(10_000).default(8).describe('calls waiting per workspace before RESOURCE_EXHAUSTED'),
   })
   .superRefine(checkCommonSettings, inTheSamePass)
