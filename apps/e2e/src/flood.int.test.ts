@@ -135,47 +135,6 @@ describe('one tenant cannot stall every tenant: secrets per config, per-workspac
     expect((await versionsOf(flooder)) - before).toBe(ok * LIMIT);
   }, 180_000);
 
-  it('spreads one workspace\'s secret writes over time (100 versions per second by default): a write that could not be served before its deadline is refused and writes nothing', async () => {
-    // The workspace's budget is full after a quiet second: the first maximum-size write goes through at once.
-    const workspace = (await config.createWorkspace({ name: 'rate', organizationId: '' })).workspace!.workspaceId;
-    const asConfig = createPromiseClient(secretsV1.SecretsServiceClient, stack.services.secrets.address, {
-      tokenProvider: createServiceTokenProvider({ authAddress: stack.services.auth.address, ...stack.credentials.clients.config, audience: 'secrets' }),
-      deadlineMs: 500,
-    });
-    const write = (label: string) =>
-      asConfig.writeSecrets({
-        workspaceId: workspace,
-        ownerId: `00000000-0000-4000-8000-${label.padStart(12, '0')}`,
-        ownerWorkspaceId: '',
-        writeId: '',
-        secrets: Array.from({ length: LIMIT }, (_, i) => ({ baseCoordinate: '', expectedVersion: 0, value: `rate-${label}-${i}`, ttlSeconds: 0 })),
-      });
-    try {
-      await sleep(1_100);
-      expect((await write('1')).secrets).toHaveLength(LIMIT);
-      // The next 100 versions are due a second later: past this call's 500 ms deadline.
-      const refused = await refusal(write('2'));
-      expect(refused).toMatchObject({ code: 'unavailable', message: 'this workspace is over its rate of 100 secret versions per second; retry in 1 s' });
-      expect(await versionsOf(workspace)).toBe(LIMIT);
-      // Another workspace's budget is its own.
-      const elsewhere = (await config.createWorkspace({ name: 'rate elsewhere', organizationId: '' })).workspace!.workspaceId;
-      const written = await asConfig.writeSecrets({
-        workspaceId: elsewhere,
-        ownerId: '00000000-0000-4000-8000-000000000003',
-        ownerWorkspaceId: '',
-        writeId: '',
-        secrets: [{ baseCoordinate: '', expectedVersion: 0, value: 'rate-elsewhere', ttlSeconds: 0 }],
-      });
-      expect(written.secrets).toHaveLength(1);
-      // Given the time, the refused write is served.
-      await sleep(1_000);
-      expect((await write('4')).secrets).toHaveLength(LIMIT);
-      expect(await versionsOf(workspace)).toBe(2 * LIMIT);
-    } finally {
-      asConfig.close();
-    }
-  }, 60_000);
-
   it("another workspace's HydrateConfig p99 while one workspace writes its maximum through config stays near idle (four real processes)", async () => {
     const reader = await config.createActor({ workspaceId: other, definitionId, name: 'reader', configJson: configWith(3, 'reader') });
     const actorId = reader.actor!.actorId;

@@ -10,13 +10,13 @@ import { createEventStore, migrateEventStore } from '@coffer/event-store';
 import { createGrpcServer, ERROR_DETAILS_KEY, type GrpcServer } from '@coffer/rpc';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, latencyFigures, p99, timedSeries, uniqueNamespace, type TestDatabase } from '@coffer/testing';
-import { createTokenVerifier, TOKEN_TYPES } from '@coffer/tokens';
+import { createTokenVerifier, TOKEN_TYPES, type TokenVerifier } from '@coffer/tokens';
 import { createDataKeyCache } from './data-key-cache';
 import type { KeyManagementService } from './kms/kms';
 import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
 import { secretsGrpcService } from './secrets.grpc';
 import { migrateSecretsReadModel } from './secrets.postgres';
-import { createSecretsService, secretsChainOf } from './secrets.service';
+import { createSecretsService, secretsChainOf, type SecretsService } from './secrets.service';
 
 const schema = 'secrets';
 const ISSUER = 'coffer-auth';
@@ -57,6 +57,8 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
   let syncToken: string;
   // The KMS is the real local one; a test slows its wraps down to hold a write open long enough.
   let wrapDelayMs = 0;
+  let service: SecretsService;
+  let verifier: TokenVerifier;
 
   beforeAll(async () => {
     tdb = await createTestDatabase('coffer_secrets_flood');
@@ -71,7 +73,7 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
         return local.wrap(key, context);
       },
     };
-    const service = createSecretsService({
+    service = createSecretsService({
       db,
       store: createEventStore(db, { schema, chainOf: secretsChainOf }),
       kms,
@@ -102,7 +104,7 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
     };
     configToken = await sign('config');
     syncToken = await sign('sync-worker');
-    const verifier = createTokenVerifier({ issuer: ISSUER, audience: 'secrets', fetchJwks: async () => ({ keys: [jwk] }) });
+    verifier = createTokenVerifier({ issuer: ISSUER, audience: 'secrets', fetchJwks: async () => ({ keys: [jwk] }) });
     server = createGrpcServer({
       services: [secretsGrpcService(service, { writesPerWorkspace: PER_WORKSPACE, hydratesPerWorkspace: 4, queuedPerWorkspace: QUEUE })],
       verifier,
@@ -199,6 +201,34 @@ describe('one workspace cannot stall the others: limits, bounded writes, deadlin
       wrapDelayMs = 0;
     }
   }, 60_000);
+
+  it('spreads one workspace\'s writes at its rate: a full burst at once, then a write that could not be served before its deadline is refused and writes nothing', async () => {
+    // A second server over the same service, with a rate low enough that the refusal does not depend on how fast this machine is.
+    const rated = createGrpcServer({
+      services: [secretsGrpcService(service, { writesPerWorkspace: PER_WORKSPACE, hydratesPerWorkspace: 4, queuedPerWorkspace: QUEUE, writeRatePerWorkspace: 10, writeBurstPerWorkspace: MAX_SECRETS })],
+      verifier,
+      logger: pino({ level: 'silent' }),
+    });
+    const ratedClient = new secretsV1.SecretsServiceClient(`127.0.0.1:${await rated.listen('127.0.0.1:0')}`, grpc.credentials.createInsecure());
+    const writeRated = (workspaceId: string, n: number, deadlineMs: number) =>
+      call<secretsV1.WriteSecretsRequest, secretsV1.WriteSecretsResponse>(ratedClient, 'writeSecrets', { ownerId: '', ownerWorkspaceId: '', writeId: '', workspaceId, secrets: newSecrets(n, 'rated') }, configToken, { deadlineMs });
+    try {
+      const ws = randomUUID();
+      expect((await writeRated(ws, MAX_SECRETS, 60_000)).code).toBe(grpc.status.OK);
+      const before = await rows();
+      // The next 100 versions are due 10 s after the first ones: past a 2 s deadline, so refused at once.
+      const refused = await writeRated(ws, MAX_SECRETS, 2_000);
+      expect(refused.code).toBe(grpc.status.UNAVAILABLE);
+      expect(refused.message).toMatch(/^this workspace is over its rate of 10 secret versions per second; retry in \d+ s$/);
+      expect(await rows()).toEqual(before);
+      // Another workspace has a budget of its own; a small write of this one waits for its share and is served.
+      expect((await writeRated(randomUUID(), MAX_SECRETS, 60_000)).code).toBe(grpc.status.OK);
+      expect((await writeRated(ws, 5, 30_000)).code).toBe(grpc.status.OK);
+    } finally {
+      ratedClient.close();
+      await rated.shutdown();
+    }
+  });
 
   it("another workspace's HydrateConfig p99 while one workspace writes its maximum stays near idle", async () => {
     const reader = randomUUID();
