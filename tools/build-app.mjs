@@ -1,4 +1,5 @@
-// Bundles apps into <outdir>/apps/<name>/main.js (outdir: dist): workspace libs are inlined; npm
+// Bundles apps into <outdir>/apps/<name>/main.js and the telemetry preload into <outdir>/preload.mjs
+// (outdir: dist): workspace libs are inlined; npm
 // dependencies (the root's and the app's own, e.g. the secrets service's pkcs11js with its native
 // .node module) stay external and load from node_modules at run time. Exits 1 when any bundle fails.
 //   node tools/build-app.mjs auth secrets config sync-worker [--outdir dist]
@@ -46,6 +47,23 @@ for (const app of apps) {
     console.error(`${app}: bundle failed (${err.errors?.length ?? 1} error(s))`);
     failed.push(app);
   }
+}
+// The telemetry preload every service starts with (`node --import ./dist/preload.mjs`): it must
+// load before the service's bundle, so it is a file of its own.
+try {
+  await build({
+    entryPoints: [join(root, 'libs/telemetry/src/preload.ts')],
+    outfile: join(outdir, 'preload.mjs'),
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'esm',
+    external: dependencies(join(root, 'package.json')),
+    logLevel: 'warning',
+  });
+} catch (err) {
+  console.error(`preload: bundle failed (${err.errors?.length ?? 1} error(s))`);
+  failed.push('preload');
 }
 if (failed.length) {
   console.error(`build failed for: ${failed.join(', ')}`);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier } from '@coffer/runtime';
+import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier, metricsAddressSetting } from '@coffer/runtime';
 
 const identity = z.object({
   clientId: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/),
@@ -43,6 +43,7 @@ export const authConfigSchema = z
   .object({
     ...commonEnv,
     AUTH_GRPC_ADDRESS: z.string().default('127.0.0.1:50051').describe('host:port the gRPC server binds (port 0: any free port)'),
+    AUTH_METRICS_ADDRESS: metricsAddressSetting,
     AUTH_DB_SCHEMA: sqlIdentifier.default('auth').describe("Postgres schema of auth's tables"),
     AUTH_SIGNING_KEY: signingKeyJwk.describe('Ed25519 private JWK with a `kid`: the first signing key, and the root that seals later ones'),
     AUTH_SERVICE_IDENTITIES: identitiesJson.describe('JSON array of the service identities, `[{"clientId","clientSecret","role"}]` (secrets of at least 16 characters; roles auth, config, secrets, sync-worker, operator)'),

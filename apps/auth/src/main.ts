@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { configV1, isCofferError } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startBackgroundJobs, startRuntime, watchRevocations } from '@coffer/runtime';
+import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startBackgroundJobs, startOpsEndpoint, startRuntime, watchRevocations } from '@coffer/runtime';
 import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier, userTokenKinds } from '@coffer/tokens';
@@ -12,7 +12,7 @@ import { loadAuthConfig } from './config';
 import { createSigningKeyRing, signServiceToken } from './signing-keys';
 
 const config = loadSettingsOrExit(() => loadAuthConfig(process.env));
-const telemetry = await startTelemetry({ serviceName: 'coffer-auth', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+const telemetry = await startTelemetry({ serviceName: 'coffer-auth', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, prometheus: Boolean(config.AUTH_METRICS_ADDRESS) });
 const redactor = createRedactor();
 for (const identity of config.AUTH_SERVICE_IDENTITIES) redactor.register(identity.clientSecret);
 redactor.register(config.AUTH_SIGNING_KEY);
@@ -126,11 +126,14 @@ try {
   const jobs = startBackgroundJobs(logger, [
     ['signing-key-rotation', 60_000, () => ring.rotateIfDue()],
     ['login-attempts-prune', 300_000, () => pruneLoginAttempts(runtime.db, config.AUTH_DB_SCHEMA, config.AUTH_LOCKOUT_WINDOW_SECONDS * 1000, new Date())],
-  ]);
+  ], { lease: runtime.jobLease });
   const server = createGrpcServer({ services: [authGrpcService(service, ring)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.AUTH_GRPC_ADDRESS);
   announceListening(logger, 'auth', port);
+  // JWKS: auth's own signing keys answer; revocations: the list its tokens are checked against is current.
+  const ops = await startOpsEndpoint({ service: 'auth', address: config.AUTH_METRICS_ADDRESS, telemetry, logger, checks: { ...runtime.readiness, jwks: () => ring.jwks(), revocations: async () => revocations.check.assertCurrent?.() } });
   onShutdown(logger, [
+    ['ops endpoint', () => ops.close()],
     ['grpc', () => server.shutdown()],
     ['jobs', () => jobs.stop()],
     ['revocations', () => revocations.stop()],

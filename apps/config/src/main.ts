@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { writeSync } from 'node:fs';
 import { secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startOpsEndpoint, startRuntime } from '@coffer/runtime';
 import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { userTokenKinds } from '@coffer/tokens';
@@ -13,7 +13,7 @@ import { createCheckResults } from './check-results';
 import { createConfigService } from './config.service';
 
 const config = loadSettingsOrExit(() => loadConfigServiceConfig(process.env));
-const telemetry = await startTelemetry({ serviceName: 'coffer-config', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+const telemetry = await startTelemetry({ serviceName: 'coffer-config', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, prometheus: Boolean(config.CONFIG_METRICS_ADDRESS) });
 const redactor = createRedactor();
 const logger = createLogger({ service: 'config', level: config.LOG_LEVEL, redactor });
 
@@ -88,13 +88,15 @@ try {
   const background = startBackgroundJobs(logger, [
     ['orphan shredding', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.shredNow()],
     ['interrupted write recovery', config.CONFIG_SHRED_RETRY_SECONDS * 1000, () => service.recoverInterruptedWrites()],
-  ]);
+  ], { lease: runtime.jobLease });
   const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'config', authAddress: config.AUTH_ADDRESS, credentials: channel, acceptedKinds: ['service', ...userTokenKinds], failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   const verifier = tokens.verifier;
   const server = createGrpcServer({ services: [configGrpcService(service)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.CONFIG_GRPC_ADDRESS);
   announceListening(logger, 'config', port);
+  const ops = await startOpsEndpoint({ service: 'config', address: config.CONFIG_METRICS_ADDRESS, telemetry, logger, checks: { ...runtime.readiness, jwks: tokens.ready } });
   onShutdown(logger, [
+    ['ops endpoint', () => ops.close()],
     ['background jobs', () => background.stop()],
     ['grpc', () => server.shutdown()],
     ['secrets client', async () => {

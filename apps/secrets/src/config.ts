@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier } from '@coffer/runtime';
+import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier, metricsAddressSetting } from '@coffer/runtime';
 
 /** The KMS providers the secrets service can use. */
 export const kmsProviders = ['local', 'pkcs11', 'aws-kms', 'gcp-kms'] as const;
@@ -11,6 +11,7 @@ export const secretsConfigSchema = z
   .object({
     ...commonEnv,
     SECRETS_GRPC_ADDRESS: z.string().default('127.0.0.1:50053').describe('host:port the gRPC server binds (port 0: any free port)'),
+    SECRETS_METRICS_ADDRESS: metricsAddressSetting,
     SECRETS_DB_SCHEMA: sqlIdentifier.default('secrets').describe("Postgres schema of the secrets service's tables"),
     COFFER_COORDINATE_PREFIX: z.string().regex(/^[a-z0-9]+$/).default('coffer').describe('prefix of secret coordinates (`<prefix>_workspace_…`)'),
     SECRETS_KMS_PROVIDER: z

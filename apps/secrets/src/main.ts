@@ -1,22 +1,23 @@
 import { createGrpcServer, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startOpsEndpoint, startRuntime } from '@coffer/runtime';
 import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
+import { measuredKms } from './kms/measured-kms';
 import { secretsGrpcService } from './secrets.grpc';
 import { migrateSecretsReadModel } from './secrets.postgres';
 import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
 
 const config = loadSettingsOrExit(() => loadSecretsConfig(process.env));
-const telemetry = await startTelemetry({ serviceName: 'coffer-secrets', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+const telemetry = await startTelemetry({ serviceName: 'coffer-secrets', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, prometheus: Boolean(config.SECRETS_METRICS_ADDRESS) });
 const redactor = createRedactor();
 const logger = createLogger({ service: 'secrets', level: config.LOG_LEVEL, redactor });
 
 logSecurityFindings(logger, config);
 
 try {
-  const kms = await loadKms(config);
+  const kms = measuredKms(await loadKms(config));
   if (kms.provider === 'local') logger.warn({ kms: kms.provider }, 'the local KMS provider keeps its key in a file: development only');
   const runtime = await startRuntime({
     service: 'secrets',
@@ -37,7 +38,7 @@ try {
     ['expiry sweep', config.SECRETS_EXPIRY_SWEEP_SECONDS * 1000, () => service.expireDue()],
     // Also resumes a re-wrap a crash left half-done.
     ['KEK rotation', config.SECRETS_KEK_ROTATION_CHECK_SECONDS * 1000, () => service.rotateIfDue({ subject: 'secrets-rotation-schedule' })],
-  ]);
+  ], { lease: runtime.jobLease });
   // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
   const tls = mtlsFromEnv(config);
   const tokens = await startTokenVerification({
@@ -60,7 +61,10 @@ try {
     ], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SECRETS_GRPC_ADDRESS);
   announceListening(logger, 'secrets', port);
+  // kms: the provider lists its KEK versions (a call to the HSM or cloud KMS for those providers).
+  const ops = await startOpsEndpoint({ service: 'secrets', address: config.SECRETS_METRICS_ADDRESS, telemetry, logger, checks: { ...runtime.readiness, jwks: tokens.ready, kms: () => kms.versions() } });
   onShutdown(logger, [
+    ['ops endpoint', () => ops.close()],
     ['background jobs', () => background.stop()],
     ['grpc', () => server.shutdown()],
     ['revocations', () => tokens.stop()],

@@ -11,6 +11,7 @@ import {
 import { MAIN_CHAIN, type AppendedEvent, type EventStore, type OutboxMessage } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { SecretJsonError, hydrate, secretCoordinates } from '@coffer/secret-json';
+import { metrics } from '@opentelemetry/api';
 import { randomUUID } from 'node:crypto';
 import type { SecretsConfig } from './config';
 import { createDataKeyCache, type DataKeyCache } from './data-key-cache';
@@ -93,6 +94,8 @@ export interface VersionInfo {
 }
 
 export interface SecretsServiceDeps {
+  /** Workspaces with a hydration metric series of their own (default {@link DEFAULT_HYDRATION_METRIC_WORKSPACES}). */
+  hydrationMetricWorkspaces?: number;
   db: Kysely<any>;
   store: EventStore;
   kms: KeyManagementService;
@@ -132,6 +135,27 @@ const HYDRATIONS = 'hydrations-';
  */
 export const secretsChainOf = (streamId: string): string => (streamId.startsWith(HYDRATIONS) ? streamId : MAIN_CHAIN);
 
+/** Workspaces that get a `coffer.secrets.hydrations` series of their own; the rest are counted under `other`. */
+export const DEFAULT_HYDRATION_METRIC_WORKSPACES = 1000;
+
+/**
+ * Counts hydrations by workspace. One series per workspace is what an operator asks for (who reads
+ * secrets, how often), but workspaces are unbounded: the first `limit` seen since start get their own
+ * `workspace_id`, later ones share `workspace_id="other"`, so a replica holds at most `limit + 1` series.
+ */
+function hydrationCounter(limit: number): (workspaceId: string, secrets: number) => void {
+  const meter = metrics.getMeter('@coffer/secrets');
+  const calls = meter.createCounter('coffer.secrets.hydrations', { description: 'hydrations served, by workspace (bounded, see the README)' });
+  const values = meter.createCounter('coffer.secrets.hydrated_values', { description: 'secret values hydrated, by workspace (bounded, see the README)' });
+  const labelled = new Set<string>();
+  return (workspaceId, secrets) => {
+    if (!labelled.has(workspaceId) && labelled.size < limit) labelled.add(workspaceId);
+    const attributes = { workspace_id: labelled.has(workspaceId) ? workspaceId : 'other' };
+    calls.add(1, attributes);
+    values.add(secrets, attributes);
+  };
+}
+
 /** The secrets service's use cases: write, hydrate, delete and list, over the event store and the KMS. */
 export function createSecretsService(deps: SecretsServiceDeps) {
   const { db, store, kms, schema, coordinatePrefix: prefix, namespace: ns, cache, clock, newId } = deps;
@@ -140,6 +164,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
   const metadataOf = (actor: Actor, extra: Record<string, unknown> = {}) => ({ actor: actor.subject, onBehalfOf: actor.onBehalfOf, traceparent: actor.traceparent, ...extra });
 
   const ID = /^[A-Za-z0-9-]{1,64}$/;
+  const hydrations = hydrationCounter(deps.hydrationMetricWorkspaces ?? DEFAULT_HYDRATION_METRIC_WORKSPACES);
 
   function requireOwnerId(ownerId: string, required: boolean): string | null {
     if (!ownerId && !required) return null;
@@ -418,6 +443,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
           ),
       },
     );
+    hydrations(workspaceId, coordinates.length);
     return JSON.stringify(hydrate(partial, (c) => values.get(c)!));
   }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier } from '@coffer/runtime';
+import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier, metricsAddressSetting } from '@coffer/runtime';
 import { parseEgressAllowList } from './connectors/egress-policy';
 
 /** Every setting of the sync worker; it reaches secrets through the secrets service only. */
@@ -7,6 +7,7 @@ export const syncWorkerConfigSchema = z
   .object({
     ...commonEnv,
     SYNC_WORKER_GRPC_ADDRESS: z.string().default('127.0.0.1:50054').describe('host:port the gRPC server binds (port 0: any free port)'),
+    SYNC_WORKER_METRICS_ADDRESS: metricsAddressSetting,
     SYNC_WORKER_DB_SCHEMA: sqlIdentifier.default('sync').describe("Postgres schema of the sync worker's tables"),
     CONFIG_ADDRESS: z.string().default('127.0.0.1:50052').describe('host:port of the config service'),
     SECRETS_ADDRESS: z.string().default('127.0.0.1:50053').describe('host:port of the secrets service'),

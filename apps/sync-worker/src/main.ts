@@ -1,6 +1,6 @@
 import { configV1, secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
-import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startRuntime } from '@coffer/runtime';
+import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startOpsEndpoint, startRuntime } from '@coffer/runtime';
 import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createCheckRunner } from './check-runner';
@@ -14,7 +14,7 @@ import { syncGrpcService } from './sync.grpc';
 import { migrateSyncReadModel } from './sync.postgres';
 
 const config = loadSettingsOrExit(() => loadSyncWorkerConfig(process.env));
-const telemetry = await startTelemetry({ serviceName: 'coffer-sync-worker', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT });
+const telemetry = await startTelemetry({ serviceName: 'coffer-sync-worker', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, prometheus: Boolean(config.SYNC_WORKER_METRICS_ADDRESS) });
 // One redactor for the process: the runners register hydrated values, the logger applies them to every line.
 const redactor = createRedactor();
 const logger = createLogger({ service: 'sync-worker', level: config.LOG_LEVEL, redactor });
@@ -65,7 +65,9 @@ try {
   const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);
   announceListening(logger, 'sync-worker', port);
+  const ops = await startOpsEndpoint({ service: 'sync-worker', address: config.SYNC_WORKER_METRICS_ADDRESS, telemetry, logger, checks: { ...runtime.readiness, jwks: tokens.ready } });
   onShutdown(logger, [
+    ['ops endpoint', () => ops.close()],
     ['consumers', () => consumers.stop()],
     ['grpc', () => server.shutdown()],
     ['clients', async () => {

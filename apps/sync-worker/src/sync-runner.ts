@@ -1,3 +1,4 @@
+import { metrics, type Histogram } from '@opentelemetry/api';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
 import { CofferError, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
@@ -162,6 +163,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     }
     logger.info({ jobId, connectionId }, 'sync started');
     const state = started.reduce(evolve, initialState());
+    const runStarted = performance.now();
     const result = await run(jobId, connectionId, signal);
     const ended =
       'recordsSynced' in result && Number.isSafeInteger(result.recordsSynced) && result.recordsSynced >= 0
@@ -174,6 +176,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         project: (t) => projectJobSucceeded(t, schema, d),
         outbox: outbox('SyncSucceeded', jobId, traceparent, { jobId, connectionId, recordsSynced: d.recordsSynced, occurredAt: d.endedAt }),
       });
+      syncMetrics().duration.record((performance.now() - runStarted) / 1000, { outcome: 'succeeded' });
       logger.info({ jobId, recordsSynced: d.recordsSynced }, 'sync succeeded');
     } else if (end.type === 'SyncJobFailed') {
       const d = end.data;
@@ -181,11 +184,24 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         project: (t) => projectJobFailed(t, schema, d),
         outbox: outbox('SyncFailed', jobId, traceparent, { jobId, connectionId, reason: d.reason, occurredAt: d.endedAt }),
       });
+      syncMetrics().duration.record((performance.now() - runStarted) / 1000, { outcome: 'failed' });
       logger.warn({ jobId, reason: d.reason }, 'sync failed');
     }
   }
 
   return { handleSyncRequested };
+}
+
+let instruments: { duration: Histogram } | undefined;
+/** Created on first use: the meter provider is registered at start-up, after modules load. */
+function syncMetrics(): { duration: Histogram } {
+  return (instruments ??= {
+    duration: metrics.getMeter('@coffer/sync-worker').createHistogram('coffer.sync.duration', {
+      unit: 's',
+      description: 'time a sync ran (config read, hydration, source and destination), by outcome; the count is the syncs by outcome',
+      advice: { explicitBucketBoundaries: [0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200] },
+    }),
+  });
 }
 
 /** The sync runner, as composed by main.ts. */

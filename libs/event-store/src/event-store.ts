@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { context, propagation } from '@opentelemetry/api';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { CofferError } from '@coffer/contracts';
 import { GENESIS_HASH, chainHash, type ChainedContent } from './event-chain';
@@ -10,6 +11,21 @@ export interface OutboxMessage {
   subject: string;
   headers: Record<string, string>;
   body: string;
+}
+
+/**
+ * The messages with the trace context of the span that appends them (W3C `traceparent`, through the
+ * registered propagator): the relay and every consumer continue that trace. Without a telemetry SDK
+ * nothing is injected and a `traceparent` the caller set stays.
+ */
+function withTraceContext(messages: OutboxMessage[]): OutboxMessage[] {
+  if (messages.length === 0) return messages;
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  if (!carrier.traceparent) return messages;
+  // The trace context only: baggage is the caller's and has no place in a published event.
+  const trace: Record<string, string> = { traceparent: carrier.traceparent, ...(carrier.tracestate && { tracestate: carrier.tracestate }) };
+  return messages.map((m) => ({ ...m, headers: { ...m.headers, ...trace } }));
 }
 
 /** The stream's current version must equal a number (0: the stream must not exist yet), or `any`. */
@@ -244,7 +260,7 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       prevHash = hash;
     }
     await appendOptions.project?.(trx, recorded);
-    const messages = appendOptions.outbox?.(recorded) ?? [];
+    const messages = withTraceContext(appendOptions.outbox?.(recorded) ?? []);
     for (const m of messages) {
       await sql`insert into ${s}.outbox (event_id, subject, headers, body)
         values (${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`.execute(trx);
@@ -308,7 +324,7 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       recorded.push(...inserted.map(toRecorded).sort((x, y) => (BigInt(x.globalPosition) < BigInt(y.globalPosition) ? -1 : 1)));
     }
     await manyOptions.project?.(trx, recorded);
-    const messages = manyOptions.outbox?.(recorded) ?? [];
+    const messages = withTraceContext(manyOptions.outbox?.(recorded) ?? []);
     for (let i = 0; i < messages.length; i += batchSize) {
       const values = messages.slice(i, i + batchSize).map((m) => sql`(${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`);
       await sql`insert into ${s}.outbox (event_id, subject, headers, body) values ${sql.join(values)}`.execute(trx);
@@ -342,7 +358,7 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
         prevHash = hash;
         return event;
       });
-      const messages = outbox?.(appended) ?? [];
+      const messages = withTraceContext(outbox?.(appended) ?? []);
       const eventValues = appended.map(
         (e) => sql`(${e.eventId}::uuid, ${streamId}, ${e.streamVersion}, ${e.type}, ${JSON.stringify(e.data)}::jsonb,
           ${JSON.stringify(e.metadata)}::jsonb, ${e.recordedAt.toISOString()}::timestamptz, ${streamId}, ${e.prevHash}, ${e.hash})`,

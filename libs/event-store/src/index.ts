@@ -16,6 +16,6 @@ export {
   type StreamAppend,
 } from './event-store';
 export { migrateEventStore } from './event-store-schema';
-export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions } from './outbox-relay';
+export { createOutboxRelay, outboxBacklog, type OutboxRelay, type OutboxRelayOptions } from './outbox-relay';
 export { recordInbox } from './inbox';
 export { GENESIS_HASH, verifyEventChain, type ChainVerdict, type ChainedContent } from './event-chain';

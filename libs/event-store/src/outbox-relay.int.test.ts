@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createJetStreamPublisher } from '@coffer/messaging';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, testNatsUrl, uniqueId, type TestDatabase } from '@coffer/testing';
-import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type ExpectedVersion, type OutboxMessage, type OutboxRelay } from './index';
+import { createEventStore, createOutboxRelay, migrateEventStore, outboxBacklog, type EventStore, type ExpectedVersion, type OutboxMessage, type OutboxRelay } from './index';
 
 const schema = 'relay_test';
 const message = (subject: string) => (recorded: { eventId: string }[]): OutboxMessage[] =>
@@ -141,6 +141,15 @@ describe('outbox relay', () => {
     const replay = createOutboxRelay(db, { schema, name: 'jetstream-replay', publish });
     while ((await replay.relayOnce()) > 0);
     expect((await stored()).sort()).toEqual(recorded.map((r) => r.eventId).sort());
+  });
+
+  it('counts the backlog behind a checkpoint: every message before its first round, none once published', async () => {
+    const relay = createOutboxRelay(db, { schema, name: 'backlog', publish: async () => undefined });
+    const before = await outboxBacklog(db, schema, 'backlog');
+    await store.append(`backlog-${uniqueId()}`, 0, [{ type: 'A', data: {} }, { type: 'B', data: {} }, { type: 'C', data: {} }], { outbox: message(subject) });
+    expect(await outboxBacklog(db, schema, 'backlog')).toBe(before + 3);
+    await relayUntil(relay, () => false, 300);
+    expect(await outboxBacklog(db, schema, 'backlog')).toBe(0);
   });
 });
 

@@ -278,3 +278,19 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
     },
   };
 }
+
+/**
+ * How many outbox messages wait behind the relay's checkpoint `name` (for the backlog metric),
+ * counted up to `limit` so a long backlog costs a bounded scan.
+ */
+export async function outboxBacklog(db: Kysely<any>, schema: string, name: string, limit = 100_000): Promise<number> {
+  const s = quotedSchema(schema);
+  const { rows } = await sql<{ n: number }>`
+    select count(*)::int as n from (
+      select 1 from ${s}.outbox o
+      where (o.transaction_id, o.position) > (
+        select coalesce(cp.transaction_id, '0'::xid8), coalesce(cp.position, 0)
+        from (values (1)) one left join ${s}.outbox_checkpoints cp on cp.name = ${name})
+      limit ${limit}) waiting`.execute(db);
+  return rows[0]?.n ?? 0;
+}

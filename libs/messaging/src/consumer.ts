@@ -10,7 +10,9 @@ import {
 } from '@nats-io/jetstream';
 import { headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/nats-core';
 import { CofferError, isCofferError, isConnectionLoss } from '@coffer/contracts';
+import { SpanKind, SpanStatusCode, type ObservableResult } from '@opentelemetry/api';
 import { decodeCloudEvent, type CloudEvent } from './cloud-event';
+import { consumerMetrics, contextOfHeaders, hasSpan, inSpan } from './messaging-telemetry';
 
 /** Header names added to a dead-lettered message; none of them carries message content. */
 export const deadLetterHeaders = {
@@ -133,6 +135,13 @@ export async function runConsumer(nc: NatsConnection, options: RunConsumerOption
   // message still comes back once and is dead-lettered instead of stalling unacked forever.
   await ensureDurable(jsm, options, maxDeliver + 1, ackWaitMs);
   const js = jetstream(nc);
+  const instruments = consumerMetrics;
+  // Pending messages, read from the server only when metrics are collected (a scrape or an export).
+  const observePending = async (result: ObservableResult) => {
+    const info = await jsm.consumers.info(options.stream, options.durable).catch(() => undefined);
+    if (info) result.observe(info.num_pending, { consumer: options.durable });
+  };
+  instruments().pending.addCallback(observePending);
   let stopping = false;
   const sleepers = new Set<() => void>();
   // A pause that stop() cuts short.
@@ -174,12 +183,48 @@ export async function runConsumer(nc: NatsConnection, options: RunConsumerOption
       msg.nak(retryDelayMs(msg.info.deliveryCount));
       return;
     }
+    instruments().deadLetters.add(1, { consumer: options.durable, reason });
+    instruments().handled.add(1, { consumer: options.durable, outcome: 'dead_lettered' });
     // No reason argument: servers before 2.10 ignore a `+TERM <reason>` ack altogether, and the
     // reason already travels in the dead-letter headers.
     msg.term();
   }
 
+  /**
+   * Handles one message in a consumer span, child of the span that published it (its `traceparent`):
+   * the handler's calls and the events it appends continue the trace. A message without trace
+   * context gets no span: only work that began in a trace is traced.
+   */
   async function handleMessage(msg: JsMsg): Promise<void> {
+    if (msg.info.deliveryCount > 1) instruments().redeliveries.add(1, { consumer: options.durable });
+    const started = Date.now();
+    const traceparent = msg.headers?.get('traceparent');
+    const parent = contextOfHeaders(traceparent ? { traceparent } : {});
+    try {
+      if (!hasSpan(parent)) {
+        await handleDecoded(msg);
+        return;
+      }
+      const attributes = {
+        'messaging.system': 'nats',
+        'messaging.operation.type': 'process',
+        'messaging.destination.name': msg.subject,
+        'messaging.consumer.group.name': options.durable,
+        'messaging.message.id': msg.headers?.get('ce-id') ?? '',
+        'messaging.message.delivery_count': msg.info.deliveryCount,
+      };
+      await inSpan(`process ${msg.subject}`, SpanKind.CONSUMER, parent, attributes, async (span) => {
+        const failed = await handleDecoded(msg);
+        // The error's class only: messages may quote the data a handler choked on.
+        if (failed !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: failed instanceof Error ? failed.name : 'error' });
+      });
+    } finally {
+      instruments().duration.record(Date.now() - started, { consumer: options.durable });
+    }
+  }
+
+  /** Decodes, handles and acks (or retries, or dead-letters) one message; returns the handler's error when it failed. */
+  async function handleDecoded(msg: JsMsg): Promise<unknown> {
     const deliveries = msg.info.deliveryCount;
     let event: CloudEvent;
     try {
@@ -218,16 +263,21 @@ export async function runConsumer(nc: NatsConnection, options: RunConsumerOption
     }
     if (!failure) {
       msg.ack();
+      instruments().handled.add(1, { consumer: options.durable, outcome: 'acked' });
       return;
     }
     onError(failure.err, event);
     // Stopped while waiting out an outage: hand the message back at once for another replica.
     if (stopping && isTransient(failure.err)) {
       msg.nak();
-      return;
+      return failure.err;
     }
     if (deliveries >= maxDeliver) await deadLetter(msg, 'handler_failed', failure.err, event);
-    else msg.nak(retryDelayMs(deliveries));
+    else {
+      msg.nak(retryDelayMs(deliveries));
+      instruments().handled.add(1, { consumer: options.durable, outcome: 'retried' });
+    }
+    return failure.err;
   }
 
   const open = async (): Promise<ConsumerMessages> => {
@@ -286,6 +336,7 @@ export async function runConsumer(nc: NatsConnection, options: RunConsumerOption
     async stop() {
       if (!stopping) {
         stopping = true;
+        instruments().pending.removeCallback(observePending);
         for (const wake of [...sleepers]) wake();
         await messages?.close();
       }

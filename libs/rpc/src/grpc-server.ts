@@ -3,6 +3,7 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/pr
 import * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
+import { metrics } from '@opentelemetry/api';
 import { HealthImplementation, type ServingStatusMap } from 'grpc-health-check';
 import { descriptorSetBase64, grpcDescriptorSetBase64 } from '@coffer/contracts';
 import type { Logger } from '@coffer/telemetry';
@@ -70,12 +71,17 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   if (needsVerifier && !options.verifier) throw new Error('createGrpcServer: protected methods need a token verifier');
 
   const server = new grpc.Server();
+  const duration = metrics.getMeter('@coffer/rpc').createHistogram('rpc.server.duration', {
+    unit: 'ms',
+    description: 'time to answer a unary call, by service, method and gRPC status code',
+    advice: { explicitBucketBoundaries: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000] },
+  });
   for (const service of options.services) {
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const [key, method] of Object.entries(service.definition)) {
       const spec = service.methods[key];
       if (!spec) throw new Error(`${service.name}.${key}: no handler declared`);
-      implementation[key] = wrapUnary(method.path, spec, { verifier: options.verifier, logger: options.logger, certificateIdentity: options.certificateIdentity ?? false });
+      implementation[key] = wrapUnary(method.path, spec, { verifier: options.verifier, logger: options.logger, certificateIdentity: options.certificateIdentity ?? false, duration });
     }
     server.addService(service.definition, implementation);
   }

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { Histogram } from '@opentelemetry/api';
 import { CofferError, connectionLoss, isCofferError } from '@coffer/contracts';
 import type { Logger } from '@coffer/telemetry';
 import { hasPermission, isServiceRole, type Principal, type TokenVerifier } from '@coffer/tokens';
@@ -22,6 +23,8 @@ export interface MiddlewareDeps {
   logger: Logger;
   /** Take a service's identity from its verified client certificate (mutual TLS). */
   certificateIdentity?: boolean;
+  /** Records each call's duration by method and status code. */
+  duration?: Histogram;
 }
 
 /** The service a verified client certificate names (its CN), with the certificate's validity. */
@@ -106,7 +109,11 @@ function toServiceError(err: unknown, logger: Logger): Partial<grpc.ServiceError
  * CallContext, runs the handler, and maps whatever it throws to a status without leaking internals.
  */
 export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps: MiddlewareDeps): grpc.handleUnaryCall<unknown, unknown> {
+  const [, service = '', method = ''] = /^\/([^/]+)\/([^/]+)$/.exec(path) ?? [];
   return (call, callback) => {
+    const started = performance.now();
+    const record = (code: grpc.status) =>
+      deps.duration?.record(performance.now() - started, { 'rpc.system': 'grpc', 'rpc.service': service, 'rpc.method': method, 'rpc.grpc.status_code': code });
     const traceId = traceIdOf(call.metadata);
     const abort = new AbortController();
     const deadline = deadlineOf(call);
@@ -156,11 +163,14 @@ export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps
     run().then(
       (res) => {
         settle();
+        record(grpc.status.OK);
         callback(null, res);
       },
       (err: unknown) => {
         settle();
-        callback(toServiceError(err, logger));
+        const error = toServiceError(err, logger);
+        record(error.code ?? grpc.status.UNKNOWN);
+        callback(error);
       },
     );
   };

@@ -25,7 +25,7 @@ export const commonEnv = {
     .default(60_000)
     .describe('how long start-up keeps retrying Postgres (DATABASE_URL), NATS (NATS_URL) and auth\'s JWKS (AUTH_ADDRESS) before the service exits non-zero naming the setting, in ms'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('pino log level'),
-  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/gRPC endpoint for traces; unset, no traces are exported'),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/gRPC endpoint for traces and metrics (pushed every minute); unset, nothing is exported. Services must be started with `--import` of the telemetry preload for gRPC and Postgres spans'),
   COFFER_TLS_CA_FILE: z.string().optional().describe('mutual TLS on every gRPC server and client: PEM file of the CA (all three COFFER_TLS_* files, or none)'),
   COFFER_TLS_CERT_FILE: z.string().optional().describe('mutual TLS: PEM certificate of this service (its CN names the service role)'),
   COFFER_TLS_KEY_FILE: z.string().optional().describe('mutual TLS: PEM private key of this service'),
@@ -68,6 +68,13 @@ export function mtlsFromEnv(config: { COFFER_TLS_CA_FILE?: string; COFFER_TLS_CE
     throw new Error(`invalid configuration: cannot read the TLS files (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
 }
+
+/** The `<SERVICE>_METRICS_ADDRESS` setting of each service: where `/healthz`, `/readyz` and `/metrics` listen. */
+export const metricsAddressSetting = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}$/, 'must be host:port')
+  .optional()
+  .describe('host:port of the HTTP endpoint for orchestrators and scrapers: /healthz, /readyz and /metrics (Prometheus) (port 0: any free port); unset, nothing listens');
 
 /** A lowercase SQL identifier, for schema names taken from configuration. */
 export const sqlIdentifier = z.string().regex(/^[a-z_][a-z0-9_]*$/, 'must be a lowercase SQL identifier');

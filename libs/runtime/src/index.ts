@@ -1,4 +1,4 @@
-export { checkCommonSettings, cofferEnvironments, commonEnv, inTheSamePass, mtlsFromEnv, parseEnv, SettingsError, sqlIdentifier } from './env';
+export { checkCommonSettings, cofferEnvironments, commonEnv, inTheSamePass, metricsAddressSetting, mtlsFromEnv, parseEnv, SettingsError, sqlIdentifier } from './env';
 export { parseByteSize, parseDuration, streamEnv, streamSettingsFromEnv } from './stream-env';
 export { createDatabase, type DatabaseOptions } from './database';
 export { startRuntime, type RuntimeOptions, type ServiceRuntime } from './runtime';
@@ -7,3 +7,5 @@ export { DEFAULT_STARTUP_WAIT_MS, STARTUP_WAIT_SETTING, StartupWaitError, defaul
 export { jwksFromAuth } from './jwks';
 export { REVOCATIONS_NOT_LOADED, startTokenVerification, watchRevocations, type RevocationWatch, type TokenVerificationOptions, type WatchRevocationsOptions } from './revocations';
 export { logSecurityFindings, securityFindings, type SecurityFinding } from './security-findings';
+export { createJobLease, migrateJobLease, type JobLease, type LeaseOutcome } from './job-lease';
+export { startOpsEndpoint, type OpsEndpointOptions } from './ops-endpoint';

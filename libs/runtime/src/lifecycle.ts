@@ -1,5 +1,6 @@
 import { connectionLoss } from '@coffer/contracts';
 import type { Logger } from '@coffer/telemetry';
+import type { JobLease } from './job-lease';
 
 /** Logs the line the e2e test and the CLI read the bound port from. */
 export function announceListening(logger: Logger, service: string, port: number): void {
@@ -75,11 +76,16 @@ export function loadSettingsOrExit<T>(load: () => T, exit: (code: number) => voi
 export interface BackgroundJobsOptions {
   /** First pause after a failed run; it doubles with each failure in a row, up to the job's interval. Default 1 s. */
   firstRetryMs?: number;
+  /**
+   * Runs each turn under a lease shared with the service's other replicas (`runtime.jobLease`): one
+   * replica at a time, once per interval across them. Without it every replica runs every job.
+   */
+  lease?: JobLease;
 }
 
 /**
- * Background jobs that run now and then every interval, one run at a time each; `stop` waits for runs
- * in flight. A run that throws (a lost database connection, a peer down) is logged and the job tries
+ * Background jobs that run now and then every interval, one run at a time each (with `lease`, one
+ * run at a time across replicas too); `stop` waits for runs in flight. A run that throws (a lost database connection, a peer down) is logged and the job tries
  * again sooner, after 1 s, 2 s, 4 s … up to its interval; a job never stops until `stop`.
  */
 export function startBackgroundJobs(
@@ -91,7 +97,9 @@ export function startBackgroundJobs(
   let stopped = false;
   const timers = new Set<NodeJS.Timeout>();
   const running = new Set<Promise<void>>();
-  for (const [name, intervalMs, run] of jobs) {
+  for (const [name, intervalMs, job] of jobs) {
+    const lease = options.lease;
+    const run = lease ? () => lease(name, intervalMs, job) : job;
     let failures = 0;
     const schedule = (ms: number) => {
       if (stopped) return;

@@ -305,7 +305,9 @@ export interface TokenVerificationOptions {
  * check any token. Resolves once the revocations have caught up, or after the ready timeout: until
  * they have, authenticated calls answer UNAVAILABLE (public ones still work).
  */
-export async function startTokenVerification(options: TokenVerificationOptions): Promise<{ verifier: TokenVerifier; stop(): Promise<void> }> {
+export async function startTokenVerification(
+  options: TokenVerificationOptions,
+): Promise<{ verifier: TokenVerifier; stop(): Promise<void>; ready(): Promise<void> }> {
   const { runtime } = options;
   const fetchJwks = jwksFromAuth(options.authAddress, options.credentials);
   // The first fetch doubles as the verifier's first key set, so auth is not asked twice.
@@ -328,5 +330,10 @@ export async function startTokenVerification(options: TokenVerificationOptions):
     acceptedKinds: options.acceptedKinds,
     revocations: watch.check,
   });
-  return { verifier, stop: () => watch.stop() };
+  return {
+    verifier,
+    stop: () => watch.stop(),
+    // The key set was loaded before this resolved; tokens can be checked while the revocations are current.
+    ready: async () => watch.check.assertCurrent?.(),
+  };
 }

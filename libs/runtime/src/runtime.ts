@@ -1,12 +1,15 @@
+import { hostname } from 'node:os';
+import { metrics, type ObservableResult } from '@opentelemetry/api';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { MessagingNamespace, ServiceName } from '@coffer/contracts';
-import { createEventStore, createOutboxRelay, migrateEventStore, type EventStore, type EventStoreOptions, type OutboxRelay } from '@coffer/event-store';
+import { createEventStore, createOutboxRelay, migrateEventStore, outboxBacklog, type EventStore, type EventStoreOptions, type OutboxRelay } from '@coffer/event-store';
 import { connectNats, createJetStreamPublisher, DEFAULT_STREAM_SETTINGS, ensureServiceStream, type StreamSettings } from '@coffer/messaging';
-import type { Logger, Redactor } from '@coffer/telemetry';
+import type { Logger, ReadinessCheck, Redactor } from '@coffer/telemetry';
 import { connectionLoss } from '@coffer/contracts';
 import { createDatabase } from './database';
+import { createJobLease, migrateJobLease, type JobLease } from './job-lease';
 import { DEFAULT_STARTUP_WAIT_MS, defaultStartupRetryable, waitForDependency } from './startup-wait';
 
 /** What every service gets from its runtime: its database, event store, NATS and outbox relay. */
@@ -20,6 +23,10 @@ export interface ServiceRuntime {
   redactor: Redactor;
   /** How long start-up waits for a dependency (`COFFER_STARTUP_WAIT_MS`); the token verification waits as long for auth. */
   startupWaitMs: number;
+  /** The lease background jobs run under, so replicas of the service take turns (`startBackgroundJobs(…, { lease })`). */
+  jobLease: JobLease;
+  /** `/readyz` checks of what the runtime holds: `postgres` (a query answers) and `nats` (the server answers a ping). */
+  readiness: Record<'postgres' | 'nats', ReadinessCheck>;
   /** Stops the relay, drains NATS and closes the pool, in that order. */
   close(): Promise<void>;
 }
@@ -84,6 +91,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
     await waitForDependency(() => sql`select 1`.execute(db), { what: 'Postgres', setting: 'DATABASE_URL', totalMs: startupWaitMs, logger });
     await migrateEventStore(db, options.schema);
     await options.migrate?.(db, options.schema);
+    await migrateJobLease(db, options.schema);
     nc = await waitForDependency(
       async (remainingMs) => {
         const conn = await connectNats({ servers: options.natsUrl, name: options.appName, timeoutMs: Math.min(remainingMs, 20_000) });
@@ -113,6 +121,14 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
     });
     relay.start();
     const conn = nc;
+    const relayName = `${options.appName}-outbox`;
+    // Counted only when metrics are collected (a scrape or an export), never on a timer of its own.
+    const backlog = metrics.getMeter('@coffer/runtime').createObservableGauge('coffer.outbox.backlog', { description: 'outbox messages not yet published (counted up to 100 000)' });
+    const observeBacklog = async (result: ObservableResult) => {
+      const n = await outboxBacklog(db, options.schema, relayName).catch(() => undefined);
+      if (n !== undefined) result.observe(n);
+    };
+    backlog.addCallback(observeBacklog);
     return {
       db,
       store,
@@ -122,7 +138,16 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
       logger,
       redactor: options.redactor,
       startupWaitMs,
+      jobLease: createJobLease(db, options.schema, `${options.appName}@${hostname()}:${process.pid}`),
+      readiness: {
+        postgres: () => sql`select 1`.execute(db),
+        nats: async () => {
+          if (conn.isClosed()) throw new Error('closed');
+          await conn.flush();
+        },
+      },
       async close() {
+        backlog.removeCallback(observeBacklog);
         await relay.stop();
         await conn.drain();
         await db.destroy();

@@ -7,6 +7,7 @@ import {
   type JWTHeaderParameters,
   type FlattenedJWSInput,
 } from 'jose';
+import { metrics } from '@opentelemetry/api';
 import { CofferError, isCofferError } from '@coffer/contracts';
 import { isServiceRole, isUserRole, tokenKindOf, type Principal, type TokenKind } from './claims';
 import type { RevocationCheck } from './revocation-list';
@@ -168,70 +169,86 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     if (!kind || !acceptedKinds.has(kind)) throw invalid('unexpected typ');
   }
 
+  // Created here, not at module load: the meter provider is registered at start-up.
+  const verifications = metrics.getMeter('@coffer/tokens').createCounter('coffer.tokens.verifications', {
+    description: 'bearer tokens verified, by outcome (valid, or the error code) and kind',
+  });
+
   return {
+    async verify(token: string): Promise<Principal> {
+      try {
+        const principal = await verifyToken(token);
+        verifications.add(1, { outcome: 'valid', kind: principal.kind });
+        return principal;
+      } catch (err) {
+        verifications.add(1, { outcome: isCofferError(err) ? err.code : 'error' });
+        throw err;
+      }
+    },
     isRevoked(principal) {
       if (!options.revocations) return false;
       options.revocations.assertCurrent?.();
       return options.revocations.isRevoked(principal);
     },
-    async verify(token: string): Promise<Principal> {
-      if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid('malformed');
-      checkHeader(token);
-      let result: Awaited<ReturnType<typeof jwtVerify>>;
-      try {
-        result = await jwtVerify(token, resolveKey, {
-          algorithms: ['EdDSA'],
-          issuer: options.issuer,
-          audience: options.audience,
-          clockTolerance: tolerance,
-          requiredClaims: ['exp', 'iat', 'jti', 'sub'],
-          currentDate: clock(),
-        });
-      } catch (err) {
-        if (isCofferError(err)) throw err;
-        throw invalid(reasonOf(err), err);
-      }
-      const { payload, protectedHeader } = result;
-      const nowSec = clock().getTime() / 1000;
-      // jose only checks iat against the clock when maxTokenAge is set; a token from the future is suspect.
-      if (typeof payload.iat !== 'number' || payload.iat > nowSec + tolerance) throw invalid('iat claim check failed');
-      if (typeof payload.exp !== 'number') throw invalid('missing exp claim');
-      if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw invalid('sub claim check failed');
-      if (typeof payload.jti !== 'string' || payload.jti.length === 0) throw invalid('jti claim check failed');
-      const kind = tokenKindOf(protectedHeader.typ!)!;
-      const principal: Principal = {
-        subject: payload.sub,
-        kind,
-        tokenType: protectedHeader.typ!,
-        role: payload.role as Principal['role'],
-        tokenId: payload.jti,
-        issuedAt: new Date(payload.iat * 1000),
-        expiresAt: new Date(payload.exp * 1000),
-      };
-      if (kind === 'service') {
-        if (!isServiceRole(payload.role)) throw invalid('role claim check failed');
-      } else {
-        // Every user token names its organization and the application it descends from.
-        const org = stringClaim(payload, 'org');
-        const azp = stringClaim(payload, 'azp');
-        if (!isUserRole(payload.role) || (kind === 'application') !== (payload.role === 'org_admin')) throw invalid('role claim check failed');
-        if (kind === 'application' && azp !== payload.sub) throw invalid('azp claim check failed');
-        Object.assign(principal, { organizationId: org, applicationId: azp });
-        if (kind !== 'application') {
-          principal.workspaceId = stringClaim(payload, 'ws');
-          if (typeof payload.ext === 'string' && payload.ext.length > 0) principal.externalUserId = payload.ext;
-        }
-        if (kind === 'widget') {
-          principal.origin = stringClaim(payload, 'origin');
-          // Without its parent's jti a widget token could not be revoked with its scoped token.
-          principal.parentTokenId = stringClaim(payload, 'pjti');
-        }
-      }
-      if (options.revocations) {
-        options.revocations.assertCurrent?.();
-        if (options.revocations.isRevoked(principal)) throw invalid('revoked');
-      }
-      return principal;
-    },
   };
+
+  async function verifyToken(token: string): Promise<Principal> {
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid('malformed');
+    checkHeader(token);
+    let result: Awaited<ReturnType<typeof jwtVerify>>;
+    try {
+      result = await jwtVerify(token, resolveKey, {
+        algorithms: ['EdDSA'],
+        issuer: options.issuer,
+        audience: options.audience,
+        clockTolerance: tolerance,
+        requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        currentDate: clock(),
+      });
+    } catch (err) {
+      if (isCofferError(err)) throw err;
+      throw invalid(reasonOf(err), err);
+    }
+    const { payload, protectedHeader } = result;
+    const nowSec = clock().getTime() / 1000;
+    // jose only checks iat against the clock when maxTokenAge is set; a token from the future is suspect.
+    if (typeof payload.iat !== 'number' || payload.iat > nowSec + tolerance) throw invalid('iat claim check failed');
+    if (typeof payload.exp !== 'number') throw invalid('missing exp claim');
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw invalid('sub claim check failed');
+    if (typeof payload.jti !== 'string' || payload.jti.length === 0) throw invalid('jti claim check failed');
+    const kind = tokenKindOf(protectedHeader.typ!)!;
+    const principal: Principal = {
+      subject: payload.sub,
+      kind,
+      tokenType: protectedHeader.typ!,
+      role: payload.role as Principal['role'],
+      tokenId: payload.jti,
+      issuedAt: new Date(payload.iat * 1000),
+      expiresAt: new Date(payload.exp * 1000),
+    };
+    if (kind === 'service') {
+      if (!isServiceRole(payload.role)) throw invalid('role claim check failed');
+    } else {
+      // Every user token names its organization and the application it descends from.
+      const org = stringClaim(payload, 'org');
+      const azp = stringClaim(payload, 'azp');
+      if (!isUserRole(payload.role) || (kind === 'application') !== (payload.role === 'org_admin')) throw invalid('role claim check failed');
+      if (kind === 'application' && azp !== payload.sub) throw invalid('azp claim check failed');
+      Object.assign(principal, { organizationId: org, applicationId: azp });
+      if (kind !== 'application') {
+        principal.workspaceId = stringClaim(payload, 'ws');
+        if (typeof payload.ext === 'string' && payload.ext.length > 0) principal.externalUserId = payload.ext;
+      }
+      if (kind === 'widget') {
+        principal.origin = stringClaim(payload, 'origin');
+        // Without its parent's jti a widget token could not be revoked with its scoped token.
+        principal.parentTokenId = stringClaim(payload, 'pjti');
+      }
+    }
+    if (options.revocations) {
+      options.revocations.assertCurrent?.();
+      if (options.revocations.isRevoked(principal)) throw invalid('revoked');
+    }
+    return principal;
+  }
 }
