@@ -118,7 +118,7 @@ describe('OAuth 2.0 credentials and sync jobs across two sync-worker replicas', 
     provider.on('grant.success', (ctx) => {
       if (ctx.oidc.params?.grant_type === 'refresh_token') refreshes.push(String(ctx.oidc.entities.RefreshToken?.grantId ?? ''));
     });
-    provider.on('grant.error', (_ctx, err) => grantErrors.push((err as { error?: string }).error ?? 'error'));
+    provider.on('grant.error', (_ctx, err) => grantErrors.push(err.error ?? 'error'));
     provider.on('access_token.saved', (t) => issued.push(t.jti));
     provider.on('refresh_token.saved', (t) => issued.push(t.jti));
     const oidc = provider.callback();
@@ -169,7 +169,6 @@ describe('OAuth 2.0 credentials and sync jobs across two sync-worker replicas', 
   }, 240_000);
 
   afterAll(async () => {
-    config?.close();
     await stack?.stop();
     await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
     await deleteStreams(testNatsUrl(), ns);
