@@ -86,6 +86,8 @@ export interface Stack {
   restart(name: StackService): Promise<RunningService>;
   /** Sends `signal` to one service (e.g. SIGKILL, a crash) and waits for it to exit; `restart` brings it back. */
   kill(name: StackService, signal: NodeJS.Signals): Promise<void>;
+  /** Starts one more sync-worker replica (any free port); `stop()` stops it with the rest. */
+  addSyncWorker(env?: Record<string, string>): Promise<RunningService>;
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -217,7 +219,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     progress({ service: name, phase: 'listening', address: svc.address, ms: Date.now() - began });
     return svc;
   };
+  const replicas: RunningService[] = [];
   const stopInOrder = async () => {
+    await Promise.all(replicas.map(stopService));
     for (const name of [...stackServices].reverse()) {
       const svc = services[name];
       if (!svc) continue;
@@ -281,7 +285,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     services,
     credentials,
     tls,
-    output: () => stackServices.flatMap((n) => services[n]?.output ?? []).join('\n'),
+    output: () => [...stackServices.flatMap((n) => services[n]?.output ?? []), ...replicas.flatMap((r) => r.output)].join('\n'),
     async stop() {
       await stopInOrder();
       await removeDir();
@@ -297,6 +301,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       envs[name] = { ...envs[name], [key]: old.address || envs[name][key]! };
       const svc = await start(name);
       svc.output.unshift(...old.output);
+      return svc;
+    },
+    async addSyncWorker(env = {}) {
+      const svc = spawnService('sync-worker', { ...envs['sync-worker'], ...options.serviceEnv?.['sync-worker'], SYNC_WORKER_GRPC_ADDRESS: `${host}:0`, ...env }, options.echo, options.detached);
+      replicas.push(svc);
+      svc.port = await waitForPort(svc, timeout, options.signal);
+      svc.address = `${host}:${svc.port}`;
       return svc;
     },
     async kill(name, signal) {

@@ -50,6 +50,7 @@ import { changedFields } from './changed-fields';
 import { checkJsonKeys } from './request-bounds';
 import { idempotentCreates } from './idempotent-creates';
 import { compileSpec } from './spec-validation';
+import { checkOAuthDeclaration, oauthDeclarationJson } from './oauth-declaration';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
@@ -202,8 +203,8 @@ export interface ConnectionView {
 export interface SyncPlanView {
   connectionId: string;
   workspaceId: string;
-  source: { actorId: string; connector: string; partialConfigJson: string };
-  destination: { actorId: string; connector: string; partialConfigJson: string };
+  source: { actorId: string; connector: string; partialConfigJson: string; oauthJson: string };
+  destination: { actorId: string; connector: string; partialConfigJson: string; oauthJson: string };
 }
 
 const SOURCE = 'coffer/config';
@@ -741,6 +742,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const name = requireName(input.name);
       const spec = parseBounded(input.specJson, 'spec_json');
       compileSpec(spec, 'spec_json');
+      checkOAuthDeclaration(spec as Record<string, unknown>, 'spec_json');
       if (input.definitionId === WEBHOOK_DEFINITION_ID) throw new CofferError('failed_precondition', 'the built-in webhook definition cannot be changed');
       const { state, version } = await loadCatalog(`definition-${input.definitionId}`);
       checkVersion('connector definition', input.definitionId, input.expectedVersion, version);
@@ -854,6 +856,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       if (!CONNECTOR.test(input.connector)) throw invalid('connector', 'must look like "builtin:http-json"');
       const spec = parseBounded(input.specJson, 'spec_json');
       compileSpec(spec, 'spec_json');
+      checkOAuthDeclaration(spec as Record<string, unknown>, 'spec_json');
       const events = catalogDomain.decide(
         { type: 'RegisterConnectorDefinition', definitionId, name, actorType: input.actorType, connector: input.connector, spec, now: now() },
         catalogDomain.initialState(),
@@ -1109,7 +1112,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
         if (secretCoordinates(actor.partial_config).length !== ownSecretCoordinates(def.spec, actor.partial_config).length) {
           throw new CofferError('failed_precondition', `the connection's ${which} holds a secret reference outside a secret field; update its config`);
         }
-        return { actorId, connector: def.connector, partialConfigJson: JSON.stringify(actor.partial_config) };
+        return { actorId, connector: def.connector, partialConfigJson: JSON.stringify(actor.partial_config), oauthJson: oauthDeclarationJson(def.spec) };
       };
       return { connectionId, workspaceId: c.workspace_id, source: await side(c.source_id, 'source'), destination: await side(c.destination_id, 'destination') };
     },

@@ -16,6 +16,14 @@ export const syncWorkerConfigSchema = z
       .string({ error: 'required: the sync-worker service identity secret' })
       .min(16, 'must be at least 16 characters')
       .describe("client secret of the sync worker's service identity (as in auth's AUTH_SERVICE_IDENTITIES)"),
+    SYNC_WORKER_JOB_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(3).describe('attempts of a sync job before it fails for good and is dead-lettered'),
+    SYNC_WORKER_JOB_BACKOFF_MS: z.coerce.number().int().min(0).default(5_000).describe('wait before the 2nd attempt; doubled for each further attempt'),
+    SYNC_WORKER_JOB_BACKOFF_MAX_MS: z.coerce.number().int().min(0).default(300_000).describe('longest wait between attempts'),
+    SYNC_WORKER_JOB_TIMEOUT_MS: z.coerce.number().int().min(1_000).default(3_600_000).describe('an attempt running longer is aborted and retried'),
+    SYNC_WORKER_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000).describe('how often a running job heartbeats'),
+    SYNC_WORKER_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(500).default(30_000).describe('a running job without a heartbeat this long is retried by another replica'),
+    SYNC_WORKER_POLL_INTERVAL_MS: z.coerce.number().int().min(50).default(1_000).describe('how often a replica looks for due jobs'),
+    SYNC_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4).describe('sync jobs one replica runs at once'),
     SYNC_WORKER_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(5).describe('deliveries of a sync or check request before it goes to the dead-letter subject'),
     /**
      * What connectors may reach beyond public addresses: comma-separated CIDRs, IP addresses and host
@@ -32,7 +40,12 @@ export const syncWorkerConfigSchema = z
       })
       .describe('what connectors may reach although it is loopback, private, link-local or metadata: comma-separated CIDRs, addresses or host names (optionally with :port); empty denies them all'),
   })
-  .superRefine(checkCommonSettings, inTheSamePass);
+  .superRefine(checkCommonSettings, inTheSamePass)
+  .superRefine((c, ctx) => {
+    if (c.SYNC_WORKER_HEARTBEAT_TIMEOUT_MS <= c.SYNC_WORKER_HEARTBEAT_INTERVAL_MS) {
+      ctx.addIssue({ code: 'custom', path: ['SYNC_WORKER_HEARTBEAT_TIMEOUT_MS'], message: 'must be longer than SYNC_WORKER_HEARTBEAT_INTERVAL_MS' });
+    }
+  });
 
 /** The parsed configuration of the sync worker. */
 export type SyncWorkerConfig = z.infer<typeof syncWorkerConfigSchema>;

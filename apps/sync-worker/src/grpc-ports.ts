@@ -1,13 +1,14 @@
 import type { configV1, secretsV1 } from '@coffer/contracts';
 import type { PromiseClient } from '@coffer/rpc';
 import type { CheckPorts } from './check-runner';
+import type { CredentialPorts } from './oauth/oauth-credentials';
 import type { SyncPlan, SyncPorts } from './sync-runner';
 
 /** The runners' ports over gRPC: config's GetSyncPlan and secrets' HydrateConfig, with sync-worker's own service tokens. */
 export function grpcPorts(
   config: Pick<PromiseClient<configV1.ConfigServiceClient>, 'getSyncPlan'>,
-  secrets: Pick<PromiseClient<secretsV1.SecretsServiceClient>, 'hydrateConfig'>,
-): SyncPorts & CheckPorts {
+  secrets: Pick<PromiseClient<secretsV1.SecretsServiceClient>, 'hydrateConfig' | 'writeSecrets'>,
+): SyncPorts & CheckPorts & CredentialPorts {
   return {
     async getSyncPlan(connectionId): Promise<SyncPlan> {
       const { plan } = await config.getSyncPlan({ connectionId });
@@ -16,6 +17,10 @@ export function grpcPorts(
     },
     async hydrate(workspaceId, partialConfigJson, reason, ownerId) {
       return (await secrets.hydrateConfig({ workspaceId, partialConfigJson, reason, ownerId })).configJson;
+    },
+    async writeSecrets(workspaceId, ownerId, writes) {
+      const { secrets: written } = await secrets.writeSecrets({ workspaceId, ownerId, ownerWorkspaceId: '', writeId: '', secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) });
+      return written.map((s) => ({ coordinate: s.coordinate, version: s.version }));
     },
   };
 }

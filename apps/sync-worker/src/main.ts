@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { configV1, secretsV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startOpsEndpoint, startRuntime } from '@coffer/runtime';
@@ -9,6 +11,7 @@ import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
 import { grpcPorts } from './grpc-ports';
+import { createOAuthCredentials } from './oauth/oauth-credentials';
 import { createSyncRunner } from './sync-runner';
 import { syncGrpcService } from './sync.grpc';
 import { migrateSyncReadModel } from './sync.postgres';
@@ -43,32 +46,50 @@ try {
   const secretsToken = createServiceTokenProvider({ ...identity, audience: 'secrets' });
   const configClient = createPromiseClient(configV1.ConfigServiceClient, config.CONFIG_ADDRESS, { tokenProvider: configToken, credentials: channel });
   const secretsClient = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken, credentials: channel });
+  const egress = createEgressPolicy({ allow: config.SYNC_WORKER_EGRESS_ALLOW });
   const deps = {
     db: runtime.db,
     store: runtime.store,
     schema: config.SYNC_WORKER_DB_SCHEMA,
     namespace: runtime.namespace,
     ports: grpcPorts(configClient, secretsClient),
-    connectors: builtinConnectors({ egress: createEgressPolicy({ allow: config.SYNC_WORKER_EGRESS_ALLOW }) }),
+    connectors: builtinConnectors({ egress }),
     redactor,
     logger,
     clock: () => new Date(),
   };
+  const syncRunner = createSyncRunner({
+    ...deps,
+    workerId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    credentials: createOAuthCredentials({ ...deps, egress }),
+    jobs: {
+      maxAttempts: config.SYNC_WORKER_JOB_MAX_ATTEMPTS,
+      backoffBaseMs: config.SYNC_WORKER_JOB_BACKOFF_MS,
+      backoffMaxMs: config.SYNC_WORKER_JOB_BACKOFF_MAX_MS,
+      timeoutMs: config.SYNC_WORKER_JOB_TIMEOUT_MS,
+      heartbeatIntervalMs: config.SYNC_WORKER_HEARTBEAT_INTERVAL_MS,
+      heartbeatTimeoutMs: config.SYNC_WORKER_HEARTBEAT_TIMEOUT_MS,
+      pollIntervalMs: config.SYNC_WORKER_POLL_INTERVAL_MS,
+      concurrency: config.SYNC_WORKER_CONCURRENCY,
+    },
+  });
   const consumers = await startConsumers(
     runtime.nc,
     runtime.namespace,
-    { sync: createSyncRunner(deps), check: createCheckRunner(deps) },
+    { sync: syncRunner, check: createCheckRunner(deps) },
     { maxDeliver: config.SYNC_WORKER_MAX_DELIVER, logger },
   );
   const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS, credentials: channel, failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   const verifier = tokens.verifier;
-  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
+  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA, syncRunner)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);
+  syncRunner.start();
   announceListening(logger, 'sync-worker', port);
   const ops = await startOpsEndpoint({ service: 'sync-worker', address: config.SYNC_WORKER_METRICS_ADDRESS, telemetry, logger, checks: { ...runtime.readiness, jwks: tokens.ready } });
   onShutdown(logger, [
     ['ops endpoint', () => ops.close()],
     ['consumers', () => consumers.stop()],
+    ['jobs', () => syncRunner.stop()],
     ['grpc', () => server.shutdown()],
     ['clients', async () => {
       configClient.close();

@@ -16,7 +16,7 @@ import { createCheckRunner } from './check-runner';
 import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
-import { createSyncRunner } from './sync-runner';
+import { createSyncRunner, defaultJobSettings } from './sync-runner';
 import { migrateSyncReadModel } from './sync.postgres';
 
 // RequestSync retried with one request_id, end to end through real services in one process: config
@@ -99,8 +99,13 @@ describe('sync worker: RequestSync retried with one request_id runs one sync', (
       logger,
       clock: () => new Date(),
       endRetryDelaysMs: [50],
+      workerId: 'test-worker',
+      jobs: { ...defaultJobSettings, maxAttempts: 1, pollIntervalMs: 100 },
     };
-    consumers = await startConsumers(syncRuntime.nc, ns, { sync: createSyncRunner(deps), check: createCheckRunner(deps) }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
+    const runner = createSyncRunner(deps);
+    runner.start();
+    const queue = await startConsumers(syncRuntime.nc, ns, { sync: runner, check: createCheckRunner(deps) }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
+    consumers = { stop: async () => (await queue.stop(), await runner.stop()) };
 
     const workspaceId = (await config.createWorkspace({ name: 'retries' }, operator)).workspaceId;
     const sourceSpec = { type: 'object', required: ['url', 'api_token'], properties: { url: { type: 'string' }, api_token: { type: 'string', airbyte_secret: true } } };
@@ -186,7 +191,7 @@ describe('sync worker: RequestSync retried with one request_id runs one sync', (
     expect(seen.outcomes).toEqual(['coffer.sync.v1.SyncStarted', 'coffer.sync.v1.SyncSucceeded']);
     expect(sourceRequests).toBe(1);
     const events = await sql<{ type: string }>`select type from sync.events where stream_id = ${`sync-job-${jobId}`} order by stream_version`.execute(syncRuntime.db);
-    expect(events.rows.map((e) => e.type)).toEqual(['SyncJobStarted', 'SyncJobSucceeded']);
+    expect(events.rows.map((e) => e.type)).toEqual(['SyncJobRequested', 'SyncJobStarted', 'SyncJobSucceeded']);
     const rows = await sql<{ n: string }>`select count(*) as n from warehouse.rows`.execute(syncRuntime.db);
     expect(Number(rows.rows[0]!.n)).toBe(records.length);
   });

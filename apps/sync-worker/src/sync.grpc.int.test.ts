@@ -10,10 +10,17 @@ import { createLogger } from '@coffer/telemetry';
 import { createTestDatabase, type TestDatabase } from '@coffer/testing';
 import { createTokenVerifier, TOKEN_TYPES } from '@coffer/tokens';
 import { syncGrpcService } from './sync.grpc';
-import { migrateSyncReadModel, projectJobFailed, projectJobStarted, projectJobSucceeded } from './sync.postgres';
+import { migrateSyncReadModel, projectJobFailed, projectJobRequested, projectJobStarted, projectJobSucceeded } from './sync.postgres';
 
 const schema = 'sync';
 const ISSUER = 'coffer-auth';
+
+
+/** A job as the scheduler leaves it after its first attempt started. */
+async function startJob(db: Kysely<any>, job: { jobId: string; connectionId: string; workspaceId: string; startedAt: string }): Promise<void> {
+  await projectJobRequested(db, schema, { ...job, maxAttempts: 1, requestedAt: job.startedAt });
+  await projectJobStarted(db, schema, { ...job, attempt: 1, workerId: 'worker-1' });
+}
 
 describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs read model in Postgres', () => {
   let tdb: TestDatabase;
@@ -62,7 +69,7 @@ describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs
     const operator = clientAs('operator');
     const jobId = randomUUID();
     const connectionId = randomUUID();
-    await projectJobStarted(db, schema, { jobId, connectionId, workspaceId: randomUUID(), startedAt: '2026-01-01T00:00:00.000Z' });
+    await startJob(db, { jobId, connectionId, workspaceId: randomUUID(), startedAt: '2026-01-01T00:00:00.000Z' });
     expect((await operator.getSyncJob({ jobId })).job).toEqual({
       jobId,
       connectionId,
@@ -71,6 +78,9 @@ describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs
       failureReason: '',
       startedAt: '2026-01-01T00:00:00.000Z',
       endedAt: '',
+      attempts: 1,
+      workerId: 'worker-1',
+      failureCode: '',
     });
     await projectJobSucceeded(db, schema, { jobId, connectionId, recordsSynced: 1203, endedAt: '2026-01-01T00:01:00.000Z' });
     expect((await operator.getSyncJob({ jobId })).job).toMatchObject({
@@ -80,8 +90,8 @@ describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs
     });
 
     const failedId = randomUUID();
-    await projectJobStarted(db, schema, { jobId: failedId, connectionId, workspaceId: randomUUID(), startedAt: '2026-01-01T00:00:00.000Z' });
-    await projectJobFailed(db, schema, { jobId: failedId, connectionId, reason: 'builtin:http-json: api.example.com answered HTTP 401', endedAt: '2026-01-01T00:00:01.000Z' });
+    await startJob(db, { jobId: failedId, connectionId, workspaceId: randomUUID(), startedAt: '2026-01-01T00:00:00.000Z' });
+    await projectJobFailed(db, schema, { jobId: failedId, connectionId, attempt: 1, code: 'connector_error', reason: 'builtin:http-json: api.example.com answered HTTP 401', endedAt: '2026-01-01T00:00:01.000Z' });
     expect((await operator.getSyncJob({ jobId: failedId })).job).toMatchObject({
       status: syncV1.SyncJobStatus.SYNC_JOB_STATUS_FAILED,
       failureReason: 'builtin:http-json: api.example.com answered HTTP 401',
@@ -111,10 +121,10 @@ describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs
     // Seven jobs, two sharing a start time to the microsecond: the job id breaks the tie.
     for (let i = 0; i < 7; i++) {
       const job = { jobId: randomUUID(), connectionId: connections[i % 2]!, workspaceId, startedAt: `2026-02-01T00:00:0${Math.min(i, 5)}.123456Z` };
-      await projectJobStarted(db, schema, job);
+      await startJob(db, job);
       started.push(job);
     }
-    await projectJobStarted(db, schema, { jobId: randomUUID(), connectionId: randomUUID(), workspaceId: randomUUID(), startedAt: '2026-02-01T00:00:09Z' });
+    await startJob(db, { jobId: randomUUID(), connectionId: randomUUID(), workspaceId: randomUUID(), startedAt: '2026-02-01T00:00:09Z' });
 
     const pages: string[][] = [];
     let pageToken = '';

@@ -1,16 +1,19 @@
 import { CofferError, syncV1 } from '@coffer/contracts';
 import { defineService, type ServiceRegistration } from '@coffer/rpc';
 import type { Kysely } from 'kysely';
+import type { SyncRunner } from './sync-runner';
 import { findJob, listJobs, type JobCursor, type SyncJobRow } from './sync.postgres';
 
 const statusOf = {
   running: syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING,
   succeeded: syncV1.SyncJobStatus.SYNC_JOB_STATUS_SUCCEEDED,
   failed: syncV1.SyncJobStatus.SYNC_JOB_STATUS_FAILED,
+  queued: syncV1.SyncJobStatus.SYNC_JOB_STATUS_QUEUED,
+  cancelled: syncV1.SyncJobStatus.SYNC_JOB_STATUS_CANCELLED,
 } as const;
 
 /** gRPC handlers of coffer.sync.v1.SyncService. */
-export function syncGrpcService(db: Kysely<any>, schema: string): ServiceRegistration {
+export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<SyncRunner, 'cancel'>): ServiceRegistration {
   return defineService(syncV1.SyncServiceService, 'coffer.sync.v1.SyncService', {
     getSyncJob: {
       permission: 'sync.read',
@@ -20,6 +23,17 @@ export function syncGrpcService(db: Kysely<any>, schema: string): ServiceRegistr
         const job = await findJob(db, schema, req.jobId);
         if (!job) throw new CofferError('not_found', 'no such sync job', [{ field: 'job_id', reason: 'not found' }]);
         return { job: jobOut(job) };
+      },
+    },
+    cancelSyncJob: {
+      permission: 'sync.cancel',
+      handler: async (req, ctx) => {
+        if (!req.jobId) throw new CofferError('invalid_argument', 'job_id is required', [{ field: 'job_id', reason: 'required' }]);
+        if (!uuid.test(req.jobId)) throw new CofferError('invalid_argument', 'job_id must be a UUID', [{ field: 'job_id', reason: 'not a UUID' }]);
+        if (!runner) throw new CofferError('unavailable', 'this server does not run jobs');
+        await runner.cancel(req.jobId, ctx.principal?.subject ?? 'unknown');
+        const job = await findJob(db, schema, req.jobId);
+        return { job: job && jobOut(job) };
       },
     },
     listSyncJobs: {
@@ -54,6 +68,9 @@ function jobOut(job: SyncJobRow) {
     failureReason: job.failure_reason ?? '',
     startedAt: job.started_at.toISOString(),
     endedAt: job.ended_at?.toISOString() ?? '',
+    attempts: job.attempts,
+    workerId: job.worker_id ?? '',
+    failureCode: job.failure_code ?? '',
   };
 }
 

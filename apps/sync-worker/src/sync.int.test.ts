@@ -16,7 +16,7 @@ import { ConnectorError, stringField, type SourceConnector } from './connectors/
 import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { deadLetterSubject, startConsumers } from './consumers';
-import { createSyncRunner, type SyncPlan, type SyncRunner } from './sync-runner';
+import { createSyncRunner, defaultJobSettings, type SyncPlan, type SyncRunner } from './sync-runner';
 import { findJob, migrateSyncReadModel } from './sync.postgres';
 import { createConfigService, type ConfigService } from '../../config/src/config.service';
 import { migrateConfigReadModel } from '../../config/src/config.postgres';
@@ -268,9 +268,13 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       logger,
       clock: () => new Date(),
       endRetryDelaysMs: [50],
+      workerId: 'test-worker',
+      jobs: { ...defaultJobSettings, maxAttempts: 1, pollIntervalMs: 100 },
     };
     runner = createSyncRunner(deps);
-    consumers = await startConsumers(runtime.nc, ns, { sync: runner, check: createCheckRunner(deps) }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
+    runner.start();
+    const queue = await startConsumers(runtime.nc, ns, { sync: runner, check: createCheckRunner(deps) }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
+    consumers = { stop: async () => (await queue.stop(), await runner.stop()) };
   }, 60_000);
 
   afterAll(async () => {
@@ -303,7 +307,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     const types = (await streamMessages(streamName(ns, 'sync'))).filter((m) => m.data.includes(jobId)).map((m) => m.headers['ce-type']);
     expect(types).toEqual(['coffer.sync.v1.SyncStarted', 'coffer.sync.v1.SyncSucceeded']);
     const events = await query<{ type: string; metadata: Record<string, unknown> }>('select type, metadata from sync.events where stream_id = $1 order by stream_version', [`sync-job-${jobId}`]);
-    expect(events.map((e) => e.type)).toEqual(['SyncJobStarted', 'SyncJobSucceeded']);
+    expect(events.map((e) => e.type)).toEqual(['SyncJobRequested', 'SyncJobStarted', 'SyncJobSucceeded']);
     expect(events[0]!.metadata).toMatchObject({ actor: 'sync-worker', correlationId: jobId });
   });
 
@@ -327,6 +331,8 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       data: { jobId, connectionId: plan.connectionId, workspaceId, occurredAt: new Date().toISOString() },
     };
     await runner.handleSyncRequested(event);
+    // The job is queued; the scheduler runs it.
+    await waitForOutcome(jobId);
     const requestsAfterFirst = sourceRequests;
     const hydrationsAfterFirst = hydrations.length;
     await runner.handleSyncRequested(event);
@@ -334,7 +340,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     expect(sourceRequests).toBe(requestsAfterFirst);
     expect(hydrations).toHaveLength(hydrationsAfterFirst);
     const events = await query<{ type: string }>('select type from sync.events where stream_id = $1 order by stream_version', [`sync-job-${jobId}`]);
-    expect(events.map((e) => e.type)).toEqual(['SyncJobStarted', 'SyncJobSucceeded']);
+    expect(events.map((e) => e.type)).toEqual(['SyncJobRequested', 'SyncJobStarted', 'SyncJobSucceeded']);
     const rows = await query<{ n: number }>('select count(*)::int as n from warehouse.api_records');
     expect(rows[0]!.n).toBe(records.length * 2);
   });
@@ -430,7 +436,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     const messages = JSON.stringify(await streamMessages(streamName(ns, 'sync')));
     for (const leak of leaks) expect(messages).not.toContain(leak);
     const logs = logLines.join('\n');
-    expect(logs).toContain('sync succeeded');
+    expect(logs).toContain('SyncJobSucceeded');
     for (const leak of [canaries.apiToken, canaries.tunnelKey]) expect(logs).not.toContain(leak);
   });
 });

@@ -1,9 +1,16 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
-import type { SyncJobFailedData, SyncJobStartedData, SyncJobSucceededData } from './domain/sync-job.decider';
+import type {
+  SyncJobAttemptFailedData,
+  SyncJobCancelledData,
+  SyncJobFailedData,
+  SyncJobRequestedData,
+  SyncJobStartedData,
+  SyncJobSucceededData,
+} from './domain/sync-job.decider';
 
 type Db = Kysely<any> | Transaction<any>;
 
-/** Creates the sync_jobs read model (idempotent). */
+/** Creates the sync_jobs read model, the job leases and the OAuth credential state (idempotent). */
 export async function migrateSyncReadModel(db: Kysely<any>, schema: string): Promise<void> {
   await sql`create table if not exists ${sql.id(schema)}.sync_jobs (
     job_id uuid primary key,
@@ -15,47 +22,134 @@ export async function migrateSyncReadModel(db: Kysely<any>, schema: string): Pro
     started_at timestamptz not null,
     ended_at timestamptz
   )`.execute(db);
+  // Scheduling: attempts, when the next may start, who runs it and when it last said so.
+  for (const column of [
+    sql`attempts int not null default 0`,
+    sql`max_attempts int not null default 1`,
+    sql`next_attempt_at timestamptz`,
+    sql`worker_id text`,
+    sql`heartbeat_at timestamptz`,
+    sql`failure_code text`,
+  ]) {
+    await sql`alter table ${sql.id(schema)}.sync_jobs add column if not exists ${column}`.execute(db);
+  }
+  await sql`create index if not exists sync_jobs_due on ${sql.id(schema)}.sync_jobs (next_attempt_at) where status = 'queued'`.execute(db);
+  await sql`create index if not exists sync_jobs_running on ${sql.id(schema)}.sync_jobs (connection_id) where status = 'running'`.execute(db);
+  // The coordinates an OAuth credential's fields were last refreshed to (metadata only, never a value),
+  // its expiry, whether the provider refused its refresh token, and the refresh lease.
+  await sql`create table if not exists ${sql.id(schema)}.oauth_credentials (
+    actor_id uuid primary key,
+    workspace_id uuid not null,
+    coordinates jsonb not null default '{}',
+    expires_at timestamptz,
+    refused_refresh_coordinate text,
+    lease_holder text,
+    lease_until timestamptz,
+    refreshes int not null default 0
+  )`.execute(db);
 }
 
 /** One row of sync_jobs. */
 export interface SyncJobRow {
   job_id: string;
   connection_id: string;
-  status: 'running' | 'succeeded' | 'failed';
+  workspace_id: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
   records_synced: string;
   failure_reason: string | null;
+  failure_code: string | null;
+  attempts: number;
+  worker_id: string | null;
   started_at: Date;
   ended_at: Date | null;
 }
 
-/** Projects SyncJobStarted. */
-export async function projectJobStarted(trx: Db, schema: string, e: SyncJobStartedData): Promise<void> {
+const columns = ['job_id', 'connection_id', 'workspace_id', 'status', 'records_synced', 'failure_reason', 'failure_code', 'attempts', 'worker_id', 'started_at', 'ended_at'] as const;
+
+/** Projects SyncJobRequested: queued, due now. `started_at` is when the job was requested. */
+export async function projectJobRequested(trx: Db, schema: string, e: SyncJobRequestedData): Promise<void> {
   await trx
     .withSchema(schema)
     .insertInto('sync_jobs')
-    .values({ job_id: e.jobId, connection_id: e.connectionId, workspace_id: e.workspaceId, status: 'running', started_at: e.startedAt })
+    .values({ job_id: e.jobId, connection_id: e.connectionId, workspace_id: e.workspaceId, status: 'queued', started_at: e.requestedAt, max_attempts: e.maxAttempts, next_attempt_at: e.requestedAt })
     .execute();
+}
+
+/** Projects SyncJobStarted: running on `workerId`, heartbeat now. */
+export async function projectJobStarted(trx: Db, schema: string, e: SyncJobStartedData): Promise<void> {
+  await trx
+    .withSchema(schema)
+    .updateTable('sync_jobs')
+    .set({ status: 'running', attempts: e.attempt, worker_id: e.workerId, heartbeat_at: sql`now()`, next_attempt_at: null })
+    .where('job_id', '=', e.jobId)
+    .execute();
+}
+
+/** Projects SyncJobAttemptFailed: queued again, due at the retry time. */
+export async function projectJobAttemptFailed(trx: Db, schema: string, e: SyncJobAttemptFailedData): Promise<void> {
+  await trx.withSchema(schema).updateTable('sync_jobs').set({ status: 'queued', failure_reason: e.reason, failure_code: e.code, next_attempt_at: e.retryAt }).where('job_id', '=', e.jobId).execute();
 }
 
 /** Projects SyncJobSucceeded. */
 export async function projectJobSucceeded(trx: Db, schema: string, e: SyncJobSucceededData): Promise<void> {
-  await trx.withSchema(schema).updateTable('sync_jobs').set({ status: 'succeeded', records_synced: e.recordsSynced, ended_at: e.endedAt }).where('job_id', '=', e.jobId).execute();
+  await trx
+    .withSchema(schema)
+    .updateTable('sync_jobs')
+    .set({ status: 'succeeded', records_synced: e.recordsSynced, ended_at: e.endedAt, failure_reason: null, failure_code: null })
+    .where('job_id', '=', e.jobId)
+    .execute();
 }
 
 /** Projects SyncJobFailed. */
 export async function projectJobFailed(trx: Db, schema: string, e: SyncJobFailedData): Promise<void> {
-  await trx.withSchema(schema).updateTable('sync_jobs').set({ status: 'failed', failure_reason: e.reason, ended_at: e.endedAt }).where('job_id', '=', e.jobId).execute();
+  await trx.withSchema(schema).updateTable('sync_jobs').set({ status: 'failed', failure_reason: e.reason, failure_code: e.code, ended_at: e.endedAt }).where('job_id', '=', e.jobId).execute();
+}
+
+/** Projects SyncJobCancelled. */
+export async function projectJobCancelled(trx: Db, schema: string, e: SyncJobCancelledData): Promise<void> {
+  await trx.withSchema(schema).updateTable('sync_jobs').set({ status: 'cancelled', ended_at: e.endedAt, next_attempt_at: null }).where('job_id', '=', e.jobId).execute();
+}
+
+/**
+ * A due queued job whose connection has no running job, locked for the caller's transaction (other
+ * replicas skip it). A transaction-scoped advisory lock on the connection makes the "no running job"
+ * check and the start one step across replicas: one job at a time per connection.
+ */
+export async function claimDueJob(trx: Transaction<any>, schema: string): Promise<{ job_id: string } | undefined> {
+  const candidates = await sql<{ job_id: string; connection_id: string }>`
+    select job_id, connection_id from ${sql.id(schema)}.sync_jobs
+    where status = 'queued' and next_attempt_at <= now()
+    order by next_attempt_at, job_id
+    limit 20
+    for update skip locked`.execute(trx);
+  for (const c of candidates.rows) {
+    const locked = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtextextended(${`sync-connection:${c.connection_id}`}, 0)) as ok`.execute(trx);
+    if (!locked.rows[0]?.ok) continue;
+    const busy = await sql`select 1 from ${sql.id(schema)}.sync_jobs where connection_id = ${c.connection_id} and status = 'running' limit 1`.execute(trx);
+    if (busy.rows.length === 0) return { job_id: c.job_id };
+  }
+  return undefined;
+}
+
+/** Renews the heartbeat of a job this worker runs; false when it no longer runs it (cancelled, reaped). */
+export async function heartbeat(db: Db, schema: string, jobId: string, workerId: string): Promise<boolean> {
+  const r = await db.withSchema(schema).updateTable('sync_jobs').set({ heartbeat_at: sql`now()` }).where('job_id', '=', jobId).where('worker_id', '=', workerId).where('status', '=', 'running').executeTakeFirst();
+  return Number(r.numUpdatedRows) > 0;
+}
+
+/** Running jobs whose worker has not heartbeated for `timeoutMs`. */
+export async function staleJobs(db: Db, schema: string, timeoutMs: number): Promise<{ job_id: string; worker_id: string }[]> {
+  const r = await sql<{ job_id: string; worker_id: string }>`
+    select job_id, worker_id from ${sql.id(schema)}.sync_jobs
+    where status = 'running' and heartbeat_at < now() - make_interval(secs => ${timeoutMs / 1000})
+    limit 50`.execute(db);
+  return r.rows;
 }
 
 /** One job, or undefined. */
 export async function findJob(db: Db, schema: string, jobId: string): Promise<SyncJobRow | undefined> {
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(jobId)) return undefined;
-  return db
-    .withSchema(schema)
-    .selectFrom('sync_jobs')
-    .select(['job_id', 'connection_id', 'status', 'records_synced', 'failure_reason', 'started_at', 'ended_at'])
-    .where('job_id', '=', jobId)
-    .executeTakeFirst() as Promise<SyncJobRow | undefined>;
+  return db.withSchema(schema).selectFrom('sync_jobs').select([...columns]).where('job_id', '=', jobId).executeTakeFirst() as Promise<SyncJobRow | undefined>;
 }
 
 /** Where a page of jobs starts: after this job (newest first). `startedAt` is Postgres' own text of the timestamp, exact to the microsecond. */
@@ -73,7 +167,7 @@ export async function listJobs(
   let query = db
     .withSchema(schema)
     .selectFrom('sync_jobs')
-    .select(['job_id', 'connection_id', 'status', 'records_synced', 'failure_reason', 'started_at', 'ended_at', sql<string>`started_at::text`.as('started_at_text')]);
+    .select([...columns, sql<string>`started_at::text`.as('started_at_text')]);
   if (filter.workspaceId) query = query.where('workspace_id', '=', filter.workspaceId);
   if (filter.connectionId) query = query.where('connection_id', '=', filter.connectionId);
   if (filter.after) query = query.where(sql<boolean>`(started_at, job_id) < (${filter.after.startedAt}::timestamptz, ${filter.after.jobId}::uuid)`);

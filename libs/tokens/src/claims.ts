@@ -40,6 +40,7 @@ export const permissions = [
   'config.provision',
   'config.sync_plan',
   'sync.read',
+  'sync.cancel',
   'auth.admin',
   'auth.applications',
   'auth.issue_scoped',

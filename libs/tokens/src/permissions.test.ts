@@ -24,7 +24,7 @@ describe('rolePermissions', () => {
   it('grants the documented permissions', () => {
     expect(rolePermissions.config).toEqual(['secrets.write', 'secrets.delete', 'secrets.list']);
     expect(rolePermissions['sync-worker']).toEqual(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read']);
-    expect(rolePermissions.operator).toEqual(['config.read', 'config.write', 'config.catalog', 'sync.read', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke']);
+    expect(rolePermissions.operator).toEqual(['config.read', 'config.write', 'config.catalog', 'sync.read', 'sync.cancel', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke']);
     expect(rolePermissions.auth).toEqual(['config.provision', 'config.read']);
     expect(rolePermissions.secrets).toEqual([]);
   });

@@ -12,7 +12,7 @@ export const rolePermissions: Readonly<Record<Role, readonly Permission[]>> = Ob
   secrets: Object.freeze([]),
   config: Object.freeze(['secrets.write', 'secrets.delete', 'secrets.list'] as const),
   'sync-worker': Object.freeze(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read'] as const),
-  operator: Object.freeze(['config.read', 'config.write', 'config.catalog', 'sync.read', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke'] as const),
+  operator: Object.freeze(['config.read', 'config.write', 'config.catalog', 'sync.read', 'sync.cancel', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke'] as const),
   org_admin: Object.freeze(['config.read', 'config.write', 'auth.applications', 'auth.issue_scoped', 'auth.revoke'] as const),
   workspace_editor: Object.freeze(['config.read', 'config.write', 'auth.issue_widget'] as const),
   workspace_reader: Object.freeze(['config.read', 'auth.issue_widget'] as const),

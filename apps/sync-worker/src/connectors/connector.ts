@@ -50,3 +50,11 @@ export function parseObject(text: string, what: string): Record<string, unknown>
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConnectorError(`${what} is not a JSON object`);
   return value as Record<string, unknown>;
 }
+
+/** The API refused the credential (HTTP 401): with OAuth, the access token is refreshed and the run tried once more. */
+export class AccessTokenRejectedError extends ConnectorError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AccessTokenRejectedError';
+  }
+}

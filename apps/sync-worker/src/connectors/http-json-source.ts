@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { ConnectorError, stringField, type Catalog, type SourceConnector, type SyncRecord } from './connector';
+import { AccessTokenRejectedError, ConnectorError, stringField, type Catalog, type SourceConnector, type SyncRecord } from './connector';
 import { createEgressPolicy, type EgressPolicy, type EgressTarget } from './egress-policy';
 
 const NAME = 'builtin:http-json';
@@ -35,7 +35,8 @@ export function httpJsonSource(options: { timeoutMs?: number; egress?: EgressPol
     },
     async *read(config, signal) {
       const url = stringField(config, 'url', NAME);
-      const token = stringField(config, 'api_token', NAME);
+      // An OAuth definition's config holds access_token; a plain one api_token.
+      const token = typeof config.access_token === 'string' && config.access_token !== '' ? config.access_token : stringField(config, 'api_token', NAME);
       let parsed: URL;
       try {
         parsed = new URL(url);
@@ -95,6 +96,10 @@ async function fetchFollowingChecked(start: URL, token: string, egress: EgressPo
       }
       url = next;
       continue;
+    }
+    if (status === 401) {
+      res.resume();
+      throw new AccessTokenRejectedError(`${NAME}: ${url.host} answered HTTP 401`);
     }
     if (status < 200 || status > 299) {
       res.resume();

@@ -1,53 +1,50 @@
 import { describe, expect, it } from 'vitest';
-import { decide, evolve, initialState, type StartSyncJob, type SyncJobEvent } from './sync-job.decider';
+import { backoffMs, decide, evolve, initialState, type SyncJobCommand, type SyncJobEvent, type SyncJobState } from './sync-job.decider';
 
-const now = '2026-01-01T00:00:00.000Z';
-const start: StartSyncJob = { type: 'StartSyncJob', jobId: 'j1', connectionId: 'c1', workspaceId: 'w1', now };
-const given = (events: SyncJobEvent[]) => events.reduce(evolve, initialState());
+const now = '2025-01-01T00:00:00.000Z';
+const ids = { jobId: '00000000-0000-4000-8000-000000000001', connectionId: '00000000-0000-4000-8000-000000000002', workspaceId: '00000000-0000-4000-8000-000000000003' };
+const given = (...commands: SyncJobCommand[]): SyncJobState =>
+  commands.reduce((state, c) => decide(c, state).reduce(evolve, state), initialState());
+const request = (maxAttempts = 3): SyncJobCommand => ({ type: 'RequestSyncJob', ...ids, maxAttempts, now });
+const start: SyncJobCommand = { type: 'StartSyncJob', workerId: 'w1', now };
+const fail = (code: 'connector_error' | 'credential_needs_reauthorization' = 'connector_error'): SyncJobCommand => ({ type: 'FailSyncJobAttempt', code, reason: 'boom', retryAt: now, now });
+const types = (events: SyncJobEvent[]) => events.map((e) => e.type);
 
 describe('sync job decider', () => {
-  it('given nothing, when starting, then SyncJobStarted', () => {
-    expect(decide(start, initialState())).toEqual([{ type: 'SyncJobStarted', data: { jobId: 'j1', connectionId: 'c1', workspaceId: 'w1', startedAt: now } }]);
+  it('queues a requested job once, then starts attempt 1', () => {
+    expect(types(decide(request(), initialState()))).toEqual(['SyncJobRequested']);
+    expect(() => decide(request(), given(request()))).toThrow(/already requested/);
+    const [started] = decide(start, given(request()));
+    expect(started).toMatchObject({ type: 'SyncJobStarted', data: { attempt: 1, workerId: 'w1' } });
   });
 
-  it('given a started job, when starting again, then failed_precondition', () => {
-    expect(() => decide(start, given(decide(start, initialState())))).toThrow(/already started/);
+  it('retries a failed attempt until the attempts are used up, then fails the job', () => {
+    expect(types(decide(fail(), given(request(2), start)))).toEqual(['SyncJobAttemptFailed']);
+    const second = given(request(2), start, fail(), start);
+    expect(second.attempts).toBe(2);
+    expect(decide(fail(), second)[0]).toMatchObject({ type: 'SyncJobFailed', data: { attempt: 2, code: 'connector_error' } });
   });
 
-  it('given a running job, when completing, then SyncJobSucceeded with the count only', () => {
-    const events = decide({ type: 'CompleteSyncJob', recordsSynced: 3, now }, given(decide(start, initialState())));
-    expect(events).toEqual([{ type: 'SyncJobSucceeded', data: { jobId: 'j1', connectionId: 'c1', recordsSynced: 3, endedAt: now } }]);
+  it('fails at once, without retry, when the credential needs reauthorization', () => {
+    expect(types(decide(fail('credential_needs_reauthorization'), given(request(5), start)))).toEqual(['SyncJobFailed']);
   });
 
-  it('given an ended job, when completing or failing, then failed_precondition', () => {
-    const started = decide(start, initialState());
-    const done = given([...started, ...decide({ type: 'FailSyncJob', reason: 'source returned HTTP 401', now }, given(started))]);
-    expect(done.status).toBe('failed');
-    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: 1, now }, done)).toThrow(/failed, not running/);
-    expect(() => decide({ type: 'FailSyncJob', reason: 'x', now }, done)).toThrow(/failed, not running/);
+  it('succeeds only while running, with a non-negative count', () => {
+    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: 1, now }, given(request()))).toThrow(/queued, not running/);
+    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: -1, now }, given(request(), start))).toThrow(/non-negative/);
+    expect(types(decide({ type: 'CompleteSyncJob', recordsSynced: 3, now }, given(request(), start)))).toEqual(['SyncJobSucceeded']);
   });
 
-  it('given nothing, when completing or failing, then failed_precondition: a job ends only after it started', () => {
-    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: 1, now }, initialState())).toThrow(/absent, not running/);
-    expect(() => decide({ type: 'FailSyncJob', reason: 'x', now }, initialState())).toThrow(/absent, not running/);
+  it('cancels a queued or running job, and nothing that has ended', () => {
+    expect(types(decide({ type: 'CancelSyncJob', by: 'op', now }, given(request())))).toEqual(['SyncJobCancelled']);
+    expect(types(decide({ type: 'CancelSyncJob', by: 'op', now }, given(request(), start)))).toEqual(['SyncJobCancelled']);
+    const done = given(request(), start, { type: 'CompleteSyncJob', recordsSynced: 0, now });
+    expect(() => decide({ type: 'CancelSyncJob', by: 'op', now }, done)).toThrow(/succeeded/);
+    const cancelled = given(request(), { type: 'CancelSyncJob', by: 'op', now });
+    expect(() => decide(start, cancelled)).toThrow(/cancelled, not queued/);
   });
 
-  it('given a succeeded job, when completing again, then failed_precondition', () => {
-    const started = decide(start, initialState());
-    const done = given([...started, ...decide({ type: 'CompleteSyncJob', recordsSynced: 2, now }, given(started))]);
-    expect(done.status).toBe('succeeded');
-    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: 2, now }, done)).toThrow(/succeeded, not running/);
-  });
-
-  it('given a running job, when completing with a negative or fractional count, then invalid_argument', () => {
-    const running = given(decide(start, initialState()));
-    for (const recordsSynced of [-1, 1.5, Number.NaN]) {
-      expect(() => decide({ type: 'CompleteSyncJob', recordsSynced, now }, running)).toThrow(expect.objectContaining({ code: 'invalid_argument' }));
-    }
-  });
-
-  it('bounds the failure reason', () => {
-    const [event] = decide({ type: 'FailSyncJob', reason: 'x'.repeat(5000), now }, given(decide(start, initialState())));
-    expect((event!.data as { reason: string }).reason).toHaveLength(500);
+  it('backs off exponentially up to a cap', () => {
+    expect([1, 2, 3, 4, 10].map((a) => backoffMs(a, 1000, 10_000))).toEqual([1000, 2000, 4000, 8000, 10_000]);
   });
 });
