@@ -45,6 +45,13 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Each service in a process group of its own, so a terminal's Ctrl-C reaches only the launcher, which stops them in order. */
   detached?: boolean;
+  /**
+   * Run each service from its bundle `<bundleDir>/apps/<name>/main.js` (made by `tools/build-app.mjs`,
+   * as the image runs it) instead of its TypeScript through tsx, the default.
+   */
+  bundleDir?: string;
+  /** Node options per service, put before the entry point (e.g. `--cpu-prof`, which NODE_OPTIONS cannot carry). */
+  nodeArgs?: Partial<Record<StackService, string[]>>;
   /** Told when each service starts, listens, stops. */
   onProgress?: (event: StackProgress) => void;
   /** Aborting it during start-up stops the services started so far; `startStack` then rejects. */
@@ -117,8 +124,15 @@ function waitForPort(svc: RunningService, timeoutMs: number, signal?: AbortSigna
   });
 }
 
-function spawnService(name: StackService, env: Record<string, string>, echo?: StackOptions['echo'], detached = false): RunningService {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'apps', name, 'src/main.ts')], {
+/** The node arguments that run one service: its bundle when a bundle folder is given, else its TypeScript through tsx. */
+export function serviceCommand(name: StackService, bundleDir?: string, nodeArgs: readonly string[] = []): string[] {
+  const entry = bundleDir ? [join(bundleDir, 'apps', name, 'main.js')] : ['--import', 'tsx', join(root, 'apps', name, 'src/main.ts')];
+  return [...nodeArgs, ...entry];
+}
+
+function spawnService(name: StackService, env: Record<string, string>, options: StackOptions): RunningService {
+  const { echo, detached = false } = options;
+  const child = spawn(process.execPath, serviceCommand(name, options.bundleDir, options.nodeArgs?.[name]), {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -208,7 +222,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     options.signal?.throwIfAborted();
     const began = Date.now();
     progress({ service: name, phase: 'starting' });
-    const svc = spawnService(name, { ...envs[name], ...options.serviceEnv?.[name] }, options.echo, options.detached);
+    const svc = spawnService(name, { ...envs[name], ...options.serviceEnv?.[name] }, options);
     services[name] = svc;
     svc.port = await waitForPort(svc, timeout, options.signal);
     svc.address = `${host}:${svc.port}`;
