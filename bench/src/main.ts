@@ -302,7 +302,25 @@ async function main(): Promise<void> {
     if (!s) throw new Error(`--profile: no scenario ${profileScenario} (one of ${[...byId.keys()].join(', ')})`);
     say(`profiling secrets during ${s.name} for ${RUN_MS / 1000} s …`);
     await measure(s, 2_000);
+    // What the bench database's backends are doing, sampled every 25 ms while the profiled run lasts.
+    const waits = new Map<string, number>();
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const { rows } = await admin.query<{ w: string }>(
+          `select coalesce(wait_event_type || ':' || wait_event, state) as w from pg_stat_activity where datname = $1 and pid <> pg_backend_pid() and backend_type = 'client backend'`,
+          [db.name],
+        );
+        for (const r of rows) waits.set(r.w, (waits.get(r.w) ?? 0) + 1);
+        await sleep(25);
+      }
+    })();
     const f = await measure(s, RUN_MS);
+    sampling = false;
+    await sampler;
+    const samples = [...waits.values()].reduce((a, b) => a + b, 0);
+    say('Postgres backends of the bench database, by what they were doing (share of samples):');
+    for (const [w, n] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 8)) say(`  ${((n / samples) * 100).toFixed(1).padStart(5)}%  ${w}`);
     say(`${s.name}: ${f.throughput.toFixed(0)}/s, p99 ${f.p99.toFixed(1)} ms (secrets under --cpu-prof)`);
     await stack.stopOne('secrets');
     const file = readdirSync(profileDir).filter((n) => n.endsWith('.cpuprofile')).map((n) => join(profileDir, n)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
