@@ -45,6 +45,13 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** Each service in a process group of its own, so a terminal's Ctrl-C reaches only the launcher, which stops them in order. */
   detached?: boolean;
+  /**
+   * Run each service from its bundle `<bundleDir>/apps/<name>/main.js` (made by `tools/build-app.mjs`,
+   * as the image runs it) instead of its TypeScript through tsx, the default.
+   */
+  bundleDir?: string;
+  /** Node options per service, put before the entry point (e.g. `--cpu-prof`, which NODE_OPTIONS cannot carry). */
+  nodeArgs?: Partial<Record<StackService, string[]>>;
   /** Told when each service starts, listens, stops. */
   onProgress?: (event: StackProgress) => void;
   /** Aborting it during start-up stops the services started so far; `startStack` then rejects. */
@@ -119,10 +126,21 @@ function waitForPort(svc: RunningService, timeoutMs: number, signal?: AbortSigna
   });
 }
 
-function spawnService(name: StackService, env: Record<string, string>, echo?: StackOptions['echo'], detached = false): RunningService {
-  // The telemetry preload registers the gRPC and Postgres instrumentation before the service loads them.
-  const preload = pathToFileURL(join(root, 'libs/telemetry/src/preload.ts')).href;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', preload, join(root, 'apps', name, 'src/main.ts')], {
+/**
+ * The node arguments that run one service: its bundle when a bundle folder is given, else its
+ * TypeScript through tsx; either way after the telemetry preload, which registers the gRPC and
+ * Postgres instrumentation before the service loads them.
+ */
+export function serviceCommand(name: StackService, bundleDir?: string, nodeArgs: readonly string[] = []): string[] {
+  const entry = bundleDir
+    ? ['--import', pathToFileURL(join(bundleDir, 'preload.mjs')).href, join(bundleDir, 'apps', name, 'main.js')]
+    : ['--import', 'tsx', '--import', pathToFileURL(join(root, 'libs/telemetry/src/preload.ts')).href, join(root, 'apps', name, 'src/main.ts')];
+  return [...nodeArgs, ...entry];
+}
+
+function spawnService(name: StackService, env: Record<string, string>, options: StackOptions): RunningService {
+  const { echo, detached = false } = options;
+  const child = spawn(process.execPath, serviceCommand(name, options.bundleDir, options.nodeArgs?.[name]), {
     cwd: root,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -212,7 +230,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     options.signal?.throwIfAborted();
     const began = Date.now();
     progress({ service: name, phase: 'starting' });
-    const svc = spawnService(name, { ...envs[name], ...options.serviceEnv?.[name] }, options.echo, options.detached);
+    const svc = spawnService(name, { ...envs[name], ...options.serviceEnv?.[name] }, options);
     services[name] = svc;
     svc.port = await waitForPort(svc, timeout, options.signal);
     svc.address = `${host}:${svc.port}`;
@@ -304,7 +322,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       return svc;
     },
     async addSyncWorker(env = {}) {
-      const svc = spawnService('sync-worker', { ...envs['sync-worker'], ...options.serviceEnv?.['sync-worker'], SYNC_WORKER_GRPC_ADDRESS: `${host}:0`, ...env }, options.echo, options.detached);
+      const svc = spawnService('sync-worker', { ...envs['sync-worker'], ...options.serviceEnv?.['sync-worker'], SYNC_WORKER_GRPC_ADDRESS: `${host}:0`, ...env }, options);
       replicas.push(svc);
       svc.port = await waitForPort(svc, timeout, options.signal);
       svc.address = `${host}:${svc.port}`;

@@ -37,8 +37,12 @@ function withDatabase(url: string, database: string): string {
 }
 
 /** Creates a fresh database on the run's Postgres server; a database costs milliseconds, a server seconds. */
-export async function createTestDatabase(prefix = 'coffer_test'): Promise<TestDatabase> {
-  const admin = adminDatabaseUrl();
+export function createTestDatabase(prefix = 'coffer_test'): Promise<TestDatabase> {
+  return createDatabase(adminDatabaseUrl(), prefix);
+}
+
+/** Creates a fresh database named `<prefix>_<random>` on the server of `admin` (outside vitest too, e.g. the benchmark). */
+export async function createDatabase(admin: string, prefix: string): Promise<TestDatabase> {
   const name = `${prefix}_${uniqueId()}`;
   const client = new pg.Client({ connectionString: admin });
   await client.connect();
