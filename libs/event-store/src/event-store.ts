@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { context, propagation } from '@opentelemetry/api';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { CofferError } from '@coffer/contracts';
-import { GENESIS_HASH, chainHash, type ChainedContent } from './event-chain';
+import { GENESIS_HASH, chainHash } from './event-chain';
 import { outboxChannel, quotedSchema } from './event-store-schema';
 
 /** A message for the outbox: what the relay publishes after the appending transaction commits. */
@@ -92,7 +92,7 @@ export interface AppendManyOptions {
   /** Inline projections over every recorded event, in append order. */
   project?: (trx: Transaction<any>, recorded: RecordedEvent[]) => Promise<unknown>;
   /** Integration events to publish once the transaction commits. */
-  outbox?: (recorded: RecordedEvent[]) => OutboxMessage[];
+  outbox?: (appended: AppendedEvent[]) => OutboxMessage[];
 }
 
 /** A position in the whole log: transaction id first, then global position (see `readAll`). */
@@ -148,6 +148,8 @@ export const MAIN_CHAIN = 'main';
 
 // Conflicts an append to a stream of its own chain retries unlocked before it takes the chain's lock.
 const OWN_CHAIN_ATTEMPTS = 3;
+// Events (and outbox rows) per insert statement, unless an append says otherwise.
+const DEFAULT_BATCH_SIZE = 100;
 const UNIQUE_VIOLATION = '23505';
 
 
@@ -191,15 +193,76 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
   const chainOf = options.chainOf ?? (() => MAIN_CHAIN);
   // The main chain keeps the lock key it always had, so replicas of older and newer builds agree.
   const chainLockKey = (chain: string) => (chain === MAIN_CHAIN ? `coffer-chain:${options.schema}` : `coffer-chain:${options.schema}:${chain}`);
-  const lastHashOf = async (trx: Transaction<any>, chain: string) =>
-    (await sql<{ hash: string }>`select e.hash from ${s}.events e where e.chain = ${chain} order by e.global_position desc limit 1`.execute(trx)).rows[0]?.hash ??
-    GENESIS_HASH;
   const channel = outboxChannel(options.schema);
+  const streamLockKey = (streamId: string) => `${options.schema}:${streamId}`;
 
-  // Postgres delivers a notification only when (and if) the transaction commits, so the relay
-  // wakes as soon as the outbox rows are readable; several in one transaction are folded into one.
-  async function notifyRelay(trx: Transaction<any>): Promise<void> {
-    await sql`select pg_notify(${channel}, '')`.execute(trx);
+  /**
+   * Takes the advisory locks of `keys` in their order, in one statement (the subquery keeps the
+   * order: chain locks first, always, so transactions appending to several streams cannot deadlock).
+   */
+  async function lockInOrder(trx: Transaction<any>, keys: string[]): Promise<void> {
+    await sql`select pg_advisory_xact_lock(hashtextextended(s.k, 0)) from (select k from unnest(${keys}::text[]) with ordinality as t(k, n) order by n offset 0) s`.execute(trx);
+  }
+
+  /** The current version of each stream and the last hash of each chain, in one statement (after the locks). */
+  async function readHeads(trx: Transaction<any>, streamIds: string[], chains: string[]): Promise<{ versions: Map<string, number>; hashes: Map<string, string> }> {
+    const { rows } = await sql<{ kind: 'v' | 'h'; key: string; value: string | null }>`
+      select 'v' as kind, stream_id as key, max(stream_version)::text as value from ${s}.events where stream_id = any(${streamIds}::text[]) group by stream_id
+      union all
+      select 'h', c.chain, (select e.hash from ${s}.events e where e.chain = c.chain order by e.global_position desc limit 1) from unnest(${chains}::text[]) as c(chain)`.execute(trx);
+    const versions = new Map<string, number>();
+    const hashes = new Map<string, string>();
+    for (const r of rows) {
+      if (r.kind === 'v') versions.set(r.key, Number(r.value));
+      else hashes.set(r.key, r.value ?? GENESIS_HASH);
+    }
+    return { versions, hashes };
+  }
+
+  /**
+   * Inserts chained events and their outbox rows, `batchSize` rows of each per statement, and wakes
+   * the relay in the last one: one statement for an append of up to `batchSize` events. Postgres
+   * delivers the notification only when (and if) the transaction commits, so the relay wakes as soon
+   * as the outbox rows are readable; several in one transaction are folded into one.
+   */
+  async function insertChained(trx: Transaction<any> | Kysely<any>, events: (AppendedEvent & { chain: string })[], messages: OutboxMessage[], batchSize: number): Promise<RecordedEvent[]> {
+    const recorded: RecordedEvent[] = [];
+    const statements = Math.max(1, Math.ceil(events.length / batchSize), Math.ceil(messages.length / batchSize));
+    for (let k = 0; k < statements; k++) {
+      const eventValues = events
+        .slice(k * batchSize, (k + 1) * batchSize)
+        .map(
+          (e) => sql`(${e.eventId}::uuid, ${e.streamId}, ${e.streamVersion}, ${e.type}, ${JSON.stringify(e.data)}::jsonb,
+          ${JSON.stringify(e.metadata)}::jsonb, ${e.recordedAt.toISOString()}::timestamptz, ${e.chain}, ${e.prevHash}, ${e.hash})`,
+        );
+      const outboxValues = messages.slice(k * batchSize, (k + 1) * batchSize).map((m) => sql`(${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`);
+      const notify = k === statements - 1 && messages.length > 0;
+      const parts = [
+        eventValues.length > 0
+          ? sql`inserted as (insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash)
+            values ${sql.join(eventValues)} returning ${EVENT_COLUMNS})`
+          : sql`inserted as (select ${EVENT_COLUMNS} from ${s}.events where false)`,
+        ...(outboxValues.length > 0 ? [sql`queued as (insert into ${s}.outbox (event_id, subject, headers, body) values ${sql.join(outboxValues)})`] : []),
+        ...(notify ? [sql`notified as (select pg_notify(${channel}, '') as n)`] : []),
+      ];
+      // Data-modifying CTEs always run; the notification's CTE runs because the result reads it.
+      const { rows } = await sql<EventRow>`with ${sql.join(parts)}
+        select inserted.*${notify ? sql`, (select count(*) from notified)::int as notified` : sql``} from inserted`.execute(trx);
+      // Identity values follow the VALUES order, which is the chain order.
+      recorded.push(...rows.map(toRecorded).sort((x, y) => (BigInt(x.globalPosition) < BigInt(y.globalPosition) ? -1 : 1)));
+    }
+    return recorded;
+  }
+
+  /** Chains `events` of one stream after `prevHash`, numbered after `current`. */
+  function chained(streamId: string, chain: string, current: number, events: NewEvent[], prevHash: string, recordedAt: Date): (AppendedEvent & { chain: string })[] {
+    return events.map((e, i) => {
+      const content = { eventId: randomUUID(), streamId, streamVersion: current + i + 1, type: e.type, data: e.data, metadata: e.metadata ?? {}, recordedAt: recordedAt.toISOString() };
+      const hash = chainHash(prevHash, content);
+      const event = { ...content, recordedAt, chain, prevHash, hash };
+      prevHash = hash;
+      return event;
+    });
   }
 
   async function appendInTransaction(
@@ -213,64 +276,26 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
     if (expected !== 'any' && (!Number.isInteger(expected) || expected < 0)) {
       throw new CofferError('invalid_argument', 'expected version must be a non-negative integer or "any"');
     }
-    // Appends take turns on their chain's lock first (always first, so transactions appending to
-    // several streams of one chain cannot deadlock), then on the stream.
+    // Appends take turns on their chain's lock first, then on the stream (a stream that is its own
+    // chain needs only the one). Then one read for the version and the chain's last hash, and one
+    // statement for the events, the outbox rows and the relay's wake-up.
     const chain = chainOf(streamId);
-    let current: number;
-    let lastHash: string | undefined;
-    if (chain === streamId) {
-      // A stream that is its own chain: one lock, and its last event gives both version and hash.
-      await sql`select pg_advisory_xact_lock(hashtextextended(${chainLockKey(chain)}, 0))`.execute(trx);
-      const last = (
-        await sql<{ v: number; hash: string }>`select e.stream_version as v, e.hash from ${s}.events e where e.stream_id = ${streamId} order by e.stream_version desc limit 1`.execute(trx)
-      ).rows[0];
-      current = last ? Number(last.v) : 0;
-      lastHash = last?.hash ?? GENESIS_HASH;
-    } else {
-      await sql`select pg_advisory_xact_lock(hashtextextended(${chainLockKey(chain)}, 0))`.execute(trx);
-      await sql`select pg_advisory_xact_lock(hashtextextended(${`${options.schema}:${streamId}`}, 0))`.execute(trx);
-      current = Number(
-        (await sql<{ v: number }>`select coalesce(max(stream_version), 0)::int as v from ${s}.events where stream_id = ${streamId}`.execute(trx)).rows[0]!.v,
-      );
-    }
+    await lockInOrder(trx, chain === streamId ? [chainLockKey(chain)] : [chainLockKey(chain), streamLockKey(streamId)]);
+    const heads = await readHeads(trx, [streamId], [chain]);
+    const current = heads.versions.get(streamId) ?? 0;
     if (expected !== 'any' && expected !== current) {
       // Stream ids name internal things (secret coordinates, actor ids): the caller learns only what to do.
       throw new CofferError('version_conflict', `the record was changed concurrently (now at version ${current}, expected ${expected}); read it again`);
     }
     if (events.length === 0) return { nextExpectedVersion: current, recorded: [] };
-    let prevHash = lastHash ?? (await lastHashOf(trx, chain));
-    const recorded: RecordedEvent[] = [];
-    for (const [i, e] of events.entries()) {
-      const content = {
-        eventId: randomUUID(),
-        streamId,
-        streamVersion: current + i + 1,
-        type: e.type,
-        data: e.data,
-        metadata: e.metadata ?? {},
-        recordedAt: new Date().toISOString(),
-      };
-      const hash = chainHash(prevHash, content);
-      const { rows } = await sql<EventRow>`
-        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash)
-        values (${content.eventId}::uuid, ${streamId}, ${content.streamVersion}, ${e.type}, ${JSON.stringify(content.data)}::jsonb,
-          ${JSON.stringify(content.metadata)}::jsonb, ${content.recordedAt}::timestamptz, ${chain}, ${prevHash}, ${hash})
-        returning ${EVENT_COLUMNS}`.execute(trx);
-      recorded.push(toRecorded(rows[0]!));
-      prevHash = hash;
-    }
+    const appended = chained(streamId, chain, current, events, heads.hashes.get(chain) ?? GENESIS_HASH, new Date());
+    const recorded = await insertChained(trx, appended, withTraceContext(appendOptions.outbox?.(appended) ?? []), DEFAULT_BATCH_SIZE);
     await appendOptions.project?.(trx, recorded);
-    const messages = withTraceContext(appendOptions.outbox?.(recorded) ?? []);
-    for (const m of messages) {
-      await sql`insert into ${s}.outbox (event_id, subject, headers, body)
-        values (${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`.execute(trx);
-    }
-    if (messages.length > 0) await notifyRelay(trx);
     return { nextExpectedVersion: current + events.length, recorded };
   }
 
   async function appendManyInTransaction(trx: Transaction<any>, appends: StreamAppend[], manyOptions: AppendManyOptions = {}): Promise<RecordedEvent[]> {
-    const batchSize = manyOptions.batchSize ?? 100;
+    const batchSize = manyOptions.batchSize ?? DEFAULT_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error('batchSize must be a positive integer');
     const ids = appends.map((a) => a.streamId);
     if (ids.some((id) => !id)) throw new CofferError('invalid_argument', 'stream id must not be empty');
@@ -281,55 +306,26 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       }
     }
     if (appends.length === 0) return [];
-    // Chain locks first (sorted), as in appendInTransaction; then the stream locks in one sorted pass.
+    // Chain locks first (sorted), as in appendInTransaction; then the stream locks, sorted; one statement.
     const chains = [...new Set(ids.map(chainOf))].sort();
-    for (const chain of chains) await sql`select pg_advisory_xact_lock(hashtextextended(${chainLockKey(chain)}, 0))`.execute(trx);
-    const keys = [...ids].sort().map((id) => `${options.schema}:${id}`);
-    await sql`select pg_advisory_xact_lock(hashtextextended(s.k, 0)) from (select k from unnest(${keys}::text[]) with ordinality as t(k, n) order by n offset 0) s`.execute(trx);
-    const { rows: versions } = await sql<{ stream_id: string; v: number }>`
-      select stream_id, max(stream_version)::int as v from ${s}.events where stream_id = any(${ids}::text[]) group by stream_id`.execute(trx);
-    const currentOf = new Map(versions.map((r) => [r.stream_id, Number(r.v)]));
+    await lockInOrder(trx, [...chains.map(chainLockKey), ...[...ids].sort().map(streamLockKey)]);
+    const heads = await readHeads(trx, ids, chains);
     for (const a of appends) {
-      const current = currentOf.get(a.streamId) ?? 0;
+      const current = heads.versions.get(a.streamId) ?? 0;
       if (a.expected !== 'any' && a.expected !== current) {
-        throw new CofferError('version_conflict', `stream ${a.streamId} is at version ${current}, not ${a.expected}`);
+        throw new CofferError('version_conflict', `the record was changed concurrently (now at version ${current}, expected ${a.expected}); read it again`);
       }
     }
-    const lastHash = new Map<string, string>();
-    for (const chain of chains) lastHash.set(chain, await lastHashOf(trx, chain));
-    const rows: { content: ChainedContent; chain: string; prevHash: string; hash: string }[] = [];
-    const recordedAt = new Date().toISOString();
+    const recordedAt = new Date();
+    const appended: (AppendedEvent & { chain: string })[] = [];
     for (const a of appends) {
-      const current = currentOf.get(a.streamId) ?? 0;
       const chain = chainOf(a.streamId);
-      for (const [i, e] of a.events.entries()) {
-        const content = { eventId: randomUUID(), streamId: a.streamId, streamVersion: current + i + 1, type: e.type, data: e.data, metadata: e.metadata ?? {}, recordedAt };
-        const prevHash = lastHash.get(chain)!;
-        const hash = chainHash(prevHash, content);
-        rows.push({ content, chain, prevHash, hash });
-        lastHash.set(chain, hash);
-      }
+      const events = chained(a.streamId, chain, heads.versions.get(a.streamId) ?? 0, a.events, heads.hashes.get(chain) ?? GENESIS_HASH, recordedAt);
+      if (events.length > 0) heads.hashes.set(chain, events.at(-1)!.hash);
+      appended.push(...events);
     }
-    const recorded: RecordedEvent[] = [];
-    for (let i = 0; i < rows.length; i += batchSize) {
-      const values = rows.slice(i, i + batchSize).map(
-        (r) => sql`(${r.content.eventId}::uuid, ${r.content.streamId}, ${r.content.streamVersion}, ${r.content.type}, ${JSON.stringify(r.content.data)}::jsonb,
-          ${JSON.stringify(r.content.metadata)}::jsonb, ${r.content.recordedAt}::timestamptz, ${r.chain}, ${r.prevHash}, ${r.hash})`,
-      );
-      // Identity values follow the VALUES order, which is the chain order.
-      const { rows: inserted } = await sql<EventRow>`
-        insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash)
-        values ${sql.join(values)}
-        returning ${EVENT_COLUMNS}`.execute(trx);
-      recorded.push(...inserted.map(toRecorded).sort((x, y) => (BigInt(x.globalPosition) < BigInt(y.globalPosition) ? -1 : 1)));
-    }
+    const recorded = await insertChained(trx, appended, withTraceContext(manyOptions.outbox?.(appended) ?? []), batchSize);
     await manyOptions.project?.(trx, recorded);
-    const messages = withTraceContext(manyOptions.outbox?.(recorded) ?? []);
-    for (let i = 0; i < messages.length; i += batchSize) {
-      const values = messages.slice(i, i + batchSize).map((m) => sql`(${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`);
-      await sql`insert into ${s}.outbox (event_id, subject, headers, body) values ${sql.join(values)}`.execute(trx);
-    }
-    if (messages.length > 0) await notifyRelay(trx);
     return recorded;
   }
 
@@ -349,36 +345,14 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
       if (expected !== 'any' && expected !== current) {
         throw new CofferError('version_conflict', `the record was changed concurrently (now at version ${current}, expected ${expected}); read it again`);
       }
-      let prevHash = last?.hash ?? GENESIS_HASH;
-      const recordedAt = new Date();
-      const appended: AppendedEvent[] = events.map((e, i) => {
-        const content = { eventId: randomUUID(), streamId, streamVersion: current + i + 1, type: e.type, data: e.data, metadata: e.metadata ?? {}, recordedAt: recordedAt.toISOString() };
-        const hash = chainHash(prevHash, content);
-        const event = { ...content, recordedAt, prevHash, hash };
-        prevHash = hash;
-        return event;
-      });
-      const messages = withTraceContext(outbox?.(appended) ?? []);
-      const eventValues = appended.map(
-        (e) => sql`(${e.eventId}::uuid, ${streamId}, ${e.streamVersion}, ${e.type}, ${JSON.stringify(e.data)}::jsonb,
-          ${JSON.stringify(e.metadata)}::jsonb, ${e.recordedAt.toISOString()}::timestamptz, ${streamId}, ${e.prevHash}, ${e.hash})`,
-      );
-      const outboxValues = messages.map((m) => sql`(${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`);
+      const appended = chained(streamId, streamId, current, events, last?.hash ?? GENESIS_HASH, new Date());
       try {
-        // Data-modifying CTEs always run; the notification's CTE runs because the result reads it.
-        const { rows } = await sql<EventRow & { notified: number }>`
-          with inserted as (
-            insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash)
-            values ${sql.join(eventValues)}
-            returning ${EVENT_COLUMNS}
-          )${
-            messages.length > 0
-              ? sql`, queued as (insert into ${s}.outbox (event_id, subject, headers, body) values ${sql.join(outboxValues)}),
-              notified as (select pg_notify(${channel}, '') as n)`
-              : sql``
-          }
-          select inserted.*${messages.length > 0 ? sql`, (select count(*) from notified)::int as notified` : sql``} from inserted order by stream_version`.execute(db);
-        return { nextExpectedVersion: current + events.length, recorded: rows.map(toRecorded) };
+        // Up to DEFAULT_BATCH_SIZE events and messages this is one statement, atomic without a transaction.
+        if (appended.length > DEFAULT_BATCH_SIZE) return undefined;
+        const messages = withTraceContext(outbox?.(appended) ?? []);
+        if (messages.length > DEFAULT_BATCH_SIZE) return undefined;
+        const recorded = await insertChained(db, appended, messages, DEFAULT_BATCH_SIZE);
+        return { nextExpectedVersion: current + events.length, recorded };
       } catch (err) {
         if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
       }
