@@ -1,0 +1,2 @@
+export { edgeConfigSchema, loadEdgeConfig, type EdgeConfig } from './config';
+export { integrationsRoutes, type IntegrationsRoute } from './integrations-api';
