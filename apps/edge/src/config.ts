@@ -35,8 +35,10 @@ export const edgeConfigSchema = z
       .pipe(z.array(origin))
       .describe('comma-separated browser origins allowed to call with application or scoped tokens (a widget token is allowed only from the origin it is bound to)'),
     EDGE_MAX_REQUEST_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024).describe('largest request body accepted, in bytes (larger: 413)'),
-    EDGE_RATE_PER_SECOND: z.coerce.number().positive().max(100_000).default(20).describe('calls per second one token (or, without a token, one client address) may make on average'),
+    EDGE_RATE_PER_SECOND: z.coerce.number().positive().max(100_000).default(20).describe('calls per second one token may make on average'),
     EDGE_RATE_BURST: z.coerce.number().int().min(1).max(100_000).default(40).describe('calls one token may make at once before EDGE_RATE_PER_SECOND applies (beyond: 429 with Retry-After)'),
+    EDGE_ANONYMOUS_RATE_PER_SECOND: z.coerce.number().positive().max(100_000).default(20).describe('calls per second one client address may make without a token (exchanging client credentials, the JWKS)'),
+    EDGE_ANONYMOUS_RATE_BURST: z.coerce.number().int().min(1).max(100_000).default(40).describe('calls one client address may make at once without a token (beyond: 429 with Retry-After)'),
     EDGE_UPSTREAM_DEADLINE_MS: z.coerce.number().int().min(100).max(600_000).default(30_000).describe('deadline of a forwarded call when the caller sets none, in ms'),
   })
   .superRefine(checkCommonSettings, inTheSamePass);

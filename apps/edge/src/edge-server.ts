@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
@@ -26,7 +25,10 @@ export interface EdgeServerDeps {
   methods: readonly ForwardedMethod[];
   upstreams: Upstreams;
   verifier: TokenVerifier;
+  /** Per token. */
   limiter: RateLimiter;
+  /** Per client address, for calls without a token. */
+  anonymousLimiter: RateLimiter;
   logger: Logger;
   allowedOrigins: readonly string[];
   maxRequestBytes: number;
@@ -254,10 +256,9 @@ export function createEdgeServer(deps: EdgeServerDeps): EdgeServer {
     const length = Number(header(req, 'content-length') ?? '0');
     if (length > deps.maxRequestBytes) return tooLarge(req, res, cors);
 
-    const key = principal ? `token:${principal.tokenId}` : token ? `token:${createHash('sha256').update(token).digest('hex')}` : `address:${req.socket.remoteAddress ?? ''}`;
-    const turn = deps.limiter.take(key);
+    const turn = principal ? deps.limiter.take(principal.tokenId) : deps.anonymousLimiter.take(req.socket.remoteAddress ?? '');
     if (!turn.ok) {
-      const error: EdgeError = { code: grpc.status.RESOURCE_EXHAUSTED, message: `too many calls with this token; retry in ${turn.retryAfterSeconds} s`, details: [] };
+      const error: EdgeError = { code: grpc.status.RESOURCE_EXHAUSTED, message: `too many calls; retry in ${turn.retryAfterSeconds} s`, details: [] };
       return refuse(req, res, error, { ...cors, 'retry-after': String(turn.retryAfterSeconds) });
     }
 

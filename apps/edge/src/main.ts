@@ -26,6 +26,7 @@ try {
     upstreams,
     verifier,
     limiter: createRateLimiter({ perSecond: config.EDGE_RATE_PER_SECOND, burst: config.EDGE_RATE_BURST }),
+    anonymousLimiter: createRateLimiter({ perSecond: config.EDGE_ANONYMOUS_RATE_PER_SECOND, burst: config.EDGE_ANONYMOUS_RATE_BURST }),
     logger,
     allowedOrigins: config.EDGE_ALLOWED_ORIGINS,
     maxRequestBytes: config.EDGE_MAX_REQUEST_BYTES,

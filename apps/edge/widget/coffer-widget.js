@@ -269,7 +269,7 @@
           var re = null;
           try {
             re = new RegExp(schema.pattern, 'u');
-          } catch (e) {
+          } catch {
             // A pattern JavaScript cannot compile is left to the server's check.
           }
           if (re && !re.test(raw)) errors.push({ path: path, message: schema.pattern_descriptor ? 'must look like ' + schema.pattern_descriptor : 'does not have the expected format' });
@@ -294,7 +294,7 @@
   function detailsOf(res) {
     try {
       return JSON.parse(res.headers.get('coffer-error-details') || '[]');
-    } catch (e) {
+    } catch {
       return [];
     }
   }
@@ -311,7 +311,7 @@
         var json = {};
         try {
           json = text ? JSON.parse(text) : {};
-        } catch (e) {
+        } catch {
           json = {};
         }
         if (!res.ok) throw new CofferError(json.code || 'unavailable', json.message || 'the request failed (HTTP ' + res.status + ')', json.details || detailsOf(res));
