@@ -345,17 +345,19 @@ describe('the edge over real processes', () => {
           } else if (c.file === 'source-github') {
             await page.selectOption('select[data-oneof="$.credentials"]', { label: 'Personal Access Token' });
             await page.fill('input[name="$.credentials.personal_access_token"]', c.canary);
-            await page.click('fieldset[data-path="$.repositories"] > button.coffer-add');
+            // minItems 1: the first row is there already; a second one is added and filled.
             await page.fill('input[name="$.repositories[0]"]', 'airbytehq/airbyte');
+            await page.click('fieldset[data-path="$.repositories"] > button.coffer-add');
+            await page.fill('input[name="$.repositories[1]"]', 'airbytehq/airbyte-platform');
           } else {
             await page.fill('input[name="$.api_key"]', c.canary);
             expect(await page.locator('select[name="$.processing_mode"]').count()).toBe(1);
           }
           submitted = true;
           // Page code as text: this file is compiled for Node, without the DOM's types.
-          await page.evaluate("window.__saved = new Promise((resolve) => document.getElementById('coffer-connect').addEventListener('coffer:saved', (e) => resolve(e.detail), { once: true }))");
+          await page.evaluate("window.__saved = new Promise((resolve) => document.getElementById('coffer-connect').addEventListener('coffer:saved', (e) => resolve(e.detail), { once: true })); true");
           await page.click('button.coffer-submit');
-          await page.waitForFunction("document.querySelector('.coffer-summary') || document.querySelector('.coffer-status').textContent === 'Not saved.'", undefined, { timeout: 60_000 });
+          await page.waitForFunction("document.querySelector('.coffer-summary') || ['Not saved.', 'Please correct the marked fields.'].includes(document.querySelector('.coffer-status').textContent)", undefined, { timeout: 60_000 });
           const formError = await page.textContent('.coffer-form-error');
           const fieldErrors = await page.locator('.coffer-invalid').allTextContents();
           expect(`${formError} ${fieldErrors.join(' | ')}`.trim(), c.file).toBe('');
