@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', '**/src/gen/**', '**/*.mjs'] },
@@ -16,5 +17,10 @@ export default tseslint.config(
   {
     files: ['**/*.test.ts', '**/scripts/**', 'apps/cli/**'],
     rules: { 'no-console': 'off' },
+  },
+  {
+    // The connect widget is a plain browser script, served as it is.
+    files: ['apps/edge/widget/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: globals.browser },
   },
 );

@@ -36,7 +36,7 @@ export function boundText(text: string, maxBytes: number): string {
   return `${text.slice(0, end)}${ELLIPSIS}`;
 }
 
-/** @internal A status message bounded to {@link MAX_ERROR_MESSAGE_BYTES}. */
+/** A status message bounded to {@link MAX_ERROR_MESSAGE_BYTES}. */
 export function boundErrorMessage(message: string): string {
   return boundText(message, MAX_ERROR_MESSAGE_BYTES);
 }
@@ -56,7 +56,7 @@ export function writeErrorDetails(metadata: grpc.Metadata, details: readonly Err
   if (kept.length > 0) metadata.set(ERROR_DETAILS_KEY, json);
 }
 
-/** @internal Reads the details a server attached; anything malformed is dropped, not trusted. */
+/** Reads the details a server attached; anything malformed is dropped, not trusted. */
 export function readErrorDetails(metadata: grpc.Metadata | undefined): ErrorDetail[] {
   const raw = metadata?.get(ERROR_DETAILS_KEY)[0];
   if (typeof raw !== 'string') return [];

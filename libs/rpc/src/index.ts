@@ -1,6 +1,6 @@
 export type { CallContext, DefinitionHandlers, MethodSpec, ServiceHandlers } from './call-context';
 export { defineService, type ServiceRegistration } from './define-service';
-export { ERROR_DETAILS_KEY } from './error-details';
+export { ERROR_DETAILS_KEY, boundErrorMessage, readErrorDetails } from './error-details';
 export { createGrpcServer, type GrpcServer, type GrpcServerOptions } from './grpc-server';
 export { createPromiseClient, type PromiseClient, type PromiseClientOptions, type TokenProvider } from './promise-client';
 export { createKeyedLimiter, type KeyedLimiter, type KeyedLimiterOptions } from './keyed-limiter';

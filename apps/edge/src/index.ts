@@ -1,0 +1,3 @@
+export { edgeConfigSchema, loadEdgeConfig, type EdgeConfig } from './config';
+export { integrationsRoutes, type IntegrationsRoute } from './integrations-api';
+export { startEdge, type RunningEdge } from './start-edge';
