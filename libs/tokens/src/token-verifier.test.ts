@@ -315,4 +315,47 @@ describe('createTokenVerifier', () => {
     await Promise.all([verify(token), verify(token), verify(token)]);
     expect(fetchJwks).toHaveBeenCalledTimes(1);
   });
+
+  describe('verified tokens kept for the next call', () => {
+    it('answers a known token again without its signature check, yet still refuses it once revoked or expired', async () => {
+      let now = NOW;
+      const revocations = createRevocationList(() => now);
+      const { verify } = verifier({ revocations, clock: () => now });
+      const token = await sign(claims({ exp: nowSec + 60 }));
+      const first = await verify(token);
+      // A second answer is an equal principal, not the cached object (a caller changing it changes nothing).
+      (first as { subject: string }).subject = 'changed by a caller';
+      expect((await verify(token)).subject).toBe('config-client');
+      revocations.revokeToken('tok-1', new Date((nowSec + 60) * 1000));
+      expect((await rejection(verify(token))).message).toBe('invalid token: revoked');
+      const other = await sign(claims({ jti: 'tok-2', exp: nowSec + 60 }));
+      await expect(verify(other)).resolves.toBeDefined();
+      now = new Date(NOW.getTime() + 60_000 + 31_000);
+      expect((await rejection(verify(other))).message).toMatch(/^invalid token: /);
+    });
+
+    it('drops what it knows when the key set is refetched: a token of a key no longer published is refused', async () => {
+      let now = NOW;
+      let published = [key.publicJwk];
+      const { verify, fetchJwks } = verifier({ clock: () => now, cacheTtlMs: 60_000 }, () => published);
+      const token = await sign();
+      await expect(verify(token)).resolves.toBeDefined();
+      await expect(verify(token)).resolves.toBeDefined();
+      expect(fetchJwks).toHaveBeenCalledTimes(1);
+      // The key is withdrawn; once the key set is refetched, the token verified under the old set is checked again.
+      published = [otherKey.publicJwk];
+      now = new Date(NOW.getTime() + 61_000);
+      await rejection(verify(token));
+      expect(fetchJwks).toHaveBeenCalledTimes(2);
+    });
+
+    it('keeps at most the configured number of tokens, or none', async () => {
+      const { verify } = verifier({ verifiedCacheEntries: 0 });
+      const token = await sign();
+      await expect(verify(token)).resolves.toBeDefined();
+      await expect(verify(token)).resolves.toBeDefined();
+      const bounded = verifier({ verifiedCacheEntries: 2 });
+      for (const jti of ['a', 'b', 'c', 'a']) await expect(bounded.verify(await sign(claims({ jti })))).resolves.toMatchObject({ tokenId: jti });
+    });
+  });
 });

@@ -43,11 +43,18 @@ export interface TokenVerifierOptions {
   minRefetchIntervalMs?: number;
   /** Current time; tests pass a fixed clock. Default `() => new Date()`. */
   clock?: () => Date;
+  /**
+   * Tokens whose signature and claims were verified, kept (with the key set that verified them) so a
+   * caller's next call with the same token skips the signature check; default 5,000, 0 for none.
+   * Expiry and revocation are checked on every call all the same.
+   */
+  verifiedCacheEntries?: number;
 }
 
 const DEFAULT_CACHE_TTL_MS = 5 * 60_000;
 const DEFAULT_MIN_REFETCH_MS = 10_000;
 const DEFAULT_CLOCK_TOLERANCE_SEC = 30;
+const DEFAULT_VERIFIED_CACHE_ENTRIES = 5_000;
 // Headers that let a token name its own verification key: honouring any of them lets an attacker
 // sign with a key of their choosing (RFC 8725 §3.10), so a token carrying one is refused outright.
 const FORBIDDEN_HEADERS = ['jwk', 'jku', 'x5u', 'x5c'] as const;
@@ -100,6 +107,10 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const clock = options.clock ?? (() => new Date());
 
   let cache: KeyCache | undefined;
+  // Verified tokens by their exact text; an entry counts only under the key set that verified it, so
+  // refetched keys (a retired or removed key) take effect for cached tokens too.
+  const verifiedCacheEntries = options.verifiedCacheEntries ?? DEFAULT_VERIFIED_CACHE_ENTRIES;
+  const verified = new Map<string, { principal: Principal; keys: KeyCache }>();
   let lastAttemptAt = Number.NEGATIVE_INFINITY;
   let inflight: Promise<void> | undefined;
 
@@ -192,8 +203,29 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     },
   };
 
+  /** The principal of a token verified before under the current, fresh key set, while it has not expired. */
+  function fromCache(token: string): Principal | undefined {
+    const hit = verified.get(token);
+    if (!hit) return undefined;
+    const now = clock().getTime();
+    if (hit.keys !== cache || now - hit.keys.fetchedAt >= cacheTtlMs || now >= hit.principal.expiresAt.getTime() + tolerance * 1000) {
+      verified.delete(token);
+      return undefined;
+    }
+    return { ...hit.principal };
+  }
+
+  function remember(token: string, principal: Principal, keys: KeyCache | undefined): void {
+    if (verifiedCacheEntries <= 0 || !keys) return;
+    // Oldest first out: a Map iterates in insertion order.
+    if (verified.size >= verifiedCacheEntries) verified.delete(verified.keys().next().value!);
+    verified.set(token, { principal: { ...principal }, keys });
+  }
+
   async function verifyToken(token: string): Promise<Principal> {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw invalid('malformed');
+    const known = fromCache(token);
+    if (known) return notRevoked(known);
     checkHeader(token);
     let result: Awaited<ReturnType<typeof jwtVerify>>;
     try {
@@ -245,6 +277,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         principal.parentTokenId = stringClaim(payload, 'pjti');
       }
     }
+    remember(token, principal, cache);
+    return notRevoked(principal);
+  }
+
+  function notRevoked(principal: Principal): Principal {
     if (options.revocations) {
       options.revocations.assertCurrent?.();
       if (options.revocations.isRevoked(principal)) throw invalid('revoked');
