@@ -290,7 +290,8 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
         expect(JSON.parse(job.stdout)).toMatchObject({ jobId, status: 'succeeded', recordsSynced: 2 });
         const failed = await coffer('sync', await connect(refused.actorId), '--json');
         expect(failed.code).toBe(1);
-        expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'failed', recordsSynced: 0, failureReason: expect.stringMatching(/401/) as string });
+        // A credential the source refuses (no OAuth to refresh it) fails the job at once: no retry can cure it.
+        expect(JSON.parse(failed.stdout)).toMatchObject({ status: 'failed', recordsSynced: 0, attempts: 1, failureCode: 'credential_rejected', failureReason: expect.stringMatching(/401/) as string });
         const jobs = await coffer('jobs', 'list', '--workspace', workspace.workspaceId, '--json');
         expect(jobs.code, jobs.stderr).toBe(0);
         const listedJobs = JSON.parse(jobs.stdout) as { jobId: string; status: string }[];

@@ -224,6 +224,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     } catch (err) {
       if (signal.aborted && signal.reason === 'timeout') return { code: 'timeout', reason: 'the attempt ran out of time' };
       if (err instanceof AccessTokenRejectedError && accessCoordinate) return { code: 'connector_error', reason: redactor.redact(err.message), accessCoordinate };
+      if (err instanceof AccessTokenRejectedError) return { code: 'credential_rejected', reason: redactor.redact(err.message) };
       if (err instanceof CredentialNeedsReauthorizationError) return { code: 'credential_needs_reauthorization', reason: err.message };
       if (err instanceof CredentialRefreshError) return { code: 'credential_refresh_failed', reason: redactor.redact(err.message) };
       if (err instanceof ConnectorError) return { code: 'connector_error', reason: redactor.redact(err.message) };

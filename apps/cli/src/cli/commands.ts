@@ -141,7 +141,8 @@ export async function followSync(
       if (options.tty) ctx.progress(`\r${line}`);
       else if (status !== last) ctx.progress(line);
       last = status;
-      if (job && job.status !== syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING) {
+      // Queued (waiting for its first attempt or for a retry) and running jobs have not ended yet.
+      if (job && TERMINAL_STATUSES.has(job.status)) {
         if (options.tty) ctx.progress('\n');
         return job;
       }
@@ -155,12 +156,36 @@ export async function followSync(
 
 /** The word for a job status. */
 export function statusName(status: syncV1.SyncJobStatus): string {
-  return { [syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING]: 'running', [syncV1.SyncJobStatus.SYNC_JOB_STATUS_SUCCEEDED]: 'succeeded', [syncV1.SyncJobStatus.SYNC_JOB_STATUS_FAILED]: 'failed' }[status as number] ?? 'unknown';
+  return (
+    {
+      [syncV1.SyncJobStatus.SYNC_JOB_STATUS_QUEUED]: 'queued',
+      [syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING]: 'running',
+      [syncV1.SyncJobStatus.SYNC_JOB_STATUS_SUCCEEDED]: 'succeeded',
+      [syncV1.SyncJobStatus.SYNC_JOB_STATUS_FAILED]: 'failed',
+      [syncV1.SyncJobStatus.SYNC_JOB_STATUS_CANCELLED]: 'cancelled',
+    }[status as number] ?? 'unknown'
+  );
 }
+
+const TERMINAL_STATUSES = new Set<syncV1.SyncJobStatus>([
+  syncV1.SyncJobStatus.SYNC_JOB_STATUS_SUCCEEDED,
+  syncV1.SyncJobStatus.SYNC_JOB_STATUS_FAILED,
+  syncV1.SyncJobStatus.SYNC_JOB_STATUS_CANCELLED,
+]);
 
 /** A job as the CLI shows it. */
 export function jobView(job: syncV1.SyncJob) {
-  return { jobId: job.jobId, connectionId: job.connectionId, status: statusName(job.status), recordsSynced: Number(job.recordsSynced), failureReason: job.failureReason, startedAt: job.startedAt, endedAt: job.endedAt };
+  return {
+    jobId: job.jobId,
+    connectionId: job.connectionId,
+    status: statusName(job.status),
+    recordsSynced: Number(job.recordsSynced),
+    attempts: job.attempts,
+    failureCode: job.failureCode,
+    failureReason: job.failureReason,
+    startedAt: job.startedAt,
+    endedAt: job.endedAt,
+  };
 }
 
 function jobHuman(view: ReturnType<typeof jobView>): string {
@@ -169,6 +194,8 @@ function jobHuman(view: ReturnType<typeof jobView>): string {
     ['connection', view.connectionId],
     ['status', view.status],
     ['records', String(view.recordsSynced)],
+    ['attempts', String(view.attempts)],
+    ...(view.failureCode ? [['failure', view.failureCode] as const] : []),
     ...(view.failureReason ? [['reason', view.failureReason] as const] : []),
     ['started', view.startedAt],
     ['ended', view.endedAt || '-'],

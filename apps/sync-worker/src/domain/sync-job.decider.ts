@@ -1,10 +1,13 @@
 import { CofferError } from '@coffer/contracts';
 
 /** Why a job or an attempt failed: a closed set, recorded with the redacted reason. */
-export type FailureCode = 'connector_error' | 'credential_needs_reauthorization' | 'credential_refresh_failed' | 'timeout' | 'worker_lost' | 'internal';
+export type FailureCode = 'connector_error' | 'credential_rejected' | 'credential_needs_reauthorization' | 'credential_refresh_failed' | 'timeout' | 'worker_lost' | 'internal';
 
-/** Codes that no retry can cure: the job fails at once. */
-export const PERMANENT_FAILURES: readonly FailureCode[] = ['credential_needs_reauthorization'];
+/**
+ * Codes that no retry can cure: the job fails at once. A source that refuses a credential it cannot
+ * refresh (HTTP 401 without OAuth) refuses it again on every attempt until someone stores another one.
+ */
+export const PERMANENT_FAILURES: readonly FailureCode[] = ['credential_needs_reauthorization', 'credential_rejected'];
 
 /** Queues a job for a SyncRequested event. */
 export interface RequestSyncJob {
