@@ -1,33 +1,18 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configV1, isCofferError } from '@coffer/contracts';
 import { createPromiseClient } from '@coffer/rpc';
-import { adminDatabaseUrl, deleteStreams, testNatsUrl, uniqueId, uniqueNamespace } from '@coffer/testing';
-import { startDevStack, type DevStack, type SavedStack } from '../dev-stack';
-import { parseStackSettings } from '../stack-settings';
+import { type DevStack, type SavedStack } from '../dev-stack';
+import { externalDevStackPlace, repositoryRoot, startExternalDevStack } from '../external-dev-stack';
 import { runCli } from './main';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+const root = repositoryRoot;
 const origin = 'https://app.example.com';
 const run = promisify(execFile);
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminDatabaseUrl() });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 /** Polls `check` until it holds; revocations reach each service as events, a moment after the call. */
 async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
@@ -50,9 +35,8 @@ async function outcome(call: () => Promise<unknown>): Promise<string> {
 }
 
 describe('coffer orgs, apps and tokens against the four services (DATABASE_URL and NATS_URL)', () => {
-  const home = mkdtempSync(join(tmpdir(), 'coffer-cli-auth-'));
-  const database = `coffer_cliauth_${uniqueId()}`;
-  const ns = uniqueNamespace();
+  const place = externalDevStackPlace('cliauth');
+  const home = place.home;
   let dev: DevStack;
   const clients: { close(): void }[] = [];
 
@@ -87,29 +71,14 @@ describe('coffer orgs, apps and tokens against the four services (DATABASE_URL a
   }
 
   beforeAll(async () => {
-    const url = new URL(adminDatabaseUrl());
-    url.pathname = `/${database}`;
-    const settings = parseStackSettings({ DATABASE_URL: url.toString(), NATS_URL: testNatsUrl(), COFFER_HOME: home, PATH: process.env.PATH });
-    dev = await startDevStack({
-      // No grace for a rotated secret here, so the test sees the previous one refused at once (the default keeps it a day).
-      settings: { ...settings, serviceEnv: { ...settings.serviceEnv, AUTH_APPLICATION_SECRET_GRACE_SECONDS: '0' } },
-      cwd: root,
-      freePorts: true,
-      verbose: false,
-      runsAsRoot: process.getuid?.() === 0,
-      out: () => undefined,
-      warn: () => undefined,
-      signal: new AbortController().signal,
-      namespace: ns,
-    });
+    // No grace for a rotated secret here, so the test sees the previous one refused at once (the default keeps it a day).
+    dev = await startExternalDevStack(place, { serviceEnv: { AUTH_APPLICATION_SECRET_GRACE_SECONDS: '0' } });
   }, 240_000);
 
   afterAll(async () => {
     for (const c of clients) c.close();
     await dev?.stop();
-    await admin(`drop database if exists "${database}" with (force)`);
-    await deleteStreams(testNatsUrl(), ns);
-    await rm(home, { recursive: true, force: true });
+    await place.remove();
   }, 120_000);
 
   it('an organization, its first application, login with it, scoped and widget tokens that work, revocation, rotation and disabling', async () => {

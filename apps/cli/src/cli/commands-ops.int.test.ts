@@ -1,39 +1,23 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminDatabaseUrl, deleteStreams, testNatsUrl, uniqueId, uniqueNamespace } from '@coffer/testing';
-import { startDevStack, type DevStack } from '../dev-stack';
-import { parseStackSettings } from '../stack-settings';
+import type { DevStack } from '../dev-stack';
+import { externalDevStackPlace, repositoryRoot, startExternalDevStack } from '../external-dev-stack';
 
 // The operator commands as a user runs them: each `coffer` a process of its own (bin/coffer.mjs),
 // against a development stack whose four services are processes too, on the test Postgres and NATS.
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+const root = repositoryRoot;
 const run = promisify(execFile);
 
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminDatabaseUrl() });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
 describe('coffer connections, secrets, kek and audit against a running stack', () => {
-  const home = mkdtempSync(join(tmpdir(), 'coffer-ops-'));
-  const database = `coffer_cli_ops_${uniqueId()}`;
-  const ns = uniqueNamespace();
+  const place = externalDevStackPlace('cli_ops');
+  const { home, database } = place;
   // Canaries: the API below answers only the first; neither may appear in anything the CLI prints.
   const secretV1 = `canary-v1-${randomBytes(12).toString('hex')}`;
   const secretV2 = `canary-v2-${randomBytes(12).toString('hex')}`;
@@ -68,27 +52,13 @@ describe('coffer connections, secrets, kek and audit against a running stack', (
 
   beforeAll(async () => {
     await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
-    const url = new URL(adminDatabaseUrl());
-    url.pathname = `/${database}`;
-    dev = await startDevStack({
-      settings: parseStackSettings({ DATABASE_URL: url.toString(), NATS_URL: testNatsUrl(), COFFER_HOME: home, PATH: process.env.PATH }),
-      cwd: root,
-      freePorts: true,
-      verbose: false,
-      runsAsRoot: process.getuid?.() === 0,
-      out: () => undefined,
-      warn: () => undefined,
-      signal: new AbortController().signal,
-      namespace: ns,
-    });
+    dev = await startExternalDevStack(place);
   }, 240_000);
 
   afterAll(async () => {
     await dev?.stop();
     await new Promise<void>((r) => api.close(() => r()));
-    await admin(`drop database if exists "${database}" with (force)`);
-    await deleteStreams(testNatsUrl(), ns);
-    await rm(home, { recursive: true, force: true });
+    await place.remove();
   }, 120_000);
 
   it('lists connections, lists and rolls back secret versions (never a value), rotates and retires the KEK, verifies the audit chains', async () => {
@@ -106,7 +76,7 @@ describe('coffer connections, secrets, kek and audit against a running stack', (
     const apiUrl = `http://127.0.0.1:${(api.address() as AddressInfo).port}/records`;
     const source = await json<{ actorId: string; version: number }>('sources', 'create', '--workspace', workspace.workspaceId, '--definition', httpSource.definitionId, '--config', file('v1.json', { url: apiUrl, api_token: secretV1 }));
     await json('sources', 'update', source.actorId, '--config', file('v2.json', { url: apiUrl, api_token: secretV2 }));
-    const db = new URL(adminDatabaseUrl());
+    const db = new URL(place.databaseUrl);
     const destination = await json<{ actorId: string }>('destinations', 'create', '--workspace', workspace.workspaceId, '--definition', postgres.definitionId, '--config',
       file('warehouse.json', { host: db.hostname, port: Number(db.port || 5432), database, username: decodeURIComponent(db.username), password: decodeURIComponent(db.password) || 'trust', schema: 'cli_ops', table: 'records' }));
     const connection = await json<{ connectionId: string }>('connections', 'create', '--workspace', workspace.workspaceId, '--source', source.actorId, '--destination', destination.actorId, '--name', 'api to warehouse');
