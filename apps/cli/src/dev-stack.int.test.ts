@@ -1,55 +1,21 @@
-import { existsSync, mkdtempSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { authV1 } from '@coffer/contracts';
 import { createPromiseClient } from '@coffer/rpc';
-import { adminDatabaseUrl, deleteStreams, testNatsUrl, uniqueId, uniqueNamespace } from '@coffer/testing';
-import { startDevStack } from './dev-stack';
-import { parseStackSettings } from './stack-settings';
+import { testNatsUrl } from '@coffer/testing';
+import { externalDevStackPlace, startExternalDevStack } from './external-dev-stack';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: adminDatabaseUrl() });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
 
 describe('the development stack with DATABASE_URL and NATS_URL', () => {
-  const home = mkdtempSync(join(tmpdir(), 'coffer-external-'));
-  const database = `coffer_devstack_${uniqueId()}`;
-  const ns = uniqueNamespace();
+  const place = externalDevStackPlace('devstack');
+  const home = place.home;
 
-  afterAll(async () => {
-    await admin(`drop database if exists "${database}" with (force)`);
-    await deleteStreams(testNatsUrl(), ns);
-    await rm(home, { recursive: true, force: true });
-  });
+  afterAll(() => place.remove());
 
   it('starts no embedded server, creates and seeds the database DATABASE_URL names, and stops every service', async () => {
-    const url = new URL(adminDatabaseUrl());
-    url.pathname = `/${database}`;
-    const settings = parseStackSettings({ DATABASE_URL: url.toString(), NATS_URL: testNatsUrl(), COFFER_HOME: home, PATH: process.env.PATH });
     const lines: string[] = [];
-    const dev = await startDevStack({
-      settings,
-      cwd: root,
-      freePorts: true,
-      verbose: false,
-      runsAsRoot: process.getuid?.() === 0,
-      out: (text) => lines.push(text),
-      warn: (text) => lines.push(text),
-      signal: new AbortController().signal,
-      namespace: ns,
-    });
+    const dev = await startExternalDevStack(place, { out: (text) => lines.push(text) });
     const pids = Object.values(dev.state.pids);
     try {
       expect(dev.postgres).toBeUndefined();
