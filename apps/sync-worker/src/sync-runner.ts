@@ -1,11 +1,11 @@
-import { metrics, type Histogram } from '@opentelemetry/api';
+import { context, metrics, SpanKind, trace, type Histogram } from '@opentelemetry/api';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Kysely } from 'kysely';
 import { CofferError, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import { recordInbox, type AppendedEvent, type AppendOptions, type EventStore, type NewEvent, type OutboxMessage } from '@coffer/event-store';
 import { integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { secretValues } from '@coffer/secret-json';
-import type { Logger, Redactor } from '@coffer/telemetry';
+import { contextOfTraceparent, type Logger, type Redactor } from '@coffer/telemetry';
 import { AccessTokenRejectedError, ConnectorError, parseObject } from './connectors/connector';
 import type { ConnectorRegistry } from './connectors/registry';
 import { backoffMs, decide, evolve, initialState, type FailureCode, type SyncJobCommand, type SyncJobEvent, type SyncJobState } from './domain/sync-job.decider';
@@ -256,6 +256,20 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
 
   /** Runs a job this replica has just started, with its heartbeat and timeout, and records the outcome. */
   async function execute(jobId: string, started: { state: SyncJobState; version: number; traceparent?: string }): Promise<void> {
+    // The attempt continues the trace of the RequestSync that queued the job (its SyncRequested's
+    // context, kept with the job): the calls to config, secrets and the destination are its children.
+    // A job queued outside any trace runs without a span.
+    if (!started.traceparent) return executeAttempt(jobId, started);
+    const parent = contextOfTraceparent(started.traceparent);
+    const span = trace.getTracer('@coffer/sync-worker').startSpan('sync attempt', { kind: SpanKind.INTERNAL, attributes: { 'coffer.sync.job_id': jobId, 'coffer.sync.attempt': started.state.attempts } }, parent);
+    try {
+      return await context.with(trace.setSpan(parent, span), () => executeAttempt(jobId, started));
+    } finally {
+      span.end();
+    }
+  }
+
+  async function executeAttempt(jobId: string, started: { state: SyncJobState; version: number; traceparent?: string }): Promise<void> {
     const controller = new AbortController();
     running.set(jobId, controller);
     const timeout = setTimeout(() => controller.abort('timeout'), jobs.timeoutMs);

@@ -1,12 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { context, defaultTextMapGetter, defaultTextMapSetter, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
-import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { context, defaultTextMapGetter, defaultTextMapSetter, metrics, ROOT_CONTEXT, type Context } from '@opentelemetry/api';
+import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
-import { core, NodeSDK } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, NoopSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
+import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 
 /** Options of `startTelemetry`. */
@@ -29,7 +27,7 @@ export interface Telemetry {
   shutdown(): Promise<void>;
 }
 
-const w3c = new core.W3CTraceContextPropagator();
+const w3c = new W3CTraceContextPropagator();
 
 /**
  * Starts OpenTelemetry: the tracer and meter providers, the W3C propagator and the async context.
@@ -39,34 +37,34 @@ const w3c = new core.W3CTraceContextPropagator();
  * (`--import @coffer/telemetry/preload`), which must run before those packages load.
  */
 export async function startTelemetry(options: TelemetryOptions): Promise<Telemetry> {
-  const spanProcessor = options.otlpEndpoint
-    ? new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint }))
-    : new NoopSpanProcessor();
+  // Only service.name: process/host detectors would record command-line arguments, which can hold secrets.
+  const resource = resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName });
+  // Exporters are loaded only when asked for: each pulls in a protocol stack that costs start-up time and memory.
+  const spanProcessors: SpanProcessor[] = [];
   const metricReaders: IMetricReader[] = [];
   if (options.otlpEndpoint) {
+    const [{ OTLPTraceExporter }, { OTLPMetricExporter }] = await Promise.all([
+      import('@opentelemetry/exporter-trace-otlp-grpc'),
+      import('@opentelemetry/exporter-metrics-otlp-grpc'),
+    ]);
+    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint })));
     metricReaders.push(
       new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: options.otlpEndpoint }), exportIntervalMillis: options.metricExportIntervalMs ?? 60_000 }),
     );
   }
   // Served by our own HTTP server (with the health endpoints), not the exporter's.
-  const prometheus = options.prometheus ? new PrometheusExporter({ preventServerStart: true }) : undefined;
+  const prometheus = options.prometheus ? new (await import('@opentelemetry/exporter-prometheus')).PrometheusExporter({ preventServerStart: true }) : undefined;
   if (prometheus) metricReaders.push(prometheus);
-  const sdk = new NodeSDK({
-    // Only service.name: process/host detectors would record command-line arguments, which can hold secrets.
-    autoDetectResources: false,
-    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName }),
-    spanProcessors: [spanProcessor],
-    textMapPropagator: new core.CompositePropagator({ propagators: [w3c, new core.W3CBaggagePropagator()] }),
-    // Empty lists, not absent: absent makes the SDK build OTLP metric and log exporters from its defaults.
-    metricReaders,
-    logRecordProcessors: [],
-    // Registered by the preload module, before the instrumented packages load.
-    instrumentations: [],
-  });
-  sdk.start();
+  const tracerProvider = new NodeTracerProvider({ resource, spanProcessors });
+  // Registers the async-hooks context manager and the propagators along with the provider.
+  tracerProvider.register({ propagator: new CompositePropagator({ propagators: [w3c, new W3CBaggagePropagator()] }) });
+  const meterProvider = new MeterProvider({ resource, readers: metricReaders });
+  metrics.setGlobalMeterProvider(meterProvider);
   return {
     prometheusHandler: prometheus && ((req, res) => prometheus.getMetricsRequestHandler(req, res)),
-    shutdown: () => sdk.shutdown(),
+    shutdown: async () => {
+      await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
+    },
   };
 }
 
