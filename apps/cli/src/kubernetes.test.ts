@@ -146,7 +146,7 @@ describe('infra/k8s: the manifests kustomize renders', () => {
     const env: Record<string, string> = {};
     for (const from of c.envFrom ?? []) {
       if (from.configMapRef) Object.assign(env, byKind<{ metadata: { name: string }; data: Record<string, string> }>(objects, 'ConfigMap').find((m) => m.metadata.name === from.configMapRef!.name)!.data);
-      if (from.secretRef) Object.assign(env, secretData.get(from.secretRef.name)!);
+      if (from.secretRef) Object.assign(env, secretData.get(from.secretRef.name ?? '')!);
     }
     for (const e of c.env ?? []) {
       const ref = e.valueFrom?.secretKeyRef;
