@@ -7,7 +7,7 @@ import { integrationEventMessage } from '@coffer/messaging';
 import type { Logger, Redactor } from '@coffer/telemetry';
 import { ConnectorError, parseObject } from '../connectors/connector';
 import type { EgressPolicy } from '../connectors/egress-policy';
-import { InvalidGrantError, refreshAccessToken, type OAuthDeclaration } from './token-endpoint';
+import { InvalidGrantError, refreshAccessToken, type OAuthDeclaration, type TokenResponse } from './token-endpoint';
 
 /** The OAuth credential needs the user to authorize again; no retry can fix the job. */
 export class CredentialNeedsReauthorizationError extends ConnectorError {
@@ -187,6 +187,18 @@ export function createOAuthCredentials(deps: OAuthCredentialsDeps) {
     } finally {
       for (const v of registered) redactor.unregister(v);
     }
+    // The new tokens are secrets from the moment they arrive: registered before anything (a failed
+    // write's error, a log line) can carry them; the runner registers them again for its run.
+    const fresh = [tokens.accessToken, ...(tokens.refreshToken ? [tokens.refreshToken] : [])];
+    for (const v of fresh) redactor.register(v);
+    try {
+      return await storeRefreshed(actor, coords, config, partial, tokens);
+    } finally {
+      for (const v of fresh) redactor.unregister(v);
+    }
+  }
+
+  async function storeRefreshed(actor: OAuthActor, coords: Coordinates, config: Record<string, unknown>, partial: Record<string, unknown>, tokens: TokenResponse) {
     const expiresAt = new Date(clock().getTime() + (tokens.expiresInSeconds ?? 3600) * 1000).toISOString();
     const rotated = tokens.refreshToken !== undefined && tokens.refreshToken !== config.refresh_token;
     const writes: { field: Field; value: string }[] = [
