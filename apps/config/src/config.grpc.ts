@@ -117,6 +117,14 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
       },
     },
     getSyncPlan: { permission: 'config.sync_plan', handler: async (req) => ({ plan: await service.getSyncPlan(req.connectionId) }) },
+    getCredentialRevocation: { permission: 'config.sync_plan', handler: async (req) => service.getCredentialRevocation(req.actorId) },
+    completeCredentialRevocation: {
+      permission: 'config.sync_plan',
+      handler: async (req) => {
+        await service.completeCredentialRevocation(req.actorId);
+        return {};
+      },
+    },
     listWorkspaces: {
       permission: 'config.read',
       handler: async (req, ctx) => {

@@ -53,6 +53,16 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
   await sql`create index if not exists secret_shredding_due on ${s}.secret_shredding (next_attempt_at)`.execute(db);
   // Set for the versions of a change that failed: secrets destroys them only if that very write made them.
   await sql`alter table ${s}.secret_shredding add column if not exists write_id text`.execute(db);
+  // A deleted OAuth actor whose definition declares a revocation endpoint: its secrets' shredding is
+  // held (due at hold_until) until the sync worker has revoked the grant at the provider.
+  await sql`create table if not exists ${s}.credential_revocations (
+    actor_id uuid primary key,
+    workspace_id uuid not null,
+    partial_config jsonb not null,
+    oauth jsonb not null,
+    requested_at timestamptz not null,
+    hold_until timestamptz not null
+  )`.execute(db);
   // Coordinates config is about to write at secrets, recorded before the call: removed with the
   // event that references them, or turned into shredding by the recovery loop.
   await sql`create table if not exists ${s}.secret_write_intents (
@@ -285,12 +295,13 @@ export async function queueShredding(
   reason: string,
   now: Date,
   writeId: string | null = null,
+  dueAt: Date = now,
 ): Promise<void> {
   if (coordinates.length === 0) return;
   await trx
     .withSchema(schema)
     .insertInto('secret_shredding')
-    .values(coordinates.map((coordinate) => ({ coordinate, workspace_id: workspaceId, actor_id: actorId, reason, recorded_at: now, next_attempt_at: now, write_id: writeId })))
+    .values(coordinates.map((coordinate) => ({ coordinate, workspace_id: workspaceId, actor_id: actorId, reason, recorded_at: now, next_attempt_at: dueAt, write_id: writeId })))
     .onConflict((oc) => oc.column('coordinate').doNothing())
     .execute();
 }
@@ -507,4 +518,37 @@ export async function abandonWriteIntents(
       recordedAt: r.recorded_at,
     }));
   });
+}
+
+/** A pending revocation of a deleted actor's OAuth grant, as the sync worker reads it. */
+export interface CredentialRevocationRow {
+  actor_id: string;
+  workspace_id: string;
+  partial_config: unknown;
+  oauth: unknown;
+}
+
+/** Records that a deleted actor's grant is to be revoked before its secrets (queued until `holdUntil`) are shredded. */
+export async function recordCredentialRevocation(trx: Db, schema: string, row: CredentialRevocationRow, now: Date, holdUntil: Date): Promise<void> {
+  await trx
+    .withSchema(schema)
+    .insertInto('credential_revocations')
+    .values({ ...row, partial_config: JSON.stringify(row.partial_config), oauth: JSON.stringify(row.oauth), requested_at: now, hold_until: holdUntil })
+    .onConflict((oc) => oc.column('actor_id').doNothing())
+    .execute();
+}
+
+/** The pending revocation of an actor, if any. */
+export async function findCredentialRevocation(db: Db, schema: string, actorId: string): Promise<CredentialRevocationRow | undefined> {
+  return (await db.withSchema(schema).selectFrom('credential_revocations').select(['actor_id', 'workspace_id', 'partial_config', 'oauth']).where('actor_id', '=', actorId).executeTakeFirst()) as
+    | CredentialRevocationRow
+    | undefined;
+}
+
+/** Ends the hold: the actor's queued secrets become due now; false when nothing was pending. */
+export async function releaseCredentialRevocation(trx: Db, schema: string, actorId: string, now: Date): Promise<boolean> {
+  const gone = await trx.withSchema(schema).deleteFrom('credential_revocations').where('actor_id', '=', actorId).returning('actor_id').executeTakeFirst();
+  if (!gone) return false;
+  await trx.withSchema(schema).updateTable('secret_shredding').set({ next_attempt_at: now }).where('actor_id', '=', actorId).where('next_attempt_at', '>', now).execute();
+  return true;
 }

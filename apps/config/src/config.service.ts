@@ -36,6 +36,9 @@ import {
   isUuid,
   postponeShredding,
   queueShredding,
+  recordCredentialRevocation,
+  findCredentialRevocation,
+  releaseCredentialRevocation,
   recordWriteIntent,
   claimWriteIntent,
   dropWriteIntent,
@@ -50,7 +53,7 @@ import { changedFields } from './changed-fields';
 import { checkJsonKeys } from './request-bounds';
 import { idempotentCreates } from './idempotent-creates';
 import { compileSpec } from './spec-validation';
-import { checkOAuthDeclaration, oauthDeclarationJson } from './oauth-declaration';
+import { OAUTH_KEYWORD, checkOAuthDeclaration, oauthDeclarationJson } from './oauth-declaration';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
@@ -141,6 +144,12 @@ export interface ConfigServiceDeps {
   checkTimeoutMs?: number;
   /** How old a write intent without its event must be before recovery shreds its coordinates; default 60 s. */
   writeIntentGraceMs?: number;
+  /**
+   * How long the secrets of a deleted OAuth actor whose definition declares a revocation endpoint
+   * are held for the sync worker to revoke the grant at the provider; shredded after it in any
+   * case. Default 1 hour.
+   */
+  revocationHoldMs?: number;
   /** Tests only: called at each fault point of a cross-service write (main.ts kills the process there). */
   fault?: (point: FaultPoint) => void | Promise<void>;
   logger: Logger;
@@ -383,6 +392,15 @@ export function createConfigService(deps: ConfigServiceDeps) {
     const coordinates = def ? ownSecretCoordinates(def.spec, partial) : [];
     const mine = `${deps.coordinatePrefix}_workspace_${workspaceId}_secret_`;
     return [...new Set(coordinates.filter((c) => c.startsWith(mine)).map(baseOf))];
+  }
+
+  /** The OAuth declaration of an actor's definition when it names a revocation endpoint and the config holds a stored refresh token. */
+  async function revocableOAuth(definitionId: string, partial: unknown): Promise<Record<string, unknown> | undefined> {
+    const def = await findDefinition(db, schema, definitionId);
+    const declared = def?.spec && typeof def.spec === 'object' ? (def.spec as Record<string, unknown>)[OAUTH_KEYWORD] : undefined;
+    if (!declared || typeof declared !== 'object' || typeof (declared as Record<string, unknown>).revocation_endpoint !== 'string') return undefined;
+    const ref = partial && typeof partial === 'object' ? (partial as Record<string, unknown>).refresh_token : undefined;
+    return ref && typeof ref === 'object' && typeof (ref as Record<string, unknown>)._secret === 'string' ? (declared as Record<string, unknown>) : undefined;
   }
 
   /**
@@ -1035,13 +1053,42 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const bases = await ownBases(state.definitionId!, state.workspaceId!, state.partialConfig);
       const events = actorDomain.decide({ type: 'DeleteActor', shredBases: bases, now: now() }, state);
       const data = events[0]!.data as actorDomain.ActorDeletedData;
+      // An OAuth grant the provider can revoke is revoked before its secrets are shredded: the
+      // shredding is queued with the delete but held until the sync worker says it is done (or the
+      // hold runs out), so the worker can still hydrate the refresh token. No race: nothing shreds
+      // these bases before the hold ends.
+      const oauth = await revocableOAuth(state.definitionId!, state.partialConfig);
+      const at = clock();
+      const holdUntil = oauth ? new Date(at.getTime() + (deps.revocationHoldMs ?? 3_600_000)) : at;
+      const deleted = outbox(actorEvent(state.actorType!, 'Deleted') as 'SourceDeleted', input.actorId, caller, () => ({ actorId: input.actorId, workspaceId: data.workspaceId, occurredAt: data.deletedAt }));
+      const revocation = outbox('CredentialRevocationRequested', input.actorId, caller, () => ({ actorId: input.actorId, workspaceId: data.workspaceId, occurredAt: data.deletedAt }));
       await store.append(`actor-${input.actorId}`, version, asNew(events, caller), {
         project: async (trx) => {
           await projectActorDeleted(trx, schema, data, version + 1);
-          await queueShredding(trx, schema, data.workspaceId, input.actorId, bases, 'actor deleted', clock());
+          await queueShredding(trx, schema, data.workspaceId, input.actorId, bases, 'actor deleted', at, null, holdUntil);
+          if (oauth) await recordCredentialRevocation(trx, schema, { actor_id: input.actorId, workspace_id: data.workspaceId, partial_config: state.partialConfig, oauth }, at, holdUntil);
         },
-        outbox: outbox(actorEvent(state.actorType!, 'Deleted') as 'SourceDeleted', input.actorId, caller, () => ({ actorId: input.actorId, workspaceId: data.workspaceId, occurredAt: data.deletedAt })),
+        outbox: (recorded) => [
+          ...deleted(recorded),
+          ...(oauth ? revocation(recorded.map((r) => ({ ...r, eventId: derivedEventId(r.eventId, 'revocation') }))) : []),
+        ],
       });
+      await shredNow();
+    },
+
+    /** The pending revocation of a deleted OAuth actor's grant (its partial config and OAuth declaration), for the sync worker. */
+    async getCredentialRevocation(actorId: string): Promise<{ actorId: string; workspaceId: string; partialConfigJson: string; oauthJson: string }> {
+      requireActorId(actorId);
+      const row = await findCredentialRevocation(db, schema, actorId);
+      if (!row) throw new CofferError('not_found', 'no revocation pending for this actor', [{ field: 'actor_id', reason: 'not found' }]);
+      return { actorId: row.actor_id, workspaceId: row.workspace_id, partialConfigJson: JSON.stringify(row.partial_config), oauthJson: JSON.stringify(row.oauth) };
+    },
+
+    /** Ends the hold on a deleted OAuth actor's secrets (revoked at the provider, or given up): they are shredded now. */
+    async completeCredentialRevocation(actorId: string): Promise<void> {
+      requireActorId(actorId);
+      const released = await db.transaction().execute((trx) => releaseCredentialRevocation(trx, schema, actorId, clock()));
+      if (!released) throw new CofferError('not_found', 'no revocation pending for this actor', [{ field: 'actor_id', reason: 'not found' }]);
       await shredNow();
     },
 
@@ -1123,3 +1170,13 @@ export function createConfigService(deps: ConfigServiceDeps) {
 
 /** The config use cases, as composed by main.ts. */
 export type ConfigService = ReturnType<typeof createConfigService>;
+
+/** A second event id derived from an appended event's, so a re-relay publishes the second message once too. */
+function derivedEventId(eventId: string, purpose: string): string {
+  const h = createHash('sha256').update(`${eventId}:${purpose}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+function requireActorId(actorId: string): void {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(actorId)) throw new CofferError('invalid_argument', 'actor_id must be a uuid', [{ field: 'actor_id', reason: 'must be a uuid' }]);
+}

@@ -267,6 +267,49 @@ describe('OAuth 2.0 credentials and sync jobs across two sync-worker replicas', 
     expect((await query<{ n: number }>('select count(*)::int as n from oauth_dest.killed'))[0]!.n).toBe(records.length);
   }, 120_000);
 
+  it('deleting an OAuth source revokes its newest refresh token at the provider before its secrets are shredded', async () => {
+    const { grantId, refreshToken } = await newGrant();
+    const latestRefresh = new Map<string, string>();
+    provider.on('refresh_token.saved', (t) => latestRefresh.set(String(t.grantId), t.jti));
+    const sourceId = await oauthSource('revoked-on-delete', refreshToken, `canary-revoke-${randomUUID()}`, '2000-01-01T00:00:00Z');
+    const jobId = await sync(sourceId, await destination('revoked_on_delete'));
+    expect(await waitForJob(jobId, ended)).toMatchObject({ status: 'succeeded' });
+    const rotated = latestRefresh.get(grantId);
+    expect(rotated).toBeDefined();
+    expect(rotated).not.toBe(refreshToken);
+
+    const actor = await config.getActor({ actorId: sourceId });
+    await config.deleteActor({ actorId: sourceId, expectedVersion: actor.actor!.version });
+    const deadline = Date.now() + 60_000;
+    let types: string[] = [];
+    while (!types.includes('CredentialRevokedAtProvider') && Date.now() < deadline) {
+      await sleep(200);
+      types = (await query<{ type: string }>('select type from sync.events where stream_id = $1 order by global_position', [`credential-${sourceId}`])).map((e) => e.type);
+    }
+    expect(types).toEqual(['CredentialRefreshed', 'CredentialRevokedAtProvider']);
+
+    // At the provider: the grant is gone and the rotated refresh token no longer works.
+    expect(await provider.Grant.find(grantId)).toBeUndefined();
+    const answer = await fetch(`${issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}` },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: rotated! }).toString(),
+    });
+    expect(answer.status).toBe(400);
+    expect(((await answer.json()) as { error: string }).error).toBe('invalid_grant');
+
+    // Config released the hold and shredded every secret of the actor.
+    for (;;) {
+      const [held] = await query<{ n: number }>('select count(*)::int as n from config.credential_revocations where actor_id = $1', [sourceId]);
+      const [queued] = await query<{ n: number }>('select count(*)::int as n from config.secret_shredding where actor_id = $1', [sourceId]);
+      if (held!.n === 0 && queued!.n === 0) break;
+      if (Date.now() > deadline) throw new Error(`revocation hold ${held!.n}, shredding queue ${queued!.n}`);
+      await sleep(200);
+    }
+    const published = await query<{ type: string }>("select type from config.events where stream_id = $1", [`actor-${sourceId}`]);
+    expect(published.map((e) => e.type)).toContain('ActorDeleted');
+  });
+
   it('no client secret, refresh token or access token in any log line or sync event', async () => {
     const output = stack.output();
     const events = JSON.stringify(await query('select data, metadata from sync.events'));

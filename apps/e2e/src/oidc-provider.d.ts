@@ -18,7 +18,7 @@ declare module 'oidc-provider' {
     on(event: 'grant.error', listener: (ctx: Ctx, err: { error?: string }) => void): this;
     on(event: 'access_token.saved' | 'refresh_token.saved', listener: (token: StoredToken) => void): this;
     Client: { find(id: string): Promise<unknown> };
-    Grant: new (init: { accountId: string; clientId: string }) => { addOIDCScope(scope: string): void; save(): Promise<string> };
+    Grant: (new (init: { accountId: string; clientId: string }) => { addOIDCScope(scope: string): void; save(): Promise<string> }) & { find(id: string): Promise<unknown> };
     RefreshToken: (new (init: Record<string, unknown>) => { save(): Promise<string> }) & { find(value: string): Promise<StoredToken | undefined> };
     AccessToken: { find(value: string): Promise<StoredToken | undefined> };
   }

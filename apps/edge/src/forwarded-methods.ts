@@ -14,6 +14,8 @@ export const NOT_FORWARDED: ReadonlySet<string> = new Set([
   'coffer.auth.v1.AuthService/IssueServiceToken',
   'coffer.auth.v1.AuthService/RevokeServiceIdentity',
   'coffer.config.v1.ConfigService/GetSyncPlan',
+  'coffer.config.v1.ConfigService/GetCredentialRevocation',
+  'coffer.config.v1.ConfigService/CompleteCredentialRevocation',
   'coffer.config.v1.ConfigService/ProvisionWorkspace',
 ]);
 

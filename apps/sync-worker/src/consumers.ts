@@ -1,6 +1,7 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { eventSubject, streamName, type MessagingNamespace } from '@coffer/contracts';
-import { ensureServiceStream, runConsumer, type RunningConsumer } from '@coffer/messaging';
+import { ensureServiceStream, runConsumer, type CloudEvent, type RunningConsumer } from '@coffer/messaging';
+import { REVOCATION_REQUESTED_CONSUMER } from './oauth/revocation-requests';
 import type { Logger } from '@coffer/telemetry';
 import { CHECK_REQUESTED_CONSUMER, type CheckRunner } from './check-runner';
 import { SYNC_REQUESTED_CONSUMER, type SyncRunner } from './sync-runner';
@@ -15,7 +16,7 @@ export interface ConsumersOptions {
 }
 
 /** Where a request that kept failing ends up: under `<root>.sync.>`, so the sync stream keeps it. */
-export function deadLetterSubject(ns: MessagingNamespace, consumer: 'sync_requested' | 'check_requested'): string {
+export function deadLetterSubject(ns: MessagingNamespace, consumer: 'sync_requested' | 'check_requested' | 'revocation_requested'): string {
   return `${ns.subjectRoot}.sync.dead_letter.${consumer}`;
 }
 
@@ -26,7 +27,7 @@ export function deadLetterSubject(ns: MessagingNamespace, consumer: 'sync_reques
 export async function startConsumers(
   nc: NatsConnection,
   ns: MessagingNamespace,
-  runners: { sync: SyncRunner; check: CheckRunner },
+  runners: { sync: SyncRunner; check: CheckRunner; revoke?: (event: CloudEvent) => Promise<void> },
   options: ConsumersOptions,
 ): Promise<{ stop(): Promise<void> }> {
   const { logger, maxDeliver, retryDelayMs } = options;
@@ -58,6 +59,21 @@ export async function startConsumers(
         onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'CheckRequested handler failed; retried in place while a connection is lost, else redelivered or dead-lettered'),
       }),
     );
+    const revoke = runners.revoke;
+    if (revoke) {
+      started.push(
+        await runConsumer(nc, {
+          stream: streamName(ns, 'config'),
+          durable: REVOCATION_REQUESTED_CONSUMER,
+          filterSubjects: [eventSubject(ns, 'CredentialRevocationRequested')],
+          maxDeliver,
+          retryDelayMs,
+          deadLetterSubject: deadLetterSubject(ns, 'revocation_requested'),
+          handle: (event) => revoke(event),
+          onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'CredentialRevocationRequested handler failed; redelivered or dead-lettered (config shreds the secrets when its hold runs out)'),
+        }),
+      );
+    }
   } catch (err) {
     await Promise.all(started.map((c) => c.stop()));
     throw err;

@@ -1,19 +1,32 @@
 import type { configV1, secretsV1 } from '@coffer/contracts';
 import type { PromiseClient } from '@coffer/rpc';
 import type { CheckPorts } from './check-runner';
+import { isCofferError } from '@coffer/contracts';
 import type { CredentialPorts } from './oauth/oauth-credentials';
+import type { RevocationPorts } from './oauth/revocation-requests';
 import type { SyncPlan, SyncPorts } from './sync-runner';
 
 /** The runners' ports over gRPC: config's GetSyncPlan and secrets' HydrateConfig, with sync-worker's own service tokens. */
 export function grpcPorts(
-  config: Pick<PromiseClient<configV1.ConfigServiceClient>, 'getSyncPlan'>,
+  config: Pick<PromiseClient<configV1.ConfigServiceClient>, 'getSyncPlan' | 'getCredentialRevocation' | 'completeCredentialRevocation'>,
   secrets: Pick<PromiseClient<secretsV1.SecretsServiceClient>, 'hydrateConfig' | 'writeSecrets'>,
-): SyncPorts & CheckPorts & CredentialPorts {
+): SyncPorts & CheckPorts & CredentialPorts & RevocationPorts {
   return {
     async getSyncPlan(connectionId): Promise<SyncPlan> {
       const { plan } = await config.getSyncPlan({ connectionId });
       if (!plan) throw new Error('config returned no sync plan');
       return plan;
+    },
+    async getCredentialRevocation(actorId) {
+      try {
+        return await config.getCredentialRevocation({ actorId });
+      } catch (err) {
+        if (isCofferError(err) && err.code === 'not_found') return undefined;
+        throw err;
+      }
+    },
+    async completeCredentialRevocation(actorId) {
+      await config.completeCredentialRevocation({ actorId });
     },
     async hydrate(workspaceId, partialConfigJson, reason, ownerId) {
       return (await secrets.hydrateConfig({ workspaceId, partialConfigJson, reason, ownerId })).configJson;

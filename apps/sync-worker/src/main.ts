@@ -12,6 +12,7 @@ import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
 import { grpcPorts } from './grpc-ports';
 import { createOAuthCredentials } from './oauth/oauth-credentials';
+import { createRevocationHandler } from './oauth/revocation-requests';
 import { createSyncRunner } from './sync-runner';
 import { syncGrpcService } from './sync.grpc';
 import { migrateSyncReadModel } from './sync.postgres';
@@ -58,10 +59,11 @@ try {
     logger,
     clock: () => new Date(),
   };
+  const credentials = createOAuthCredentials({ ...deps, egress });
   const syncRunner = createSyncRunner({
     ...deps,
     workerId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
-    credentials: createOAuthCredentials({ ...deps, egress }),
+    credentials,
     jobs: {
       maxAttempts: config.SYNC_WORKER_JOB_MAX_ATTEMPTS,
       backoffBaseMs: config.SYNC_WORKER_JOB_BACKOFF_MS,
@@ -76,7 +78,7 @@ try {
   const consumers = await startConsumers(
     runtime.nc,
     runtime.namespace,
-    { sync: syncRunner, check: createCheckRunner(deps) },
+    { sync: syncRunner, check: createCheckRunner(deps), revoke: createRevocationHandler({ ports: deps.ports, credentials, logger }) },
     { maxDeliver: config.SYNC_WORKER_MAX_DELIVER, logger },
   );
   const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS, credentials: channel, failOpen: config.COFFER_REVOCATION_FAIL_OPEN });

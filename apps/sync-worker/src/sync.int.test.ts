@@ -9,7 +9,7 @@ import { streamName, type MessagingNamespace } from '@coffer/contracts';
 import { createJetStreamPublisher, deadLetterHeaders, integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { startRuntime, type ServiceRuntime } from '@coffer/runtime';
 import { createEventStore, migrateEventStore } from '@coffer/event-store';
-import { createLogger, createRedactor, REDACTED } from '@coffer/telemetry';
+import { createLogger, createRedactor, REDACTED, type Logger } from '@coffer/telemetry';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { createCheckRunner } from './check-runner';
 import { ConnectorError, stringField, type SourceConnector } from './connectors/connector';
@@ -95,6 +95,19 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     read(config) {
       const token = stringField(config, 'api_token', 'test:leaky');
       const err = kind === 'connector' ? new ConnectorError(`upstream refused the token ${token}`) : new TypeError(`crashed while holding ${token}`);
+      return { [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(err) }) };
+    },
+  });
+
+  let connectorLogger: Logger | undefined;
+  // Throws and logs the token only in encoded forms: base64, URL-encoded, and inside a Basic header.
+  const encodingSource = (kind: 'connector' | 'crash'): SourceConnector => ({
+    ...observingSource,
+    read(config) {
+      const token = stringField(config, 'api_token', 'test:encoding');
+      const forms = `b64=${Buffer.from(token).toString('base64')} url=${encodeURIComponent(`${token}/&`)} auth=Basic ${Buffer.from(`user:${token}`).toString('base64')}`;
+      connectorLogger?.warn({ forms }, 'test connector about to fail');
+      const err = kind === 'connector' ? new ConnectorError(`upstream refused ${forms}`) : new TypeError(`crashed with ${forms}`);
       return { [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(err) }) };
     },
   });
@@ -208,6 +221,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       table: 'api_records',
     };
     const logger = createLogger({ service: 'sync-worker', level: 'debug', redactor, destination: { write: (line: string) => void logLines.push(line) } });
+    connectorLogger = logger;
     const quiet = createLogger({ service: 'config', level: 'silent', redactor: createRedactor() });
     const { createDatabase } = await import('@coffer/runtime');
     const servicesDb = createDatabase(tdb.url, { max: 4 });
@@ -260,6 +274,8 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
           'test:observing': observingSource,
           'test:leaky': leakySource('connector'),
           'test:crash': leakySource('crash'),
+          'test:encoding': encodingSource('connector'),
+          'test:encoding-crash': encodingSource('crash'),
           'production:http-json': production.sources['builtin:http-json']!,
         },
         destinations: { ...builtin.destinations, 'production:postgres': production.destinations['builtin:postgres']! },
@@ -382,6 +398,28 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
     expect(crashOutcome.data.reason).toBe('internal error (see the sync worker log)');
     const line = logLines.find((l) => l.includes('sync failed unexpectedly') && l.includes(crashJob));
     expect(line).toContain(`crashed while holding ${REDACTED}`);
+  });
+
+  it('redacts the base64, URL-encoded and Basic-header forms of a secret in the SyncFailed reason and in every log line', async () => {
+    const encodedForms = [
+      Buffer.from(canaries.apiToken).toString('base64'),
+      encodeURIComponent(`${canaries.apiToken}/&`),
+      Buffer.from(`user:${canaries.apiToken}`).toString('base64'),
+    ];
+    const plan = await planFor('test:encoding');
+    const job = randomUUID();
+    await publishSyncRequested(job, plan.connectionId);
+    const outcome = await waitForOutcome(job);
+    expect(outcome.data.reason).toBe(`upstream refused b64=${REDACTED} url=${REDACTED}%2F%26 auth=Basic ${REDACTED}`);
+
+    const crash = await planFor('test:encoding-crash');
+    const crashJob = randomUUID();
+    await publishSyncRequested(crashJob, crash.connectionId);
+    expect((await waitForOutcome(crashJob)).data.reason).toBe('internal error (see the sync worker log)');
+    const line = logLines.find((l) => l.includes('sync failed unexpectedly') && l.includes(crashJob));
+    expect(line).toContain(`crashed with b64=${REDACTED} url=${REDACTED}%2F%26 auth=Basic ${REDACTED}`);
+    expect(logLines.filter((l) => l.includes('test connector about to fail'))).toHaveLength(2);
+    for (const l of logLines) for (const form of encodedForms) expect(l).not.toContain(form);
   });
 
   it('fails a sync whose source is a loopback server when no allow-list permits it: the reason names the rule, the server receives nothing', async () => {

@@ -27,6 +27,28 @@ describe('createRedactor', () => {
     expect(JSON.parse(JSON.parse(r.redact(twice)).body)).toEqual({ v: REDACTED });
   });
 
+  it('replaces the URL-encoded, form-encoded and base64 forms of a value, and base64 runs that hide it (Basic headers, wrapped tokens)', () => {
+    const r = createRedactor();
+    const value = 'canary s3cr/t+&=ü-token';
+    r.register(value);
+    const forms = [
+      encodeURIComponent(value),
+      new URLSearchParams({ v: value }).toString().slice(2),
+      Buffer.from(value).toString('base64'),
+      Buffer.from(value).toString('base64').replace(/=+$/, ''),
+      Buffer.from(value).toString('base64url'),
+      Buffer.from(`client-id:${value}`).toString('base64'),
+      Buffer.from(JSON.stringify({ sub: 'x', token: value })).toString('base64url'),
+    ];
+    for (const form of forms) {
+      const out = r.redact(`upstream said: Authorization: Basic ${form} (again ${JSON.stringify(form)})`);
+      expect(out).not.toContain(form);
+      expect(out).toContain('upstream said: Authorization: Basic');
+    }
+    expect(r.redact('an ordinary line with words like upstream and Authorization')).toBe('an ordinary line with words like upstream and Authorization');
+    expect(r.redact(Buffer.from('client-id:something-else').toString('base64'))).toBe(Buffer.from('client-id:something-else').toString('base64'));
+  });
+
   it('treats regular-expression characters literally', () => {
     const r = createRedactor();
     r.register('a.b*c(d)');

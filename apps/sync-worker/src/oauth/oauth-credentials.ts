@@ -7,7 +7,7 @@ import { integrationEventMessage } from '@coffer/messaging';
 import type { Logger, Redactor } from '@coffer/telemetry';
 import { ConnectorError, parseObject } from '../connectors/connector';
 import type { EgressPolicy } from '../connectors/egress-policy';
-import { InvalidGrantError, refreshAccessToken, type OAuthDeclaration } from './token-endpoint';
+import { InvalidGrantError, refreshAccessToken, revokeRefreshToken, type OAuthDeclaration, type TokenResponse } from './token-endpoint';
 
 /** The OAuth credential needs the user to authorize again; no retry can fix the job. */
 export class CredentialNeedsReauthorizationError extends ConnectorError {
@@ -48,6 +48,8 @@ export interface OAuthCredentialsDeps {
   skewMs?: number;
   /** How long to wait for another replica's refresh (default 60 s). */
   waitMs?: number;
+  /** Attempts at the revocation endpoint, and the first wait between them (doubled each time, 60 s at most); default 6 and 1 s. */
+  revocation?: { attempts: number; backoffMs: number };
 }
 
 /** An OAuth actor of a sync plan. */
@@ -152,7 +154,9 @@ export function createOAuthCredentials(deps: OAuthCredentialsDeps) {
         continue;
       }
       try {
-        const again = current(actor.partial, (await readRow(actor.actorId))?.coordinates);
+        const latest = await readRow(actor.actorId);
+        const again = current(actor.partial, latest?.coordinates);
+        if (latest?.refused_refresh_coordinate && latest.refused_refresh_coordinate === again.refresh_token) throw new CredentialNeedsReauthorizationError();
         if (again.access_token !== coords.access_token) continue;
         return { ...(await refresh(actor, coords, config, partial, signal)) };
       } finally {
@@ -187,6 +191,18 @@ export function createOAuthCredentials(deps: OAuthCredentialsDeps) {
     } finally {
       for (const v of registered) redactor.unregister(v);
     }
+    // The new tokens are secrets from the moment they arrive: registered before anything (a failed
+    // write's error, a log line) can carry them; the runner registers them again for its run.
+    const fresh = [tokens.accessToken, ...(tokens.refreshToken ? [tokens.refreshToken] : [])];
+    for (const v of fresh) redactor.register(v);
+    try {
+      return await storeRefreshed(actor, coords, config, partial, tokens);
+    } finally {
+      for (const v of fresh) redactor.unregister(v);
+    }
+  }
+
+  async function storeRefreshed(actor: OAuthActor, coords: Coordinates, config: Record<string, unknown>, partial: Record<string, unknown>, tokens: TokenResponse) {
     const expiresAt = new Date(clock().getTime() + (tokens.expiresInSeconds ?? 3600) * 1000).toISOString();
     const rotated = tokens.refreshToken !== undefined && tokens.refreshToken !== config.refresh_token;
     const writes: { field: Field; value: string }[] = [
@@ -227,7 +243,74 @@ export function createOAuthCredentials(deps: OAuthCredentialsDeps) {
     return { partial: freshPartial, config: fresh, accessCoordinate: next.access_token! };
   }
 
-  return { prepare };
+  /**
+   * Revokes a deleted actor's grant at the provider (RFC 7009) with its newest refresh token. Under
+   * the refresh lease (so no refresh is half done), the refresh token's coordinate is first marked
+   * refused: no replica refreshes this credential again, so the token revoked is the last one. Then
+   * the endpoint is tried with exponential back-off; the outcome is published as
+   * CredentialRevokedAtProvider or, after the last attempt, CredentialRevocationFailed.
+   */
+  async function revoke(actor: OAuthActor, signal: AbortSignal): Promise<{ revoked: boolean; attempts: number }> {
+    const attempts = Math.max(1, deps.revocation?.attempts ?? 6);
+    const backoff = deps.revocation?.backoffMs ?? 1_000;
+    const deadline = clock().getTime() + waitMs;
+    const holder = `${process.pid}:${randomUUID()}`;
+    while (!(await tryLease(actor, holder))) {
+      if (clock().getTime() > deadline) break; // a lease left by a dead replica expires; revoke anyway
+      await sleep(150 + Math.floor(Math.random() * 100), undefined, { signal });
+    }
+    let coords: Coordinates;
+    try {
+      coords = current(actor.partial, (await readRow(actor.actorId))?.coordinates);
+      await sql`update ${table} set refused_refresh_coordinate = ${coords.refresh_token!} where actor_id = ${actor.actorId}`.execute(db);
+    } finally {
+      await release(actor.actorId, holder).catch((err: unknown) => logger.warn({ err, actorId: actor.actorId }, 'could not release the refresh lease; it expires by itself'));
+    }
+    const fail = async (reason: string, tries: number) => {
+      await publish('CredentialRevocationFailed', actor.actorId, { actorId: actor.actorId, workspaceId: actor.workspaceId, reason, attempts: tries, occurredAt: clock().toISOString() });
+      logger.warn({ actorId: actor.actorId, reason, attempts: tries }, 'could not revoke the OAuth grant at the provider');
+      return { revoked: false, attempts: tries };
+    };
+    let config: Record<string, unknown>;
+    try {
+      config = (await hydrateWith(actor, coords, `revoke ${actor.actorId}`)).config;
+    } catch (err) {
+      return fail(isCofferError(err) ? `the credential could not be read (${err.code})` : 'the credential could not be read', 0);
+    }
+    const registered: string[] = [];
+    const register = (v: unknown) => {
+      if (typeof v !== 'string') return;
+      redactor.register(v);
+      registered.push(v);
+    };
+    for (const f of FIELDS) register(config[f]);
+    try {
+      let reason = '';
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        const result = await revokeRefreshToken(
+          actor.oauth,
+          { clientId: String(config.client_id ?? ''), clientSecret: String(config.client_secret ?? ''), refreshToken: String(config.refresh_token ?? '') },
+          { egress, signal, onDerived: register },
+        );
+        if (result.revoked) {
+          await publish('CredentialRevokedAtProvider', actor.actorId, { actorId: actor.actorId, workspaceId: actor.workspaceId, attempts: attempt, occurredAt: clock().toISOString() });
+          logger.info({ actorId: actor.actorId, attempts: attempt }, 'OAuth grant revoked at the provider');
+          return { revoked: true, attempts: attempt };
+        }
+        reason = redactor.redact(result.reason);
+        if (!result.transient) return await fail(reason, attempt);
+        if (attempt < attempts) {
+          logger.warn({ actorId: actor.actorId, attempt, reason }, 'revocation at the provider failed; retrying');
+          await sleep(Math.min(backoff * 2 ** (attempt - 1), 60_000), undefined, { signal });
+        }
+      }
+      return await fail(reason, attempts);
+    } finally {
+      for (const v of registered) redactor.unregister(v);
+    }
+  }
+
+  return { prepare, revoke };
 }
 
 /** The credential keeper, as composed by main.ts. */

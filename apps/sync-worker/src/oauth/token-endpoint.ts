@@ -80,9 +80,54 @@ export async function refreshAccessToken(
   };
 }
 
-async function post(url: URL, headers: Record<string, string>, body: string, egress: EgressPolicy, signal: AbortSignal): Promise<{ status: number; text: string }> {
+/** How a revocation request ended: `transient` failures (5xx, 429, transport) are worth another attempt. */
+export type RevocationResult = { revoked: true } | { revoked: false; transient: boolean; reason: string };
+
+/**
+ * RFC 7009 token revocation of a refresh token at the declared revocation endpoint, with the client
+ * authenticated as for the token endpoint. A 200 means revoked (also for a token the provider no
+ * longer knows, RFC 7009 §2.2). `onDerived` is told every value derived from a secret before it is sent.
+ */
+export async function revokeRefreshToken(
+  oauth: OAuthDeclaration,
+  credentials: { clientId: string; clientSecret: string; refreshToken: string },
+  options: { egress: EgressPolicy; signal: AbortSignal; onDerived: (value: string) => void },
+): Promise<RevocationResult> {
+  if (!oauth.revocation_endpoint) return { revoked: false, transient: false, reason: 'the definition declares no revocation endpoint' };
+  const url = new URL(oauth.revocation_endpoint);
+  const form = new URLSearchParams({ token: credentials.refreshToken, token_type_hint: 'refresh_token' });
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+  if (oauth.token_endpoint_auth_method === 'client_secret_post') {
+    form.set('client_id', credentials.clientId);
+    form.set('client_secret', credentials.clientSecret);
+  } else {
+    const basic = Buffer.from(`${encodeURIComponent(credentials.clientId)}:${encodeURIComponent(credentials.clientSecret)}`).toString('base64');
+    options.onDerived(basic);
+    headers.authorization = `Basic ${basic}`;
+  }
+  options.onDerived(encodeURIComponent(credentials.refreshToken));
+  let answer: { status: number; text: string };
+  try {
+    answer = await post(url, headers, form.toString(), options.egress, options.signal, 'revocation endpoint');
+  } catch (err) {
+    if (options.signal.aborted) throw err;
+    return { revoked: false, transient: true, reason: err instanceof TokenEndpointError ? err.message : `the request to the revocation endpoint ${url.host} failed` };
+  }
+  if (answer.status >= 200 && answer.status <= 299) return { revoked: true };
+  let error: string | undefined;
+  try {
+    const parsed = JSON.parse(answer.text) as Record<string, unknown>;
+    error = typeof parsed.error === 'string' && /^[a-z_]{1,64}$/.test(parsed.error) ? parsed.error : undefined;
+  } catch {
+    error = undefined;
+  }
+  const transient = answer.status >= 500 || answer.status === 429 || error === 'temporarily_unavailable';
+  return { revoked: false, transient, reason: `the revocation endpoint ${url.host} answered HTTP ${answer.status}${error ? ` (${error})` : ''}` };
+}
+
+async function post(url: URL, headers: Record<string, string>, body: string, egress: EgressPolicy, signal: AbortSignal, what = 'token endpoint'): Promise<{ status: number; text: string }> {
   const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
-  const target = await egress.resolve(url.hostname, port, 'oauth token endpoint');
+  const target = await egress.resolve(url.hostname, port, `oauth ${what}`);
   const lookup: LookupFunction = (_host, opts, callback) => {
     if (opts.all) (callback as (err: null, addresses: { address: string; family: number }[]) => void)(null, [{ address: target.address, family: target.family }]);
     else callback(null, target.address, target.family);
@@ -96,13 +141,13 @@ async function post(url: URL, headers: Record<string, string>, body: string, egr
         size += c.length;
         if (size > MAX_BODY) {
           res.destroy();
-          reject(new TokenEndpointError(`the token endpoint ${url.host} answered more than ${MAX_BODY} bytes`));
+          reject(new TokenEndpointError(`the ${what} ${url.host} answered more than ${MAX_BODY} bytes`));
         } else chunks.push(c);
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', () => reject(new TokenEndpointError(`reading the answer of the token endpoint ${url.host} failed`)));
+      res.on('error', () => reject(new TokenEndpointError(`reading the answer of the ${what} ${url.host} failed`)));
     });
-    req.on('error', (err) => reject(new TokenEndpointError(`the request to the token endpoint ${url.host} failed (${err.name})`)));
+    req.on('error', (err) => reject(new TokenEndpointError(`the request to the ${what} ${url.host} failed (${err.name})`)));
     req.end(body);
   });
 }
