@@ -364,7 +364,7 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
     const seedBefore = saved().seed;
     const second = await npmStart();
     const text = second.output();
-    expect(text).toContain('[1/7] Postgres (embedded): starting');
+    expect(text).toContain('[1/8] Postgres (embedded): starting');
     expect(text).toContain(`organization "Development" from an earlier start`);
     expect(text).toContain('built-in connector definitions already registered');
     expect(saved().seed).toEqual(seedBefore);
