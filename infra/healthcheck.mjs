@@ -1,5 +1,6 @@
 // The image's HEALTHCHECK: grpc.health.v1.Health/Check on this container's own service, over the
 // loopback, with the service's own client certificate when mutual TLS is on. Exit 0 when SERVING.
+// The edge, an HTTP server, is asked GET /healthz on the port of EDGE_HTTP_ADDRESS instead (200: healthy).
 //   node healthcheck.mjs [host:port]   (default: 127.0.0.1 and the port of <APP>_GRPC_ADDRESS)
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -11,6 +12,7 @@ const bindings = {
   secrets: ['SECRETS_GRPC_ADDRESS', '127.0.0.1:50053'],
   config: ['CONFIG_GRPC_ADDRESS', '127.0.0.1:50052'],
   'sync-worker': ['SYNC_WORKER_GRPC_ADDRESS', '127.0.0.1:50054'],
+  edge: ['EDGE_HTTP_ADDRESS', '127.0.0.1:8080'],
 };
 
 function target() {
@@ -28,7 +30,19 @@ function credentials() {
   return grpc.credentials.createSsl(readFileSync(ca), readFileSync(key), readFileSync(cert), { checkServerIdentity: () => undefined });
 }
 
+async function checkHttp(address) {
+  try {
+    const res = await fetch(`http://${address}/healthz`, { signal: AbortSignal.timeout(3_000) });
+    console.log(`${address}: HTTP ${res.status}`);
+    process.exit(res.ok ? 0 : 1);
+  } catch (err) {
+    console.error(`${address}: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  }
+}
+
 try {
+  if (process.env.APP === 'edge') await checkHttp(target());
   const definition = protoLoader.loadSync(healthCheck.protoPath, { keepCase: true, enums: String, defaults: true });
   const Health = grpc.loadPackageDefinition(definition).grpc.health.v1.Health;
   const address = target();

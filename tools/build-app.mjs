@@ -1,10 +1,12 @@
 // Bundles apps into <outdir>/apps/<name>/main.js and the telemetry preload into <outdir>/preload.mjs
 // (outdir: dist): workspace libs are inlined; npm
 // dependencies (the root's and the app's own, e.g. the secrets service's pkcs11js with its native
-// .node module) stay external and load from node_modules at run time. Exits 1 when any bundle fails.
+// .node module) stay external and load from node_modules at run time. Files an app reads at run time
+// (its package.json's `assets`, e.g. the edge's widget and OpenAPI document) are copied next to its
+// main.js. Exits 1 when any bundle fails.
 //   node tools/build-app.mjs auth secrets config sync-worker [--outdir dist]
 import { build } from 'esbuild';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -41,6 +43,8 @@ for (const app of apps) {
       banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
       logLevel: 'warning',
     });
+    const assets = JSON.parse(readFileSync(manifest, 'utf8')).assets ?? [];
+    for (const asset of assets) cpSync(join(root, 'apps', app, asset), join(outdir, 'apps', app, asset), { recursive: true });
     console.log(`${app}: ${join(outdir, 'apps', app, 'main.js')}`);
   } catch (err) {
     // esbuild has printed the errors already.

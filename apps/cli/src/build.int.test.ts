@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authV1 } from '@coffer/contracts';
 import { createGrpcServer, defineService, type GrpcServer } from '@coffer/rpc';
 import { createLogger } from '@coffer/telemetry';
-import { stackServices } from './stack';
+import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace } from '@coffer/testing';
+import { startStack, stackServices } from './stack';
 
 const run = promisify(execFile);
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -34,8 +35,8 @@ describe('tools/build-app.mjs: the service bundles the image runs', () => {
 
   it('bundles all four services, the secrets service with its native PKCS#11 module, and each bundle starts', async () => {
     const started = Date.now();
-    const built = await exec(process.execPath, ['tools/build-app.mjs', ...stackServices, '--outdir', outdir]);
-    console.log(`bundled ${stackServices.length} services in ${Date.now() - started} ms`);
+    const built = await exec(process.execPath, ['tools/build-app.mjs', ...stackServices, 'edge', '--outdir', outdir]);
+    console.log(`bundled ${stackServices.length} services and the edge in ${Date.now() - started} ms`);
     expect(built.stderr).toBe('');
     expect(built.code).toBe(0);
     for (const service of stackServices) {
@@ -47,6 +48,32 @@ describe('tools/build-app.mjs: the service bundles the image runs', () => {
       expect(res.code, service).toBe(1);
       expect(res.stderr, service).toMatch(/^invalid .* configuration \(\d+ settings? to fix\):\n {2}DATABASE_URL: required/);
     }
+  }, 300_000);
+
+  it('the bundled edge serves its widget and OpenAPI document (copied beside its bundle) in front of the bundled services, and passes the image HEALTHCHECK', async () => {
+    for (const asset of ['openapi.json', 'widget/index.html', 'widget/coffer-widget.js', 'widget/coffer-widget.css']) {
+      expect(readFileSync(join(outdir, 'apps/edge', asset), 'utf8'), asset).toBe(readFileSync(join(root, 'apps/edge', asset), 'utf8'));
+    }
+    const db = await createTestDatabase('coffer_build_edge');
+    const namespace = uniqueNamespace();
+    const stack = await startStack({ databaseUrl: db.url, natsUrl: testNatsUrl(), namespace, bundleDir: outdir, edge: true });
+    try {
+      const edge = `http://${stack.edge!.address}`;
+      const openapi = await fetch(`${edge}/api/v1/openapi.json`);
+      expect(openapi.status).toBe(200);
+      expect(await openapi.text()).toBe(readFileSync(join(root, 'apps/edge/openapi.json'), 'utf8'));
+      const widget = await fetch(`${edge}/widget/`);
+      expect(widget.status).toBe(200);
+      expect(widget.headers.get('content-type')).toMatch(/^text\/html/);
+      expect((await fetch(`${edge}/widget/coffer-widget.js`)).status).toBe(200);
+      const probe = await exec(process.execPath, ['infra/healthcheck.mjs'], { PATH: process.env.PATH, APP: 'edge', EDGE_HTTP_ADDRESS: `0.0.0.0:${stack.edge!.port}` });
+      expect(probe).toMatchObject({ code: 0, stdout: `127.0.0.1:${stack.edge!.port}: HTTP 200\n` });
+    } finally {
+      await stack.stop();
+      await deleteStreams(testNatsUrl(), namespace);
+      await db.drop();
+    }
+    expect((await exec(process.execPath, ['infra/healthcheck.mjs', '127.0.0.1:1'], { PATH: process.env.PATH, APP: 'edge' })).code).toBe(1);
   }, 300_000);
 
   it('exits non-zero when any bundle fails, even when the others build', async () => {
@@ -98,7 +125,7 @@ function dockerAnswers(): boolean {
 describe('infra/Dockerfile builds from the repository', () => {
   const daemon = dockerAnswers();
 
-  it('builds the image with all four services', async (ctx) => {
+  it('builds the image with all four services and the edge', async (ctx) => {
     if (!daemon) {
       console.log('skipped: no Docker daemon answers `docker info` on this machine, so the image cannot be built here');
       ctx.skip();
@@ -110,9 +137,9 @@ describe('infra/Dockerfile builds from the repository', () => {
     console.log(`docker build took ${Date.now() - started} ms`);
     try {
       expect(res.code, res.stderr.slice(-4000)).toBe(0);
-      for (const service of stackServices) {
-        const ls = await exec('docker', ['run', '--rm', '--entrypoint', 'test', tag, '-s', `dist/apps/${service}/main.js`]);
-        expect(ls.code, service).toBe(0);
+      for (const file of [...stackServices.map((service) => `dist/apps/${service}/main.js`), 'dist/apps/edge/main.js', 'dist/apps/edge/openapi.json', 'dist/apps/edge/widget/index.html']) {
+        const ls = await exec('docker', ['run', '--rm', '--entrypoint', 'test', tag, '-s', file]);
+        expect(ls.code, file).toBe(0);
       }
       const user = await exec('docker', ['run', '--rm', '--entrypoint', 'id', tag, '-u']);
       expect(user.stdout.trim()).not.toBe('0');

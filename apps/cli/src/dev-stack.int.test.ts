@@ -20,7 +20,7 @@ describe('the development stack with DATABASE_URL and NATS_URL', () => {
     try {
       expect(dev.postgres).toBeUndefined();
       expect(dev.nats).toBeUndefined();
-      expect(Object.keys(dev.state.pids).sort()).toEqual(['auth', 'config', 'secrets', 'sync-worker']);
+      expect(Object.keys(dev.state.pids).sort()).toEqual(['auth', 'config', 'edge', 'secrets', 'sync-worker']);
       expect(existsSync(join(home, 'postgres'))).toBe(false);
       expect(existsSync(join(home, 'nats'))).toBe(false);
       expect(dev.state.endpoints.nats).toBe(testNatsUrl());
@@ -30,12 +30,20 @@ describe('the development stack with DATABASE_URL and NATS_URL', () => {
       const { clientId, clientSecret } = dev.seed.seed.application;
       expect((await auth.issueApplicationToken({ clientId, clientSecret })).accessToken).toMatch(/^ey/);
       auth.close();
+      // The edge forwards to the same auth: the application token comes through it as a Connect JSON call.
+      const viaEdge = await fetch(`http://${dev.state.endpoints.edge}/coffer.auth.v1.AuthService/IssueApplicationToken`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ clientId, clientSecret }),
+      });
+      expect(viaEdge.status).toBe(200);
+      expect(((await viaEdge.json()) as { accessToken: string }).accessToken).toMatch(/^ey/);
       expect(dev.seed.definitions.map((d) => d.connector).sort()).toEqual(['builtin:http-json', 'builtin:postgres']);
     } finally {
       await dev.stop();
     }
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
     expect(existsSync(join(home, 'stack.json'))).toBe(false);
-    expect(lines.filter((l) => l.startsWith('stopped '))).toEqual(['stopped sync-worker', 'stopped config', 'stopped secrets', 'stopped auth'].map((p) => expect.stringMatching(new RegExp(`^${p} \\(`))));
+    expect(lines.filter((l) => l.startsWith('stopped '))).toEqual(['stopped edge', 'stopped sync-worker', 'stopped config', 'stopped secrets', 'stopped auth'].map((p) => expect.stringMatching(new RegExp(`^${p} \\(`))));
   }, 240_000);
 });

@@ -23,14 +23,14 @@ import { generateDevCredentials, type DevCredentials } from './dev-credentials';
 import { seedDevelopment, type DevelopmentSeed, type SeedResult } from './development-seed';
 import { cofferHome, ensureHome, type CofferHome } from './home';
 import { STACK_ENV_DIR_NAME, writeServiceEnvFiles } from './doctor';
-import { startStack, stackServices, type Stack, type StackProgress, type StackService } from './stack';
+import { startStack, stackServices, type Stack, type StackProcess, type StackProgress, type StackService } from './stack';
 import type { StackSettings } from './stack-settings';
 
 /** What connectors of a development stack may reach although it is loopback, unless `SYNC_WORKER_EGRESS_ALLOW` says otherwise. */
 export const DEVELOPMENT_EGRESS_ALLOW = '127.0.0.1';
 
-/** The ports of a development stack unless `--free-ports`: the services' usual ones, and servers clear of 5432/4222. */
-export const defaultPorts = { auth: 50051, config: 50052, secrets: 50053, 'sync-worker': 50054, postgres: 54329, nats: 42229 } as const;
+/** The ports of a development stack unless `--free-ports`: the services' usual ones (the edge's HTTP included), and servers clear of 5432/4222. */
+export const defaultPorts = { auth: 50051, config: 50052, secrets: 50053, 'sync-worker': 50054, edge: 8080, postgres: 54329, nats: 42229 } as const;
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const serviceNames: Record<StackService, string> = {
@@ -74,9 +74,9 @@ export interface SavedStack {
 export interface StackState {
   launcherPid: number;
   startedAt: string;
-  endpoints: Record<StackService, string> & { postgres: string; nats: string };
-  /** Process ids of the four services and of the servers this stack started. */
-  pids: Partial<Record<StackService | 'postgres' | 'nats-server', number>>;
+  endpoints: Record<StackProcess, string> & { postgres: string; nats: string };
+  /** Process ids of the four services, the edge and the servers this stack started. */
+  pids: Partial<Record<StackProcess | 'postgres' | 'nats-server', number>>;
 }
 
 /** A running development stack. */
@@ -189,10 +189,10 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
   await writeSecretFile(home.credentialsFile, saved);
 
   const ports = options.freePorts
-    ? { auth: await freePort(), config: await freePort(), secrets: await freePort(), 'sync-worker': await freePort(), postgres: await freePort(), nats: await freePort() }
+    ? { auth: await freePort(), config: await freePort(), secrets: await freePort(), 'sync-worker': await freePort(), edge: await freePort(), postgres: await freePort(), nats: await freePort() }
     : { ...defaultPorts };
   if (!options.freePorts) {
-    const needed: [string, number][] = stackServices.map((s) => [s, ports[s]]);
+    const needed: [string, number][] = [...stackServices, 'edge' as const].map((s) => [s, ports[s]]);
     if (postgresBinaries) needed.push(['postgres', ports.postgres]);
     if (natsBinary) needed.push(['nats-server', ports.nats]);
     const taken = [];
@@ -200,7 +200,7 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     if (taken.length) throw new Error(`port ${taken.join(', ')} already in use on 127.0.0.1: stop what listens there, or start with --free-ports`);
   }
 
-  const steps = 2 + stackServices.length + 1;
+  const steps = 2 + stackServices.length + 1 + 1;
   let step = 0;
   const line = (text: string) => out(`[${step}/${steps}] ${text}`);
   const cleanups: { name: string; stop: () => Promise<void> }[] = [];
@@ -277,12 +277,12 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     options.signal.throwIfAborted();
 
     const serviceLogs = Object.fromEntries(
-      stackServices.map((name) => {
+      [...stackServices, 'edge' as const].map((name) => {
         const log = createWriteStream(join(home.logsDir, `${name}.log`), { flags: 'a', mode: 0o600 });
         logs.push(log);
         return [name, log];
       }),
-    ) as Record<StackService, WriteStream>;
+    ) as Record<StackProcess, WriteStream>;
     const onProgress = (event: StackProgress) => {
       if (event.phase === 'starting') {
         step++;
@@ -298,7 +298,9 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
       databaseUrl,
       natsUrl,
       namespace: options.namespace ?? defaultNamespace,
-      ports: { auth: ports.auth, config: ports.config, secrets: ports.secrets, 'sync-worker': ports['sync-worker'] },
+      ports: { auth: ports.auth, config: ports.config, secrets: ports.secrets, 'sync-worker': ports['sync-worker'], edge: ports.edge },
+      // The HTTP edge (Connect, gRPC-Web, `/api/v1`, the widget), started last and stopped first.
+      edge: true,
       credentials: saved.credentials,
       keyringFile: home.keyringFile,
       env: settings.serviceEnv,
@@ -320,8 +322,8 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     // Each service's environment, for `coffer doctor` while the stack runs; removed when it stops.
     const envFiles = await writeServiceEnvFiles(join(home.dir, STACK_ENV_DIR_NAME), Object.fromEntries(stackServices.map((s) => [s, stack.services[s].env])));
     cleanups.push({ name: '', stop: () => envFiles.remove() });
-    for (const name of stackServices) {
-      const child = stack.services[name].process;
+    for (const svc of [...stackServices.map((s) => stack.services[s]), stack.edge!]) {
+      const child = svc.process;
       lastWords.push(() => child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'));
     }
 
@@ -350,9 +352,15 @@ export async function startDevStack(options: DevStackOptions): Promise<DevStack>
     const state: StackState = {
       launcherPid: process.pid,
       startedAt: new Date().toISOString(),
-      endpoints: { ...(Object.fromEntries(stackServices.map((s) => [s, stack.services[s].address])) as Record<StackService, string>), postgres: postgresEndpoint, nats: natsUrl },
+      endpoints: {
+        ...(Object.fromEntries(stackServices.map((s) => [s, stack.services[s].address])) as Record<StackService, string>),
+        edge: stack.edge!.address,
+        postgres: postgresEndpoint,
+        nats: natsUrl,
+      },
       pids: {
         ...(Object.fromEntries(stackServices.map((s) => [s, stack.services[s].process.pid])) as Record<StackService, number>),
+        edge: stack.edge!.process.pid,
         ...(postgres && { postgres: postgres.process.pid }),
         ...(nats && { 'nats-server': nats.process.pid }),
       },
@@ -384,6 +392,7 @@ export function banner(home: CofferHome, state: StackState, seed: SeedResult, em
     'Coffer is up (development stack).',
     '',
     ...stackServices.map((s) => `  ${pad(s)} ${state.endpoints[s].padEnd(17)} ${serviceNames[s]}`),
+    `  ${pad('edge')} ${state.endpoints.edge.padEnd(17)} HTTP: Connect and gRPC-Web for auth and config, http://${state.endpoints.edge}/api/v1, the widget at /widget/`,
     `  ${pad('postgres')} ${state.endpoints.postgres.padEnd(17)} database coffer${embeddedPostgres ? ` (embedded; data in ${home.postgresDir})` : ' (DATABASE_URL)'}`,
     `  ${pad('nats')} ${state.endpoints.nats.padEnd(17)} JetStream${embeddedNats ? ` (nats-server; store in ${home.natsDir})` : ' (NATS_URL)'}`,
     '',

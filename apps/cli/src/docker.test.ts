@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { z } from 'zod';
-import { serviceSettingsSchemas } from './config-reference';
+import { edgeSettingsSchemas, serviceSettingsSchemas } from './config-reference';
 import { devCredentialFiles, generateDevCredentials } from './dev-credentials';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -25,6 +25,8 @@ const compose = parse(read('docker-compose.yml'), { merge: true }) as { services
 const dockerfile = read('infra/Dockerfile');
 const coffer = Object.entries(compose.services).filter(([, s]) => s.build?.dockerfile === 'infra/Dockerfile');
 const kmsSetting = /KMS|KEYRING|PKCS11/;
+/** Every process the image runs: the four services and the HTTP edge, each with the schema its main.ts parses. */
+const allSettingsSchemas = { ...serviceSettingsSchemas, ...edgeSettingsSchemas };
 
 /** KEY=VALUE lines, as compose reads an env_file (values taken to the end of the line). */
 function dotenv(text: string): Record<string, string> {
@@ -50,16 +52,16 @@ describe('docker-compose.yml: each service gets the settings its own schema acce
     ...Object.assign({}, ...(svc.env_file ?? []).map((f) => dotenv(envFiles[f.replace(/^\.coffer\//, '')] ?? ''))),
   });
 
-  it('runs the four services from infra/Dockerfile, one APP each', () => {
-    expect(coffer.map(([name, s]) => [name, s.build?.args?.APP]).sort()).toEqual(Object.keys(serviceSettingsSchemas).map((n) => [n, n]).sort());
+  it('runs the four services and the edge from infra/Dockerfile, one APP each', () => {
+    expect(coffer.map(([name, s]) => [name, s.build?.args?.APP]).sort()).toEqual(Object.keys(allSettingsSchemas).map((n) => [n, n]).sort());
   });
 
-  for (const name of Object.keys(serviceSettingsSchemas) as Array<keyof typeof serviceSettingsSchemas>) {
+  for (const name of Object.keys(allSettingsSchemas) as Array<keyof typeof allSettingsSchemas>) {
     it(`${name}: its environment parses with its settings schema, and holds no setting the schema does not know`, () => {
       const svc = compose.services[name]!;
       for (const file of svc.env_file ?? []) expect(Object.keys(envFiles), `${name} env_file ${file}`).toContain(file.replace(/^\.coffer\//, ''));
       const env = environmentOf(svc);
-      const schema = serviceSettingsSchemas[name];
+      const schema = allSettingsSchemas[name];
       const parsed = schema.safeParse(env);
       expect(parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`), name).toEqual([]);
       const known = Object.keys(schema.shape as Record<string, z.ZodType>);
@@ -82,7 +84,9 @@ describe('docker-compose.yml: each service gets the settings its own schema acce
     };
     for (const [name, svc] of coffer) {
       const deps = Object.entries(svc.depends_on ?? {});
-      expect(deps.map(([dep]) => dep), name).toEqual(expect.arrayContaining(['postgres', 'nats']));
+      // The edge has no database and no NATS: it waits for the two services it forwards to.
+      if (name === 'edge') expect(deps.map(([dep]) => dep).sort(), name).toEqual(['auth', 'config']);
+      else expect(deps.map(([dep]) => dep), name).toEqual(expect.arrayContaining(['postgres', 'nats']));
       for (const [dep, { condition }] of deps) {
         expect(condition, `${name} → ${dep}`).toBe('service_healthy');
         expect(hasHealthcheck(dep), `${dep} has a healthcheck`).toBe(true);
@@ -91,11 +95,11 @@ describe('docker-compose.yml: each service gets the settings its own schema acce
     expect(compose.services.nats!.healthcheck!.test.join(' ')).toMatch(/8222\/healthz/);
   });
 
-  it('publishes only auth and config, the services clients call, on the host’s loopback, at the port each binds', () => {
+  it('publishes only auth, config and the edge, which clients call, on the host’s loopback, at the port each binds', () => {
     const published = Object.entries(compose.services).filter(([, s]) => (s.ports ?? []).length > 0);
-    expect(published.map(([n]) => n).sort()).toEqual(['auth', 'config']);
+    expect(published.map(([n]) => n).sort()).toEqual(['auth', 'config', 'edge']);
     for (const [name, svc] of published) {
-      const bind = environmentOf(svc)[`${name.toUpperCase()}_GRPC_ADDRESS`]!;
+      const bind = environmentOf(svc)[name === 'edge' ? 'EDGE_HTTP_ADDRESS' : `${name.toUpperCase()}_GRPC_ADDRESS`]!;
       expect(svc.ports).toEqual([`127.0.0.1:${bind.split(':')[1]}:${bind.split(':')[1]}`]);
     }
   });
@@ -156,8 +160,8 @@ describe('the Docker build context and infra/Dockerfile', () => {
     }
   });
 
-  it('builds all four bundles in one command that fails when any does, and runs as an unprivileged user with a gRPC HEALTHCHECK', () => {
-    expect(dockerfile).toMatch(/node tools\/build-app\.mjs auth secrets config sync-worker/);
+  it('builds all five bundles in one command that fails when any does, and runs as an unprivileged user with a gRPC HEALTHCHECK', () => {
+    expect(dockerfile).toMatch(/node tools\/build-app\.mjs auth secrets config sync-worker edge/);
     expect(dockerfile).toMatch(/apt-get install[^\n]*python3 make g\+\+/);
     expect(dockerfile).toMatch(/^RUN npm ci --omit=dev --omit=optional /m);
     const final = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));

@@ -12,24 +12,26 @@ import { generateDevCredentials, type DevCredentials } from './dev-credentials';
 /** The four service apps, in start order. */
 export const stackServices = ['auth', 'secrets', 'config', 'sync-worker'] as const;
 export type StackService = (typeof stackServices)[number];
+/** A process a stack may run: its four services, and the HTTP edge when asked for (`edge: true`). */
+export type StackProcess = StackService | 'edge';
 
 export interface StackOptions {
   databaseUrl: string;
   natsUrl: string;
   namespace: MessagingNamespace;
   /** Fixed ports; 0 (the default) lets each service pick one and report it. */
-  ports?: Partial<Record<StackService, number>>;
+  ports?: Partial<Record<StackProcess, number>>;
   host?: string;
   logLevel?: string;
   /** Also write each line of output here (e.g. process.stdout for the CLI). */
-  echo?: (service: StackService, line: string) => void;
+  echo?: (service: StackProcess, line: string) => void;
   startTimeoutMs?: number;
   /** Credentials to reuse (a stack restarted against the same database needs its signing key and keyring); fresh ones by default. */
   credentials?: DevCredentials;
   /** Mutual TLS on every port: a throwaway CA and a certificate per service (and one for the operator). */
   tls?: boolean;
   /** Extra environment per service (e.g. a lower limit for a test); it overrides the stack's own. */
-  serviceEnv?: Partial<Record<StackService, Record<string, string>>>;
+  serviceEnv?: Partial<Record<StackProcess, Record<string, string>>>;
   /**
    * The sync worker's `SYNC_WORKER_EGRESS_ALLOW`: CIDRs, addresses or host names (optionally with
    * `:port`) its connectors may reach although they are loopback, private or link-local. Unset, it
@@ -51,7 +53,9 @@ export interface StackOptions {
    */
   bundleDir?: string;
   /** Node options per service, put before the entry point (e.g. `--cpu-prof`, which NODE_OPTIONS cannot carry). */
-  nodeArgs?: Partial<Record<StackService, string[]>>;
+  nodeArgs?: Partial<Record<StackProcess, string[]>>;
+  /** Also start the HTTP edge (Connect, gRPC-Web, `/api/v1`, the widget) once the services are up; it stops first. */
+  edge?: boolean;
   /** Told when each service starts, listens, stops. */
   onProgress?: (event: StackProgress) => void;
   /** Aborting it during start-up stops the services started so far; `startStack` then rejects. */
@@ -60,7 +64,7 @@ export interface StackOptions {
 
 /** One step of a stack's start or stop, for a progress display. */
 export interface StackProgress {
-  service: StackService;
+  service: StackProcess;
   phase: 'starting' | 'listening' | 'stopping' | 'stopped';
   /** `host:port` once listening. */
   address?: string;
@@ -69,7 +73,7 @@ export interface StackProgress {
 }
 
 export interface RunningService {
-  name: StackService;
+  name: StackProcess;
   process: ChildProcess;
   port: number;
   address: string;
@@ -81,6 +85,8 @@ export interface RunningService {
 
 export interface Stack {
   services: Record<StackService, RunningService>;
+  /** The HTTP edge, when started with `edge: true`. */
+  edge?: RunningService;
   credentials: DevCredentials;
   /** With `tls`: the CA and every certificate (services, `operator`), for clients of the stack. */
   tls?: DevCertificates;
@@ -131,14 +137,14 @@ function waitForPort(svc: RunningService, timeoutMs: number, signal?: AbortSigna
  * TypeScript through tsx; either way after the telemetry preload, which registers the gRPC and
  * Postgres instrumentation before the service loads them.
  */
-export function serviceCommand(name: StackService, bundleDir?: string, nodeArgs: readonly string[] = []): string[] {
+export function serviceCommand(name: StackProcess, bundleDir?: string, nodeArgs: readonly string[] = []): string[] {
   const entry = bundleDir
     ? ['--import', pathToFileURL(join(bundleDir, 'preload.mjs')).href, join(bundleDir, 'apps', name, 'main.js')]
     : ['--import', 'tsx', '--import', pathToFileURL(join(root, 'libs/telemetry/src/preload.ts')).href, join(root, 'apps', name, 'src/main.ts')];
   return [...nodeArgs, ...entry];
 }
 
-function spawnService(name: StackService, env: Record<string, string>, options: StackOptions): RunningService {
+function spawnService(name: StackProcess, env: Record<string, string>, options: StackOptions): RunningService {
   const { echo, detached = false } = options;
   const child = spawn(process.execPath, serviceCommand(name, options.bundleDir, options.nodeArgs?.[name]), {
     cwd: root,
@@ -189,7 +195,7 @@ function freePort(host: string): Promise<number> {
   });
 }
 
-/** Starts auth, secrets, config and sync-worker as separate processes wired to each other. */
+/** Starts auth, secrets, config and sync-worker (and, with `edge`, the HTTP edge) as separate processes wired to each other. */
 export async function startStack(options: StackOptions): Promise<Stack> {
   const credentials = options.credentials ?? (await generateDevCredentials());
   // A temp folder only for what lives as long as this stack (a test's keyring, TLS material).
@@ -206,8 +212,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   });
   const host = options.host ?? '127.0.0.1';
   const timeout = options.startTimeoutMs ?? 60_000;
-  const tls = options.tls ? await generateDevCertificates(dir!, [...stackServices, 'operator']) : undefined;
-  const tlsEnv = (name: StackService): Record<string, string> =>
+  const tls = options.tls ? await generateDevCertificates(dir!, [...stackServices, ...(options.edge ? ['edge'] : []), 'operator']) : undefined;
+  const tlsEnv = (name: StackProcess): Record<string, string> =>
     tls ? { COFFER_TLS_CA_FILE: tls.caFile, COFFER_TLS_CERT_FILE: tls.certificates[name]!.certFile, COFFER_TLS_KEY_FILE: tls.certificates[name]!.keyFile } : {};
   const common = {
     // A developer's stack: the local KMS is the default and `coffer doctor` reports it as a warning only.
@@ -219,14 +225,14 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     COFFER_STREAM_PREFIX: options.namespace.streamPrefix,
     LOG_LEVEL: options.logLevel ?? options.env?.LOG_LEVEL ?? 'info',
   };
-  const services = {} as Record<StackService, RunningService>;
-  const envs = {} as Record<StackService, Record<string, string>>;
-  const addr = (name: StackService) => `${host}:${services[name]?.port ?? options.ports?.[name] ?? 0}`;
+  const services = {} as Record<StackProcess, RunningService>;
+  const envs = {} as Record<StackProcess, Record<string, string>>;
+  const addr = (name: StackProcess) => `${host}:${services[name]?.port ?? options.ports?.[name] ?? 0}`;
   // auth starts first but calls config (to make end users' workspaces), so config's port is chosen up front.
   const configAddress = `${host}:${options.ports?.config || (await freePort(host))}`;
 
   const progress = options.onProgress ?? (() => undefined);
-  const start = async (name: StackService) => {
+  const start = async (name: StackProcess) => {
     options.signal?.throwIfAborted();
     const began = Date.now();
     progress({ service: name, phase: 'starting' });
@@ -240,7 +246,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const replicas: RunningService[] = [];
   const stopInOrder = async () => {
     await Promise.all(replicas.map(stopService));
-    for (const name of [...stackServices].reverse()) {
+    for (const name of ['edge' as const, ...[...stackServices].reverse()]) {
       const svc = services[name];
       if (!svc) continue;
       const began = Date.now();
@@ -293,6 +299,19 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...(options.egressAllow && { SYNC_WORKER_EGRESS_ALLOW: options.egressAllow.join(',') }),
     };
     await start('sync-worker');
+    if (options.edge) {
+      // Only the settings the edge reads: it has no database and no NATS connection.
+      envs.edge = {
+        COFFER_ENV: common.COFFER_ENV,
+        ...options.env,
+        ...tlsEnv('edge'),
+        LOG_LEVEL: common.LOG_LEVEL,
+        AUTH_ADDRESS: services.auth.address,
+        CONFIG_ADDRESS: services.config.address,
+        EDGE_HTTP_ADDRESS: addr('edge'),
+      };
+      await start('edge');
+    }
   } catch (err) {
     await stopInOrder();
     await removeDir();
@@ -301,9 +320,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
 
   return {
     services,
+    edge: services.edge,
     credentials,
     tls,
-    output: () => [...stackServices.flatMap((n) => services[n]?.output ?? []), ...replicas.flatMap((r) => r.output)].join('\n'),
+    output: () => [...[...stackServices, 'edge' as const].flatMap((n) => services[n]?.output ?? []), ...replicas.flatMap((r) => r.output)].join('\n'),
     async stop() {
       await stopInOrder();
       await removeDir();

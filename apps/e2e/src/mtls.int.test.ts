@@ -40,6 +40,8 @@ describe('mutual TLS on every port: identities from certificates, service to ser
       natsUrl: testNatsUrl(),
       namespace: ns,
       tls: true,
+      // The HTTP edge too, a client of auth and config with a certificate of its own.
+      edge: true,
       // The test's HTTP source and Postgres are on loopback, which the sync worker refuses unless allowed.
       egressAllow: [`127.0.0.1:${(http.address() as AddressInfo).port}`, `${dbUrl.hostname}:${dbUrl.port || 5432}`],
     });
@@ -89,6 +91,32 @@ describe('mutual TLS on every port: identities from certificates, service to ser
     const mismatched = configClient(credentials, async () => configToken);
     await expect(mismatched.listWorkspaces({ page: undefined })).rejects.toMatchObject({ code: 'permission_denied', message: 'the service token does not match the client certificate' });
     for (const c of [byCertificate, mismatched, auth]) c.close();
+  });
+
+  it('the edge forwards Connect JSON calls to auth and config over mutual TLS', async () => {
+    const operatorAuth = createPromiseClient(authV1.AuthServiceClient, stack.services.auth.address, { credentials: mtlsChannelCredentials(operatorTls()) });
+    const org = await operatorAuth.createOrganization({ name: 'edge over mTLS' });
+    const app = await operatorAuth.createApplication({ organizationId: org.organization!.organizationId, name: 'platform', allowedOrigins: [] });
+    operatorAuth.close();
+    expect(stack.edge!.env).toMatchObject({ COFFER_TLS_CERT_FILE: stack.tls!.certificates.edge!.certFile });
+    const post = async (path: string, body: unknown, token?: string) => {
+      const res = await fetch(`http://${stack.edge!.address}/${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token && { authorization: `Bearer ${token}` }) },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, any> };
+    };
+    // To auth: the application's credentials for a token.
+    const issued = await post('coffer.auth.v1.AuthService/IssueApplicationToken', { clientId: app.application!.clientId, clientSecret: app.clientSecret });
+    expect(issued.status, JSON.stringify(issued.body)).toBe(200);
+    // To config, with that token: a workspace made and listed.
+    const token = issued.body.accessToken as string;
+    const made = await post('coffer.config.v1.ConfigService/CreateWorkspace', { name: 'through the edge' }, token);
+    expect(made.status, JSON.stringify(made.body)).toBe(200);
+    const listed = await post('coffer.config.v1.ConfigService/ListWorkspaces', {}, token);
+    expect(listed.status, JSON.stringify(listed.body)).toBe(200);
+    expect((listed.body.workspaces as Array<{ workspaceId: string }>).map((w) => w.workspaceId)).toContain(made.body.workspace.workspaceId);
   });
 
   it('runs a sync with every hop on mutual TLS: config→secrets, sync-worker→config and secrets', async () => {

@@ -142,7 +142,7 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
 
   it('shows its progress, then prints the endpoints and a token command that works', async () => {
     const text = first.output();
-    const progress = ['[1/7] Postgres', '[2/7] NATS', '[3/7] auth listening', '[4/7] secrets listening', '[5/7] config listening', '[6/7] sync-worker listening', '[7/7] created organization'];
+    const progress = ['[1/8] Postgres', '[2/8] NATS', '[3/8] auth listening', '[4/8] secrets listening', '[5/8] config listening', '[6/8] sync-worker listening', '[7/8] edge listening', '[8/8] created organization'];
     const at = progress.map((p) => text.indexOf(p));
     expect(at.every((i) => i >= 0), text).toBe(true);
     expect([...at].sort((a, b) => a - b)).toEqual(at);
@@ -150,12 +150,17 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
     expect(first.state.pids.postgres).toBeGreaterThan(0);
     expect(first.state.pids['nats-server']).toBeGreaterThan(0);
     // The launcher hands OTEL_* and LOG_LEVEL on to every service.
-    for (const service of ['auth', 'secrets', 'config', 'sync-worker'] as const) {
+    for (const service of ['auth', 'secrets', 'config', 'sync-worker', 'edge'] as const) {
       const environ = readFileSync(`/proc/${first.state.pids[service]}/environ`, 'utf8').split('\0');
       expect(environ, service).toContain(`OTEL_RESOURCE_ATTRIBUTES=${otelAttributes}`);
       expect(environ, service).toContain('LOG_LEVEL=debug');
     }
     expect(readFileSync(join(home.logsDir, 'auth.log'), 'utf8')).toMatch(/"level":20/);
+    // The edge answers over HTTP: its OpenAPI document and the widget page.
+    const openapi = await fetch(`http://${first.state.endpoints.edge}/api/v1/openapi.json`);
+    expect(openapi.status).toBe(200);
+    expect(((await openapi.json()) as { openapi: string }).openapi).toMatch(/^3\./);
+    expect((await fetch(`http://${first.state.endpoints.edge}/widget/`)).status).toBe(200);
 
     // The printed command, as a user would paste it (npx buf is the repository's own buf).
     const block = text.slice(text.indexOf('An application token'));
@@ -323,11 +328,11 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
     for (const file of filesUnder(home.logsDir)) expect(readFileSync(file, 'utf8'), file).not.toContain(canary);
   }, 300_000);
 
-  it('Ctrl-C stops the services in reverse order, then NATS, then Postgres, and leaves no process and no key file outside the home', async () => {
+  it('Ctrl-C stops the edge, then the services in reverse order, then NATS, then Postgres, and leaves no process and no key file outside the home', async () => {
     const groups = new Set([first.state.launcherPid, ...Object.values(first.state.pids)]);
     await ctrlC(first);
     const text = first.output();
-    const order = ['stopped sync-worker', 'stopped config', 'stopped secrets', 'stopped auth', 'stopped NATS', 'stopped Postgres', 'stopped.'].map((s) => text.indexOf(s));
+    const order = ['stopped edge', 'stopped sync-worker', 'stopped config', 'stopped secrets', 'stopped auth', 'stopped NATS', 'stopped Postgres', 'stopped.'].map((s) => text.indexOf(s));
     expect(order.every((i) => i > 0), text).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
 
@@ -359,7 +364,7 @@ describe('npm start: embedded Postgres, a nats-server child and the four service
     const seedBefore = saved().seed;
     const second = await npmStart();
     const text = second.output();
-    expect(text).toContain('[1/7] Postgres (embedded): starting');
+    expect(text).toContain('[1/8] Postgres (embedded): starting');
     expect(text).toContain(`organization "Development" from an earlier start`);
     expect(text).toContain('built-in connector definitions already registered');
     expect(saved().seed).toEqual(seedBefore);

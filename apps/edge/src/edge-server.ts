@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
@@ -42,7 +42,9 @@ export interface EdgeServer {
 }
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
-const STATIC_ROOT = fileURLToPath(new URL('../', import.meta.url));
+// The folder holding openapi.json and widget/: the bundle's own (tools/build-app.mjs copies the
+// package's `assets` next to main.js), else the package root above src/ when run from source.
+const STATIC_ROOT = ['./', '../'].map((dir) => fileURLToPath(new URL(dir, import.meta.url))).find((dir) => existsSync(`${dir}openapi.json`)) ?? fileURLToPath(new URL('../', import.meta.url));
 // Headers a browser page may send and read: Connect's and gRPC-Web's, plus the error details.
 const ALLOW_HEADERS = [...new Set([...connectCors.allowedHeaders, 'Authorization'])].join(', ');
 const EXPOSE_HEADERS = [...new Set([...connectCors.exposedHeaders, ERROR_DETAILS_KEY, 'Retry-After'])].join(', ');
