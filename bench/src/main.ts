@@ -13,7 +13,7 @@ import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import pg from 'pg';
-import { startStack, stackServices, type StackService } from '@coffer/cli';
+import { startStack, stackServices, type StackProcess } from '@coffer/cli';
 import { configV1, eventSubject, secretsV1, streamName, type MessagingNamespace } from '@coffer/contracts';
 import { createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
 import { createDatabase, deleteStreams, uniqueId } from '@coffer/testing';
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   cleanups.push(() => stopChild(echo.child));
 
   say(`starting the stack from ${bundleDir} (database ${db.name}, streams ${ns.streamPrefix}_*) …`);
-  const stackStarts: Partial<Record<StackService, number[]>> = {};
+  const stackStarts: Partial<Record<StackProcess, number[]>> = {};
   let recordStarts = false;
   const stack = await startStack({
     databaseUrl: db.url,

@@ -1,4 +1,4 @@
-export { startStack, stackServices, type RunningService, type Stack, type StackOptions, type StackProgress, type StackService } from './stack';
+export { startStack, stackServices, type RunningService, type Stack, type StackOptions, type StackProcess, type StackProgress, type StackService } from './stack';
 export { devCredentialFiles, generateDevCredentials, type DevCredentials } from './dev-credentials';
 export { generateDevCertificates, type CertificateFiles, type DevCertificates } from './dev-certificates';
 export { startDevStack, defaultPorts, type DevStack, type DevStackOptions, type SavedStack, type StackState } from './dev-stack';
