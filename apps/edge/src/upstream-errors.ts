@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { codeToHttpStatus, codeToString } from '@connectrpc/connect/protocol-connect';
 import type { ErrorDetail } from '@coffer/contracts';
 import { ERROR_DETAILS_KEY, INTERNAL_ERROR_MESSAGE, boundErrorMessage, readErrorDetails } from '@coffer/rpc';
 
@@ -38,36 +39,10 @@ export function connectErrorOf(error: EdgeError): ConnectError {
 
 /** The snake_case name of a status code, as Connect writes it in JSON error bodies. */
 export function codeName(code: grpc.status): string {
-  return (grpc.status[code] ?? 'UNKNOWN').toLowerCase();
+  return codeToString(code as number as Code);
 }
 
 /** The HTTP status of a status code, as the Connect protocol maps it. */
 export function httpStatusOf(code: grpc.status): number {
-  switch (code) {
-    case grpc.status.CANCELLED:
-      return 499;
-    case grpc.status.INVALID_ARGUMENT:
-    case grpc.status.OUT_OF_RANGE:
-    case grpc.status.FAILED_PRECONDITION:
-      return 400;
-    case grpc.status.DEADLINE_EXCEEDED:
-      return 504;
-    case grpc.status.NOT_FOUND:
-      return 404;
-    case grpc.status.ALREADY_EXISTS:
-    case grpc.status.ABORTED:
-      return 409;
-    case grpc.status.PERMISSION_DENIED:
-      return 403;
-    case grpc.status.RESOURCE_EXHAUSTED:
-      return 429;
-    case grpc.status.UNIMPLEMENTED:
-      return 501;
-    case grpc.status.UNAVAILABLE:
-      return 503;
-    case grpc.status.UNAUTHENTICATED:
-      return 401;
-    default:
-      return 500;
-  }
+  return codeToHttpStatus(code as number as Code);
 }

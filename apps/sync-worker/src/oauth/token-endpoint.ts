@@ -39,6 +39,28 @@ export interface TokenResponse {
 const MAX_BODY = 64 * 1024;
 
 /**
+ * The request headers of a call authenticating the client as declared: HTTP Basic by default, or the
+ * credentials in the form (`client_secret_post`). `onDerived` is told the Basic header's value.
+ */
+function clientAuthentication(
+  oauth: OAuthDeclaration,
+  credentials: { clientId: string; clientSecret: string },
+  form: URLSearchParams,
+  onDerived: (value: string) => void,
+): Record<string, string> {
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+  if (oauth.token_endpoint_auth_method === 'client_secret_post') {
+    form.set('client_id', credentials.clientId);
+    form.set('client_secret', credentials.clientSecret);
+  } else {
+    const basic = Buffer.from(`${encodeURIComponent(credentials.clientId)}:${encodeURIComponent(credentials.clientSecret)}`).toString('base64');
+    onDerived(basic);
+    headers.authorization = `Basic ${basic}`;
+  }
+  return headers;
+}
+
+/**
  * The refresh_token grant (RFC 6749 §6) at the declared token endpoint, with the client
  * authenticated as declared (HTTP Basic by default), connected to the address the egress policy
  * checked. `onDerived` is told every value derived from a secret (the Basic header) before it is sent.
@@ -50,15 +72,7 @@ export async function refreshAccessToken(
 ): Promise<TokenResponse> {
   const url = new URL(oauth.token_endpoint);
   const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: credentials.refreshToken });
-  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-  if (oauth.token_endpoint_auth_method === 'client_secret_post') {
-    form.set('client_id', credentials.clientId);
-    form.set('client_secret', credentials.clientSecret);
-  } else {
-    const basic = Buffer.from(`${encodeURIComponent(credentials.clientId)}:${encodeURIComponent(credentials.clientSecret)}`).toString('base64');
-    options.onDerived(basic);
-    headers.authorization = `Basic ${basic}`;
-  }
+  const headers = clientAuthentication(oauth, credentials, form, options.onDerived);
   const body = form.toString();
   options.onDerived(encodeURIComponent(credentials.refreshToken));
   const { status, text } = await post(url, headers, body, options.egress, options.signal);
@@ -96,15 +110,7 @@ export async function revokeRefreshToken(
   if (!oauth.revocation_endpoint) return { revoked: false, transient: false, reason: 'the definition declares no revocation endpoint' };
   const url = new URL(oauth.revocation_endpoint);
   const form = new URLSearchParams({ token: credentials.refreshToken, token_type_hint: 'refresh_token' });
-  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
-  if (oauth.token_endpoint_auth_method === 'client_secret_post') {
-    form.set('client_id', credentials.clientId);
-    form.set('client_secret', credentials.clientSecret);
-  } else {
-    const basic = Buffer.from(`${encodeURIComponent(credentials.clientId)}:${encodeURIComponent(credentials.clientSecret)}`).toString('base64');
-    options.onDerived(basic);
-    headers.authorization = `Basic ${basic}`;
-  }
+  const headers = clientAuthentication(oauth, credentials, form, options.onDerived);
   options.onDerived(encodeURIComponent(credentials.refreshToken));
   let answer: { status: number; text: string };
   try {
