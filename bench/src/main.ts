@@ -1,5 +1,5 @@
 // `npm run bench`: Coffer against the raw parts it is made of, measured in the same run, interleaved.
-//   node --import tsx bench/src/main.ts [--rounds 3] [--seconds 4] [--profile <scenario id>]
+//   node --import tsx bench/src/main.ts [--rounds 3] [--seconds 4] [--profile <scenario id>] [--only <scenario id>,…]
 // See the README's "Performance" section for what each row means.
 import { execFileSync, spawn } from 'node:child_process';
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
@@ -33,6 +33,8 @@ const flag = (name: string) => {
   return i >= 0 ? argv[i + 1] : undefined;
 };
 const profileScenario = flag('profile');
+// Only the groups of these scenarios, no memory or start-up rows, no result file: for checking one change.
+const only = flag('only')?.split(',').filter(Boolean);
 const ROUNDS = Number(flag('rounds') ?? 3);
 const RUN_MS = Number(flag('seconds') ?? (profileScenario ? 20 : 4)) * 1000;
 const WORKSPACES = 128;
@@ -323,7 +325,7 @@ async function main(): Promise<void> {
     for (const [w, n] of [...waits].sort((a, b) => b[1] - a[1]).slice(0, 8)) say(`  ${((n / samples) * 100).toFixed(1).padStart(5)}%  ${w}`);
     say(`${s.name}: ${f.throughput.toFixed(0)}/s, p99 ${f.p99.toFixed(1)} ms (secrets under --cpu-prof)`);
     await stack.stopOne('secrets');
-    const file = readdirSync(profileDir).filter((n) => n.endsWith('.cpuprofile')).map((n) => join(profileDir, n)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    const file = readdirSync(profileDir).filter((n) => n.endsWith('.cpuprofile')).map((n) => join(profileDir, n)).sort((a, b) => statSync(b).size - statSync(a).size)[0];
     if (!file) throw new Error(`secrets wrote no profile in ${profileDir}`);
     const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
     const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
@@ -337,7 +339,7 @@ async function main(): Promise<void> {
   const rounds = new Map<string, RunFigures[]>();
   say(`warm-up, then ${ROUNDS} rounds of ${RUN_MS / 1000} s per scenario …`);
   for (let round = 0; round <= ROUNDS && !interrupted; round++) {
-    for (const group of groups) {
+    for (const group of only ? groups.filter((g) => g.some((sid) => only.includes(sid))) : groups) {
       const order = round % 2 ? [...group].reverse() : group;
       for (const sid of order) {
         if (interrupted) break;
@@ -346,6 +348,12 @@ async function main(): Promise<void> {
         say(`  ${round === 0 ? 'warm-up' : `round ${round}`}  ${sid.padEnd(20)} ${figures.throughput.toFixed(0).padStart(7)}/s  p50 ${figures.p50.toFixed(2)}  p99 ${figures.p99.toFixed(2)} ms`);
       }
     }
+  }
+
+  if (only) {
+    const picked = scenarios.filter((s) => rounds.has(s.id)).map((s): Row => ({ id: s.id, name: s.name, kind: s.kind, measured: true, figures: medianOfRounds(rounds.get(s.id)!), baseline: s.baseline, ratioOf: s.ratioOf, target: s.target, note: s.note }));
+    say(`\n${formatTable(settle(picked))}\n(--only: no result file written)`);
+    return;
   }
 
   say('idle memory (3 samples, 1 s apart, after 3 s idle) …');

@@ -15,6 +15,7 @@ import { metrics } from '@opentelemetry/api';
 import { randomUUID } from 'node:crypto';
 import type { SecretsConfig } from './config';
 import { createDataKeyCache, type DataKeyCache } from './data-key-cache';
+import { createGroupCommit } from './group-commit';
 import {
   decide,
   evolve,
@@ -42,6 +43,7 @@ import {
   projectVersionDestroyed,
   projectVersionsWritten,
   writtenBy,
+  type SecretVersionRow,
 } from './secrets.postgres';
 
 /** Who asks, as recorded in events: a service identity and, optionally, on whose behalf. */
@@ -111,6 +113,8 @@ export interface SecretsServiceDeps {
   maxSecretsPerRequest?: number;
   /** Rows per insert statement when writing secrets; default 100. */
   writeBatchSize?: number;
+  /** Most hydrate calls audited by one append (group commit); default 64. */
+  hydrateBatchSize?: number;
   clock: () => Date;
   newId: () => string;
 }
@@ -123,6 +127,8 @@ const DELETE_ATTEMPTS = 5;
 /** Most bases one GetLatestSecretVersions may name. */
 const MAX_LATEST_BASES = 100;
 const WRITE_BATCH = 100;
+// Hydrate calls per batch: their audit events fit one insert statement (the event store's 100 rows).
+const DEFAULT_HYDRATE_BATCH = 64;
 /** The default of `maxSecretsPerRequest`. */
 export const DEFAULT_MAX_SECRETS_PER_REQUEST = 100;
 const SOURCE = 'coffer/secrets';
@@ -382,31 +388,27 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     }
   }
 
-  /** Replaces every `{"_secret": coordinate}` of a partial config with its value; the hydrate is audited first. */
-  async function hydrateConfig(workspaceId: string, partialConfigJson: string, reason: string, actor: Actor, ownerId = ''): Promise<string> {
-    requireWorkspace(workspaceId);
-    if (ownerId) requireOwnerId(ownerId, true);
-    let partial: unknown;
-    try {
-      partial = JSON.parse(partialConfigJson);
-    } catch {
-      throw new CofferError('invalid_argument', 'partial_config_json is not valid JSON', [{ field: 'partial_config_json', reason: 'invalid JSON' }]);
-    }
-    const coordinates = [...new Set(referencedCoordinates(partial))];
-    for (const c of coordinates) {
-      const parsed = parseCoordinate(prefix, c);
-      if (parsed.workspaceId !== workspaceId && parsed.workspaceId !== EPHEMERAL_WORKSPACE_ID) {
-        throw new CofferError('permission_denied', 'a coordinate belongs to another workspace');
-      }
-    }
-    const rows = new Map((await findVersions(db, schema, coordinates)).map((r) => [r.coordinate, r]));
+  /** One hydrate call waiting for its batch. */
+  interface PendingHydrate {
+    workspaceId: string;
+    ownerId: string;
+    coordinates: string[];
+    partial: unknown;
+    reason: string;
+    actor: Actor;
+    resolve(configJson: string): void;
+    reject(err: unknown): void;
+  }
+
+  /** The plaintext of each coordinate of one call, after its owner and state checks. */
+  async function openValues(p: PendingHydrate, rows: Map<string, SecretVersionRow>, now: Date): Promise<Map<string, string>> {
     // Before any other answer: a coordinate is hydrated only into its owner's config. The message names none.
-    for (const row of rows.values()) {
-      if (!ownedBy(row, workspaceId, ownerId)) throw new CofferError('permission_denied', 'a coordinate belongs to another actor or workspace');
+    for (const c of p.coordinates) {
+      const row = rows.get(c);
+      if (row && !ownedBy(row, p.workspaceId, p.ownerId)) throw new CofferError('permission_denied', 'a coordinate belongs to another actor or workspace');
     }
-    const now = clock();
     const values = new Map<string, string>();
-    for (const c of coordinates) {
+    for (const c of p.coordinates) {
       const row = rows.get(c);
       if (!row) throw new CofferError('not_found', 'a secret the config refers to does not exist');
       if (row.state === 'expired' || (row.expires_at && row.expires_at.getTime() <= now.getTime())) {
@@ -426,25 +428,89 @@ export function createSecretsService(deps: SecretsServiceDeps) {
         dek.fill(0);
       }
     }
-    const occurredAt = now.toISOString();
-    await store.append(
-      `${HYDRATIONS}${workspaceId}`,
-      'any',
-      [{ type: 'SecretsHydrated', data: { workspaceId, coordinates, reason, hydratedAt: occurredAt }, metadata: metadataOf(actor) }],
-      {
-        outbox: (recorded) =>
-          recorded.map((r) =>
-            integrationEventMessage(
-              ns,
-              'SecretsHydrated',
-              { workspaceId, coordinates, actor: actor.subject, reason, occurredAt },
-              { eventId: r.eventId, source: SOURCE, subject: workspaceId, time: r.recordedAt, traceparent: actor.traceparent },
-            ),
-          ),
-      },
+    return values;
+  }
+
+  /**
+   * A batch of hydrate calls: one read of every version they name, the checks and decryption of each
+   * call on its own (a refused call fails alone), then one append of every audit event (group
+   * commit); a call's plaintext is returned only after its audit event committed.
+   */
+  async function hydrateBatch(batch: PendingHydrate[]): Promise<void> {
+    let rows: Map<string, SecretVersionRow>;
+    try {
+      rows = new Map((await findVersions(db, schema, [...new Set(batch.flatMap((p) => p.coordinates))])).map((r) => [r.coordinate, r]));
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    const now = clock();
+    const opened = await Promise.all(
+      batch.map(async (p) => {
+        try {
+          return { p, values: await openValues(p, rows, now) };
+        } catch (err) {
+          p.reject(err);
+          return undefined;
+        }
+      }),
     );
-    hydrations(workspaceId, coordinates.length);
-    return JSON.stringify(hydrate(partial, (c) => values.get(c)!));
+    const ready = opened.filter((o): o is { p: PendingHydrate; values: Map<string, string> } => o !== undefined);
+    if (ready.length === 0) return;
+    const hydratedAt = now.toISOString();
+    try {
+      await store.appendToOwnChains(
+        ready.map(({ p }) => ({
+          streamId: `${HYDRATIONS}${p.workspaceId}`,
+          events: [{ type: 'SecretsHydrated', data: { workspaceId: p.workspaceId, coordinates: p.coordinates, reason: p.reason, hydratedAt }, metadata: metadataOf(p.actor) }],
+        })),
+        {
+          outbox: (appended) =>
+            appended.map((e) => {
+              const d = e.data as { workspaceId: string; coordinates: string[]; reason: string; hydratedAt: string };
+              const m = e.metadata as { actor?: string; traceparent?: string };
+              return integrationEventMessage(
+                ns,
+                'SecretsHydrated',
+                { workspaceId: d.workspaceId, coordinates: d.coordinates, actor: m.actor ?? '', reason: d.reason, occurredAt: d.hydratedAt },
+                { eventId: e.eventId, source: SOURCE, subject: d.workspaceId, time: e.recordedAt, traceparent: m.traceparent },
+              );
+            }),
+        },
+      );
+    } catch (err) {
+      for (const { p, values } of ready) {
+        values.clear();
+        p.reject(err);
+      }
+      return;
+    }
+    for (const { p, values } of ready) {
+      hydrations(p.workspaceId, p.coordinates.length);
+      p.resolve(JSON.stringify(hydrate(p.partial, (c) => values.get(c)!)));
+    }
+  }
+
+  const hydrateGroups = createGroupCommit(hydrateBatch, { maxBatch: deps.hydrateBatchSize ?? DEFAULT_HYDRATE_BATCH, maxInFlight: 2 });
+
+  /** Replaces every `{"_secret": coordinate}` of a partial config with its value; the hydrate is audited first. */
+  async function hydrateConfig(workspaceId: string, partialConfigJson: string, reason: string, actor: Actor, ownerId = ''): Promise<string> {
+    requireWorkspace(workspaceId);
+    if (ownerId) requireOwnerId(ownerId, true);
+    let partial: unknown;
+    try {
+      partial = JSON.parse(partialConfigJson);
+    } catch {
+      throw new CofferError('invalid_argument', 'partial_config_json is not valid JSON', [{ field: 'partial_config_json', reason: 'invalid JSON' }]);
+    }
+    const coordinates = [...new Set(referencedCoordinates(partial))];
+    for (const c of coordinates) {
+      const parsed = parseCoordinate(prefix, c);
+      if (parsed.workspaceId !== workspaceId && parsed.workspaceId !== EPHEMERAL_WORKSPACE_ID) {
+        throw new CofferError('permission_denied', 'a coordinate belongs to another workspace');
+      }
+    }
+    return new Promise<string>((resolve, reject) => hydrateGroups.submit({ workspaceId, ownerId, coordinates, partial, reason, actor, resolve, reject }));
   }
 
   /**

@@ -181,4 +181,39 @@ describe('hash-chained, immutable event log', () => {
     await Promise.race([store.append('reads-ws', 26, [{ type: 'Read', data: {} }], { outbox }), timeout]).finally(release);
     await holder;
   });
+  it('appends to several streams of their own chains at once: one statement, concurrent batches interleave, every chain intact; a shared-chain stream takes the locked path', async () => {
+    const schema = `chain_${uniqueId()}`;
+    await migrateEventStore(db, schema);
+    const store = createEventStore(db, { schema, chainOf: (id) => (id.startsWith('reads-') ? id : MAIN_CHAIN) });
+    const outbox = (appended: AppendedEvent[]) => appended.map((e) => ({ eventId: e.eventId, subject: 'reads', headers: {}, body: JSON.stringify(e.data) }));
+    await store.append('reads-a', 0, [{ type: 'Read', data: { first: true } }]);
+    // 12 concurrent batches over 3 streams, the same stream twice in some of them.
+    const batches = Array.from({ length: 12 }, (_, b) => [
+      { streamId: 'reads-a', events: [{ type: 'Read', data: { b, k: 0 } }] },
+      { streamId: `reads-${b % 2 === 0 ? 'b' : 'c'}`, events: [{ type: 'Read', data: { b, k: 1 } }] },
+      { streamId: 'reads-a', events: [{ type: 'Read', data: { b, k: 2 } }] },
+    ]);
+    const recorded = (await Promise.all(batches.map((batch) => store.appendToOwnChains(batch, { outbox })))).flat();
+    expect(recorded).toHaveLength(36);
+    const a = await store.readStream('reads-a');
+    expect(a.events.map((e) => e.streamVersion)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+    // A batch's two events of one stream are consecutive, in the order given.
+    for (let b = 0; b < 12; b++) {
+      const mine = a.events.filter((e) => (e.data as { b?: number }).b === b);
+      expect(mine.map((e) => (e.data as { k: number }).k)).toEqual([0, 2]);
+      expect(mine[1]!.streamVersion).toBe(mine[0]!.streamVersion + 1);
+    }
+    expect((await store.readStream('reads-b')).currentVersion).toBe(6);
+    expect((await store.readStream('reads-c')).currentVersion).toBe(6);
+    expect(await verifyEventChain(db, schema)).toEqual({ ok: true, checked: 37 });
+    const s = sql.id(schema);
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from ${s}.outbox`.execute(db);
+    expect(rows[0]!.n).toBe(36);
+    // A stream of the main chain among them: all of it goes through the chain's lock, still all or nothing.
+    const mixed = await store.appendToOwnChains([{ streamId: 'reads-a', events: [{ type: 'Read', data: {} }] }, { streamId: 'order-1', events: [{ type: 'Opened', data: {} }] }], { outbox });
+    expect(mixed.map((e) => [e.streamId, e.streamVersion])).toEqual([['reads-a', 26], ['order-1', 1]]);
+    expect(await verifyEventChain(db, schema)).toEqual({ ok: true, checked: 39 });
+    expect(await store.appendToOwnChains([{ streamId: 'reads-a', events: [] }])).toEqual([]);
+    await expect(store.appendToOwnChains([{ streamId: '', events: [{ type: 'Read', data: {} }] }])).rejects.toMatchObject({ code: 'invalid_argument' });
+  });
 });

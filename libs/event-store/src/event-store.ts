@@ -122,6 +122,15 @@ export interface EventStore {
    * statement each, events and outbox rows are inserted `batchSize` rows at a time.
    */
   appendManyInTransaction(trx: Transaction<any>, appends: StreamAppend[], options?: AppendManyOptions): Promise<RecordedEvent[]>;
+  /**
+   * Appends events to several streams at their current versions, all or nothing. When each stream
+   * is its own chain (`chainOf(id) === id`), without a transaction or a lock: one statement reads every stream's head, one inserts every event, its
+   * outbox row and the relay's wake-up. This is the group commit of concurrent audit appends (one
+   * round trip and one commit for a batch of calls). A concurrent append to one of the streams makes
+   * it read again; after a few such conflicts (and for streams of a shared chain) it takes the
+   * locks in a transaction, as `appendManyInTransaction`.
+   */
+  appendToOwnChains(appends: { streamId: string; events: NewEvent[] }[], options?: Pick<AppendManyOptions, 'outbox'>): Promise<RecordedEvent[]>;
   /** Every event of one stream in order; `currentVersion` is 0 for a stream that does not exist. */
   readStream(streamId: string): Promise<{ currentVersion: number; events: RecordedEvent[] }>;
   /**
@@ -148,6 +157,8 @@ export const MAIN_CHAIN = 'main';
 
 // Conflicts an append to a stream of its own chain retries unlocked before it takes the chain's lock.
 const OWN_CHAIN_ATTEMPTS = 3;
+// Conflicts a locked append with `any` expected versions retries (only unlocked appends can win against it).
+const LOCKED_ATTEMPTS = 10;
 // Events (and outbox rows) per insert statement, unless an append says otherwise.
 const DEFAULT_BATCH_SIZE = 100;
 const UNIQUE_VIOLATION = '23505';
@@ -360,9 +371,51 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
     return undefined;
   }
 
+  async function appendToOwnChains(appends: { streamId: string; events: NewEvent[] }[], manyOptions: Pick<AppendManyOptions, 'outbox'> = {}): Promise<RecordedEvent[]> {
+    const byStream = new Map<string, NewEvent[]>();
+    for (const a of appends) {
+      if (!a.streamId) throw new CofferError('invalid_argument', 'stream id must not be empty');
+      if (a.events.length > 0) byStream.set(a.streamId, [...(byStream.get(a.streamId) ?? []), ...a.events]);
+    }
+    if (byStream.size === 0) return [];
+    const ids = [...byStream.keys()];
+    const total = [...byStream.values()].reduce((n, e) => n + e.length, 0);
+    // A stream that joins another chain must wait for that chain's lock: the locked path below.
+    if (total <= DEFAULT_BATCH_SIZE && ids.every((id) => chainOf(id) === id)) {
+      for (let attempt = 1; attempt <= OWN_CHAIN_ATTEMPTS; attempt++) {
+        const { rows } = await sql<{ stream_id: string; v: number; hash: string }>`
+          select c.id as stream_id, h.v, h.hash from unnest(${ids}::text[]) as c(id)
+          cross join lateral (select e.stream_version as v, e.hash from ${s}.events e where e.stream_id = c.id order by e.stream_version desc limit 1) h`.execute(db);
+        const heads = new Map(rows.map((r) => [r.stream_id, r]));
+        const recordedAt = new Date();
+        const appended = ids.flatMap((id) => chained(id, id, heads.has(id) ? Number(heads.get(id)!.v) : 0, byStream.get(id)!, heads.get(id)?.hash ?? GENESIS_HASH, recordedAt));
+        const messages = withTraceContext(manyOptions.outbox?.(appended) ?? []);
+        if (messages.length > DEFAULT_BATCH_SIZE) break;
+        try {
+          // One statement: atomic without a transaction.
+          return await insertChained(db, appended, messages, DEFAULT_BATCH_SIZE);
+        } catch (err) {
+          if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
+        }
+      }
+    }
+    // Under the locks, an unlocked append (of this path or `append`'s) may still take a version first:
+    // with `any` expected versions, read again and retry.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await db.transaction().execute((trx) =>
+          appendManyInTransaction(trx, ids.map((streamId) => ({ streamId, expected: 'any' as const, events: byStream.get(streamId)! })), { outbox: manyOptions.outbox }),
+        );
+      } catch (err) {
+        if ((err as { code?: string }).code !== UNIQUE_VIOLATION || attempt >= LOCKED_ATTEMPTS) throw err;
+      }
+    }
+  }
+
   return {
     appendInTransaction,
     appendManyInTransaction,
+    appendToOwnChains,
     async append(streamId, expected, events, appendOptions = {}) {
       if (streamId && events.length > 0 && !appendOptions.project && chainOf(streamId) === streamId && (expected === 'any' || (Number.isInteger(expected) && expected >= 0))) {
         const done = await appendOwnChain(streamId, expected, events, appendOptions.outbox);
