@@ -86,6 +86,7 @@ async function main(): Promise<void> {
   }
   if (verb !== 'read') throw new Error(`unknown command ${verb}`);
   const configPath = arg('config')!;
+  await log(`environment: ${Object.keys(process.env).filter((k) => !k.startsWith('TSX')).sort().join(',')}`);
   await log(`config file mode ${(statSync(configPath).mode & 0o777).toString(8)}, folder mode ${(statSync(dirname(configPath)).mode & 0o777).toString(8)}`);
   const catalog = readJson<{ streams: { stream: { name: string }; sync_mode: string }[] }>('catalog');
   if (!catalog) throw new Error('--catalog is required');
