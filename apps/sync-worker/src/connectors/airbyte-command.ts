@@ -127,6 +127,7 @@ function commandRunner(connector: string, argv: readonly string[], options: Airb
     void exited.then(() => clearTimeout(killTimer));
     const onAbort = () => stop();
     signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) stop();
     void (async () => {
       for await (const line of lines(child.stderr!)) if (line.trim()) logger.info({ connector, verb, stream: 'stderr' }, bounded(line));
     })().catch(() => undefined);
@@ -255,7 +256,11 @@ function commandRunner(connector: string, argv: readonly string[], options: Airb
           try {
             for await (const m of messages) {
               if (m.type === 'RECORD') records++;
-              if (!stdin.write(`${JSON.stringify(m)}\n`)) await once(stdin, 'drain', { signal });
+              try {
+                if (!stdin.write(`${JSON.stringify(m)}\n`)) await once(stdin, 'drain', { signal });
+              } catch {
+                throw new ConnectorError(`${connector} write: stopped reading its input`);
+              }
             }
           } catch (err) {
             // The source failed (or the destination went away): what was sent is still committed and
