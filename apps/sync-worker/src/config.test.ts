@@ -44,3 +44,17 @@ describe('sync worker configuration', () => {
     expect(Object.keys(c).filter((k) => k.startsWith('SECRETS_KMS') || k.includes('KEYRING'))).toEqual([]);
   });
 });
+
+describe('SYNC_WORKER_AIRBYTE_COMMANDS', () => {
+  it('maps names to an absolute executable and its fixed arguments, listing every bad entry', async () => {
+    const { parseAirbyteCommands } = await import('./config');
+    expect(parseAirbyteCommands('')).toEqual({ commands: {}, errors: [] });
+    expect(parseAirbyteCommands('{"src":"/opt/src","dst":["/usr/bin/node","/opt/dst.js"]}')).toEqual({ commands: { src: ['/opt/src'], dst: ['/usr/bin/node', '/opt/dst.js'] }, errors: [] });
+    expect(parseAirbyteCommands('{"rel":"bin/src","bad name":"/x","empty":[]}').errors).toEqual([
+      'rel: the executable must be an absolute path',
+      'bad name: a name is letters, digits, ".", "_" and "-"',
+      'empty: must be a path or an array of strings',
+    ]);
+    expect(parseAirbyteCommands('[1]').errors).toEqual(['must be a JSON object of name to command']);
+  });
+});

@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { checkCommonSettings, commonEnv, inTheSamePass, parseEnv, sqlIdentifier, metricsAddressSetting } from '@coffer/runtime';
 import { parseEgressAllowList } from './connectors/egress-policy';
@@ -39,6 +41,20 @@ export const syncWorkerConfigSchema = z
         return entries;
       })
       .describe('what connectors may reach although it is loopback, private, link-local or metadata: comma-separated CIDRs, addresses or host names (optionally with :port); empty denies them all'),
+    SYNC_WORKER_AIRBYTE_COMMANDS: z
+      .string()
+      .default('')
+      .transform((text, ctx) => {
+        const { commands, errors } = parseAirbyteCommands(text);
+        for (const message of errors) ctx.addIssue({ code: 'custom', message });
+        return commands;
+      })
+      .describe('Airbyte-protocol commands a definition may name as airbyte:<name>: a JSON object of name to an absolute executable path, or to an array of it and fixed arguments'),
+    SYNC_WORKER_CONNECTOR_WORK_DIR: z
+      .string()
+      .default(join(tmpdir(), 'coffer-sync-worker'))
+      .refine((p) => isAbsolute(p), 'must be an absolute path')
+      .describe('folder (created 0700) under which each Airbyte-protocol connector run gets a fresh folder for its config file, removed after the run'),
   })
   .superRefine(checkCommonSettings, inTheSamePass)
   .superRefine((c, ctx) => {
@@ -53,4 +69,26 @@ export type SyncWorkerConfig = z.infer<typeof syncWorkerConfigSchema>;
 /** Parses the environment once, listing every bad variable at once. */
 export function loadSyncWorkerConfig(env: NodeJS.ProcessEnv): SyncWorkerConfig {
   return parseEnv(syncWorkerConfigSchema, env, 'sync worker');
+}
+
+/** Parses SYNC_WORKER_AIRBYTE_COMMANDS: every problem listed, so one start-up names them all. */
+export function parseAirbyteCommands(text: string): { commands: Record<string, string[]>; errors: string[] } {
+  const commands: Record<string, string[]> = {};
+  const errors: string[] = [];
+  if (!text.trim()) return { commands, errors };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { commands, errors: ['must be a JSON object of name to command'] };
+  }
+  if (!value || typeof value !== 'object' || Array.isArray(value)) return { commands, errors: ['must be a JSON object of name to command'] };
+  for (const [name, command] of Object.entries(value)) {
+    const argv = typeof command === 'string' ? [command] : command;
+    if (!/^[A-Za-z0-9._-]{1,100}$/.test(name)) errors.push(`${name}: a name is letters, digits, ".", "_" and "-"`);
+    else if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string')) errors.push(`${name}: must be a path or an array of strings`);
+    else if (!isAbsolute(argv[0]!)) errors.push(`${name}: the executable must be an absolute path`);
+    else commands[name] = argv as string[];
+  }
+  return { commands, errors };
 }

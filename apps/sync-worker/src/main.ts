@@ -8,6 +8,7 @@ import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry'
 import { createCheckRunner } from './check-runner';
 import { loadSyncWorkerConfig } from './config';
 import { createEgressPolicy } from './connectors/egress-policy';
+import { airbyteConnectors } from './connectors/airbyte-command';
 import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
 import { grpcPorts } from './grpc-ports';
@@ -48,13 +49,17 @@ try {
   const configClient = createPromiseClient(configV1.ConfigServiceClient, config.CONFIG_ADDRESS, { tokenProvider: configToken, credentials: channel });
   const secretsClient = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken, credentials: channel });
   const egress = createEgressPolicy({ allow: config.SYNC_WORKER_EGRESS_ALLOW });
+  const builtin = builtinConnectors({ egress });
+  const airbyte = airbyteConnectors({ commands: config.SYNC_WORKER_AIRBYTE_COMMANDS, workDir: config.SYNC_WORKER_CONNECTOR_WORK_DIR, logger, redactor });
+  // What connector runs of an earlier process left behind (killed with their config files in place) goes first.
+  await airbyte.sweep(true);
   const deps = {
     db: runtime.db,
     store: runtime.store,
     schema: config.SYNC_WORKER_DB_SCHEMA,
     namespace: runtime.namespace,
     ports: grpcPorts(configClient, secretsClient),
-    connectors: builtinConnectors({ egress }),
+    connectors: { sources: { ...builtin.sources, ...airbyte.sources }, destinations: { ...builtin.destinations, ...airbyte.destinations } },
     redactor,
     logger,
     clock: () => new Date(),
@@ -64,6 +69,7 @@ try {
     ...deps,
     workerId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     credentials,
+    sweep: () => airbyte.sweep(),
     jobs: {
       maxAttempts: config.SYNC_WORKER_JOB_MAX_ATTEMPTS,
       backoffBaseMs: config.SYNC_WORKER_JOB_BACKOFF_MS,

@@ -6,21 +6,26 @@ import { recordInbox, type AppendedEvent, type AppendOptions, type EventStore, t
 import { integrationEventMessage, type CloudEvent } from '@coffer/messaging';
 import { secretValues } from '@coffer/secret-json';
 import { contextOfTraceparent, type Logger, type Redactor } from '@coffer/telemetry';
-import { AccessTokenRejectedError, ConnectorError, parseObject } from './connectors/connector';
+import { RECORDS_CATALOG, stateKey, type StateMessage, type SyncMessage } from './connectors/airbyte-protocol';
+import { AccessTokenRejectedError, ConnectorError, parseObject, type SyncRecord } from './connectors/connector';
 import type { ConnectorRegistry } from './connectors/registry';
 import { backoffMs, decide, evolve, initialState, type FailureCode, type SyncJobCommand, type SyncJobEvent, type SyncJobState } from './domain/sync-job.decider';
 import { CredentialNeedsReauthorizationError, CredentialRefreshError, type OAuthCredentials } from './oauth/oauth-credentials';
 import type { OAuthDeclaration } from './oauth/token-endpoint';
 import {
   claimDueJob,
+  committedStates,
   heartbeat,
+  holdsJob,
   projectJobAttemptFailed,
   projectJobCancelled,
   projectJobFailed,
   projectJobRequested,
   projectJobStarted,
   projectJobSucceeded,
+  projectStreamStateCommitted,
   staleJobs,
+  stateVersion,
 } from './sync.postgres';
 
 /** The sync plan config gives for a connection: partial configs only. */
@@ -72,6 +77,8 @@ export interface SyncRunnerDeps {
   credentials?: OAuthCredentials;
   /** Waits between attempts to record how a job ended (default 1 s, 5 s, 15 s); the outcome is known, so it is worth retrying. */
   endRetryDelaysMs?: number[];
+  /** Run at each scheduler pass: removes what connector runs of a killed worker left behind (their config files). */
+  sweep?: () => Promise<unknown>;
 }
 
 /** Default job settings. */
@@ -190,8 +197,28 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     }
   }
 
+  /**
+   * Keeps a stream's state once the destination has committed the records before it, as the
+   * StreamStateCommitted event of the connection's state stream (projected into stream_states), and
+   * only while this worker still runs this attempt of the job. A state holding a hydrated value is
+   * refused: it would put a secret in the event log.
+   */
+  async function commitState(jobId: string, attempt: number, connectionId: string, state: StateMessage): Promise<void> {
+    const text = JSON.stringify(state);
+    if (redactor.redact(text) !== text) throw new ConnectorError('a STATE message holds a secret value of the config; it is not kept');
+    const { namespace, stream } = stateKey(state);
+    const data = { connectionId, jobId, attempt, namespace, stream, state, committedAt: clock().toISOString() };
+    await db.transaction().execute(async (trx) => {
+      if (!(await holdsJob(trx, schema, jobId, workerId, attempt))) throw new ConnectorError('the job was cancelled or failed over while it ran; its state is not kept');
+      const version = await stateVersion(trx, schema, connectionId);
+      await store.appendInTransaction(trx, `connection-state-${connectionId}`, version, [{ type: 'StreamStateCommitted', data: { ...data }, metadata: { actor: 'sync-worker', correlationId: jobId } }], {
+        project: (t) => projectStreamStateCommitted(t, schema, data, version + 1),
+      });
+    });
+  }
+
   /** Runs source → destination once with hydrated configs (every secret value registered with the redactor first). */
-  async function runOnce(jobId: string, plan: SyncPlan, signal: AbortSignal, rejectedAccess?: string): Promise<RunResult & { accessCoordinate?: string }> {
+  async function runOnce(jobId: string, attempt: number, plan: SyncPlan, signal: AbortSignal, rejectedAccess?: string): Promise<RunResult & { accessCoordinate?: string }> {
     const registered: string[] = [];
     let accessCoordinate: string | undefined;
     try {
@@ -220,7 +247,15 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         }
         hydrated.push(config);
       }
-      return { recordsSynced: await destination.write(hydrated[1]!, source.read(hydrated[0]!, signal), signal) };
+      // The catalog decides each stream's mode; incremental streams resume after their last committed state.
+      const catalog = source.configure ? await source.configure(hydrated[0]!, signal) : RECORDS_CATALOG;
+      const states = (await committedStates(db, schema, plan.connectionId)) as StateMessage[];
+      const messages = source.readMessages ? source.readMessages(hydrated[0]!, catalog, states, signal) : asRecordMessages(source.read(hydrated[0]!, signal));
+      const committed = (state: StateMessage) => commitState(jobId, attempt, plan.connectionId, state);
+      const recordsSynced = destination.writeMessages
+        ? await destination.writeMessages(hydrated[1]!, catalog, messages, committed, signal)
+        : await destination.write(hydrated[1]!, recordsOf(messages), signal);
+      return { recordsSynced };
     } catch (err) {
       if (signal.aborted && signal.reason === 'timeout') return { code: 'timeout', reason: 'the attempt ran out of time' };
       if (err instanceof AccessTokenRejectedError && accessCoordinate) return { code: 'connector_error', reason: redactor.redact(err.message), accessCoordinate };
@@ -239,17 +274,17 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
   }
 
   /** One attempt: plan, run, and when the provider rejected the OAuth access token, refresh it and run once more. */
-  async function run(jobId: string, connectionId: string, signal: AbortSignal): Promise<RunResult> {
+  async function run(jobId: string, attempt: number, connectionId: string, signal: AbortSignal): Promise<RunResult> {
     let plan: SyncPlan;
     try {
       plan = await ports.getSyncPlan(connectionId);
     } catch (err) {
       return { code: 'internal', reason: isCofferError(err) ? `${err.code}: ${err.message}` : 'the sync plan could not be read' };
     }
-    const first = await runOnce(jobId, plan, signal);
+    const first = await runOnce(jobId, attempt, plan, signal);
     if ('accessCoordinate' in first && first.accessCoordinate && 'code' in first) {
       logger.info({ jobId }, 'the provider rejected the access token; refreshing and running again');
-      return runOnce(jobId, plan, signal, first.accessCoordinate);
+      return runOnce(jobId, attempt, plan, signal, first.accessCoordinate);
     }
     return first;
   }
@@ -282,7 +317,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     }, jobs.heartbeatIntervalMs);
     try {
       const runStarted = performance.now();
-      const result = await run(jobId, started.state.connectionId!, controller.signal);
+      const result = await run(jobId, started.state.attempts, started.state.connectionId!, controller.signal);
       const outcome = 'recordsSynced' in result ? 'succeeded' : controller.signal.aborted ? String(controller.signal.reason) : 'failed';
       syncMetrics().duration.record((performance.now() - runStarted) / 1000, { outcome });
       if (controller.signal.aborted && controller.signal.reason === 'lost') {
@@ -354,6 +389,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
 
   async function tick(): Promise<void> {
     try {
+      await deps.sweep?.();
       await reap();
       while (!stopped && running.size < jobs.concurrency && (await claimOne()));
     } catch (err) {
@@ -431,6 +467,16 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       await Promise.all([...finished]);
     },
   };
+}
+
+/** A records-only source's records, as the one stream `records`. */
+async function* asRecordMessages(records: AsyncIterable<SyncRecord>): AsyncGenerator<SyncMessage> {
+  for await (const data of records) yield { type: 'RECORD', record: { stream: 'records', data, emitted_at: Date.now() } };
+}
+
+/** The records of a message stream, for a destination that takes records only (its states are then never committed). */
+async function* recordsOf(messages: AsyncIterable<SyncMessage>): AsyncGenerator<SyncRecord> {
+  for await (const m of messages) if (m.type === 'RECORD') yield m.record.data;
 }
 
 /** A dead-letter message's id, derived from the failure event's id so a re-relay publishes it once. */

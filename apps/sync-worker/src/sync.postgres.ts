@@ -47,6 +47,71 @@ export async function migrateSyncReadModel(db: Kysely<any>, schema: string): Pro
     lease_until timestamptz,
     refreshes int not null default 0
   )`.execute(db);
+  // The last committed state of each stream of a connection (projection of StreamStateCommitted), and
+  // the version of the connection's state stream, which each commit appends at.
+  await sql`create table if not exists ${sql.id(schema)}.stream_states (
+    connection_id uuid not null,
+    namespace text not null,
+    stream text not null,
+    state jsonb not null,
+    job_id uuid not null,
+    attempt int not null,
+    committed_at timestamptz not null,
+    primary key (connection_id, namespace, stream)
+  )`.execute(db);
+  await sql`create table if not exists ${sql.id(schema)}.connection_state_heads (
+    connection_id uuid primary key,
+    version int not null
+  )`.execute(db);
+}
+
+/** A stream's state as a StreamStateCommitted event carries it. */
+export interface StreamStateCommittedData {
+  connectionId: string;
+  jobId: string;
+  attempt: number;
+  namespace: string;
+  stream: string;
+  state: unknown;
+  committedAt: string;
+}
+
+/**
+ * Whether `workerId` still runs attempt `attempt` of the job, locking the job's row for the caller's
+ * transaction: a state is committed only by the attempt the job belongs to (not by a replica that
+ * was failed over while it ran on).
+ */
+export async function holdsJob(trx: Transaction<any>, schema: string, jobId: string, workerId: string, attempt: number): Promise<boolean> {
+  const r = await sql`select 1 from ${sql.id(schema)}.sync_jobs where job_id = ${jobId} and worker_id = ${workerId} and attempts = ${attempt} and status = 'running' for update`.execute(trx);
+  return r.rows.length > 0;
+}
+
+/** The version the connection's state stream is at (0 before its first commit). */
+export async function stateVersion(trx: Db, schema: string, connectionId: string): Promise<number> {
+  const row = await trx.withSchema(schema).selectFrom('connection_state_heads').select('version').where('connection_id', '=', connectionId).executeTakeFirst();
+  return (row?.version as number | undefined) ?? 0;
+}
+
+/** Projects StreamStateCommitted: the stream's state replaced, the connection's head moved on. */
+export async function projectStreamStateCommitted(trx: Db, schema: string, e: StreamStateCommittedData, version: number): Promise<void> {
+  await trx
+    .withSchema(schema)
+    .insertInto('stream_states')
+    .values({ connection_id: e.connectionId, namespace: e.namespace, stream: e.stream, state: JSON.stringify(e.state), job_id: e.jobId, attempt: e.attempt, committed_at: e.committedAt })
+    .onConflict((oc) => oc.columns(['connection_id', 'namespace', 'stream']).doUpdateSet({ state: JSON.stringify(e.state), job_id: e.jobId, attempt: e.attempt, committed_at: e.committedAt }))
+    .execute();
+  await trx
+    .withSchema(schema)
+    .insertInto('connection_state_heads')
+    .values({ connection_id: e.connectionId, version })
+    .onConflict((oc) => oc.column('connection_id').doUpdateSet({ version }))
+    .execute();
+}
+
+/** The last committed state of every stream of a connection. */
+export async function committedStates(db: Db, schema: string, connectionId: string): Promise<unknown[]> {
+  const rows = await db.withSchema(schema).selectFrom('stream_states').select('state').where('connection_id', '=', connectionId).orderBy('namespace').orderBy('stream').execute();
+  return rows.map((r) => r.state);
 }
 
 /** One row of sync_jobs. */

@@ -1,3 +1,5 @@
+import type { ConfiguredCatalog, StateMessage, SyncMessage } from './airbyte-protocol';
+
 /** One record read from a source; written to the destination as is. */
 export type SyncRecord = Record<string, unknown>;
 
@@ -9,6 +11,13 @@ export interface Catalog {
 /** A source reads records with a hydrated config; it must not log or return the config. */
 export interface SourceConnector {
   read(config: Record<string, unknown>, signal: AbortSignal): AsyncIterable<SyncRecord>;
+  /**
+   * The catalog a sync reads: each stream with its sync mode, cursor, and how the destination
+   * writes it. Without it the source is one full-refresh stream `records` appended as it is.
+   */
+  configure?(config: Record<string, unknown>, signal: AbortSignal): Promise<ConfiguredCatalog>;
+  /** Records and STATE messages for `catalog`, resuming each stream after the `state` given (the last committed). */
+  readMessages?(config: Record<string, unknown>, catalog: ConfiguredCatalog, state: StateMessage[], signal: AbortSignal): AsyncIterable<SyncMessage>;
   /** Resolves when the config works; throws a ConnectorError saying why not. */
   check(config: Record<string, unknown>, signal: AbortSignal): Promise<void>;
   discover(config: Record<string, unknown>, signal: AbortSignal): Promise<Catalog>;
@@ -17,6 +26,18 @@ export interface SourceConnector {
 /** A destination writes every record or none; it returns how many it wrote. */
 export interface DestinationConnector {
   write(config: Record<string, unknown>, records: AsyncIterable<SyncRecord>, signal: AbortSignal): Promise<number>;
+  /**
+   * Writes RECORD messages by the catalog's destination sync mode and primary key, and calls
+   * `committed` with each STATE message only once every record before it is durably written
+   * (the Airbyte protocol's contract); resolves with the records written.
+   */
+  writeMessages?(
+    config: Record<string, unknown>,
+    catalog: ConfiguredCatalog,
+    messages: AsyncIterable<SyncMessage>,
+    committed: (state: StateMessage) => Promise<void>,
+    signal: AbortSignal,
+  ): Promise<number>;
   /** Resolves when the config works; throws a ConnectorError saying why not. */
   check(config: Record<string, unknown>, signal: AbortSignal): Promise<void>;
 }
