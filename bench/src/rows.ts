@@ -21,15 +21,15 @@ export interface Row {
   unit?: 'MiB' | 's';
   /** The id of the row this one is compared with. */
   baseline?: string;
-  /** What the ratio compares: throughput (higher is better), p99 or the value (lower is better). */
-  ratioOf?: 'throughput' | 'p99' | 'value';
+  /** What the ratio compares: throughput (higher is better), p50, p99 or the value (lower is better). */
+  ratioOf?: 'throughput' | 'p50' | 'p99' | 'value';
   ratio?: number;
   target?: Target;
   met?: boolean;
   note?: string;
 }
 
-function pick(row: Row, of: 'throughput' | 'p99' | 'value'): number | undefined {
+function pick(row: Row, of: 'throughput' | 'p50' | 'p99' | 'value'): number | undefined {
   return of === 'value' ? row.value : row.figures?.[of];
 }
 

@@ -10,7 +10,7 @@ import { createDataKeyCache } from './data-key-cache';
 import { bindingOf, openWithKey } from './envelope';
 import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
 import { migrateSecretsReadModel } from './secrets.postgres';
-import { createSecretsService, type SecretsService } from './secrets.service';
+import { createSecretsService, secretsChainOf, type SecretsService } from './secrets.service';
 
 const schema = 'secrets';
 const ws = randomUUID();
@@ -31,7 +31,7 @@ describe('secrets service against Postgres', () => {
     await migrateSecretsReadModel(db, schema);
     service = createSecretsService({
       db,
-      store: createEventStore(db, { schema }),
+      store: createEventStore(db, { schema, chainOf: secretsChainOf }),
       kms: createLocalKms(keyring),
       schema,
       coordinatePrefix: 'coffer',
@@ -201,5 +201,34 @@ describe('secrets service against Postgres', () => {
     await expect(service.writeSecrets(ws, [{ baseCoordinate: w!.baseCoordinate, expectedVersion: 0, value: 'x' }], actor)).rejects.toThrow(/secrets\[0\]\.base_coordinate/);
     await expect(service.hydrateConfig(ws, '{not json', 'x', actor)).rejects.toThrow(/partial_config_json/);
     await expect(service.writeSecrets('bad ws!', [{ baseCoordinate: '', expectedVersion: 0, value: 'x' }], actor)).rejects.toThrow(/workspace_id/);
+  });
+  it('concurrent hydrates are checked one by one and audited together: each gets its own answer, one audit event per success, the chains intact', async () => {
+    const spaces = Array.from({ length: 5 }, () => randomUUID());
+    const written = await Promise.all(spaces.map((w, i) => service.writeSecrets(w, [{ baseCoordinate: '', expectedVersion: 0, value: `${canary}-ws${i}` }], actor)));
+    const [gone] = await service.writeSecrets(spaces[0]!, [{ baseCoordinate: '', expectedVersion: 0, value: 'doomed' }], actor);
+    await service.deleteSecrets(spaces[0]!, [gone!.coordinate], actor);
+    const ref = (c: string) => JSON.stringify({ token: { _secret: c } });
+    const calls = Array.from({ length: 60 }, (_, i) => {
+      const k = i % 5;
+      // Every 7th call asks for another workspace's coordinate, every 11th for a deleted one.
+      if (i % 7 === 3) return service.hydrateConfig(spaces[k]!, ref(written[(k + 1) % 5]![0]!.coordinate), `job-${i}`, { subject: 'sync-worker' });
+      if (i % 11 === 5) return service.hydrateConfig(spaces[0]!, ref(gone!.coordinate), `job-${i}`, { subject: 'sync-worker' });
+      return service.hydrateConfig(spaces[k]!, ref(written[k]![0]!.coordinate), `job-${i}`, { subject: 'sync-worker' });
+    });
+    const settled = await Promise.allSettled(calls);
+    let ok = 0;
+    for (const [i, r] of settled.entries()) {
+      const k = i % 5;
+      if (i % 7 === 3) expect(r, `call ${i}`).toMatchObject({ status: 'rejected', reason: { code: 'permission_denied' } });
+      else if (i % 11 === 5) expect(r, `call ${i}`).toMatchObject({ status: 'rejected', reason: { code: 'not_found' } });
+      else {
+        expect(r.status === 'fulfilled' && JSON.parse(r.value).token, `call ${i}`).toBe(`${canary}-ws${k}`);
+        ok++;
+      }
+    }
+    const audited = await rawRows(`select data->>'reason' as reason from secrets.events where type = 'SecretsHydrated' and data->>'reason' like 'job-%' and stream_id = any($1)`, [spaces.map((w) => `hydrations-${w}`)]);
+    expect(audited).toHaveLength(ok);
+    const versions = await rawRows(`select stream_id, array_agg(stream_version order by stream_version) as v from secrets.events where stream_id = any($1) group by stream_id`, [spaces.map((w) => `hydrations-${w}`)]);
+    for (const r of versions) expect(r.v).toEqual(Array.from({ length: r.v.length }, (_, i) => i + 1));
   });
 });

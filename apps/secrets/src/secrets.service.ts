@@ -432,9 +432,8 @@ export function createSecretsService(deps: SecretsServiceDeps) {
   }
 
   /**
-   * A batch of hydrate calls: one read of every version they name, the checks and decryption of each
-   * call on its own (a refused call fails alone), then one append of every audit event (group
-   * commit); a call's plaintext is returned only after its audit event committed.
+   * A batch of hydrate calls: one read of every version they name, then the checks and decryption of
+   * each call on its own (a refused call fails alone); the calls that passed go on to be audited.
    */
   async function hydrateBatch(batch: PendingHydrate[]): Promise<void> {
     let rows: Map<string, SecretVersionRow>;
@@ -455,9 +454,16 @@ export function createSecretsService(deps: SecretsServiceDeps) {
         }
       }),
     );
-    const ready = opened.filter((o): o is { p: PendingHydrate; values: Map<string, string> } => o !== undefined);
-    if (ready.length === 0) return;
-    const hydratedAt = now.toISOString();
+    for (const o of opened) if (o) auditGroups.submit(o);
+  }
+
+  /**
+   * The audit events of hydrates that passed their checks, one append per batch. One batch at a time
+   * per process, so two batches never race for a workspace's audit stream; a call's plaintext is
+   * returned only after its event committed.
+   */
+  async function auditBatch(ready: { p: PendingHydrate; values: Map<string, string> }[]): Promise<void> {
+    const hydratedAt = clock().toISOString();
     try {
       await store.appendToOwnChains(
         ready.map(({ p }) => ({
@@ -491,6 +497,8 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     }
   }
 
+  // Up to 100 audit events: the event store's one-statement append.
+  const auditGroups = createGroupCommit(auditBatch, { maxBatch: 100, maxInFlight: 1 });
   const hydrateGroups = createGroupCommit(hydrateBatch, { maxBatch: deps.hydrateBatchSize ?? DEFAULT_HYDRATE_BATCH, maxInFlight: 2 });
 
   /** Replaces every `{"_secret": coordinate}` of a partial config with its value; the hydrate is audited first. */

@@ -18,4 +18,4 @@ export {
 export { migrateEventStore } from './event-store-schema';
 export { createOutboxRelay, outboxBacklog, type OutboxRelay, type OutboxRelayOptions } from './outbox-relay';
 export { recordInbox } from './inbox';
-export { GENESIS_HASH, verifyEventChain, type ChainVerdict, type ChainedContent } from './event-chain';
+export { GENESIS_HASH, chainHash, verifyEventChain, type ChainVerdict, type ChainedContent } from './event-chain';
