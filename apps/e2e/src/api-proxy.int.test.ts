@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -18,6 +19,10 @@ const canary = {
   password: `canary-proxy-pw-${randomUUID()}`,
 };
 const USERNAME = 'proxy-user';
+const CLIENT_ID = 'coffer-proxy';
+const CLIENT_SECRET = `canary-proxy-client-secret-${randomUUID()}`;
+// Every OAuth token the provider issues or the test plants: none may reach an answer, log, event or span.
+const oauthTokens: string[] = [];
 
 /** What the local API saw: each request's method, path and whether its credential was right. */
 interface Seen {
@@ -53,6 +58,12 @@ describe('API proxy over real processes: the credential is injected, echoed back
   const tenants = { a: { workspaceId: '', scoped: '', app: '' }, b: { workspaceId: '', scoped: '', app: '' } };
   const actors = { bearer: '', apiKey: '', basic: '', undeclared: '' };
   let opConfig = '';
+  let oauthServer: Server;
+  let provider: Provider;
+  let issuer = '';
+  const refreshes: string[] = [];
+  const oauthSeen: { authorized: boolean }[] = [];
+  let oauthDefinition = '';
 
   async function tenant(name: string) {
     const { clientId, clientSecret } = stack.credentials.clients.operator;
@@ -110,6 +121,35 @@ describe('API proxy over real processes: the credential is injected, echoed back
     });
     await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
     base = `http://127.0.0.1:${(api.address() as AddressInfo).port}/api`;
+    // A real OAuth 2.0 server (refresh-token rotation) and, beside it, an API that takes only the
+    // access tokens it issued and echoes the one it got.
+    oauthServer = createServer();
+    await new Promise<void>((r) => oauthServer.listen(0, '127.0.0.1', r));
+    issuer = `http://127.0.0.1:${(oauthServer.address() as AddressInfo).port}`;
+    provider = new Provider(issuer, {
+      clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: ['https://app.example.com/callback'] }],
+      features: { devInteractions: { enabled: false } },
+      rotateRefreshToken: true,
+      issueRefreshToken: async () => true,
+      scopes: ['openid', 'offline_access'],
+      ttl: { AccessToken: 3600, RefreshToken: 86_400, Grant: 86_400, IdToken: 3600 },
+    });
+    provider.on('grant.success', (ctx) => {
+      if (ctx.oidc.params?.grant_type === 'refresh_token') refreshes.push(String(ctx.oidc.entities.RefreshToken?.grantId ?? ''));
+    });
+    provider.on('access_token.saved', (t) => oauthTokens.push(t.jti));
+    provider.on('refresh_token.saved', (t) => oauthTokens.push(t.jti));
+    const oidc = provider.callback();
+    oauthServer.on('request', (req, res) => {
+      if (!req.url?.startsWith('/resource/')) return void oidc(req, res);
+      const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
+      void (async () => {
+        const found = token ? await provider.AccessToken.find(token) : undefined;
+        oauthSeen.push({ authorized: Boolean(found) });
+        if (!found) return void res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end();
+        res.writeHead(200, { 'content-type': 'application/json', 'x-echo-credential': token! }).end(JSON.stringify({ token, url: req.url }));
+      })();
+    });
     stack = await startStack({
       databaseUrl: db.url,
       natsUrl: testNatsUrl(),
@@ -153,6 +193,27 @@ describe('API proxy over real processes: the credential is injected, echoed back
     actors.apiKey = await create(await define('key api', { type: 'api_key_header', header: 'X-Api-Key', key_field: 'api_key' }), { api_key: canary.apiKey });
     actors.basic = await create(await define('basic api', { type: 'basic', username_field: 'username', password_field: 'password' }), { username: USERNAME, password: canary.password });
     actors.undeclared = await create(await define('no proxy', undefined), { api_token: canary.token });
+    const secret = { type: 'string', airbyte_secret: true };
+    oauthDefinition = (
+      await ok(
+        call<configV1.RegisterConnectorDefinitionResponse>(
+          config,
+          'registerConnectorDefinition',
+          {
+            name: 'oauth api',
+            actorType: configV1.ActorType.ACTOR_TYPE_SOURCE,
+            connector: 'builtin:http-json',
+            specJson: JSON.stringify({
+              type: 'object',
+              properties: { client_id: secret, client_secret: secret, refresh_token: secret, access_token: secret, token_expiry_date: secret },
+              'x-coffer-oauth': { token_endpoint: `${issuer}/token`, scopes: ['openid', 'offline_access'] },
+              'x-coffer-proxy': { base_url: `${issuer}/resource`, auth: { type: 'oauth2' } },
+            }),
+          },
+          opConfig,
+        ),
+      )
+    ).definition!.definitionId;
   }, 240_000);
 
   afterAll(async () => {
@@ -161,6 +222,7 @@ describe('API proxy over real processes: the credential is injected, echoed back
     await stack?.stop();
     await receiver?.close();
     await new Promise<void>((r) => (api ? api.close(() => r()) : r()));
+    await new Promise<void>((r) => (oauthServer ? oauthServer.close(() => r()) : r()));
     await nc?.close();
     await deleteStreams(testNatsUrl(), ns);
     await db?.drop();
@@ -280,6 +342,44 @@ describe('API proxy over real processes: the credential is injected, echoed back
     expect(seen.at(-1)).toMatchObject({ url: '/api/echo?via=edge', authorized: true });
   });
 
+  it('with OAuth declared, a 401 from the API makes one refresh at the provider and one retry; the new token is redacted too', async () => {
+    // A grant and refresh token issued by the provider itself; the stored access token is one the API does not know (revoked early).
+    const accountId = `user-${randomUUID()}`;
+    const client = await provider.Client.find(CLIENT_ID);
+    const grant = new provider.Grant({ accountId, clientId: CLIENT_ID });
+    grant.addOIDCScope('openid offline_access');
+    const grantId = await grant.save();
+    const refreshToken = await new provider.RefreshToken({ accountId, client, grantId, scope: 'openid offline_access', gty: 'authorization_code' }).save();
+    const stale = `canary-proxy-stale-access-${randomUUID()}`;
+    oauthTokens.push(refreshToken, stale);
+    const actorId = (
+      await ok(
+        call<configV1.CreateActorResponse>(
+          config,
+          'createActor',
+          {
+            workspaceId: tenants.a.workspaceId,
+            definitionId: oauthDefinition,
+            name: 'oauth api',
+            configJson: JSON.stringify({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, refresh_token: refreshToken, access_token: stale, token_expiry_date: '2999-01-01T00:00:00Z' }),
+          },
+          tenants.a.scoped,
+        ),
+      )
+    ).actor!.actorId;
+    const before = { refreshes: refreshes.length, seen: oauthSeen.length };
+    const a = await ok(proxy({ actorId, path: '/me?x=1' }));
+    expect(a.status).toBe(200);
+    expect(refreshes.length - before.refreshes).toBe(1);
+    expect(oauthSeen.slice(before.seen).map((s) => s.authorized)).toEqual([false, true]);
+    expect(JSON.parse(Buffer.from(a.body).toString('utf8'))).toEqual({ token: '[REDACTED]', url: '/resource/me?x=1' });
+    expect(a.headers.find((h) => h.name === 'x-echo-credential')?.value).toBe('[REDACTED]');
+    // The refreshed token is stored and used from now on: a second call needs no refresh.
+    const again = await ok(proxy({ actorId, path: '/me' }));
+    expect(again.status).toBe(200);
+    expect(refreshes.length - before.refreshes).toBe(1);
+  });
+
   it('the canaries appear in no answer, log line, NATS event or span', async () => {
     // Spans are exported in batches: wait until the proxied calls' sync-worker spans have arrived.
     const deadline = Date.now() + 30_000;
@@ -303,7 +403,8 @@ describe('API proxy over real processes: the credential is injected, echoed back
     const logs = stack.output();
     expect(logs).toContain('proxied an API request');
     const spans = JSON.stringify(receiver.spans);
-    const forms = Object.values(canary).flatMap((c) => [c, Buffer.from(c).toString('base64'), encodeURIComponent(c)]);
+    expect(oauthTokens.length).toBeGreaterThan(3);
+    const forms = [...Object.values(canary), CLIENT_SECRET, ...oauthTokens].flatMap((c) => [c, Buffer.from(c).toString('base64'), encodeURIComponent(c)]);
     forms.push(Buffer.from(`${USERNAME}:${canary.password}`).toString('base64'));
     for (const [where, text] of [['answers', answers.join('\n')], ['logs', logs], ['events', events.join('\n')], ['spans', spans]] as const) {
       for (const f of forms) expect(text.includes(f), `${where} hold a canary form`).toBe(false);
