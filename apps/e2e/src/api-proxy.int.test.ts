@@ -1,10 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { authV1, configV1, streamName, syncV1, type MessagingNamespace } from '@coffer/contracts';
 import { startStack, type Stack, type StackService } from '@coffer/cli';
@@ -19,6 +20,8 @@ const canary = {
   password: `canary-proxy-pw-${randomUUID()}`,
 };
 const USERNAME = 'proxy-user';
+const MAX_RESPONSE = 64 * 1024;
+const held: ServerResponse[] = [];
 const CLIENT_ID = 'coffer-proxy';
 const CLIENT_SECRET = `canary-proxy-client-secret-${randomUUID()}`;
 // Every OAuth token the provider issues or the test plants: none may reach an answer, log, event or span.
@@ -56,7 +59,7 @@ describe('API proxy over real processes: the credential is injected, echoed back
   const seen: Seen[] = [];
   const answers: string[] = [];
   const tenants = { a: { workspaceId: '', scoped: '', app: '' }, b: { workspaceId: '', scoped: '', app: '' } };
-  const actors = { bearer: '', apiKey: '', basic: '', undeclared: '' };
+  const actors = { bearer: '', apiKey: '', basic: '', undeclared: '', metadata: '' };
   let opConfig = '';
   let oauthServer: Server;
   let provider: Provider;
@@ -96,6 +99,13 @@ describe('API proxy over real processes: the credential is injected, echoed back
         const callerHeader = req.headers['x-caller'];
         seen.push({ method: req.method ?? '', url: req.url ?? '', authorized: credential !== undefined, callerHeader: typeof callerHeader === 'string' ? callerHeader : undefined });
         if (!credential) return void res.writeHead(401, { 'www-authenticate': 'Bearer realm="api"' }).end('{"error":"unauthorized"}');
+        if (req.url === '/api/gzip') {
+          return void res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync(JSON.stringify({ credential })));
+        }
+        if (req.url === '/api/redirect') return void res.writeHead(302, { location: `http://127.0.0.1:1/elsewhere?token=${encodeURIComponent(credential)}` }).end();
+        if (req.url === '/api/large') return void res.writeHead(200, { 'content-type': 'text/plain' }).end('x'.repeat(MAX_RESPONSE + 1));
+        // Never answered: the proxy's own timeout ends the call.
+        if (req.url === '/api/silent') return void held.push(res);
         if (req.url === '/api/missing') return void res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'no such thing', echoed: credential }));
         res.writeHead(200, {
           'content-type': 'application/json',
@@ -157,7 +167,10 @@ describe('API proxy over real processes: the credential is injected, echoed back
       edge: true,
       logLevel: 'debug',
       egressAllow: ['127.0.0.1'],
-      serviceEnv: Object.fromEntries(services.map((s) => [s, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint }])),
+      serviceEnv: {
+        ...Object.fromEntries(services.map((s) => [s, { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint }])),
+        'sync-worker': { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint, SYNC_WORKER_PROXY_MAX_RESPONSE_BYTES: String(MAX_RESPONSE), SYNC_WORKER_PROXY_TIMEOUT_MS: '8000' },
+      },
     });
     auth = client(authV1.AuthServiceClient, stack.services.auth.address, authV1);
     config = client(configV1.ConfigServiceClient, stack.services.config.address, configV1);
@@ -171,7 +184,7 @@ describe('API proxy over real processes: the credential is injected, echoed back
       username: { type: 'string' },
       password: { type: 'string', airbyte_secret: true },
     };
-    const define = async (name: string, proxyAuth: unknown) =>
+    const define = async (name: string, proxyAuth: unknown, baseUrl = base) =>
       (
         await ok(
           call<configV1.RegisterConnectorDefinitionResponse>(
@@ -181,7 +194,7 @@ describe('API proxy over real processes: the credential is injected, echoed back
               name,
               actorType: configV1.ActorType.ACTOR_TYPE_SOURCE,
               connector: 'builtin:http-json',
-              specJson: JSON.stringify({ type: 'object', properties, ...(proxyAuth !== undefined && { 'x-coffer-proxy': { base_url: base, auth: proxyAuth } }) }),
+              specJson: JSON.stringify({ type: 'object', properties, ...(proxyAuth !== undefined && { 'x-coffer-proxy': { base_url: baseUrl, auth: proxyAuth } }) }),
             },
             opConfig,
           ),
@@ -193,6 +206,7 @@ describe('API proxy over real processes: the credential is injected, echoed back
     actors.apiKey = await create(await define('key api', { type: 'api_key_header', header: 'X-Api-Key', key_field: 'api_key' }), { api_key: canary.apiKey });
     actors.basic = await create(await define('basic api', { type: 'basic', username_field: 'username', password_field: 'password' }), { username: USERNAME, password: canary.password });
     actors.undeclared = await create(await define('no proxy', undefined), { api_token: canary.token });
+    actors.metadata = await create(await define('metadata api', { type: 'bearer', token_field: 'api_token' }, 'http://169.254.169.254/latest'), { api_token: canary.token });
     const secret = { type: 'string', airbyte_secret: true };
     oauthDefinition = (
       await ok(
@@ -221,6 +235,7 @@ describe('API proxy over real processes: the credential is injected, echoed back
     config?.close();
     await stack?.stop();
     await receiver?.close();
+    for (const res of held) res.destroy();
     await new Promise<void>((r) => (api ? api.close(() => r()) : r()));
     await new Promise<void>((r) => (oauthServer ? oauthServer.close(() => r()) : r()));
     await nc?.close();
@@ -269,6 +284,28 @@ describe('API proxy over real processes: the credential is injected, echoed back
     const head = await ok(proxy({ actorId: actors.bearer, method: 'HEAD', path: '/echo' }));
     expect(head.status).toBe(200);
     expect(Buffer.from(head.body).byteLength).toBe(0);
+  });
+
+  it('decompresses a compressed answer to redact it, and answers redirects without following them', async () => {
+    const gz = await ok(proxy({ actorId: actors.bearer, path: '/gzip' }));
+    expect(JSON.parse(Buffer.from(gz.body).toString('utf8'))).toEqual({ credential: '[REDACTED]' });
+    expect(gz.headers.map((h) => h.name)).not.toContain('content-encoding');
+    const before = seen.length;
+    const moved = await ok(proxy({ actorId: actors.bearer, path: '/redirect' }));
+    expect(moved.status).toBe(302);
+    expect(moved.headers.find((h) => h.name === 'location')?.value).toBe('http://127.0.0.1:1/elsewhere?token=[REDACTED]');
+    expect(seen.length - before).toBe(1);
+  });
+
+  it('bounds the answer, times out a silent API, and keeps to the egress policy', async () => {
+    const large = await proxy({ actorId: actors.bearer, path: '/large' });
+    expect(grpc.status[large.status]).toBe('FAILED_PRECONDITION');
+    const silent = await proxy({ actorId: actors.bearer, path: '/silent' });
+    expect(grpc.status[silent.status]).toBe('UNAVAILABLE');
+    expect(held.length).toBe(1);
+    const metadata = await proxy({ actorId: actors.metadata, path: '/meta-data' });
+    expect(grpc.status[metadata.status]).toBe('FAILED_PRECONDITION');
+    expect(metadata.message).toMatch(/egress to 169\.254\.169\.254:80 refused/);
   });
 
   it.each([
@@ -387,17 +424,22 @@ describe('API proxy over real processes: the credential is injected, echoed back
     expect(receiver.spans.some((s) => s.service === 'coffer-sync-worker' && s.name.endsWith('SyncService/ProxyRequest'))).toBe(true);
     const events: string[] = [];
     const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
     for (const service of ['auth', 'config', 'secrets', 'sync'] as const) {
-      const consumer = await js.consumers.get(streamName(ns, service));
-      for (;;) {
-        const batch = await consumer.fetch({ max_messages: 500, expires: 1000 });
-        let n = 0;
+      const stream = streamName(ns, service);
+      // Every message the stream holds now, however long the fetches take on a busy machine.
+      const total = (await jsm.streams.info(stream)).state.messages;
+      const consumer = await js.consumers.get(stream);
+      let got = 0;
+      const until = Date.now() + 60_000;
+      while (got < total && Date.now() < until) {
+        const batch = await consumer.fetch({ max_messages: 500, expires: 2000 });
         for await (const m of batch) {
-          n++;
+          got++;
           events.push(m.subject, m.string(), JSON.stringify(m.headers ? [...m.headers.keys()].map((k) => [k, m.headers!.get(k)]) : []));
         }
-        if (n === 0) break;
       }
+      expect(got, `messages read from ${stream}`).toBeGreaterThanOrEqual(total);
     }
     expect(events.length).toBeGreaterThan(0);
     const logs = stack.output();

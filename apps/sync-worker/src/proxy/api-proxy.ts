@@ -77,7 +77,11 @@ export function createApiProxy(deps: ApiProxyDeps) {
         registered.push(v);
       }
     };
-    const callSignal = AbortSignal.any([...(signal ? [signal] : []), AbortSignal.timeout(deps.timeoutMs)]);
+    // A timer of the call's own (cleared in finally), rather than AbortSignal.timeout: a timeout signal
+    // only held by AbortSignal.any can be collected before it fires.
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new Error('the proxied call timed out')), deps.timeoutMs);
+    const callSignal = AbortSignal.any([...(signal ? [signal] : []), timeout.signal]);
     const reason = `proxy ${call.actorId}`;
     try {
       let partial = parseObject(call.partialConfigJson, 'the partial config');
@@ -112,6 +116,7 @@ export function createApiProxy(deps: ApiProxyDeps) {
     } catch (err) {
       throw asCofferError(err, callSignal, redactor);
     } finally {
+      clearTimeout(timer);
       for (const v of registered) redactor.unregister(v);
     }
   }
