@@ -286,7 +286,7 @@ describe('infra/k8s: the manifests kustomize renders', () => {
 
     const grpc = { auth: 50051, config: 50052, secrets: 50053, 'sync-worker': 50054 } as const;
     const calls: Array<[string, keyof typeof grpc]> = [
-      ['config', 'auth'], ['config', 'secrets'],
+      ['config', 'auth'], ['config', 'secrets'], ['config', 'sync-worker'],
       ['secrets', 'auth'],
       ['sync-worker', 'auth'], ['sync-worker', 'config'], ['sync-worker', 'secrets'],
     ];

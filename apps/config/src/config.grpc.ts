@@ -251,6 +251,14 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
         return {};
       },
     },
+    proxyRequest: {
+      permission: 'config.proxy',
+      handler: async (req, ctx) => {
+        await guard.actor(ctx, req.actorId);
+        // A scoped or widget token's own workspace stands in for an empty workspace_id.
+        return service.proxyRequest({ ...req, workspaceId: checkWorkspaceOf(ctx, req.workspaceId) });
+      },
+    },
     deleteConnection: {
       permission: 'config.write',
       handler: async (req, ctx) => {

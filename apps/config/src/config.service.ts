@@ -54,6 +54,7 @@ import { checkJsonKeys } from './request-bounds';
 import { idempotentCreates } from './idempotent-creates';
 import { compileSpec } from './spec-validation';
 import { OAUTH_KEYWORD, checkOAuthDeclaration, oauthDeclarationJson } from './oauth-declaration';
+import { PROXY_KEYWORD, checkProxyDeclaration, proxyDeclarationJson } from './proxy-declaration';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
@@ -126,6 +127,28 @@ export interface PageOf<T> {
 /** Shredding-queue entries of this form shred a whole workspace at secrets. */
 const WORKSPACE_SWEEP = 'workspace:';
 
+/** One proxied HTTP request as a caller sends it. */
+export interface ProxyInput {
+  actorId: string;
+  workspaceId: string;
+  method: string;
+  path: string;
+  headers: { name: string; value: string }[];
+  body: Buffer;
+}
+
+/** The API's answer, redacted by the sync worker. */
+export interface ProxyOutput {
+  status: number;
+  headers: { name: string; value: string }[];
+  body: Buffer;
+}
+
+/** The sync worker's ProxyRequest. */
+export interface ProxyPort {
+  forward(request: ProxyInput & { partialConfigJson: string; proxyJson: string; oauthJson: string }): Promise<ProxyOutput>;
+}
+
 export interface ConfigServiceDeps {
   db: Kysely<any>;
   store: EventStore;
@@ -150,6 +173,8 @@ export interface ConfigServiceDeps {
    * case. Default 1 hour.
    */
   revocationHoldMs?: number;
+  /** Where ProxyRequest goes (the sync worker); absent, ProxyRequest is unavailable. */
+  proxy?: ProxyPort;
   /** Tests only: called at each fault point of a cross-service write (main.ts kills the process there). */
   fault?: (point: FaultPoint) => void | Promise<void>;
   logger: Logger;
@@ -291,7 +316,7 @@ function nextToken<T>(rows: T[], more: boolean, idOf: (row: T) => string): strin
 
 /** The config service's use cases; secrets leave every config before it is stored. */
 export function createConfigService(deps: ConfigServiceDeps) {
-  const { db, store, schema, namespace: ns, secrets, logger, clock, newId } = deps;
+  const { db, store, schema, namespace: ns, secrets, logger, clock, newId, proxy } = deps;
 
   const metadata = (caller: Caller) => ({ actor: caller.subject, traceparent: caller.traceparent });
   const now = () => clock().toISOString();
@@ -761,6 +786,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const spec = parseBounded(input.specJson, 'spec_json');
       compileSpec(spec, 'spec_json');
       checkOAuthDeclaration(spec as Record<string, unknown>, 'spec_json');
+      checkProxyDeclaration(spec as Record<string, unknown>, 'spec_json');
       if (input.definitionId === WEBHOOK_DEFINITION_ID) throw new CofferError('failed_precondition', 'the built-in webhook definition cannot be changed');
       const { state, version } = await loadCatalog(`definition-${input.definitionId}`);
       checkVersion('connector definition', input.definitionId, input.expectedVersion, version);
@@ -875,6 +901,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       const spec = parseBounded(input.specJson, 'spec_json');
       compileSpec(spec, 'spec_json');
       checkOAuthDeclaration(spec as Record<string, unknown>, 'spec_json');
+      checkProxyDeclaration(spec as Record<string, unknown>, 'spec_json');
       const events = catalogDomain.decide(
         { type: 'RegisterConnectorDefinition', definitionId, name, actorType: input.actorType, connector: input.connector, spec, now: now() },
         catalogDomain.initialState(),
@@ -1162,6 +1189,37 @@ export function createConfigService(deps: ConfigServiceDeps) {
         return { actorId, connector: def.connector, partialConfigJson: JSON.stringify(actor.partial_config), oauthJson: oauthDeclarationJson(def.spec) };
       };
       return { connectionId, workspaceId: c.workspace_id, source: await side(c.source_id, 'source'), destination: await side(c.destination_id, 'destination') };
+    },
+
+    /**
+     * Forwards one HTTP request to the sync worker, which sends it to the actor's API with the actor's
+     * credential. The caller's access to the actor is checked before (scope guard); `workspaceId`, when
+     * given, must be the actor's own, else the actor is answered as one that does not exist.
+     */
+    async proxyRequest(input: ProxyInput): Promise<ProxyOutput> {
+      if (!proxy) throw new CofferError('unavailable', 'this config service is not connected to a sync worker');
+      requireActorId(input.actorId);
+      const actor = await findActor(db, schema, input.actorId);
+      if (!actor || kindOf(actor.actor_type) !== 'connector' || (input.workspaceId && actor.workspace_id !== input.workspaceId)) {
+        throw new CofferError('not_found', 'no such actor', [{ field: 'actor_id', reason: 'not found' }]);
+      }
+      const def = await requireDefinition(actor.definition_id);
+      const proxyJson = proxyDeclarationJson(def.spec);
+      if (!proxyJson) throw new CofferError('failed_precondition', `the actor's connector definition declares no ${PROXY_KEYWORD}`);
+      if (secretCoordinates(actor.partial_config).length !== ownSecretCoordinates(def.spec, actor.partial_config).length) {
+        throw new CofferError('failed_precondition', 'the actor holds a secret reference outside a secret field; update its config');
+      }
+      return proxy.forward({
+        workspaceId: actor.workspace_id,
+        actorId: actor.actor_id,
+        partialConfigJson: JSON.stringify(actor.partial_config),
+        proxyJson,
+        oauthJson: oauthDeclarationJson(def.spec),
+        method: input.method,
+        path: input.path,
+        headers: input.headers,
+        body: input.body,
+      });
     },
   };
   // Each create, keyed by an optional request_id, runs at most once (the raw ones above take the derived id).

@@ -10,6 +10,7 @@ export const configServiceSchema = z
     CONFIG_METRICS_ADDRESS: metricsAddressSetting,
     CONFIG_DB_SCHEMA: sqlIdentifier.default('config').describe("Postgres schema of config's tables"),
     SECRETS_ADDRESS: z.string().default('127.0.0.1:50053').describe('host:port of the secrets service'),
+    SYNC_WORKER_ADDRESS: z.string().default('127.0.0.1:50054').describe('host:port of the sync worker (ProxyRequest is forwarded there)'),
     CONFIG_CLIENT_ID: z.string().min(1).default('config').describe("client id of config's service identity at auth"),
     CONFIG_CLIENT_SECRET: z
       .string({ error: 'required: the config service identity secret' })

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { writeSync } from 'node:fs';
-import { secretsV1 } from '@coffer/contracts';
+import { secretsV1, syncV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startOpsEndpoint, startRuntime } from '@coffer/runtime';
 import { streamSettingsFromEnv } from '@coffer/runtime';
@@ -45,6 +45,15 @@ try {
     audience: 'secrets',
   });
   const secrets = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken, credentials: channel });
+  const syncToken = createServiceTokenProvider({
+    credentials: channel,
+    authAddress: config.AUTH_ADDRESS,
+    clientId: config.CONFIG_CLIENT_ID,
+    clientSecret: config.CONFIG_CLIENT_SECRET,
+    audience: 'sync-worker',
+  });
+  // The sync worker bounds each proxied call itself (SYNC_WORKER_PROXY_TIMEOUT_MS, at most 110 s).
+  const syncWorker = createPromiseClient(syncV1.SyncServiceClient, config.SYNC_WORKER_ADDRESS, { tokenProvider: syncToken, credentials: channel, deadlineMs: 120_000 });
   const checkResults = createCheckResults(runtime.nc, runtime.namespace, logger);
   const service = createConfigService({
     db: runtime.db,
@@ -63,6 +72,7 @@ try {
       rollback: async (workspaceId, baseCoordinate, toVersion, expectedVersion, owner) =>
         void (await secrets.rollbackSecret({ workspaceId, baseCoordinate, toVersion, expectedVersion, ownerId: owner.ownerId, writeId: owner.writeId ?? '' })),
     },
+    proxy: { forward: (request) => syncWorker.proxyRequest(request) },
     coordinatePrefix: config.COFFER_COORDINATE_PREFIX,
     maxConfigBytes: config.CONFIG_MAX_CONFIG_BYTES,
     maxSecretsPerConfig: config.CONFIG_MAX_SECRETS_PER_CONFIG,
@@ -103,6 +113,8 @@ try {
       checkResults.close();
       secrets.close();
       secretsToken.close();
+      syncWorker.close();
+      syncToken.close();
     }],
     ['revocations', () => tokens.stop()],
     ['runtime', () => runtime.close()],

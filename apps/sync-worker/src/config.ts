@@ -26,6 +26,9 @@ export const syncWorkerConfigSchema = z
     SYNC_WORKER_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(500).default(30_000).describe('a running job without a heartbeat this long is retried by another replica'),
     SYNC_WORKER_POLL_INTERVAL_MS: z.coerce.number().int().min(50).default(1_000).describe('how often a replica looks for due jobs'),
     SYNC_WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(4).describe('sync jobs one replica runs at once'),
+    SYNC_WORKER_PROXY_TIMEOUT_MS: z.coerce.number().int().min(100).max(110_000).default(30_000).describe('how long one proxied API request may take (an OAuth refresh and its one retry included)'),
+    // gRPC's default message bound is 4 MiB: the answer must fit in it with its headers.
+    SYNC_WORKER_PROXY_MAX_RESPONSE_BYTES: z.coerce.number().int().min(1024).max(3 * 1024 * 1024).default(2 * 1024 * 1024).describe('largest API response body a proxied request passes back, in bytes'),
     SYNC_WORKER_MAX_DELIVER: z.coerce.number().int().min(1).max(100).default(5).describe('deliveries of a sync or check request before it goes to the dead-letter subject'),
     /**
      * What connectors may reach beyond public addresses: comma-separated CIDRs, IP addresses and host

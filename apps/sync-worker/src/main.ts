@@ -14,6 +14,7 @@ import { startConsumers } from './consumers';
 import { grpcPorts } from './grpc-ports';
 import { createOAuthCredentials } from './oauth/oauth-credentials';
 import { createRevocationHandler } from './oauth/revocation-requests';
+import { createApiProxy } from './proxy/api-proxy';
 import { createSyncRunner } from './sync-runner';
 import { syncGrpcService } from './sync.grpc';
 import { migrateSyncReadModel } from './sync.postgres';
@@ -87,9 +88,18 @@ try {
     { sync: syncRunner, check: createCheckRunner(deps), revoke: createRevocationHandler({ ports: deps.ports, credentials, logger }) },
     { maxDeliver: config.SYNC_WORKER_MAX_DELIVER, logger },
   );
+  const proxy = createApiProxy({
+    ports: deps.ports,
+    egress,
+    redactor,
+    logger,
+    credentials,
+    timeoutMs: config.SYNC_WORKER_PROXY_TIMEOUT_MS,
+    maxResponseBytes: config.SYNC_WORKER_PROXY_MAX_RESPONSE_BYTES,
+  });
   const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS, credentials: channel, failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   const verifier = tokens.verifier;
-  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA, syncRunner)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
+  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA, syncRunner, proxy)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);
   syncRunner.start();
   announceListening(logger, 'sync-worker', port);

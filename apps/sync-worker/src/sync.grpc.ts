@@ -1,6 +1,7 @@
 import { CofferError, syncV1 } from '@coffer/contracts';
 import { defineService, type ServiceRegistration } from '@coffer/rpc';
 import type { Kysely } from 'kysely';
+import type { ApiProxy } from './proxy/api-proxy';
 import type { SyncRunner } from './sync-runner';
 import { findJob, listJobs, type JobCursor, type SyncJobRow } from './sync.postgres';
 
@@ -13,7 +14,7 @@ const statusOf = {
 } as const;
 
 /** gRPC handlers of coffer.sync.v1.SyncService. */
-export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<SyncRunner, 'cancel'>): ServiceRegistration {
+export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<SyncRunner, 'cancel'>, proxy?: Pick<ApiProxy, 'send'>): ServiceRegistration {
   return defineService(syncV1.SyncServiceService, 'coffer.sync.v1.SyncService', {
     getSyncJob: {
       permission: 'sync.read',
@@ -52,6 +53,19 @@ export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<S
         const rows = await listJobs(db, schema, { workspaceId: req.workspaceId || undefined, connectionId: req.connectionId || undefined, limit: pageSize + 1, after });
         const page = rows.slice(0, pageSize);
         return { jobs: page.map(jobOut), nextPageToken: rows.length > pageSize ? encodeCursor(page[page.length - 1]!.cursor) : '' };
+      },
+    },
+    proxyRequest: {
+      // Config checks the caller's access to the actor and forwards; no other caller may make the worker use a credential.
+      permission: 'sync.proxy',
+      tokenKinds: ['service'],
+      handler: async (req, ctx) => {
+        for (const [field, value] of [['workspace_id', req.workspaceId], ['actor_id', req.actorId]] as const) {
+          if (!uuid.test(value)) throw new CofferError('invalid_argument', `${field} must be a UUID`, [{ field, reason: 'not a UUID' }]);
+        }
+        if (!req.proxyJson) throw new CofferError('failed_precondition', "the actor's connector definition declares no x-coffer-proxy");
+        if (!proxy) throw new CofferError('unavailable', 'this server does not proxy requests');
+        return proxy.send(req, ctx.signal);
       },
     },
   });

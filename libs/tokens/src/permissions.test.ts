@@ -22,7 +22,7 @@ describe('rolePermissions', () => {
   });
 
   it('grants the documented permissions', () => {
-    expect(rolePermissions.config).toEqual(['secrets.write', 'secrets.delete', 'secrets.list']);
+    expect(rolePermissions.config).toEqual(['secrets.write', 'secrets.delete', 'secrets.list', 'sync.proxy']);
     expect(rolePermissions['sync-worker']).toEqual(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read']);
     expect(rolePermissions.operator).toEqual(['config.read', 'config.write', 'config.catalog', 'sync.read', 'sync.cancel', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke']);
     expect(rolePermissions.auth).toEqual(['config.provision', 'config.read']);
@@ -34,6 +34,11 @@ describe('rolePermissions', () => {
       expect(rolePermissions[role].filter((p) => p.startsWith('secrets.') || p === 'config.catalog' || p === 'config.sync_plan')).toEqual([]);
     }
     expect(rolePermissions.workspace_reader).not.toContain('config.write');
+  });
+
+  it('lets only config ask the sync worker to proxy, and only those who may change a workspace ask config', () => {
+    expect(serviceRoles.filter((r) => hasPermission(principal(r), 'sync.proxy'))).toEqual(['config']);
+    expect(userRoles.filter((r) => rolePermissions[r].includes('config.proxy')).sort()).toEqual(['org_admin', 'workspace_editor']);
   });
 
   it('cannot be widened at run time', () => {
