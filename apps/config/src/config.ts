@@ -24,6 +24,25 @@ export const configServiceSchema = z
     CONFIG_CHECK_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(60).describe('how long a CheckConfig / DiscoverSchema waits for the sync worker, in seconds'),
     CONFIG_MAX_SECRETS_PER_CONFIG: z.coerce.number().int().min(1).max(10_000).default(100).describe('most secret fields one configuration may hold'),
     CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(2).describe('secret writes to the secrets service running at once per workspace'),
+    SYNC_WORKER_ADDRESS: z.string().default('127.0.0.1:50054').describe('host:port of a sync worker, which runs the token request of an OAuth authorization code flow'),
+    CONFIG_OAUTH_REDIRECT_URIS: z
+      .string()
+      .default('')
+      .transform((text, ctx) => {
+        const uris = text.split(',').map((u) => u.trim()).filter(Boolean);
+        for (const u of uris) {
+          let url: URL | undefined;
+          try {
+            url = new URL(u);
+          } catch {
+            url = undefined;
+          }
+          if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.hash || url.username || url.password) ctx.addIssue({ code: 'custom', message: `${u.slice(0, 200)} is not an http(s) URL without fragment or credentials` });
+        }
+        return uris;
+      })
+      .describe('comma-separated redirect URIs of this deployment that an OAuth authorization code flow may use (each also registered at the provider); empty: no flow can start'),
+    CONFIG_OAUTH_FLOW_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(600).describe('how long the state of an OAuth authorization code flow is accepted, in seconds'),
     CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(0).max(10_000).default(8).describe('secret writes waiting per workspace before RESOURCE_EXHAUSTED'),
   })
   .superRefine(checkCommonSettings, inTheSamePass);

@@ -11,6 +11,7 @@ import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
 import { grpcPorts } from './grpc-ports';
+import { createCodeExchange } from './oauth/code-exchange';
 import { createOAuthCredentials } from './oauth/oauth-credentials';
 import { createRevocationHandler } from './oauth/revocation-requests';
 import { createSyncRunner } from './sync-runner';
@@ -83,7 +84,7 @@ try {
   );
   const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS, credentials: channel, failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   const verifier = tokens.verifier;
-  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA, syncRunner)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
+  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA, syncRunner, createCodeExchange({ ...deps, egress }))], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);
   syncRunner.start();
   announceListening(logger, 'sync-worker', port);

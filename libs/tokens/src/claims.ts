@@ -41,6 +41,7 @@ export const permissions = [
   'config.sync_plan',
   'sync.read',
   'sync.cancel',
+  'sync.oauth_exchange',
   'auth.admin',
   'auth.applications',
   'auth.issue_scoped',
