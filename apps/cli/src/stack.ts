@@ -230,6 +230,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const addr = (name: StackProcess) => `${host}:${services[name]?.port ?? options.ports?.[name] ?? 0}`;
   // auth starts first but calls config (to make end users' workspaces), so config's port is chosen up front.
   const configAddress = `${host}:${options.ports?.config || (await freePort(host))}`;
+  // config calls the sync worker (the token request of an OAuth code flow) and starts before it.
+  const syncWorkerAddress = `${host}:${options.ports?.['sync-worker'] || (await freePort(host))}`;
 
   const progress = options.onProgress ?? (() => undefined);
   const start = async (name: StackProcess) => {
@@ -285,6 +287,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       CONFIG_GRPC_ADDRESS: configAddress,
       CONFIG_CLIENT_ID: credentials.clients.config.clientId,
       CONFIG_CLIENT_SECRET: credentials.clients.config.clientSecret,
+      SYNC_WORKER_ADDRESS: syncWorkerAddress,
     };
     await start('config');
     envs['sync-worker'] = {
@@ -293,7 +296,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       AUTH_ADDRESS: services.auth.address,
       SECRETS_ADDRESS: services.secrets.address,
       CONFIG_ADDRESS: services.config.address,
-      SYNC_WORKER_GRPC_ADDRESS: addr('sync-worker'),
+      SYNC_WORKER_GRPC_ADDRESS: syncWorkerAddress,
       SYNC_WORKER_CLIENT_ID: credentials.clients['sync-worker'].clientId,
       SYNC_WORKER_CLIENT_SECRET: credentials.clients['sync-worker'].clientSecret,
       ...(options.egressAllow && { SYNC_WORKER_EGRESS_ALLOW: options.egressAllow.join(',') }),

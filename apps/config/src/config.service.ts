@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { AppendedEvent, EventStore, NewEvent, OutboxMessage } from '@coffer/event-store';
@@ -55,6 +55,7 @@ import { idempotentCreates } from './idempotent-creates';
 import { compileSpec } from './spec-validation';
 import { OAUTH_KEYWORD, checkOAuthDeclaration, oauthDeclarationJson } from './oauth-declaration';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
+import { claimOAuthFlow, findOAuthFlow, insertOAuthFlow, releaseShreddingNow, setOAuthFlowOutcome } from './oauth-flows.postgres';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
 export type Kind = 'connector' | 'webhook';
@@ -99,6 +100,20 @@ export interface SecretsPort {
   /** Writes the value of `toVersion` as the version after `expectedVersion`, for the owner (keeping its write id). */
   rollback(workspaceId: string, baseCoordinate: string, toVersion: number, expectedVersion: number, owner: SecretsOwner): Promise<void>;
 }
+
+/** The sync worker's ExchangeAuthorizationCode: tokens go to secrets there; only their coordinates come back. */
+export type OAuthCodeExchangePort = (input: {
+  workspaceId: string;
+  actorId: string;
+  oauthJson: string;
+  partialConfigJson: string;
+  code: string;
+  redirectUri: string;
+  accessTokenBase: string;
+  refreshTokenBase: string;
+  tokenExpiryDateBase: string;
+  writeId: string;
+}) => Promise<{ accessTokenCoordinate: string; refreshTokenCoordinate: string; tokenExpiryDateCoordinate: string }>;
 
 /** One secret field of an actor: its base and the versions secrets holds of it (metadata only). */
 export interface ActorSecretView {
@@ -150,6 +165,12 @@ export interface ConfigServiceDeps {
    * case. Default 1 hour.
    */
   revocationHoldMs?: number;
+  /** The token request of an OAuth code flow, run by a sync worker; absent, no flow can complete. */
+  oauthCodeExchange?: OAuthCodeExchangePort;
+  /** The deployment's redirect URIs an OAuth code flow may use; empty, none can start. */
+  oauthRedirectUris?: readonly string[];
+  /** How long an OAuth flow's state is accepted; default 10 minutes. */
+  oauthFlowTtlMs?: number;
   /** Tests only: called at each fault point of a cross-service write (main.ts kills the process there). */
   fault?: (point: FaultPoint) => void | Promise<void>;
   logger: Logger;
@@ -1092,6 +1113,190 @@ export function createConfigService(deps: ConfigServiceDeps) {
       await shredNow();
     },
 
+    /**
+     * Starts an OAuth 2.0 authorization code flow that creates an actor of an OAuth definition. The
+     * actor's id is chosen now: the client credentials and the PKCE verifier are written to secrets
+     * as its coordinates, and their shredding is queued, held until the flow expires, in the same
+     * transaction as the flow, so a flow that never completes (or a crash) leaves no secret behind.
+     * Config keeps only the state's hash; the answer is the authorization URL.
+     */
+    async startOAuthFlow(
+      input: { workspaceId: string; definitionId: string; name: string; configJson: string; redirectUri: string; clientId: string; clientSecret: string },
+      caller: Caller & { key: string },
+    ): Promise<{ authorizationUrl: string; expiresAt: string }> {
+      const name = requireName(input.name);
+      const ws = await requireWorkspace(input.workspaceId);
+      const def = await requireDefinition(input.definitionId);
+      if (kindOf(def.actor_type) !== 'connector') throw new CofferError('not_found', 'no such connector definition', [{ field: 'definition_id', reason: 'not found' }]);
+      const declared = (def.spec as Record<string, unknown> | null)?.[OAUTH_KEYWORD] as Record<string, unknown> | undefined;
+      if (!declared || typeof declared.authorization_endpoint !== 'string') {
+        throw new CofferError('failed_precondition', `the definition declares no ${OAUTH_KEYWORD}.authorization_endpoint`, [{ field: 'definition_id', reason: 'no authorization endpoint' }]);
+      }
+      if (!input.redirectUri) throw invalid('redirect_uri', 'is required');
+      if (!(deps.oauthRedirectUris ?? []).includes(input.redirectUri)) throw invalid('redirect_uri', 'is not one of the redirect URIs of this deployment (CONFIG_OAUTH_REDIRECT_URIS)');
+      for (const [field, value] of [['client_id', input.clientId], ['client_secret', input.clientSecret]] as const) {
+        if (!value) throw invalid(field, 'is required');
+        if (value.length > 4096) throw invalid(field, 'must be at most 4096 characters');
+      }
+      const config = parseBounded(input.configJson || '{}', 'config_json');
+      for (const field of OAUTH_FIELDS) {
+        if (field in config) throw invalid(`config_json:$.${field}`, 'is set by the OAuth flow', `config_json must not hold ${field}: the flow sets it`);
+      }
+      // Validated and split as the actor will be stored; the token fields hold placeholders that are
+      // never written: their new bases are where the sync worker writes the tokens.
+      const placeholders = { refresh_token: 'pending', access_token: 'pending', token_expiry_date: new Date(0).toISOString() };
+      const planned = plan(ws.workspace_id, def.spec, JSON.stringify({ ...config, client_id: input.clientId, client_secret: input.clientSecret, ...placeholders }));
+      const tokenPaths = ['$.refresh_token', '$.access_token', '$.token_expiry_date'];
+      if (!OAUTH_FIELDS.every((f) => planned.writes.some((w) => w.path === `$.${f}`))) throw invalid('definition_id', 'declares the OAuth credential fields where the flow cannot set them');
+      // Every secret but the tokens is written now (the client credentials, and any other secret field the config sets).
+      const writes = planned.writes.filter((w) => !tokenPaths.includes(w.path));
+      const verifier = randomBytes(32).toString('base64url');
+      const verifierWrite: PlannedSecretWrite = { path: '$.code_verifier', baseCoordinate: baseCoordinate(deps.coordinatePrefix, ws.workspace_id, newId()), version: 1, coordinate: '', value: verifier };
+      verifierWrite.coordinate = `${verifierWrite.baseCoordinate}_v1`;
+      const state = randomBytes(32).toString('base64url');
+      const actorId = newId();
+      const flowId = newId();
+      const at = clock();
+      const expiresAt = new Date(at.getTime() + (deps.oauthFlowTtlMs ?? 600_000));
+      // The hold outlives the state by the longest a completion may still be writing.
+      const shredAt = new Date(expiresAt.getTime() + 5 * 60_000);
+      const bases = planned.writes.map((w) => w.baseCoordinate);
+      await db.transaction().execute(async (trx) => {
+        await insertOAuthFlow(trx, schema, {
+          flow_id: flowId,
+          state_hash: hashState(state),
+          workspace_id: ws.workspace_id,
+          caller: caller.key,
+          actor_id: actorId,
+          definition_id: def.definition_id,
+          name,
+          partial_config: planned.partialConfig as Record<string, unknown>,
+          verifier_coordinate: verifierWrite.coordinate,
+          redirect_uri: input.redirectUri,
+          created_at: at,
+          expires_at: expiresAt,
+        });
+        await queueShredding(trx, schema, ws.workspace_id, actorId, [...bases, verifierWrite.baseCoordinate], 'OAuth flow not completed', at, null, shredAt);
+      });
+      try {
+        await writeSecrets(ws.workspace_id, [...writes, verifierWrite], { ownerId: actorId, writeId: flowId });
+      } catch (err) {
+        await claimOAuthFlow(db, schema, flowId, clock(), 'secrets write failed').catch(() => false);
+        throw err;
+      }
+      const url = new URL(declared.authorization_endpoint);
+      const scopes = Array.isArray(declared.scopes) ? (declared.scopes as string[]) : [];
+      url.searchParams.set('response_type', 'code');
+      // The client id is public in OAuth (RFC 6749 §2.2): the provider needs it in the browser's request.
+      url.searchParams.set('client_id', input.clientId);
+      url.searchParams.set('redirect_uri', input.redirectUri);
+      if (scopes.length > 0) url.searchParams.set('scope', scopes.join(' '));
+      url.searchParams.set('state', state);
+      url.searchParams.set('code_challenge', createHash('sha256').update(verifier).digest('base64url'));
+      url.searchParams.set('code_challenge_method', 'S256');
+      logger.info({ workspaceId: ws.workspace_id, definitionId: def.definition_id, actorId, flowId }, 'OAuth authorization code flow started');
+      return { authorizationUrl: url.toString(), expiresAt: expiresAt.toISOString() };
+    },
+
+    /**
+     * Completes a flow with what the provider sent to the redirect URI. The state must be pending,
+     * unexpired and the caller's own (anything else is refused and changes nothing); it is then used
+     * up, whatever follows. A sync worker exchanges the code (with the PKCE verifier) and writes the
+     * tokens to secrets as the actor's coordinates; the actor is recorded with them, and the verifier
+     * is shredded. A failed exchange shreds everything the flow wrote.
+     */
+    async completeOAuthFlow(input: { state: string; code: string; error: string }, caller: Caller & { key: string }): Promise<ActorView> {
+      if (!input.state) throw invalid('state', 'is required');
+      if (input.state.length > 512) throw invalid('state', 'must be at most 512 characters');
+      if (input.error && !/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,200}$/.test(input.error)) throw invalid('error', 'must be an OAuth error code');
+      if (!input.error && !input.code) throw invalid('code', 'is required unless error is set');
+      if (input.code.length > 4096) throw invalid('code', 'must be at most 4096 characters');
+      const flow = await findOAuthFlow(db, schema, hashState(input.state));
+      // Another caller's state is answered as an unknown one: no state is an oracle.
+      if (!flow || flow.caller !== caller.key) throw new CofferError('not_found', 'no pending OAuth flow has this state', [{ field: 'state', reason: 'not found' }]);
+      if (flow.ended_at) throw new CofferError('failed_precondition', 'this state was already used; start the flow again', [{ field: 'state', reason: 'used' }]);
+      if (flow.expires_at.getTime() <= clock().getTime()) throw new CofferError('failed_precondition', 'this state expired; start the flow again', [{ field: 'state', reason: 'expired' }]);
+      const def = await requireDefinition(flow.definition_id);
+      const declared = (def.spec as Record<string, unknown> | null)?.[OAUTH_KEYWORD];
+      if (!deps.oauthCodeExchange) throw new CofferError('unavailable', 'OAuth code exchange is not enabled on this config service');
+      if (!(await claimOAuthFlow(db, schema, flow.flow_id, clock(), input.error ? 'refused by the provider' : 'exchanging'))) {
+        throw new CofferError('failed_precondition', 'this state was already used; start the flow again', [{ field: 'state', reason: 'used' }]);
+      }
+      const partial = flow.partial_config;
+      const ref = (field: string) => ((partial[field] as { _secret?: string } | undefined)?._secret ?? '') as string;
+      const flowBases = [...OAUTH_FIELDS.map((f) => baseOf(ref(f))), baseOf(flow.verifier_coordinate)];
+      const abandon = async (outcome: string) => {
+        try {
+          await db.transaction().execute(async (trx) => {
+            await setOAuthFlowOutcome(trx, schema, flow.flow_id, outcome);
+            await releaseShreddingNow(trx, schema, flowBases, clock());
+          });
+        } catch (err) {
+          logger.warn({ err, flowId: flow.flow_id }, 'could not release the secrets of a failed OAuth flow now; they are shredded when the hold ends');
+        }
+        await shredNow();
+      };
+      if (input.error) {
+        await abandon('refused by the provider');
+        throw new CofferError('failed_precondition', `the provider did not authorize the client (${input.error})`, [{ field: 'error', reason: input.error }]);
+      }
+      let tokens;
+      try {
+        tokens = await deps.oauthCodeExchange({
+          workspaceId: flow.workspace_id,
+          actorId: flow.actor_id,
+          oauthJson: JSON.stringify(declared),
+          partialConfigJson: JSON.stringify({ client_id: partial.client_id, client_secret: partial.client_secret, code_verifier: { _secret: flow.verifier_coordinate } }),
+          code: input.code,
+          redirectUri: flow.redirect_uri,
+          accessTokenBase: baseOf(ref('access_token')),
+          refreshTokenBase: baseOf(ref('refresh_token')),
+          tokenExpiryDateBase: baseOf(ref('token_expiry_date')),
+          writeId: flow.flow_id,
+        });
+      } catch (err) {
+        await abandon(`exchange failed (${isCofferError(err) ? err.code : 'internal'})`);
+        throw err;
+      }
+      const written = { access_token: tokens.accessTokenCoordinate, refresh_token: tokens.refreshTokenCoordinate, token_expiry_date: tokens.tokenExpiryDateCoordinate };
+      for (const [field, coordinate] of Object.entries(written)) {
+        if (coordinate !== ref(field)) {
+          await abandon('the sync worker wrote unexpected coordinates');
+          throw new CofferError('internal', 'the OAuth tokens were not stored where expected');
+        }
+      }
+      const events = actorDomain.decide(
+        { type: 'CreateActor', actorId: flow.actor_id, workspaceId: flow.workspace_id, definitionId: def.definition_id, actorType: def.actor_type, name: flow.name, partialConfig: partial, now: now() },
+        actorDomain.initialState(),
+      );
+      const data = events[0]!.data as actorDomain.ActorCreatedData;
+      try {
+        await store.append(`actor-${flow.actor_id}`, 0, asNew(events, caller), {
+          project: async (trx) => {
+            await projectActorCreated(trx, schema, data);
+            // The actor refers to its credential now: only the verifier is left to shred.
+            await completeShredding(trx, schema, OAUTH_FIELDS.map((f) => baseOf(ref(f))));
+            await releaseShreddingNow(trx, schema, [baseOf(flow.verifier_coordinate)], clock());
+            await setOAuthFlowOutcome(trx, schema, flow.flow_id, 'completed');
+          },
+          outbox: outbox(actorEvent(def.actor_type, 'Created') as 'SourceCreated', flow.actor_id, caller, () => ({
+            actorId: flow.actor_id,
+            workspaceId: flow.workspace_id,
+            definitionId: def.definition_id,
+            actorType: def.actor_type,
+            changedFields: changedFields(undefined, partial),
+            occurredAt: data.createdAt,
+          })),
+        });
+      } catch (err) {
+        await abandon('recording the actor failed');
+        throw err;
+      }
+      await shredNow();
+      logger.info({ workspaceId: flow.workspace_id, actorId: flow.actor_id, flowId: flow.flow_id }, 'OAuth authorization code flow completed');
+      return actorView({ actor_id: flow.actor_id, workspace_id: flow.workspace_id, definition_id: def.definition_id, actor_type: def.actor_type, name: flow.name, version: 1 }, def.spec, partial);
+    },
+
     /** Links a source to a destination of the same workspace. */
     async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller, connectionId = newId()): Promise<ConnectionView> {
       const name = requireName(input.name);
@@ -1172,6 +1377,14 @@ export function createConfigService(deps: ConfigServiceDeps) {
 export type ConfigService = ReturnType<typeof createConfigService>;
 
 /** A second event id derived from an appended event's, so a re-relay publishes the second message once too. */
+/** The OAuth credential fields of a config (the declaration requires each as a top-level secret). */
+const OAUTH_FIELDS = ['client_id', 'client_secret', 'refresh_token', 'access_token', 'token_expiry_date'] as const;
+
+/** Config keeps a flow's state only as this hash: the table alone cannot complete a flow. */
+function hashState(state: string): string {
+  return createHash('sha256').update(state).digest('hex');
+}
+
 function derivedEventId(eventId: string, purpose: string): string {
   const h = createHash('sha256').update(`${eventId}:${purpose}`).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { writeSync } from 'node:fs';
-import { secretsV1 } from '@coffer/contracts';
+import { secretsV1, syncV1 } from '@coffer/contracts';
 import { createGrpcServer, createPromiseClient, createServiceTokenProvider, mtlsChannelCredentials, mtlsServerCredentials } from '@coffer/rpc';
 import { announceListening, failStartup, loadSettingsOrExit, logSecurityFindings, mtlsFromEnv, onShutdown, startTokenVerification, startBackgroundJobs, startOpsEndpoint, startRuntime } from '@coffer/runtime';
 import { streamSettingsFromEnv } from '@coffer/runtime';
@@ -45,6 +45,14 @@ try {
     audience: 'secrets',
   });
   const secrets = createPromiseClient(secretsV1.SecretsServiceClient, config.SECRETS_ADDRESS, { tokenProvider: secretsToken, credentials: channel });
+  const syncToken = createServiceTokenProvider({
+    credentials: channel,
+    authAddress: config.AUTH_ADDRESS,
+    clientId: config.CONFIG_CLIENT_ID,
+    clientSecret: config.CONFIG_CLIENT_SECRET,
+    audience: 'sync-worker',
+  });
+  const syncWorker = createPromiseClient(syncV1.SyncServiceClient, config.SYNC_WORKER_ADDRESS, { tokenProvider: syncToken, credentials: channel });
   const checkResults = createCheckResults(runtime.nc, runtime.namespace, logger);
   const service = createConfigService({
     db: runtime.db,
@@ -67,6 +75,9 @@ try {
     maxConfigBytes: config.CONFIG_MAX_CONFIG_BYTES,
     maxSecretsPerConfig: config.CONFIG_MAX_SECRETS_PER_CONFIG,
     secretWritesPerWorkspace: { concurrent: config.CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE, queued: config.CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE },
+    oauthCodeExchange: (input) => syncWorker.exchangeAuthorizationCode(input),
+    oauthRedirectUris: config.CONFIG_OAUTH_REDIRECT_URIS,
+    oauthFlowTtlMs: config.CONFIG_OAUTH_FLOW_TTL_SECONDS * 1000,
     checkResults,
     checkTimeoutMs: config.CONFIG_CHECK_TIMEOUT_SECONDS * 1000,
     writeIntentGraceMs: config.CONFIG_WRITE_INTENT_GRACE_SECONDS * 1000,
@@ -103,6 +114,8 @@ try {
       checkResults.close();
       secrets.close();
       secretsToken.close();
+      syncWorker.close();
+      syncToken.close();
     }],
     ['revocations', () => tokens.stop()],
     ['runtime', () => runtime.close()],

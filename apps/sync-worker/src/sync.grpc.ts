@@ -42,7 +42,7 @@ export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<S
       tokenKinds: ['service'],
       handler: async (req, ctx) => {
         if (!codeExchange) throw new CofferError('unavailable', 'this server does not exchange authorization codes');
-        return codeExchange(req, ctx.signal);
+        return codeExchange(req, ctx.signal ?? AbortSignal.timeout(30_000));
       },
     },
     listSyncJobs: {
