@@ -9,6 +9,8 @@ export interface OAuthFlowRow {
   workspace_id: string;
   caller: string;
   actor_id: string;
+  /** True when the flow authorizes an existing actor again. */
+  reauthorize: boolean;
   definition_id: string;
   name: string;
   partial_config: Record<string, unknown>;
@@ -39,6 +41,7 @@ export async function migrateOAuthFlows(db: Kysely<any>, schema: string): Promis
     ended_at timestamptz,
     outcome text
   )`.execute(db);
+  await sql`alter table ${s}.oauth_flows add column if not exists reauthorize boolean not null default false`.execute(db);
 }
 
 /** Records a new flow. */

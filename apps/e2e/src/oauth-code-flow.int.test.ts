@@ -45,6 +45,8 @@ describe('the OAuth authorization code flow: config starts it, the sync worker e
   const grantErrors: string[] = [];
   // Everything Coffer answered, and every NATS message of the test's namespace.
   const answers: unknown[] = [];
+  // The source the first flow creates, and its connection.
+  const created = { actorId: '', connectionId: '' };
   const published: string[] = [];
 
   async function query<T>(text: string, params: unknown[] = []): Promise<T[]> {
@@ -111,6 +113,16 @@ describe('the OAuth authorization code flow: config starts it, the sync worker e
   const activeVersionsOf = async (ownerId: string) =>
     (await query<{ n: number }>("select count(*)::int as n from secrets.secret_versions where owner_id = $1 and state = 'active'", [ownerId]))[0]!.n;
   const baseOf = (c: string) => c.slice(0, c.lastIndexOf('_v'));
+
+  async function syncStatus(connectionId: string): Promise<string> {
+    const { jobId } = await ok(rpc<configV1.RequestSyncResponse>('requestSync', { connectionId }, tenantA.token));
+    let job: { status: string } | undefined;
+    await eventually('the sync ended', async () => {
+      [job] = await query<{ status: string }>('select status from sync.sync_jobs where job_id = $1', [jobId]);
+      return Boolean(job && ['succeeded', 'failed', 'cancelled'].includes(job.status));
+    }, 90_000);
+    return job!.status;
+  }
 
   async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
@@ -255,14 +267,37 @@ describe('the OAuth authorization code flow: config starts it, the sync worker e
       configJson: JSON.stringify({ host: u.hostname, port: Number(u.port || 5432), database: db.name, username: decodeURIComponent(u.username || 'postgres'), password: u.password ? decodeURIComponent(u.password) : 'unused', schema: 'code_flow_dest', table: 'rows' }),
     }, tenantA.token))).actor!.actorId;
     const connectionId = (await ok(rpc<configV1.CreateConnectionResponse>('createConnection', { workspaceId: tenantA.workspaceId, sourceId: actor.actorId, destinationId, name: 'code flow' }, tenantA.token))).connection!.connectionId;
-    const { jobId } = await ok(rpc<configV1.RequestSyncResponse>('requestSync', { connectionId }, tenantA.token));
-    let job: { status: string } | undefined;
-    await eventually('the sync ended', async () => {
-      [job] = await query<{ status: string }>('select status from sync.sync_jobs where job_id = $1', [jobId]);
-      return Boolean(job && ['succeeded', 'failed', 'cancelled'].includes(job.status));
-    }, 90_000);
-    expect(job!.status).toBe('succeeded');
+    expect(await syncStatus(connectionId)).toBe('succeeded');
     expect((await query<{ n: number }>('select count(*)::int as n from code_flow_dest.rows'))[0]!.n).toBe(records.length);
+    Object.assign(created, { actorId: actor.actorId, connectionId });
+  }, 180_000);
+
+  it('authorizes an existing source again: the tokens become the next versions of its fields, the replaced client is shredded', async () => {
+    expect(created.actorId).toBeTruthy();
+    const [before] = await query<{ partial_config: Record<string, { _secret: string }> }>('select partial_config from config.actors where actor_id = $1', [created.actorId]);
+    const oldClient = baseOf(before!.partial_config.client_secret!._secret);
+    const refused = await rpc('startOAuthFlow', { workspaceId: tenantA.workspaceId, actorId: created.actorId, name: 'renamed', redirectUri: REDIRECT_URI, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }, tenantA.token);
+    expect(refused.status).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(refused.fields).toEqual(['name']);
+    // Another tenant cannot reach the actor.
+    expect((await rpc('startOAuthFlow', { workspaceId: tenantB.workspaceId, actorId: created.actorId, redirectUri: REDIRECT_URI, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }, tenantB.token)).status).toBe(grpc.status.NOT_FOUND);
+    const url = (await ok(rpc<configV1.StartOAuthFlowResponse>('startOAuthFlow', { workspaceId: tenantA.workspaceId, actorId: created.actorId, redirectUri: REDIRECT_URI, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }, tenantA.token))).authorizationUrl;
+    const back = await authorize(url);
+    const grants = codeGrants.length;
+    const done = await ok(rpc<configV1.CompleteOAuthFlowResponse>('completeOAuthFlow', { state: back.get('state'), code: back.get('code') }, tenantA.token));
+    expect(codeGrants.length - grants).toBe(1);
+    expect(done.actor).toMatchObject({ actorId: created.actorId, name: 'code flow source', version: 2 });
+    expect(JSON.parse(done.actor!.configJson).refresh_token).toBe('**********');
+    const [after] = await query<{ partial_config: Record<string, { _secret: string }>; version: number }>('select partial_config, version from config.actors where actor_id = $1', [created.actorId]);
+    for (const f of ['refresh_token', 'access_token', 'token_expiry_date']) {
+      expect(after!.partial_config[f]!._secret).toBe(`${baseOf(before!.partial_config[f]!._secret)}_v2`);
+    }
+    expect(baseOf(after!.partial_config.client_secret!._secret)).not.toBe(oldClient);
+    await eventually('the replaced client secret shredded', async () => (await query('select 1 from secrets.secret_versions where base_coordinate = $1 and state = \'active\'', [oldClient])).length === 0);
+    expect((await query('select * from config.secret_shredding where actor_id = $1', [created.actorId])).length).toBe(0);
+    const events = await query<{ type: string }>('select type from config.events where stream_id = $1 order by stream_version', [`actor-${created.actorId}`]);
+    expect(events.map((e) => e.type)).toEqual(['ActorCreated', 'ActorConfigUpdated']);
+    expect(await syncStatus(created.connectionId)).toBe('succeeded');
   }, 180_000);
 
   it('PKCE is in force: the provider refuses an authorization request without a code challenge', async () => {

@@ -37,7 +37,7 @@ export function grpcPorts(
       return written.map((s) => ({ coordinate: s.coordinate, version: s.version }));
     },
     async writeNewSecrets(workspaceId, ownerId, writeId, writes) {
-      const { secrets: written } = await secrets.writeSecrets({ workspaceId, ownerId, ownerWorkspaceId: '', writeId, secrets: writes.map((w) => ({ ...w, expectedVersion: 0, ttlSeconds: 0 })) });
+      const { secrets: written } = await secrets.writeSecrets({ workspaceId, ownerId, ownerWorkspaceId: '', writeId, secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) });
       return written.map((s) => s.coordinate);
     },
   };

@@ -7,8 +7,8 @@ import { InvalidGrantError, TokenEndpointError, exchangeAuthorizationCode, type 
 /** What the code exchange needs from secrets. */
 export interface CodeExchangePorts {
   hydrate(workspaceId: string, partialConfigJson: string, reason: string, ownerId: string): Promise<string>;
-  /** Writes each value as version 1 of its base, for `ownerId`, under one write id. */
-  writeNewSecrets(workspaceId: string, ownerId: string, writeId: string, writes: { baseCoordinate: string; value: string }[]): Promise<string[]>;
+  /** Writes each value as the next version of its base (refused unless the base is at `expectedVersion`; 0: a new base), for `ownerId`, under one write id. */
+  writeNewSecrets(workspaceId: string, ownerId: string, writeId: string, writes: { baseCoordinate: string; expectedVersion: number; value: string }[]): Promise<string[]>;
 }
 
 export interface CodeExchangeDeps {
@@ -31,6 +31,9 @@ export interface CodeExchangeInput {
   refreshTokenBase: string;
   tokenExpiryDateBase: string;
   writeId: string;
+  accessTokenExpectedVersion: number;
+  refreshTokenExpectedVersion: number;
+  tokenExpiryDateExpectedVersion: number;
 }
 
 const invalid = (field: string, reason: string) => new CofferError('invalid_argument', `${field} ${reason}`, [{ field, reason }]);
@@ -60,7 +63,7 @@ function declaration(json: string): OAuthDeclaration {
  * The server side of an OAuth 2.0 authorization code flow: hydrates the flow's client credentials and
  * PKCE verifier (owned by the actor the flow creates), sends the authorization_code grant to the
  * token endpoint through the egress policy, and writes the access token, the refresh token and the
- * expiry to secrets as version 1 of the bases config chose. Every value is registered with the
+ * expiry to secrets as the next versions of the bases config chose (version 1 of new ones). Every value is registered with the
  * redactor before it can reach a log line or an error; the answer names coordinates only.
  */
 export function createCodeExchange(deps: CodeExchangeDeps) {
@@ -74,6 +77,10 @@ export function createCodeExchange(deps: CodeExchangeDeps) {
     if (!input.redirectUri) throw invalid('redirect_uri', 'is required');
     if (!input.writeId) throw invalid('write_id', 'is required');
     const bases = { access_token: input.accessTokenBase, refresh_token: input.refreshTokenBase, token_expiry_date: input.tokenExpiryDateBase };
+    const expected = { access_token: Number(input.accessTokenExpectedVersion), refresh_token: Number(input.refreshTokenExpectedVersion), token_expiry_date: Number(input.tokenExpiryDateExpectedVersion) };
+    for (const [field, v] of Object.entries(expected)) {
+      if (!Number.isSafeInteger(v) || v < 0) throw invalid(`${field}_expected_version`, 'must be 0 or a positive version');
+    }
     const mine = `_workspace_${input.workspaceId}_secret_`;
     for (const [field, base] of Object.entries(bases)) {
       if (!base || !base.includes(mine) || /_v\d+$/.test(base)) throw invalid(`${field}_base`, `must be a base coordinate of workspace ${input.workspaceId}`);
@@ -124,9 +131,9 @@ export function createCodeExchange(deps: CodeExchangeDeps) {
       let written: string[];
       try {
         written = await ports.writeNewSecrets(input.workspaceId, input.actorId, input.writeId, [
-          { baseCoordinate: bases.access_token, value: tokens.accessToken },
-          { baseCoordinate: bases.refresh_token, value: tokens.refreshToken },
-          { baseCoordinate: bases.token_expiry_date, value: expiresAt },
+          { baseCoordinate: bases.access_token, expectedVersion: expected.access_token, value: tokens.accessToken },
+          { baseCoordinate: bases.refresh_token, expectedVersion: expected.refresh_token, value: tokens.refreshToken },
+          { baseCoordinate: bases.token_expiry_date, expectedVersion: expected.token_expiry_date, value: expiresAt },
         ]);
       } catch (err) {
         logger.error({ err, actorId: input.actorId }, 'could not store the tokens of an authorization code exchange');
