@@ -230,7 +230,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const addr = (name: StackProcess) => `${host}:${services[name]?.port ?? options.ports?.[name] ?? 0}`;
   // auth starts first but calls config (to make end users' workspaces), so config's port is chosen up front.
   const configAddress = `${host}:${options.ports?.config || (await freePort(host))}`;
-  // config starts before the sync worker but forwards ProxyRequest to it, so its port is chosen up front too.
+  // config starts before the sync worker but calls it (ProxyRequest, the token request of an OAuth code flow), so its port is chosen up front too.
   const syncWorkerAddress = `${host}:${options.ports?.['sync-worker'] || (await freePort(host))}`;
 
   const progress = options.onProgress ?? (() => undefined);

@@ -11,6 +11,15 @@ function callerOf(ctx: CallContext): Caller {
   return { subject: ctx.principal?.subject ?? 'anonymous', traceparent: typeof traceparent === 'string' ? traceparent : undefined };
 }
 
+/**
+ * Who started an OAuth flow, as precisely as the token says: kind, organization, workspace and
+ * subject. Only the very same caller may complete it.
+ */
+function flowCallerOf(ctx: CallContext): Caller & { key: string } {
+  const p = ctx.principal;
+  return { ...callerOf(ctx), key: JSON.stringify([p?.kind ?? '', p?.organizationId ?? '', p?.workspaceId ?? '', p?.subject ?? '']) };
+}
+
 function actorTypeOf(t: configV1.ActorType): ActorType | undefined {
   if (t === configV1.ActorType.ACTOR_TYPE_SOURCE) return 'source';
   if (t === configV1.ActorType.ACTOR_TYPE_DESTINATION) return 'destination';
@@ -124,6 +133,17 @@ export function configGrpcService(service: ConfigService): ServiceRegistration {
         await service.completeCredentialRevocation(req.actorId);
         return {};
       },
+    },
+    startOAuthFlow: {
+      permission: 'config.write',
+      handler: async (req, ctx) => {
+        await guard.workspace(ctx, req.workspaceId);
+        return service.startOAuthFlow(req, flowCallerOf(ctx));
+      },
+    },
+    completeOAuthFlow: {
+      permission: 'config.write',
+      handler: async (req, ctx) => ({ actor: actorOut(await service.completeOAuthFlow(req, flowCallerOf(ctx))) }),
     },
     listWorkspaces: {
       permission: 'config.read',

@@ -2,6 +2,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { ActorConfigUpdatedData, ActorCreatedData, ActorDeletedData, ActorType } from './domain/actor.decider';
 import type { ConnectionCreatedData } from './domain/connection.decider';
 import type { ConnectorDefinitionRegisteredData, WorkspaceCreatedData } from './domain/workspace.decider';
+import { migrateOAuthFlows } from './oauth-flows.postgres';
 
 type Db = Kysely<any> | Transaction<any>;
 
@@ -85,6 +86,7 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
   )`.execute(db);
   await sql`alter table ${s}.connections add column if not exists deleted boolean not null default false`.execute(db);
   await sql`alter table ${s}.connector_definitions add column if not exists deleted boolean not null default false`.execute(db);
+  await migrateOAuthFlows(db, schema);
 }
 
 export interface WorkspaceRow {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Kysely, Transaction } from 'kysely';
 import { CofferError, EPHEMERAL_WORKSPACE_ID, baseCoordinate, isCofferError, type IntegrationEventMessage, type IntegrationEventName, type MessagingNamespace } from '@coffer/contracts';
 import type { AppendedEvent, EventStore, NewEvent, OutboxMessage } from '@coffer/event-store';
@@ -56,6 +56,7 @@ import { compileSpec } from './spec-validation';
 import { OAUTH_KEYWORD, checkOAuthDeclaration, oauthDeclarationJson } from './oauth-declaration';
 import { PROXY_KEYWORD, checkProxyDeclaration, proxyDeclarationJson } from './proxy-declaration';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
+import { claimOAuthFlow, findOAuthFlow, insertOAuthFlow, releaseShreddingNow, setOAuthFlowOutcome } from './oauth-flows.postgres';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
 export type Kind = 'connector' | 'webhook';
@@ -100,6 +101,24 @@ export interface SecretsPort {
   /** Writes the value of `toVersion` as the version after `expectedVersion`, for the owner (keeping its write id). */
   rollback(workspaceId: string, baseCoordinate: string, toVersion: number, expectedVersion: number, owner: SecretsOwner): Promise<void>;
 }
+
+/** The sync worker's ExchangeAuthorizationCode: tokens go to secrets there; only their coordinates come back. */
+export type OAuthCodeExchangePort = (input: {
+  workspaceId: string;
+  actorId: string;
+  oauthJson: string;
+  partialConfigJson: string;
+  code: string;
+  redirectUri: string;
+  accessTokenBase: string;
+  refreshTokenBase: string;
+  tokenExpiryDateBase: string;
+  /** The version each base is at (0: new); the token is written as the next. */
+  accessTokenExpectedVersion: number;
+  refreshTokenExpectedVersion: number;
+  tokenExpiryDateExpectedVersion: number;
+  writeId: string;
+}) => Promise<{ accessTokenCoordinate: string; refreshTokenCoordinate: string; tokenExpiryDateCoordinate: string }>;
 
 /** One secret field of an actor: its base and the versions secrets holds of it (metadata only). */
 export interface ActorSecretView {
@@ -175,6 +194,12 @@ export interface ConfigServiceDeps {
   revocationHoldMs?: number;
   /** Where ProxyRequest goes (the sync worker); absent, ProxyRequest is unavailable. */
   proxy?: ProxyPort;
+  /** The token request of an OAuth code flow, run by a sync worker; absent, no flow can complete. */
+  oauthCodeExchange?: OAuthCodeExchangePort;
+  /** The deployment's redirect URIs an OAuth code flow may use; empty, none can start. */
+  oauthRedirectUris?: readonly string[];
+  /** How long an OAuth flow's state is accepted; default 10 minutes. */
+  oauthFlowTtlMs?: number;
   /** Tests only: called at each fault point of a cross-service write (main.ts kills the process there). */
   fault?: (point: FaultPoint) => void | Promise<void>;
   logger: Logger;
@@ -1119,6 +1144,280 @@ export function createConfigService(deps: ConfigServiceDeps) {
       await shredNow();
     },
 
+    /**
+     * Starts an OAuth 2.0 authorization code flow that creates an actor of an OAuth definition, or
+     * (with `actorId`) authorizes an existing one again. A new actor's id is chosen now. The client
+     * credentials and the PKCE verifier are written to secrets as the actor's coordinates (new bases),
+     * and their shredding is queued, held until the flow expires, in the same transaction as the
+     * flow, so a flow that never completes (or a crash) leaves no secret behind. Config keeps only
+     * the state's hash; the answer is the authorization URL.
+     */
+    async startOAuthFlow(
+      input: { workspaceId: string; definitionId: string; name: string; configJson: string; redirectUri: string; clientId: string; clientSecret: string; actorId?: string },
+      caller: Caller & { key: string },
+    ): Promise<{ authorizationUrl: string; expiresAt: string }> {
+      const ws = await requireWorkspace(input.workspaceId);
+      if (!input.redirectUri) throw invalid('redirect_uri', 'is required');
+      if (!(deps.oauthRedirectUris ?? []).includes(input.redirectUri)) throw invalid('redirect_uri', 'is not one of the redirect URIs of this deployment (CONFIG_OAUTH_REDIRECT_URIS)');
+      for (const [field, value] of [['client_id', input.clientId], ['client_secret', input.clientSecret]] as const) {
+        if (!value) throw invalid(field, 'is required');
+        if (value.length > 4096) throw invalid(field, 'must be at most 4096 characters');
+      }
+      const reauthorize = Boolean(input.actorId);
+      let def: Awaited<ReturnType<typeof requireDefinition>>;
+      let name: string;
+      let partialConfig: Record<string, unknown>;
+      let writes: PlannedSecretWrite[];
+      let actorId: string;
+      if (input.actorId) {
+        for (const [field, value] of [['definition_id', input.definitionId], ['name', input.name], ['config_json', input.configJson]] as const) {
+          if (value) throw invalid(field, 'must be empty when actor_id is set: the actor keeps its own');
+        }
+        const { state } = await loadActor(input.actorId);
+        if (state.status !== 'active' || kindOf(state.actorType!) !== 'connector' || state.workspaceId !== ws.workspace_id) throw new CofferError('not_found', 'no such actor', [{ field: 'actor_id', reason: 'not found' }]);
+        def = await requireDefinition(state.definitionId!);
+        name = state.name!;
+        actorId = input.actorId;
+        const mine = `${deps.coordinatePrefix}_workspace_${ws.workspace_id}_secret_`;
+        const current = (state.partialConfig ?? {}) as Record<string, unknown>;
+        for (const f of OAUTH_FIELDS) {
+          const ref = (current[f] as { _secret?: unknown } | undefined)?._secret;
+          if (typeof ref !== 'string' || !ref.startsWith(mine)) throw new CofferError('failed_precondition', `the actor holds no stored ${f}`, [{ field: 'actor_id', reason: `no ${f}` }]);
+        }
+        // The client is written again, as new bases: the authorization URL needs its id, which config cannot read back.
+        writes = (['client_id', 'client_secret'] as const).map((f) => {
+          const base = baseCoordinate(deps.coordinatePrefix, ws.workspace_id, newId());
+          return { path: `$.${f}`, baseCoordinate: base, version: 1, coordinate: `${base}_v1`, value: f === 'client_id' ? input.clientId : input.clientSecret };
+        });
+        partialConfig = { ...current, client_id: { _secret: writes[0]!.coordinate }, client_secret: { _secret: writes[1]!.coordinate } };
+      } else {
+        name = requireName(input.name);
+        def = await requireDefinition(input.definitionId);
+        actorId = newId();
+        const config = parseBounded(input.configJson || '{}', 'config_json');
+        for (const field of OAUTH_FIELDS) {
+          if (field in config) throw invalid(`config_json:$.${field}`, 'is set by the OAuth flow', `config_json must not hold ${field}: the flow sets it`);
+        }
+        // Validated and split as the actor will be stored; the token fields hold placeholders that are
+        // never written: their new bases are where the sync worker writes the tokens.
+        const placeholders = { refresh_token: 'pending', access_token: 'pending', token_expiry_date: new Date(0).toISOString() };
+        const planned = plan(ws.workspace_id, def.spec, JSON.stringify({ ...config, client_id: input.clientId, client_secret: input.clientSecret, ...placeholders }));
+        if (!OAUTH_FIELDS.every((f) => planned.writes.some((w) => w.path === `$.${f}`))) throw invalid('definition_id', 'declares the OAuth credential fields where the flow cannot set them');
+        // Every secret but the tokens is written now (the client credentials, and any other secret field the config sets).
+        writes = planned.writes.filter((w) => !TOKEN_FIELDS.some((f) => w.path === `$.${f}`));
+        // The token bases are queued too: the sync worker writes them before config records the actor.
+        partialConfig = planned.partialConfig as Record<string, unknown>;
+      }
+      if (kindOf(def.actor_type) !== 'connector') throw new CofferError('not_found', 'no such connector definition', [{ field: 'definition_id', reason: 'not found' }]);
+      const declared = (def.spec as Record<string, unknown> | null)?.[OAUTH_KEYWORD] as Record<string, unknown> | undefined;
+      if (!declared || typeof declared.authorization_endpoint !== 'string') {
+        throw new CofferError('failed_precondition', `the definition declares no ${OAUTH_KEYWORD}.authorization_endpoint`, [{ field: reauthorize ? 'actor_id' : 'definition_id', reason: 'no authorization endpoint' }]);
+      }
+      const verifier = randomBytes(32).toString('base64url');
+      const verifierBase = baseCoordinate(deps.coordinatePrefix, ws.workspace_id, newId());
+      const verifierWrite: PlannedSecretWrite = { path: '$.code_verifier', baseCoordinate: verifierBase, version: 1, coordinate: `${verifierBase}_v1`, value: verifier };
+      const state = randomBytes(32).toString('base64url');
+      const flowId = newId();
+      const at = clock();
+      const expiresAt = new Date(at.getTime() + (deps.oauthFlowTtlMs ?? 600_000));
+      const queued = [...(reauthorize ? writes.map((w) => w.baseCoordinate) : OAUTH_FIELDS.map((f) => baseOf((partialConfig[f] as { _secret: string })._secret))), verifierBase];
+      await db.transaction().execute(async (trx) => {
+        await insertOAuthFlow(trx, schema, {
+          flow_id: flowId,
+          state_hash: hashState(state),
+          workspace_id: ws.workspace_id,
+          caller: caller.key,
+          actor_id: actorId,
+          reauthorize,
+          definition_id: def.definition_id,
+          name,
+          partial_config: partialConfig,
+          verifier_coordinate: verifierWrite.coordinate,
+          redirect_uri: input.redirectUri,
+          created_at: at,
+          expires_at: expiresAt,
+        });
+        await queueShredding(trx, schema, ws.workspace_id, actorId, queued, 'OAuth flow not completed', at, null, new Date(expiresAt.getTime() + FLOW_HOLD_GRACE_MS));
+      });
+      try {
+        await writeSecrets(ws.workspace_id, [...writes, verifierWrite], { ownerId: actorId, writeId: flowId });
+      } catch (err) {
+        await claimOAuthFlow(db, schema, flowId, clock(), 'secrets write failed').catch(() => false);
+        throw err;
+      }
+      const url = new URL(declared.authorization_endpoint);
+      const scopes = Array.isArray(declared.scopes) ? (declared.scopes as string[]) : [];
+      url.searchParams.set('response_type', 'code');
+      // The client id is public in OAuth (RFC 6749 §2.2): the provider needs it in the browser's request.
+      url.searchParams.set('client_id', input.clientId);
+      url.searchParams.set('redirect_uri', input.redirectUri);
+      if (scopes.length > 0) url.searchParams.set('scope', scopes.join(' '));
+      url.searchParams.set('state', state);
+      url.searchParams.set('code_challenge', createHash('sha256').update(verifier).digest('base64url'));
+      url.searchParams.set('code_challenge_method', 'S256');
+      logger.info({ workspaceId: ws.workspace_id, definitionId: def.definition_id, actorId, flowId, reauthorize }, 'OAuth authorization code flow started');
+      return { authorizationUrl: url.toString(), expiresAt: expiresAt.toISOString() };
+    },
+
+    /**
+     * Completes a flow with what the provider sent to the redirect URI. The state must be pending,
+     * unexpired and the caller's own (anything else is refused and changes nothing); it is then used
+     * up, whatever follows. A sync worker exchanges the code (with the PKCE verifier) and writes the
+     * tokens to secrets as the actor's coordinates (new bases for a new actor, the next versions of
+     * its token fields for an existing one, queued by their write id until the actor refers to them);
+     * the actor is recorded with them, and the verifier is shredded. A failed exchange shreds
+     * everything the flow wrote.
+     */
+    async completeOAuthFlow(input: { state: string; code: string; error: string }, caller: Caller & { key: string }): Promise<ActorView> {
+      if (!input.state) throw invalid('state', 'is required');
+      if (input.state.length > 512) throw invalid('state', 'must be at most 512 characters');
+      if (input.error && !/^[\x20-\x21\x23-\x5b\x5d-\x7e]{1,200}$/.test(input.error)) throw invalid('error', 'must be an OAuth error code');
+      if (!input.error && !input.code) throw invalid('code', 'is required unless error is set');
+      if (input.code.length > 4096) throw invalid('code', 'must be at most 4096 characters');
+      const flow = await findOAuthFlow(db, schema, hashState(input.state));
+      // Another caller's state is answered as an unknown one: no state is an oracle.
+      if (!flow || flow.caller !== caller.key) throw new CofferError('not_found', 'no pending OAuth flow has this state', [{ field: 'state', reason: 'not found' }]);
+      if (flow.ended_at) throw new CofferError('failed_precondition', 'this state was already used; start the flow again', [{ field: 'state', reason: 'used' }]);
+      if (flow.expires_at.getTime() <= clock().getTime()) throw new CofferError('failed_precondition', 'this state expired; start the flow again', [{ field: 'state', reason: 'expired' }]);
+      const def = await requireDefinition(flow.definition_id);
+      const declared = (def.spec as Record<string, unknown> | null)?.[OAUTH_KEYWORD];
+      if (!deps.oauthCodeExchange) throw new CofferError('unavailable', 'OAuth code exchange is not enabled on this config service');
+      if (!(await claimOAuthFlow(db, schema, flow.flow_id, clock(), input.error ? 'refused by the provider' : 'exchanging'))) {
+        throw new CofferError('failed_precondition', 'this state was already used; start the flow again', [{ field: 'state', reason: 'used' }]);
+      }
+      const refIn = (partial: Record<string, unknown>, field: string) => ((partial[field] as { _secret?: string } | undefined)?._secret ?? '') as string;
+      const clientBases = (['client_id', 'client_secret'] as const).map((f) => baseOf(refIn(flow.partial_config, f)));
+      // What this flow queued for shredding (held): released at once when the flow fails.
+      let queued = flow.reauthorize ? [...clientBases, baseOf(flow.verifier_coordinate)] : [...OAUTH_FIELDS.map((f) => baseOf(refIn(flow.partial_config, f))), baseOf(flow.verifier_coordinate)];
+      const abandon = async (outcome: string) => {
+        try {
+          await db.transaction().execute(async (trx) => {
+            await setOAuthFlowOutcome(trx, schema, flow.flow_id, outcome);
+            await releaseShreddingNow(trx, schema, queued, clock());
+          });
+        } catch (err) {
+          logger.warn({ err, flowId: flow.flow_id }, 'could not release the secrets of a failed OAuth flow now; they are shredded when the hold ends');
+        }
+        await shredNow();
+      };
+      if (input.error) {
+        await abandon('refused by the provider');
+        throw new CofferError('failed_precondition', `the provider did not authorize the client (${input.error})`, [{ field: 'error', reason: input.error }]);
+      }
+      // The config the tokens join: the flow's for a new actor, the actor's as it is now for an existing one.
+      let base: { partial: Record<string, unknown>; version: number; state?: actorDomain.ActorState };
+      const expected: Record<(typeof TOKEN_FIELDS)[number], number> = { access_token: 0, refresh_token: 0, token_expiry_date: 0 };
+      let tokenCoordinates: string[] = [];
+      try {
+        if (flow.reauthorize) {
+          const { state, version } = await loadActor(flow.actor_id);
+          if (state.status !== 'active' || state.workspaceId !== flow.workspace_id) throw new CofferError('failed_precondition', 'the actor of this flow was deleted', [{ field: 'state', reason: 'actor deleted' }]);
+          base = { partial: { ...(state.partialConfig as Record<string, unknown>), client_id: flow.partial_config.client_id, client_secret: flow.partial_config.client_secret }, version, state };
+          const tokenBases = TOKEN_FIELDS.map((f) => baseOf(refIn(base.partial, f)));
+          const latest = await secrets.latestVersions(flow.workspace_id, tokenBases);
+          TOKEN_FIELDS.forEach((f, i) => (expected[f] = latest.get(tokenBases[i]!) ?? 0));
+          tokenCoordinates = TOKEN_FIELDS.map((f, i) => `${tokenBases[i]}_v${expected[f] + 1}`);
+          // Until the actor refers to them, the new versions are this write's alone to shred.
+          await queueShredding(db, schema, flow.workspace_id, flow.actor_id, tokenCoordinates, 'OAuth flow not completed', clock(), flow.flow_id, new Date(clock().getTime() + FLOW_HOLD_GRACE_MS));
+          queued = [...queued, ...tokenCoordinates];
+        } else {
+          base = { partial: flow.partial_config, version: 0 };
+          tokenCoordinates = TOKEN_FIELDS.map((f) => refIn(base.partial, f));
+        }
+      } catch (err) {
+        await abandon(`preparing the exchange failed (${isCofferError(err) ? err.code : 'internal'})`);
+        throw err;
+      }
+      let tokens;
+      try {
+        tokens = await deps.oauthCodeExchange({
+          workspaceId: flow.workspace_id,
+          actorId: flow.actor_id,
+          oauthJson: JSON.stringify(declared),
+          partialConfigJson: JSON.stringify({ client_id: flow.partial_config.client_id, client_secret: flow.partial_config.client_secret, code_verifier: { _secret: flow.verifier_coordinate } }),
+          code: input.code,
+          redirectUri: flow.redirect_uri,
+          accessTokenBase: baseOf(tokenCoordinates[0]!),
+          refreshTokenBase: baseOf(tokenCoordinates[1]!),
+          tokenExpiryDateBase: baseOf(tokenCoordinates[2]!),
+          accessTokenExpectedVersion: expected.access_token,
+          refreshTokenExpectedVersion: expected.refresh_token,
+          tokenExpiryDateExpectedVersion: expected.token_expiry_date,
+          writeId: flow.flow_id,
+        });
+      } catch (err) {
+        await abandon(`exchange failed (${isCofferError(err) ? err.code : 'internal'})`);
+        throw err;
+      }
+      const written = [tokens.accessTokenCoordinate, tokens.refreshTokenCoordinate, tokens.tokenExpiryDateCoordinate];
+      if (written.some((c, i) => c !== tokenCoordinates[i])) {
+        await abandon('the sync worker wrote unexpected coordinates');
+        throw new CofferError('internal', 'the OAuth tokens were not stored where expected');
+      }
+      const partial = { ...base.partial };
+      TOKEN_FIELDS.forEach((f, i) => (partial[f] = { _secret: written[i] }));
+      // The actor refers to its credential now: only the verifier (and a replaced client) is left to shred.
+      const referenced = [...clientBases, ...(flow.reauthorize ? tokenCoordinates : TOKEN_FIELDS.map((f) => baseOf(refIn(partial, f))))];
+      const finish = async (trx: Transaction<any>) => {
+        await completeShredding(trx, schema, referenced);
+        await releaseShreddingNow(trx, schema, [baseOf(flow.verifier_coordinate)], clock());
+        await setOAuthFlowOutcome(trx, schema, flow.flow_id, 'completed');
+      };
+      let version: number;
+      try {
+        if (flow.reauthorize) {
+          const state = base.state!;
+          const mine = `${deps.coordinatePrefix}_workspace_${flow.workspace_id}_secret_`;
+          const oldClientBases = (['client_id', 'client_secret'] as const).map((f) => baseOf(refIn(state.partialConfig as Record<string, unknown>, f))).filter((b) => b.startsWith(mine));
+          const events = actorDomain.decide({ type: 'UpdateActorConfig', name: state.name!, partialConfig: partial, shredBases: oldClientBases, now: now() }, state);
+          const data = events[0]!.data as actorDomain.ActorConfigUpdatedData;
+          await store.append(`actor-${flow.actor_id}`, base.version, asNew(events, caller), {
+            project: async (trx) => {
+              await projectActorUpdated(trx, schema, data, base.version + 1);
+              await queueShredding(trx, schema, flow.workspace_id, flow.actor_id, oldClientBases, 'replaced by an OAuth flow', clock());
+              await finish(trx);
+            },
+            outbox: outbox(actorEvent(def.actor_type, 'ConfigUpdated') as 'SourceConfigUpdated', flow.actor_id, caller, () => ({
+              actorId: flow.actor_id,
+              workspaceId: flow.workspace_id,
+              definitionId: def.definition_id,
+              changedFields: changedFields(state.partialConfig, partial),
+              version: base.version + 1,
+              occurredAt: data.updatedAt,
+            })),
+          });
+          version = base.version + 1;
+        } else {
+          const events = actorDomain.decide(
+            { type: 'CreateActor', actorId: flow.actor_id, workspaceId: flow.workspace_id, definitionId: def.definition_id, actorType: def.actor_type, name: flow.name, partialConfig: partial, now: now() },
+            actorDomain.initialState(),
+          );
+          const data = events[0]!.data as actorDomain.ActorCreatedData;
+          await store.append(`actor-${flow.actor_id}`, 0, asNew(events, caller), {
+            project: async (trx) => {
+              await projectActorCreated(trx, schema, data);
+              await finish(trx);
+            },
+            outbox: outbox(actorEvent(def.actor_type, 'Created') as 'SourceCreated', flow.actor_id, caller, () => ({
+              actorId: flow.actor_id,
+              workspaceId: flow.workspace_id,
+              definitionId: def.definition_id,
+              actorType: def.actor_type,
+              changedFields: changedFields(undefined, partial),
+              occurredAt: data.createdAt,
+            })),
+          });
+          version = 1;
+        }
+      } catch (err) {
+        await abandon('recording the actor failed');
+        throw err;
+      }
+      await shredNow();
+      logger.info({ workspaceId: flow.workspace_id, actorId: flow.actor_id, flowId: flow.flow_id, reauthorize: flow.reauthorize }, 'OAuth authorization code flow completed');
+      return actorView({ actor_id: flow.actor_id, workspace_id: flow.workspace_id, definition_id: def.definition_id, actor_type: def.actor_type, name: flow.name, version }, def.spec, partial);
+    },
+
     /** Links a source to a destination of the same workspace. */
     async createConnection(input: { workspaceId: string; sourceId: string; destinationId: string; name: string }, caller: Caller, connectionId = newId()): Promise<ConnectionView> {
       const name = requireName(input.name);
@@ -1230,6 +1529,18 @@ export function createConfigService(deps: ConfigServiceDeps) {
 export type ConfigService = ReturnType<typeof createConfigService>;
 
 /** A second event id derived from an appended event's, so a re-relay publishes the second message once too. */
+/** The OAuth credential fields of a config (the declaration requires each as a top-level secret). */
+const OAUTH_FIELDS = ['client_id', 'client_secret', 'refresh_token', 'access_token', 'token_expiry_date'] as const;
+/** The fields the provider's tokens fill, in the order the exchange answers them. */
+const TOKEN_FIELDS = ['access_token', 'refresh_token', 'token_expiry_date'] as const;
+/** How long past its state's expiry a flow's secrets stay held: the longest a completion may still be writing. */
+const FLOW_HOLD_GRACE_MS = 5 * 60_000;
+
+/** Config keeps a flow's state only as this hash: the table alone cannot complete a flow. */
+function hashState(state: string): string {
+  return createHash('sha256').update(state).digest('hex');
+}
+
 function derivedEventId(eventId: string, purpose: string): string {
   const h = createHash('sha256').update(`${eventId}:${purpose}`).digest('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-4${h.slice(13, 16)}-a${h.slice(17, 20)}-${h.slice(20, 32)}`;

@@ -10,7 +10,7 @@ export const configServiceSchema = z
     CONFIG_METRICS_ADDRESS: metricsAddressSetting,
     CONFIG_DB_SCHEMA: sqlIdentifier.default('config').describe("Postgres schema of config's tables"),
     SECRETS_ADDRESS: z.string().default('127.0.0.1:50053').describe('host:port of the secrets service'),
-    SYNC_WORKER_ADDRESS: z.string().default('127.0.0.1:50054').describe('host:port of the sync worker (ProxyRequest is forwarded there)'),
+    SYNC_WORKER_ADDRESS: z.string().default('127.0.0.1:50054').describe('host:port of the sync worker: ProxyRequest is forwarded there, and it runs the token request of an OAuth authorization code flow'),
     CONFIG_CLIENT_ID: z.string().min(1).default('config').describe("client id of config's service identity at auth"),
     CONFIG_CLIENT_SECRET: z
       .string({ error: 'required: the config service identity secret' })
@@ -25,6 +25,24 @@ export const configServiceSchema = z
     CONFIG_CHECK_TIMEOUT_SECONDS: z.coerce.number().int().positive().default(60).describe('how long a CheckConfig / DiscoverSchema waits for the sync worker, in seconds'),
     CONFIG_MAX_SECRETS_PER_CONFIG: z.coerce.number().int().min(1).max(10_000).default(100).describe('most secret fields one configuration may hold'),
     CONFIG_CONCURRENT_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(2).describe('secret writes to the secrets service running at once per workspace'),
+    CONFIG_OAUTH_REDIRECT_URIS: z
+      .string()
+      .default('')
+      .transform((text, ctx) => {
+        const uris = text.split(',').map((u) => u.trim()).filter(Boolean);
+        for (const u of uris) {
+          let url: URL | undefined;
+          try {
+            url = new URL(u);
+          } catch {
+            url = undefined;
+          }
+          if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.hash || url.username || url.password) ctx.addIssue({ code: 'custom', message: `${u.slice(0, 200)} is not an http(s) URL without fragment or credentials` });
+        }
+        return uris;
+      })
+      .describe('comma-separated redirect URIs of this deployment that an OAuth authorization code flow may use (each also registered at the provider); empty: no flow can start'),
+    CONFIG_OAUTH_FLOW_TTL_SECONDS: z.coerce.number().int().min(60).max(3600).default(600).describe('how long the state of an OAuth authorization code flow is accepted, in seconds'),
     CONFIG_QUEUED_SECRET_WRITES_PER_WORKSPACE: z.coerce.number().int().min(0).max(10_000).default(8).describe('secret writes waiting per workspace before RESOURCE_EXHAUSTED'),
   })
   .superRefine(checkCommonSettings, inTheSamePass);

@@ -18,6 +18,7 @@ const TEXT_FIELDS: Readonly<Record<string, { field: string; max: number }>> = {
   externalUserId: { field: 'external_user_id', max: 200 },
   connector: { field: 'connector', max: 250 },
   field: { field: 'field', max: 500 },
+  redirectUri: { field: 'redirect_uri', max: 2048 },
 };
 
 const MAX_PAGE_TOKEN = 200;

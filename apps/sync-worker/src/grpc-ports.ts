@@ -1,6 +1,7 @@
 import type { configV1, secretsV1 } from '@coffer/contracts';
 import type { PromiseClient } from '@coffer/rpc';
 import type { CheckPorts } from './check-runner';
+import type { CodeExchangePorts } from './oauth/code-exchange';
 import { isCofferError } from '@coffer/contracts';
 import type { CredentialPorts } from './oauth/oauth-credentials';
 import type { RevocationPorts } from './oauth/revocation-requests';
@@ -10,7 +11,7 @@ import type { SyncPlan, SyncPorts } from './sync-runner';
 export function grpcPorts(
   config: Pick<PromiseClient<configV1.ConfigServiceClient>, 'getSyncPlan' | 'getCredentialRevocation' | 'completeCredentialRevocation'>,
   secrets: Pick<PromiseClient<secretsV1.SecretsServiceClient>, 'hydrateConfig' | 'writeSecrets'>,
-): SyncPorts & CheckPorts & CredentialPorts & RevocationPorts {
+): SyncPorts & CheckPorts & CredentialPorts & RevocationPorts & CodeExchangePorts {
   return {
     async getSyncPlan(connectionId): Promise<SyncPlan> {
       const { plan } = await config.getSyncPlan({ connectionId });
@@ -34,6 +35,10 @@ export function grpcPorts(
     async writeSecrets(workspaceId, ownerId, writes) {
       const { secrets: written } = await secrets.writeSecrets({ workspaceId, ownerId, ownerWorkspaceId: '', writeId: '', secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) });
       return written.map((s) => ({ coordinate: s.coordinate, version: s.version }));
+    },
+    async writeNewSecrets(workspaceId, ownerId, writeId, writes) {
+      const { secrets: written } = await secrets.writeSecrets({ workspaceId, ownerId, ownerWorkspaceId: '', writeId, secrets: writes.map((w) => ({ ...w, ttlSeconds: 0 })) });
+      return written.map((s) => s.coordinate);
     },
   };
 }

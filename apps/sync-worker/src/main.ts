@@ -12,6 +12,7 @@ import { airbyteConnectors } from './connectors/airbyte-command';
 import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
 import { grpcPorts } from './grpc-ports';
+import { createCodeExchange } from './oauth/code-exchange';
 import { createOAuthCredentials } from './oauth/oauth-credentials';
 import { createRevocationHandler } from './oauth/revocation-requests';
 import { createApiProxy } from './proxy/api-proxy';
@@ -99,7 +100,7 @@ try {
   });
   const tokens = await startTokenVerification({ runtime, issuer: config.COFFER_TOKEN_ISSUER, audience: 'sync-worker', authAddress: config.AUTH_ADDRESS, credentials: channel, failOpen: config.COFFER_REVOCATION_FAIL_OPEN });
   const verifier = tokens.verifier;
-  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA, syncRunner, proxy)], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
+  const server = createGrpcServer({ services: [syncGrpcService(runtime.db, config.SYNC_WORKER_DB_SCHEMA, syncRunner, proxy, createCodeExchange({ ...deps, egress }))], verifier, logger, ...(tls && { credentials: mtlsServerCredentials(tls), certificateIdentity: true }) });
   const port = await server.listen(config.SYNC_WORKER_GRPC_ADDRESS);
   syncRunner.start();
   announceListening(logger, 'sync-worker', port);

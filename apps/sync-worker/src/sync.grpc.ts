@@ -2,6 +2,7 @@ import { CofferError, syncV1 } from '@coffer/contracts';
 import { defineService, type ServiceRegistration } from '@coffer/rpc';
 import type { Kysely } from 'kysely';
 import type { ApiProxy } from './proxy/api-proxy';
+import type { CodeExchange } from './oauth/code-exchange';
 import type { SyncRunner } from './sync-runner';
 import { findJob, listJobs, type JobCursor, type SyncJobRow } from './sync.postgres';
 
@@ -14,7 +15,7 @@ const statusOf = {
 } as const;
 
 /** gRPC handlers of coffer.sync.v1.SyncService. */
-export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<SyncRunner, 'cancel'>, proxy?: Pick<ApiProxy, 'send'>): ServiceRegistration {
+export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<SyncRunner, 'cancel'>, proxy?: Pick<ApiProxy, 'send'>, codeExchange?: CodeExchange): ServiceRegistration {
   return defineService(syncV1.SyncServiceService, 'coffer.sync.v1.SyncService', {
     getSyncJob: {
       permission: 'sync.read',
@@ -35,6 +36,14 @@ export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<S
         await runner.cancel(req.jobId, ctx.principal?.subject ?? 'unknown');
         const job = await findJob(db, schema, req.jobId);
         return { job: job && jobOut(job) };
+      },
+    },
+    exchangeAuthorizationCode: {
+      permission: 'sync.oauth_exchange',
+      tokenKinds: ['service'],
+      handler: async (req, ctx) => {
+        if (!codeExchange) throw new CofferError('unavailable', 'this server does not exchange authorization codes');
+        return codeExchange(req, ctx.signal ?? AbortSignal.timeout(30_000));
       },
     },
     listSyncJobs: {

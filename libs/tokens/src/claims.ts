@@ -43,6 +43,7 @@ export const permissions = [
   'sync.read',
   'sync.cancel',
   'sync.proxy',
+  'sync.oauth_exchange',
   'auth.admin',
   'auth.applications',
   'auth.issue_scoped',

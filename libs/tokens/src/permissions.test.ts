@@ -21,8 +21,13 @@ describe('rolePermissions', () => {
     expect(writers.sort()).toEqual(['config', 'sync-worker']);
   });
 
+  it('lets only config ask a sync worker to exchange an authorization code', () => {
+    const callers = [...serviceRoles, ...userRoles].filter((r) => (rolePermissions[r] as readonly string[]).includes('sync.oauth_exchange'));
+    expect(callers).toEqual(['config']);
+  });
+
   it('grants the documented permissions', () => {
-    expect(rolePermissions.config).toEqual(['secrets.write', 'secrets.delete', 'secrets.list', 'sync.proxy']);
+    expect(rolePermissions.config).toEqual(['secrets.write', 'secrets.delete', 'secrets.list', 'sync.proxy', 'sync.oauth_exchange']);
     expect(rolePermissions['sync-worker']).toEqual(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read']);
     expect(rolePermissions.operator).toEqual(['config.read', 'config.write', 'config.catalog', 'sync.read', 'sync.cancel', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke']);
     expect(rolePermissions.auth).toEqual(['config.provision', 'config.read']);

@@ -2,7 +2,8 @@ import type { Permission, Principal, Role } from './claims';
 
 /**
  * What each role may do. Only sync-worker hydrates; only config and sync-worker write secrets; auth
- * and secrets call nobody's protected methods except auth provisioning end users' workspaces and
+ * and secrets call nobody's protected methods (config asks the sync worker for one thing: the token request
+ * of an OAuth code flow) except auth provisioning end users' workspaces and
  * reading a workspace's owner before it issues a scoped token for it. The
  * organization's roles never reach secrets, and their reach is narrowed further by the token's scope
  * (organization, workspace) in each service. Proxying an API call with a stored credential
@@ -11,7 +12,7 @@ import type { Permission, Principal, Role } from './claims';
 export const rolePermissions: Readonly<Record<Role, readonly Permission[]>> = Object.freeze({
   auth: Object.freeze(['config.provision', 'config.read'] as const),
   secrets: Object.freeze([]),
-  config: Object.freeze(['secrets.write', 'secrets.delete', 'secrets.list', 'sync.proxy'] as const),
+  config: Object.freeze(['secrets.write', 'secrets.delete', 'secrets.list', 'sync.proxy', 'sync.oauth_exchange'] as const),
   'sync-worker': Object.freeze(['secrets.hydrate', 'secrets.write', 'config.sync_plan', 'config.read'] as const),
   operator: Object.freeze(['config.read', 'config.write', 'config.catalog', 'sync.read', 'sync.cancel', 'secrets.admin', 'auth.admin', 'auth.applications', 'auth.revoke'] as const),
   org_admin: Object.freeze(['config.read', 'config.write', 'config.proxy', 'auth.applications', 'auth.issue_scoped', 'auth.revoke'] as const),

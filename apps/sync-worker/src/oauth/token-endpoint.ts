@@ -70,11 +70,39 @@ export async function refreshAccessToken(
   credentials: { clientId: string; clientSecret: string; refreshToken: string },
   options: { egress: EgressPolicy; signal: AbortSignal; onDerived: (value: string) => void },
 ): Promise<TokenResponse> {
-  const url = new URL(oauth.token_endpoint);
   const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: credentials.refreshToken });
+  options.onDerived(encodeURIComponent(credentials.refreshToken));
+  return tokenRequest(oauth, credentials, form, options);
+}
+
+/**
+ * The authorization_code grant (RFC 6749 §4.1.3) with the PKCE `code_verifier` (RFC 7636 §4.5) at
+ * the declared token endpoint, the client authenticated as declared. `invalid_grant` (a wrong,
+ * used or expired code, or a verifier that does not match) is an {@link InvalidGrantError}.
+ */
+export async function exchangeAuthorizationCode(
+  oauth: OAuthDeclaration,
+  credentials: { clientId: string; clientSecret: string },
+  grant: { code: string; redirectUri: string; codeVerifier: string },
+  options: { egress: EgressPolicy; signal: AbortSignal; onDerived: (value: string) => void },
+): Promise<TokenResponse> {
+  const form = new URLSearchParams({ grant_type: 'authorization_code', code: grant.code, redirect_uri: grant.redirectUri, code_verifier: grant.codeVerifier });
+  // RFC 6749 §3.2.1: a client authenticating in the form still names itself; with Basic the header does.
+  if (oauth.token_endpoint_auth_method !== 'client_secret_post') form.set('client_id', credentials.clientId);
+  options.onDerived(encodeURIComponent(grant.code));
+  options.onDerived(encodeURIComponent(grant.codeVerifier));
+  return tokenRequest(oauth, credentials, form, options);
+}
+
+async function tokenRequest(
+  oauth: OAuthDeclaration,
+  credentials: { clientId: string; clientSecret: string },
+  form: URLSearchParams,
+  options: { egress: EgressPolicy; signal: AbortSignal; onDerived: (value: string) => void },
+): Promise<TokenResponse> {
+  const url = new URL(oauth.token_endpoint);
   const headers = clientAuthentication(oauth, credentials, form, options.onDerived);
   const body = form.toString();
-  options.onDerived(encodeURIComponent(credentials.refreshToken));
   const { status, text } = await post(url, headers, body, options.egress, options.signal);
   let parsed: Record<string, unknown> = {};
   try {
