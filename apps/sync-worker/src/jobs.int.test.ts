@@ -58,19 +58,21 @@ const destinationSpec = {
   type: 'object',
   properties: { host: { type: 'string' }, port: { type: 'integer' }, database: { type: 'string' }, username: { type: 'string' }, password: secret, schema: { type: 'string' } },
 };
-const jobSettings = { ...defaultJobSettings, maxAttempts: 2, backoffBaseMs: 100, backoffMaxMs: 200, timeoutMs: 12_000, checkTimeoutMs: 1_500, heartbeatIntervalMs: 300, heartbeatTimeoutMs: 5_000, pollIntervalMs: 100 };
+const jobSettings = { ...defaultJobSettings, maxAttempts: 2, backoffBaseMs: 100, backoffMaxMs: 200, timeoutMs: 180_000, checkTimeoutMs: 60_000, heartbeatIntervalMs: 300, heartbeatTimeoutMs: 5_000, pollIntervalMs: 100 };
 
 type Job = { status: string; kind: string; attempts: number; failure_code: string | null; failure_reason: string | null; records_synced: string; records_per_stream: Record<string, number> | null };
 type Message = { subject: string; type: string; data: Record<string, unknown> };
 
-describe('job lifecycle: cancel, timeout, retries to the dead letter, records per stream, hostile state, check and discover jobs', () => {
+describe('job lifecycle: cancel, timeout, retries to the dead letter, records per stream, hostile state, check and discover jobs', { timeout: 120_000 }, () => {
   let tdb: TestDatabase;
   let ns: MessagingNamespace;
   let runtime: ServiceRuntime;
   let runner: SyncRunner;
+  let makeRunner: (jobs: typeof jobSettings, workerId: string) => SyncRunner;
   let consumers: { stop(): Promise<void> };
   let server: GrpcServer;
   let sync: PromiseClient<syncV1.SyncServiceClient>;
+  let closeClient: (() => void) | undefined;
   let configService: ConfigService;
   let secretsService: SecretsService;
   let closeServicesDb: (() => Promise<void>) | undefined;
@@ -238,7 +240,8 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
       logger,
       clock: () => new Date(),
     };
-    runner = createSyncRunner({ ...deps, checks: createCheckRunner(deps), workerId: `test:${process.pid}:jobs`, jobs: jobSettings, endRetryDelaysMs: [50], sweep: () => airbyte.sweep() });
+    makeRunner = (jobs, workerId) => createSyncRunner({ ...deps, checks: createCheckRunner(deps), workerId, jobs, endRetryDelaysMs: [50], sweep: () => airbyte.sweep() });
+    runner = makeRunner(jobSettings, `test:${process.pid}:jobs`);
     runner.start();
     const queue = await startConsumers(runtime.nc, ns, { sync: runner }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
     consumers = { stop: async () => (await queue.stop(), await runner.stop()) };
@@ -257,11 +260,13 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
         .sign(privateKey);
     const verifier = createTokenVerifier({ issuer: ISSUER, audience: 'sync-worker', fetchJwks: async () => ({ keys: [jwk] }) });
     server = createGrpcServer({ services: [syncGrpcService(runtime.db, schema, runner)], verifier, logger: createLogger({ service: 'sync-worker', level: 'silent' }) });
-    sync = createPromiseClient(syncV1.SyncServiceClient, `127.0.0.1:${await server.listen('127.0.0.1:0')}`, { tokenProvider: sign });
+    const client = createPromiseClient(syncV1.SyncServiceClient, `127.0.0.1:${await server.listen('127.0.0.1:0')}`, { tokenProvider: sign });
+    sync = client;
+    closeClient = () => client.close();
   }, 120_000);
 
   afterAll(async () => {
-    sync?.close();
+    closeClient?.();
     await server?.shutdown();
     await consumers?.stop();
     await runtime?.close();
@@ -271,11 +276,25 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
     if (workDir) await rm(dirname(workDir), { recursive: true, force: true });
   }, 60_000);
 
+  /** Runs `fn` while a replica with short attempt timeouts (sync 4 s, check 3 s) is the only one claiming jobs. */
+  async function withShortTimeouts(fn: () => Promise<void>): Promise<void> {
+    await runner.stop();
+    const short = makeRunner({ ...jobSettings, timeoutMs: 4_000, checkTimeoutMs: 3_000 }, `test:${process.pid}:short`);
+    short.start();
+    try {
+      await fn();
+    } finally {
+      await short.stop();
+      runner.start();
+    }
+  }
+
   it('a sync that succeeds reports records per stream, and their total, in SyncSucceeded, the read model and GetSyncJob', async () => {
     const { connectionId } = await connection({ streams: ['items', 'orders'], records_per_stream: 7, state_every: 3 }, 'jobs_per_stream');
     const jobId = await requestSync(connectionId);
     const job = await waitForJob(jobId, ended);
-    expect(job).toMatchObject({ status: 'succeeded', kind: 'sync', attempts: 1, records_synced: '14', records_per_stream: { items: 7, orders: 7 } });
+    const history = JSON.stringify(await query('select type, data from sync.events where stream_id = $1 order by stream_version', [`sync-job-${jobId}`]));
+    expect(job, history).toMatchObject({ status: 'succeeded', kind: 'sync', attempts: 1, records_synced: '14', records_per_stream: { items: 7, orders: 7 } });
     const [succeeded] = (await messagesOf(jobId, (ms) => ms.some((m) => typeOf(m) === 'SyncSucceeded'))).filter((m) => typeOf(m) === 'SyncSucceeded');
     expect(succeeded!.data).toMatchObject({ jobId, connectionId, recordsSynced: 14, recordsPerStream: { items: 7, orders: 7 } });
     expect((await sync.getSyncJob({ jobId })).job).toMatchObject({ jobId, kind: 'sync', workspaceId, status: syncV1.SyncJobStatus.SYNC_JOB_STATUS_SUCCEEDED, recordsSynced: 14, recordsPerStream: { items: 7, orders: 7 } });
@@ -304,21 +323,25 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
   });
 
   it('CancelSyncJob: an unknown job and another workspace’s job get the same NOT_FOUND; a finished job is FAILED_PRECONDITION', async () => {
-    const refusal = (p: Promise<unknown>) => p.then(() => Promise.reject(new Error('accepted')), (err: { code: number; details: string }) => ({ code: err.code, details: err.details }));
+    const refusal = (p: Promise<unknown>) =>
+      p.then(
+        () => Promise.reject(new Error('accepted')),
+        (err: { code: string; message: string; details: unknown }) => ({ code: err.code, message: err.message, details: err.details }),
+      );
     const { connectionId } = await connection({ records_per_stream: 2 }, 'jobs_cancel_refused');
     const jobId = await requestSync(connectionId);
     await waitForJob(jobId, ended);
     const unknown = await refusal(sync.cancelSyncJob({ jobId: randomUUID(), workspaceId: '' }));
     const unknownInWorkspace = await refusal(sync.cancelSyncJob({ jobId: randomUUID(), workspaceId }));
     const otherWorkspace = await refusal(sync.cancelSyncJob({ jobId, workspaceId: randomUUID() }));
-    expect(unknown).toEqual({ code: 5, details: 'no such sync job' });
+    expect(unknown).toEqual({ code: 'not_found', message: 'no such sync job', details: [{ field: 'job_id', reason: 'not found' }] });
     expect(unknownInWorkspace).toEqual(unknown);
     expect(otherWorkspace).toEqual(unknown);
     const finished = await refusal(sync.cancelSyncJob({ jobId, workspaceId }));
-    expect(finished).toEqual({ code: 9, details: 'job is succeeded: only a queued or running job can be cancelled' });
+    expect(finished).toMatchObject({ code: 'failed_precondition', message: 'job is succeeded: only a queued or running job can be cancelled' });
     expect(await eventTypes(jobId)).toEqual(['SyncJobRequested', 'SyncJobStarted', 'SyncJobSucceeded']);
     const badId = await refusal(sync.cancelSyncJob({ jobId, workspaceId: 'nope' }));
-    expect(badId).toEqual({ code: 3, details: 'workspace_id must be a UUID' });
+    expect(badId).toEqual({ code: 'invalid_argument', message: 'workspace_id must be a UUID', details: [{ field: 'workspace_id', reason: 'not a UUID' }] });
   });
 
   it('a connector error is retried until the maximum attempts, then the job fails and SyncJobDeadLettered is on the dead-letter subject', async () => {
@@ -329,7 +352,8 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
     expect(await eventTypes(jobId)).toEqual(['SyncJobRequested', 'SyncJobStarted', 'SyncJobAttemptFailed', 'SyncJobStarted', 'SyncJobFailed']);
     const messages = await messagesOf(jobId, (ms) => ms.some((m) => typeOf(m) === 'SyncJobDeadLettered'));
     const failed = messages.filter((m) => typeOf(m) === 'SyncFailed').map((m) => m.data);
-    expect(failed.map((d) => [d.attempt, d.willRetry, d.reasonCode])).toEqual([
+    // Proto JSON leaves out a false will_retry.
+    expect(failed.map((d) => [d.attempt, d.willRetry ?? false, d.reasonCode])).toEqual([
       [1, true, 'connector_error'],
       [2, false, 'connector_error'],
     ]);
@@ -340,11 +364,15 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
 
   it('an attempt that outlives the timeout is stopped and fails with reason code timeout, is retried, and the last one ends the job dead-lettered', async () => {
     const { connectionId } = await connection({ records_per_stream: 10_000, records_per_second: 5, state_every: 10_000 }, 'jobs_timeout');
-    const jobId = await requestSync(connectionId);
-    const job = await waitForJob(jobId, ended, 120_000);
+    let job: Job | undefined;
+    let jobId = '';
+    await withShortTimeouts(async () => {
+      jobId = await requestSync(connectionId);
+      job = await waitForJob(jobId, ended, 120_000);
+    });
     expect(job).toMatchObject({ status: 'failed', attempts: 2, failure_code: 'timeout', failure_reason: 'the attempt ran out of time' });
     const messages = await messagesOf(jobId, (ms) => ms.some((m) => typeOf(m) === 'SyncJobDeadLettered'));
-    expect(messages.filter((m) => typeOf(m) === 'SyncFailed').map((m) => [m.data.attempt, m.data.willRetry, m.data.reasonCode])).toEqual([
+    expect(messages.filter((m) => typeOf(m) === 'SyncFailed').map((m) => [m.data.attempt, m.data.willRetry ?? false, m.data.reasonCode])).toEqual([
       [1, true, 'timeout'],
       [2, false, 'timeout'],
     ]);
@@ -353,7 +381,7 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
     await until('the run folders to be removed', async () => (await runFolders()).length === 0);
   }, 150_000);
 
-  it('a hostile connector that puts the hydrated api key into a STATE message: the state is refused, and the key is in no table, event or log line', async () => {
+  it('a hostile connector that puts the hydrated api key into a STATE message: the state is refused, and the key is in no table, event or log line', { timeout: 150_000 }, async () => {
     const { connectionId, apiKey } = await connection({ records_per_stream: 5, state_every: 1_000, hostile_state: true }, 'jobs_hostile_state');
     const jobId = await requestSync(connectionId);
     const job = await waitForJob(jobId, ended);
@@ -396,17 +424,23 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
     expect(listed.filter((j) => j.jobId === checkId || j.jobId === discoverId).map((j) => j.kind).sort()).toEqual(['check', 'discover']);
   });
 
-  it('a check that outlives the check timeout is retried, then fails for good: CheckCompleted says so, SyncJobDeadLettered is published', async () => {
-    const jobId = await requestCheck('check', { api_key: 'not-a-secret-here', check_delay_ms: 60_000 });
-    const job = await waitForJob(jobId, ended);
+  it('a check that outlives the check timeout is retried, then fails for good: CheckCompleted says so, SyncJobDeadLettered is published', { timeout: 90_000 }, async () => {
+    let job: Job | undefined;
+    let jobId = '';
+    await withShortTimeouts(async () => {
+      jobId = await requestCheck('check', { api_key: 'not-a-secret-here', check_delay_ms: 120_000 });
+      job = await waitForJob(jobId, ended);
+    });
     expect(job).toMatchObject({ status: 'failed', kind: 'check', attempts: 2, failure_code: 'timeout', failure_reason: 'the check ran out of time' });
     expect(await eventTypes(jobId)).toEqual(['SyncJobRequested', 'SyncJobStarted', 'SyncJobAttemptFailed', 'SyncJobStarted', 'SyncJobFailed']);
     const messages = await messagesOf(jobId, (ms) => ms.some((m) => typeOf(m) === 'SyncJobDeadLettered'));
     expect(messages.map(typeOf)).toEqual(['CheckCompleted', 'SyncJobDeadLettered']);
-    expect(messages[0]!.data).toMatchObject({ kind: 'check', succeeded: false, message: 'the check job failed (timeout): the check ran out of time' });
-    expect(messages[1]).toMatchObject({ subject: `${ns.subjectRoot}.sync.dead_letter.sync_job`, data: { jobId, connectionId: '', attempts: 2, reasonCode: 'timeout' } });
+    expect(messages[0]!.data).toMatchObject({ kind: 'check', message: 'the check job failed (timeout): the check ran out of time' });
+    expect(messages[0]!.data.succeeded ?? false).toBe(false);
+    expect(messages[1]).toMatchObject({ subject: `${ns.subjectRoot}.sync.dead_letter.sync_job`, data: { jobId, attempts: 2, reasonCode: 'timeout' } });
+    expect(messages[1]!.data.connectionId ?? '').toBe('');
     // A cancel after the end is refused, as for a sync.
-    await expect(sync.cancelSyncJob({ jobId, workspaceId })).rejects.toMatchObject({ code: 9 });
+    await expect(sync.cancelSyncJob({ jobId, workspaceId })).rejects.toMatchObject({ code: 'failed_precondition' });
   });
 
   it('no api key of any test source in any log line or sync stream message', async () => {
