@@ -1,11 +1,9 @@
-import type { Kysely } from 'kysely';
-import { isCofferError, type IntegrationEventMessage, type MessagingNamespace } from '@coffer/contracts';
-import { recordInbox, type EventStore } from '@coffer/event-store';
-import { integrationEventMessage, type CloudEvent } from '@coffer/messaging';
+import { isCofferError } from '@coffer/contracts';
 import { secretValues } from '@coffer/secret-json';
 import type { Logger, Redactor } from '@coffer/telemetry';
 import { ConnectorError, parseObject } from './connectors/connector';
 import type { ConnectorRegistry } from './connectors/registry';
+import type { CheckJobResult, FailureCode } from './domain/sync-job.decider';
 
 /** What the check runner needs from secrets. */
 export interface CheckPorts {
@@ -15,87 +13,83 @@ export interface CheckPorts {
 
 /** What the check runner is composed from; secrets is reached through `ports`. */
 export interface CheckRunnerDeps {
-  db: Kysely<any>;
-  store: EventStore;
-  schema: string;
-  namespace: MessagingNamespace;
   ports: CheckPorts;
   connectors: ConnectorRegistry;
   redactor: Redactor;
   logger: Logger;
-  clock: () => Date;
 }
+
+/** One attempt of a check or discover job, as the job scheduler hands it over. */
+export interface CheckAttempt {
+  jobId: string;
+  kind: 'check' | 'discover';
+  workspaceId: string;
+  connector: string;
+  partialConfigJson: string;
+}
+
+/**
+ * An attempt's outcome: the connector's answer (`result`, whatever its verdict on the config), or a
+ * failure of the attempt itself (it timed out, secrets could not hydrate, something broke), which the
+ * job's retry policy then handles.
+ */
+export type CheckAttemptOutcome = { result: CheckJobResult } | { code: FailureCode; reason: string };
 
 /** The inbox name of the CheckRequested consumer. */
 export const CHECK_REQUESTED_CONSUMER = 'sync-worker-check-requested';
 // Bounded after redacting, never before: a cut secret would no longer match the redactor.
 const MAX_MESSAGE = 500;
+const TRANSIENT: ReadonlySet<string> = new Set(['unavailable', 'internal', 'version_conflict']);
 
 /**
- * Runs check and discover jobs for unsaved configs: hydrates the ephemeral coordinates, registers
- * the values with the redactor, asks the connector, and records the result (once: the inbox row
- * and the result commit together) as CheckCompleted for config to hand back to its caller.
+ * Runs one attempt of a check or discover job for an unsaved config: hydrates the ephemeral
+ * coordinates, registers the values with the redactor, and asks the connector. The job lifecycle
+ * (queue, attempts, back-off, timeout, CheckCompleted) is the sync runner's, shared with sync jobs.
  */
 export function createCheckRunner(deps: CheckRunnerDeps) {
-  const { db, store, schema, namespace: ns, ports, connectors, redactor, logger, clock } = deps;
+  const { ports, connectors, redactor, logger } = deps;
+  const answer = (succeeded: boolean, message = '', catalogJson = ''): CheckAttemptOutcome => ({ result: { succeeded, message, catalogJson } });
 
-  async function run(request: IntegrationEventMessage<'CheckRequested'>, signal: AbortSignal): Promise<{ succeeded: boolean; message: string; catalogJson: string }> {
-    const source = connectors.sources[request.connector];
-    const destination = connectors.destinations[request.connector];
-    if (!source && !destination) return { succeeded: false, message: `unknown connector ${request.connector}`, catalogJson: '' };
-    if (request.kind === 'discover' && !source) return { succeeded: false, message: `${request.connector} is not a source: nothing to discover`, catalogJson: '' };
+  async function run(job: CheckAttempt, signal: AbortSignal): Promise<CheckAttemptOutcome> {
+    const source = connectors.sources[job.connector];
+    const destination = connectors.destinations[job.connector];
+    if (!source && !destination) return answer(false, `unknown connector ${job.connector}`);
+    if (job.kind === 'discover' && !source) return answer(false, `${job.connector} is not a source: nothing to discover`);
     const registered: string[] = [];
     try {
-      const partial = parseObject(request.partialConfigJson, 'the partial config');
-      const full = await ports.hydrate(request.workspaceId, request.partialConfigJson, `${request.kind} ${request.jobId}`, request.jobId);
+      const partial = parseObject(job.partialConfigJson, 'the partial config');
+      const full = await ports.hydrate(job.workspaceId, job.partialConfigJson, `${job.kind} ${job.jobId}`, job.jobId);
       const config = parseObject(full, 'the hydrated config');
       for (const v of secretValues(partial, config)) {
         redactor.register(v);
         registered.push(v);
       }
-      if (request.kind === 'discover') return { succeeded: true, message: '', catalogJson: JSON.stringify(await source!.discover(config, signal)) };
+      if (job.kind === 'discover') {
+        const catalog = await source!.discover(config, signal);
+        signal.throwIfAborted();
+        return answer(true, '', JSON.stringify(catalog));
+      }
       await (source ? source.check(config, signal) : destination!.check(config, signal));
-      return { succeeded: true, message: '', catalogJson: '' };
+      signal.throwIfAborted();
+      return answer(true);
     } catch (err) {
-      if (err instanceof ConnectorError) return { succeeded: false, message: redactor.redact(err.message).slice(0, MAX_MESSAGE), catalogJson: '' };
-      if (isCofferError(err)) return { succeeded: false, message: redactor.redact(`${err.code}: ${err.message}`).slice(0, MAX_MESSAGE), catalogJson: '' };
-      logger.error({ err, jobId: request.jobId }, 'check failed unexpectedly');
-      return { succeeded: false, message: 'internal error (see the sync worker log)', catalogJson: '' };
+      if (signal.aborted && signal.reason === 'timeout') return { code: 'timeout', reason: `the ${job.kind} ran out of time` };
+      if (signal.aborted) return { code: 'internal', reason: `the ${job.kind} was stopped` };
+      // The connector answered: its verdict on the config is the job's result, not a failure to retry.
+      if (err instanceof ConnectorError) return answer(false, redactor.redact(err.message).slice(0, MAX_MESSAGE));
+      if (isCofferError(err)) {
+        const message = redactor.redact(`${err.code}: ${err.message}`).slice(0, MAX_MESSAGE);
+        // Secrets or config out of reach for now is worth another attempt; a refusal is an answer.
+        return TRANSIENT.has(err.code) ? { code: 'internal', reason: message } : answer(false, message);
+      }
+      logger.error({ err, jobId: job.jobId }, `${job.kind} failed unexpectedly`);
+      return { code: 'internal', reason: 'internal error (see the sync worker log)' };
     } finally {
       for (const v of registered) redactor.unregister(v);
     }
   }
 
-  /** Handles one CheckRequested event; a redelivery after the result was recorded does nothing. */
-  async function handleCheckRequested(event: CloudEvent, signal: AbortSignal = new AbortController().signal): Promise<void> {
-    const request = event.data as IntegrationEventMessage<'CheckRequested'>;
-    if (request.kind !== 'check' && request.kind !== 'discover') throw new ConnectorError(`unknown check kind ${request.kind}`);
-    const result = await run(request, signal);
-    const occurredAt = clock().toISOString();
-    await db.transaction().execute(async (trx) => {
-      if (!(await recordInbox(trx, schema, CHECK_REQUESTED_CONSUMER, event.id))) return;
-      await store.appendInTransaction(
-        trx,
-        `check-${request.jobId}`,
-        0,
-        [{ type: 'CheckJobCompleted', data: { jobId: request.jobId, kind: request.kind, connector: request.connector, succeeded: result.succeeded, message: result.message, completedAt: occurredAt }, metadata: { actor: 'sync-worker' } }],
-        {
-          outbox: (recorded) =>
-            recorded.map((r) =>
-              integrationEventMessage(
-                ns,
-                'CheckCompleted',
-                { jobId: request.jobId, kind: request.kind, succeeded: result.succeeded, message: result.message, catalogJson: result.catalogJson, occurredAt },
-                { eventId: r.eventId, source: 'coffer/sync-worker', subject: request.jobId, time: r.recordedAt, traceparent: event.traceparent },
-              ),
-            ),
-        },
-      );
-    });
-    logger.info({ jobId: request.jobId, kind: request.kind, succeeded: result.succeeded }, 'check finished');
-  }
-
-  return { handleCheckRequested };
+  return { run };
 }
 
 /** The check runner, as composed by main.ts. */

@@ -18,10 +18,11 @@ export const syncWorkerConfigSchema = z
       .string({ error: 'required: the sync-worker service identity secret' })
       .min(16, 'must be at least 16 characters')
       .describe("client secret of the sync worker's service identity (as in auth's AUTH_SERVICE_IDENTITIES)"),
-    SYNC_WORKER_JOB_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(3).describe('attempts of a sync job before it fails for good and is dead-lettered'),
+    SYNC_WORKER_JOB_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(3).describe('attempts of a sync, check or discover job before it fails for good and is dead-lettered'),
     SYNC_WORKER_JOB_BACKOFF_MS: z.coerce.number().int().min(0).default(5_000).describe('wait before the 2nd attempt; doubled for each further attempt'),
     SYNC_WORKER_JOB_BACKOFF_MAX_MS: z.coerce.number().int().min(0).default(300_000).describe('longest wait between attempts'),
-    SYNC_WORKER_JOB_TIMEOUT_MS: z.coerce.number().int().min(1_000).default(3_600_000).describe('an attempt running longer is aborted and retried'),
+    SYNC_WORKER_JOB_TIMEOUT_MS: z.coerce.number().int().min(1_000).default(3_600_000).describe('a sync attempt running longer is aborted and retried'),
+    SYNC_WORKER_CHECK_TIMEOUT_MS: z.coerce.number().int().min(1_000).default(30_000).describe('a check or discover attempt running longer is aborted and retried (keep attempts × timeout under config\'s CONFIG_CHECK_TIMEOUT_SECONDS)'),
     SYNC_WORKER_HEARTBEAT_INTERVAL_MS: z.coerce.number().int().min(100).default(5_000).describe('how often a running job heartbeats'),
     SYNC_WORKER_HEARTBEAT_TIMEOUT_MS: z.coerce.number().int().min(500).default(30_000).describe('a running job without a heartbeat this long is retried by another replica'),
     SYNC_WORKER_POLL_INTERVAL_MS: z.coerce.number().int().min(50).default(1_000).describe('how often a replica looks for due jobs'),

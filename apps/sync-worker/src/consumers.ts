@@ -3,7 +3,7 @@ import { eventSubject, streamName, type MessagingNamespace } from '@coffer/contr
 import { ensureServiceStream, runConsumer, type CloudEvent, type RunningConsumer } from '@coffer/messaging';
 import { REVOCATION_REQUESTED_CONSUMER } from './oauth/revocation-requests';
 import type { Logger } from '@coffer/telemetry';
-import { CHECK_REQUESTED_CONSUMER, type CheckRunner } from './check-runner';
+import { CHECK_REQUESTED_CONSUMER } from './check-runner';
 import { SYNC_REQUESTED_CONSUMER, type SyncRunner } from './sync-runner';
 
 /** Options of {@link startConsumers}. */
@@ -21,13 +21,14 @@ export function deadLetterSubject(ns: MessagingNamespace, consumer: 'sync_reques
 }
 
 /**
- * Starts the durable consumers of config's SyncRequested and CheckRequested; `stop` stops both,
+ * Starts the durable consumers of config's SyncRequested and CheckRequested (each queues a job the
+ * sync runner's scheduler runs) and CredentialRevocationRequested; `stop` stops them,
  * each after its handler in flight has finished and acked.
  */
 export async function startConsumers(
   nc: NatsConnection,
   ns: MessagingNamespace,
-  runners: { sync: SyncRunner; check: CheckRunner; revoke?: (event: CloudEvent) => Promise<void> },
+  runners: { sync: SyncRunner; revoke?: (event: CloudEvent) => Promise<void> },
   options: ConsumersOptions,
 ): Promise<{ stop(): Promise<void> }> {
   const { logger, maxDeliver, retryDelayMs } = options;
@@ -55,7 +56,7 @@ export async function startConsumers(
         maxDeliver,
         retryDelayMs,
         deadLetterSubject: deadLetterSubject(ns, 'check_requested'),
-        handle: (event) => runners.check.handleCheckRequested(event),
+        handle: (event) => runners.sync.handleCheckRequested(event),
         onError: (err, event) => logger.warn({ err, eventId: event?.id }, 'CheckRequested handler failed; retried in place while a connection is lost, else redelivered or dead-lettered'),
       }),
     );

@@ -71,12 +71,14 @@ try {
     ...deps,
     workerId: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
     credentials,
+    checks: createCheckRunner(deps),
     sweep: () => airbyte.sweep(),
     jobs: {
       maxAttempts: config.SYNC_WORKER_JOB_MAX_ATTEMPTS,
       backoffBaseMs: config.SYNC_WORKER_JOB_BACKOFF_MS,
       backoffMaxMs: config.SYNC_WORKER_JOB_BACKOFF_MAX_MS,
       timeoutMs: config.SYNC_WORKER_JOB_TIMEOUT_MS,
+      checkTimeoutMs: config.SYNC_WORKER_CHECK_TIMEOUT_MS,
       heartbeatIntervalMs: config.SYNC_WORKER_HEARTBEAT_INTERVAL_MS,
       heartbeatTimeoutMs: config.SYNC_WORKER_HEARTBEAT_TIMEOUT_MS,
       pollIntervalMs: config.SYNC_WORKER_POLL_INTERVAL_MS,
@@ -86,7 +88,7 @@ try {
   const consumers = await startConsumers(
     runtime.nc,
     runtime.namespace,
-    { sync: syncRunner, check: createCheckRunner(deps), revoke: createRevocationHandler({ ports: deps.ports, credentials, logger }) },
+    { sync: syncRunner, revoke: createRevocationHandler({ ports: deps.ports, credentials, logger }) },
     { maxDeliver: config.SYNC_WORKER_MAX_DELIVER, logger },
   );
   const proxy = createApiProxy({

@@ -102,9 +102,9 @@ describe('sync worker: RequestSync retried with one request_id runs one sync', (
       workerId: 'test-worker',
       jobs: { ...defaultJobSettings, maxAttempts: 1, pollIntervalMs: 100 },
     };
-    const runner = createSyncRunner(deps);
+    const runner = createSyncRunner({ ...deps, checks: createCheckRunner(deps) });
     runner.start();
-    const queue = await startConsumers(syncRuntime.nc, ns, { sync: runner, check: createCheckRunner(deps) }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
+    const queue = await startConsumers(syncRuntime.nc, ns, { sync: runner }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
     consumers = { stop: async () => (await queue.stop(), await runner.stop()) };
 
     const workspaceId = (await config.createWorkspace({ name: 'retries' }, operator)).workspaceId;

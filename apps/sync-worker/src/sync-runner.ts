@@ -9,7 +9,8 @@ import { contextOfTraceparent, type Logger, type Redactor } from '@coffer/teleme
 import { RECORDS_CATALOG, stateKey, type StateMessage, type SyncMessage } from './connectors/airbyte-protocol';
 import { AccessTokenRejectedError, ConnectorError, parseObject, type SyncRecord } from './connectors/connector';
 import type { ConnectorRegistry } from './connectors/registry';
-import { backoffMs, decide, evolve, initialState, type FailureCode, type SyncJobCommand, type SyncJobEvent, type SyncJobState } from './domain/sync-job.decider';
+import { CHECK_REQUESTED_CONSUMER, type CheckRunner } from './check-runner';
+import { backoffMs, decide, evolve, initialState, type CheckJobResult, type FailureCode, type SyncJobCommand, type SyncJobEvent, type SyncJobState } from './domain/sync-job.decider';
 import { CredentialNeedsReauthorizationError, CredentialRefreshError, type OAuthCredentials } from './oauth/oauth-credentials';
 import type { OAuthDeclaration } from './oauth/token-endpoint';
 import {
@@ -51,6 +52,8 @@ export interface JobSettings {
   backoffMaxMs: number;
   /** An attempt running longer is aborted and counts as failed (`timeout`). */
   timeoutMs: number;
+  /** The same for an attempt of a check or discover job (a caller is waiting for it); 30 s when omitted. */
+  checkTimeoutMs?: number;
   heartbeatIntervalMs: number;
   /** A running job whose worker has not heartbeated this long is retried by another replica. */
   heartbeatTimeoutMs: number;
@@ -73,6 +76,8 @@ export interface SyncRunnerDeps {
   /** This replica's id, recorded with each attempt it starts. */
   workerId: string;
   jobs: JobSettings;
+  /** Runs the attempts of check and discover jobs; without it such a job fails. */
+  checks?: CheckRunner;
   /** OAuth refresh for actors whose definition declares OAuth; without it such a sync fails. */
   credentials?: OAuthCredentials;
   /** Waits between attempts to record how a job ended (default 1 s, 5 s, 15 s); the outcome is known, so it is worth retrying. */
@@ -87,6 +92,7 @@ export const defaultJobSettings: JobSettings = {
   backoffBaseMs: 5_000,
   backoffMaxMs: 300_000,
   timeoutMs: 3_600_000,
+  checkTimeoutMs: 30_000,
   heartbeatIntervalMs: 5_000,
   heartbeatTimeoutMs: 30_000,
   pollIntervalMs: 1_000,
@@ -99,10 +105,10 @@ const SOURCE = 'coffer/sync-worker';
 const streamOf = (jobId: string) => `sync-job-${jobId}`;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-type RunResult = { recordsSynced: number } | { code: FailureCode; reason: string };
+type RunResult = { recordsSynced: number; recordsPerStream?: Record<string, number> } | { result: CheckJobResult } | { code: FailureCode; reason: string };
 
 /**
- * Sync jobs as an event-sourced lifecycle: SyncRequested queues a job (once); each replica's
+ * Sync, check and discover jobs as an event-sourced lifecycle: SyncRequested (or CheckRequested) queues a job (once); each replica's
  * scheduler claims due jobs (one running job per connection), runs them with a heartbeat and a
  * timeout, and records the outcome: success, a retry after an exponential back-off, or a failure
  * for good (dead-lettered when the attempts ran out). A job whose worker stops heartbeating is
@@ -137,6 +143,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
   function optionsFor(event: SyncJobEvent, state: SyncJobState, traceparent?: string): AppendOptions {
     const jobId = state.jobId!;
     const connectionId = state.connectionId!;
+    if (event.type === 'SyncJobRequested' ? event.data.kind && event.data.kind !== 'sync' : state.kind !== 'sync') return checkOptionsFor(event, state, traceparent);
     switch (event.type) {
       case 'SyncJobRequested':
         return { project: (t) => projectJobRequested(t, schema, event.data) };
@@ -148,7 +155,9 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       case 'SyncJobSucceeded':
         return {
           project: (t) => projectJobSucceeded(t, schema, event.data),
-          outbox: outbox((r) => [message('SyncSucceeded', r, jobId, { jobId, connectionId, recordsSynced: event.data.recordsSynced, occurredAt: event.data.endedAt }, traceparent)]),
+          outbox: outbox((r) => [
+            message('SyncSucceeded', r, jobId, { jobId, connectionId, recordsSynced: event.data.recordsSynced, recordsPerStream: { ...event.data.recordsPerStream }, occurredAt: event.data.endedAt }, traceparent),
+          ]),
         };
       case 'SyncJobAttemptFailed': {
         const d = event.data;
@@ -172,6 +181,44 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
         return {
           project: (t) => projectJobCancelled(t, schema, event.data),
           outbox: outbox((r) => [message('SyncCancelled', r, jobId, { jobId, connectionId, cancelledBy: event.data.cancelledBy, occurredAt: event.data.endedAt }, traceparent)]),
+        };
+    }
+  }
+
+  /**
+   * The append of one event of a check or discover job: the same read model (with its kind), and for
+   * the caller waiting at config one CheckCompleted when the job ends, whichever way it ends (the
+   * connector's answer, a failure for good, a cancel). A failure for good is dead-lettered like a sync's.
+   */
+  function checkOptionsFor(event: SyncJobEvent, state: SyncJobState, traceparent?: string): AppendOptions {
+    const jobId = state.jobId!;
+    const kind = event.type === 'SyncJobRequested' ? event.data.kind! : state.kind;
+    const completed = (r: AppendedEvent, result: CheckJobResult, occurredAt: string) =>
+      message('CheckCompleted', r, jobId, { jobId, kind, succeeded: result.succeeded, message: result.message, catalogJson: result.catalogJson, occurredAt }, traceparent);
+    switch (event.type) {
+      case 'SyncJobRequested':
+        return { project: (t) => projectJobRequested(t, schema, event.data) };
+      case 'SyncJobStarted':
+        return { project: (t) => projectJobStarted(t, schema, event.data) };
+      case 'SyncJobAttemptFailed':
+        return { project: (t) => projectJobAttemptFailed(t, schema, event.data) };
+      case 'SyncJobSucceeded':
+        return { project: (t) => projectJobSucceeded(t, schema, event.data), outbox: outbox((r) => [completed(r, event.data.result!, event.data.endedAt)]) };
+      case 'SyncJobFailed': {
+        const d = event.data;
+        const exhausted = d.attempt >= state.maxAttempts;
+        return {
+          project: (t) => projectJobFailed(t, schema, d),
+          outbox: outbox((r) => [
+            completed(r, { succeeded: false, message: `the ${kind} job failed (${d.code}): ${d.reason}`, catalogJson: '' }, d.endedAt),
+            ...(exhausted ? [message('SyncJobDeadLettered', { ...r, eventId: deadLetterId(r.eventId) }, jobId, { jobId, connectionId: '', attempts: d.attempt, reasonCode: d.code, occurredAt: d.endedAt }, traceparent)] : []),
+          ]),
+        };
+      }
+      case 'SyncJobCancelled':
+        return {
+          project: (t) => projectJobCancelled(t, schema, event.data),
+          outbox: outbox((r) => [completed(r, { succeeded: false, message: `the ${kind} job was cancelled`, catalogJson: '' }, event.data.endedAt)]),
         };
     }
   }
@@ -252,10 +299,12 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       const states = (await committedStates(db, schema, plan.connectionId)) as StateMessage[];
       const messages = source.readMessages ? source.readMessages(hydrated[0]!, catalog, states, signal) : asRecordMessages(source.read(hydrated[0]!, signal));
       const committed = (state: StateMessage) => commitState(jobId, attempt, plan.connectionId, state);
+      const perStream = new Map<string, number>();
+      const counted = countRecords(messages, perStream);
       const recordsSynced = destination.writeMessages
-        ? await destination.writeMessages(hydrated[1]!, catalog, messages, committed, signal)
-        : await destination.write(hydrated[1]!, recordsOf(messages), signal);
-      return { recordsSynced };
+        ? await destination.writeMessages(hydrated[1]!, catalog, counted, committed, signal)
+        : await destination.write(hydrated[1]!, recordsOf(counted), signal);
+      return { recordsSynced, recordsPerStream: Object.fromEntries(perStream) };
     } catch (err) {
       if (signal.aborted && signal.reason === 'timeout') return { code: 'timeout', reason: 'the attempt ran out of time' };
       if (err instanceof AccessTokenRejectedError && accessCoordinate) return { code: 'connector_error', reason: redactor.redact(err.message), accessCoordinate };
@@ -307,7 +356,8 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
   async function executeAttempt(jobId: string, started: { state: SyncJobState; version: number; traceparent?: string }): Promise<void> {
     const controller = new AbortController();
     running.set(jobId, controller);
-    const timeout = setTimeout(() => controller.abort('timeout'), jobs.timeoutMs);
+    const kind = started.state.kind;
+    const timeout = setTimeout(() => controller.abort('timeout'), kind === 'sync' ? jobs.timeoutMs : (jobs.checkTimeoutMs ?? 30_000));
     const beat = setInterval(() => {
       heartbeat(db, schema, jobId, workerId)
         .then((mine) => {
@@ -317,18 +367,20 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     }, jobs.heartbeatIntervalMs);
     try {
       const runStarted = performance.now();
-      const result = await run(jobId, started.state.attempts, started.state.connectionId!, controller.signal);
-      const outcome = 'recordsSynced' in result ? 'succeeded' : controller.signal.aborted ? String(controller.signal.reason) : 'failed';
-      syncMetrics().duration.record((performance.now() - runStarted) / 1000, { outcome });
+      const result = kind === 'sync' ? await run(jobId, started.state.attempts, started.state.connectionId!, controller.signal) : await runCheck(started.state, controller.signal);
+      const outcome = !('code' in result) ? 'succeeded' : controller.signal.aborted ? String(controller.signal.reason) : 'failed';
+      if (kind === 'sync') syncMetrics().duration.record((performance.now() - runStarted) / 1000, { outcome });
       if (controller.signal.aborted && controller.signal.reason === 'lost') {
         logger.warn({ jobId }, 'the job was cancelled or failed over while it ran; its outcome is not recorded');
         return;
       }
       const now = clock();
       const command: SyncJobCommand =
-        'recordsSynced' in result && Number.isSafeInteger(result.recordsSynced) && result.recordsSynced >= 0
-          ? { type: 'CompleteSyncJob', recordsSynced: result.recordsSynced, now: now.toISOString() }
-          : {
+        'result' in result
+          ? { type: 'CompleteSyncJob', recordsSynced: 0, result: result.result, now: now.toISOString() }
+          : 'recordsSynced' in result && Number.isSafeInteger(result.recordsSynced) && result.recordsSynced >= 0
+            ? { type: 'CompleteSyncJob', recordsSynced: result.recordsSynced, recordsPerStream: result.recordsPerStream, now: now.toISOString() }
+            : {
               type: 'FailSyncJobAttempt',
               code: 'code' in result ? result.code : 'internal',
               reason: 'reason' in result ? result.reason : 'the destination reported an invalid record count',
@@ -336,12 +388,18 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
               now: now.toISOString(),
             };
       const event = await apply(jobId, command, started);
-      if (event) logger.info({ jobId, outcome: event.type, attempt: started.state.attempts, ...('code' in event.data && { code: event.data.code, reason: event.data.reason }) }, 'sync attempt ended');
+      if (event) logger.info({ jobId, kind, outcome: event.type, attempt: started.state.attempts, ...('code' in event.data && { code: event.data.code, reason: event.data.reason }) }, `${kind} attempt ended`);
     } finally {
       clearTimeout(timeout);
       clearInterval(beat);
       running.delete(jobId);
     }
+  }
+
+  /** One attempt of a check or discover job. */
+  async function runCheck(state: SyncJobState, signal: AbortSignal): Promise<RunResult> {
+    if (!deps.checks || !state.check) return { code: 'internal', reason: `this worker does not run ${state.kind} jobs` };
+    return deps.checks.run({ jobId: state.jobId!, kind: state.kind as 'check' | 'discover', workspaceId: state.workspaceId!, ...state.check }, signal);
   }
 
   /** Fails over running jobs whose worker stopped heartbeating. */
@@ -377,7 +435,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       throw err;
     }
     if (!started) return false;
-    logger.info({ jobId: started.jobId, attempt: started.loaded.state.attempts, workerId }, 'sync started');
+    logger.info({ jobId: started.jobId, kind: started.loaded.state.kind, attempt: started.loaded.state.attempts, workerId }, `${started.loaded.state.kind} started`);
     const done = execute(started.jobId, started.loaded).catch((err: unknown) => logger.error({ err, jobId: started.jobId }, 'sync attempt could not be recorded'));
     finished.add(done);
     void done.finally(() => {
@@ -440,10 +498,48 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
     kick();
   }
 
+  /**
+   * Handles one CheckRequested event: queues a check or discover job once, run by the scheduler like a
+   * sync (attempts, back-off, timeout); its end is published as CheckCompleted.
+   */
+  async function handleCheckRequested(event: CloudEvent): Promise<void> {
+    const request = event.data as IntegrationEventMessage<'CheckRequested'>;
+    const { jobId, workspaceId, kind } = request;
+    // Fails every delivery, so a malformed request ends on the dead-letter subject.
+    if (kind !== 'check' && kind !== 'discover') throw new CofferError('invalid_argument', `unknown check kind ${String(kind)}`);
+    if (![jobId, workspaceId].every((id) => typeof id === 'string' && UUID.test(id))) throw new CofferError('invalid_argument', 'CheckRequested needs uuid job_id and workspace_id');
+    const command: SyncJobCommand = {
+      type: 'RequestSyncJob',
+      jobId,
+      connectionId: '',
+      workspaceId,
+      kind,
+      check: { connector: request.connector, partialConfigJson: request.partialConfigJson },
+      maxAttempts: jobs.maxAttempts,
+      now: clock().toISOString(),
+    };
+    const [requested] = decide(command, initialState());
+    const state = evolve(initialState(), requested!);
+    try {
+      await db.transaction().execute(async (trx) => {
+        if (!(await recordInbox(trx, schema, CHECK_REQUESTED_CONSUMER, event.id))) return;
+        await store.appendInTransaction(trx, streamOf(jobId), 0, asNew([requested!], jobId, { causationId: event.id, traceparent: event.traceparent }), optionsFor(requested!, state, event.traceparent));
+      });
+    } catch (err) {
+      if (isCofferError(err) && err.code === 'version_conflict') {
+        logger.warn({ jobId, eventId: event.id }, `${kind} job already requested by another CheckRequested event`);
+        return;
+      }
+      throw err;
+    }
+    kick();
+  }
+
   /** Cancels a queued or running job; the replica running it stops at once (here) or at its next heartbeat. */
   async function cancel(jobId: string, by: string): Promise<void> {
     const loaded = await load(jobId);
     if (loaded.state.status === 'absent') throw new CofferError('not_found', 'no such sync job', [{ field: 'job_id', reason: 'not found' }]);
+    // Refused by the decider when the job has ended: FAILED_PRECONDITION naming its status.
     const event = await apply(jobId, { type: 'CancelSyncJob', by, now: clock().toISOString() }, loaded);
     if (!event) throw new CofferError('version_conflict', 'the job changed meanwhile; read it again');
     running.get(jobId)?.abort('lost');
@@ -451,6 +547,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
 
   return {
     handleSyncRequested,
+    handleCheckRequested,
     cancel,
     /** Starts this replica's scheduler (polling, plus a pass after each request and each finished job). */
     start(): void {
@@ -467,6 +564,17 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
       await Promise.all([...finished]);
     },
   };
+}
+
+/** Passes the messages on, counting the records of each stream (`namespace.name`, or the name alone). */
+async function* countRecords(messages: AsyncIterable<SyncMessage>, counts: Map<string, number>): AsyncGenerator<SyncMessage> {
+  for await (const m of messages) {
+    if (m.type === 'RECORD') {
+      const key = m.record.namespace ? `${m.record.namespace}.${m.record.stream}` : m.record.stream;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+    yield m;
+  }
 }
 
 /** A records-only source's records, as the one stream `records`. */

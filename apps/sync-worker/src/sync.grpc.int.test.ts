@@ -69,10 +69,14 @@ describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs
     const operator = clientAs('operator');
     const jobId = randomUUID();
     const connectionId = randomUUID();
-    await startJob(db, { jobId, connectionId, workspaceId: randomUUID(), startedAt: '2026-01-01T00:00:00.000Z' });
+    const workspaceId = randomUUID();
+    await startJob(db, { jobId, connectionId, workspaceId, startedAt: '2026-01-01T00:00:00.000Z' });
     expect((await operator.getSyncJob({ jobId })).job).toEqual({
       jobId,
+      kind: 'sync',
+      workspaceId,
       connectionId,
+      recordsPerStream: {},
       status: syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING,
       recordsSynced: 0,
       failureReason: '',
@@ -82,10 +86,11 @@ describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs
       workerId: 'worker-1',
       failureCode: '',
     });
-    await projectJobSucceeded(db, schema, { jobId, connectionId, recordsSynced: 1203, endedAt: '2026-01-01T00:01:00.000Z' });
+    await projectJobSucceeded(db, schema, { jobId, connectionId, recordsSynced: 1203, recordsPerStream: { users: 1200, 'crm.orders': 3 }, endedAt: '2026-01-01T00:01:00.000Z' });
     expect((await operator.getSyncJob({ jobId })).job).toMatchObject({
       status: syncV1.SyncJobStatus.SYNC_JOB_STATUS_SUCCEEDED,
       recordsSynced: 1203,
+      recordsPerStream: { users: 1200, 'crm.orders': 3 },
       endedAt: '2026-01-01T00:01:00.000Z',
     });
 

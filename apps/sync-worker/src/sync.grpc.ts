@@ -23,7 +23,7 @@ export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<S
         if (!req.jobId) throw new CofferError('invalid_argument', 'job_id is required', [{ field: 'job_id', reason: 'required' }]);
         if (req.jobId.length > 200) throw new CofferError('invalid_argument', 'job_id must be at most 200 characters', [{ field: 'job_id', reason: 'too long' }]);
         const job = await findJob(db, schema, req.jobId);
-        if (!job) throw new CofferError('not_found', 'no such sync job', [{ field: 'job_id', reason: 'not found' }]);
+        if (!job) throw notFound();
         return { job: jobOut(job) };
       },
     },
@@ -32,7 +32,10 @@ export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<S
       handler: async (req, ctx) => {
         if (!req.jobId) throw new CofferError('invalid_argument', 'job_id is required', [{ field: 'job_id', reason: 'required' }]);
         if (!uuid.test(req.jobId)) throw new CofferError('invalid_argument', 'job_id must be a UUID', [{ field: 'job_id', reason: 'not a UUID' }]);
+        checkWorkspaceId(req.workspaceId);
         if (!runner) throw new CofferError('unavailable', 'this server does not run jobs');
+        // Another workspace's job is answered exactly like one that does not exist.
+        if (req.workspaceId && (await findJob(db, schema, req.jobId))?.workspace_id !== req.workspaceId.toLowerCase()) throw notFound();
         await runner.cancel(req.jobId, ctx.principal?.subject ?? 'unknown');
         const job = await findJob(db, schema, req.jobId);
         return { job: job && jobOut(job) };
@@ -82,10 +85,20 @@ export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<S
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** The one answer for a job that does not exist or is not the caller's workspace's. */
+export const notFound = () => new CofferError('not_found', 'no such sync job', [{ field: 'job_id', reason: 'not found' }]);
+
+function checkWorkspaceId(workspaceId: string): void {
+  if (workspaceId && !uuid.test(workspaceId)) throw new CofferError('invalid_argument', 'workspace_id must be a UUID', [{ field: 'workspace_id', reason: 'not a UUID' }]);
+}
+
 function jobOut(job: SyncJobRow) {
   return {
     jobId: job.job_id,
-    connectionId: job.connection_id,
+    kind: job.kind,
+    workspaceId: job.workspace_id,
+    connectionId: job.connection_id ?? '',
+    recordsPerStream: { ...job.records_per_stream },
     status: statusOf[job.status],
     recordsSynced: Number(job.records_synced),
     failureReason: job.failure_reason ?? '',

@@ -287,9 +287,9 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       workerId: 'test-worker',
       jobs: { ...defaultJobSettings, maxAttempts: 1, pollIntervalMs: 100 },
     };
-    runner = createSyncRunner(deps);
+    runner = createSyncRunner({ ...deps, checks: createCheckRunner(deps) });
     runner.start();
-    const queue = await startConsumers(runtime.nc, ns, { sync: runner, check: createCheckRunner(deps) }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
+    const queue = await startConsumers(runtime.nc, ns, { sync: runner }, { maxDeliver: 2, retryDelayMs: () => 50, logger });
     consumers = { stop: async () => (await queue.stop(), await runner.stop()) };
   }, 60_000);
 

@@ -30,9 +30,13 @@ export async function migrateSyncReadModel(db: Kysely<any>, schema: string): Pro
     sql`worker_id text`,
     sql`heartbeat_at timestamptz`,
     sql`failure_code text`,
+    // sync, check or discover; a check or discover job has no connection.
+    sql`kind text not null default 'sync'`,
+    sql`records_per_stream jsonb`,
   ]) {
     await sql`alter table ${sql.id(schema)}.sync_jobs add column if not exists ${column}`.execute(db);
   }
+  await sql`alter table ${sql.id(schema)}.sync_jobs alter column connection_id drop not null`.execute(db);
   await sql`create index if not exists sync_jobs_due on ${sql.id(schema)}.sync_jobs (next_attempt_at) where status = 'queued'`.execute(db);
   await sql`create index if not exists sync_jobs_running on ${sql.id(schema)}.sync_jobs (connection_id) where status = 'running'`.execute(db);
   // The coordinates an OAuth credential's fields were last refreshed to (metadata only, never a value),
@@ -117,10 +121,13 @@ export async function committedStates(db: Db, schema: string, connectionId: stri
 /** One row of sync_jobs. */
 export interface SyncJobRow {
   job_id: string;
-  connection_id: string;
+  kind: 'sync' | 'check' | 'discover';
+  /** Null for a check or discover job. */
+  connection_id: string | null;
   workspace_id: string;
   status: 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
   records_synced: string;
+  records_per_stream: Record<string, number> | null;
   failure_reason: string | null;
   failure_code: string | null;
   attempts: number;
@@ -129,14 +136,14 @@ export interface SyncJobRow {
   ended_at: Date | null;
 }
 
-const columns = ['job_id', 'connection_id', 'workspace_id', 'status', 'records_synced', 'failure_reason', 'failure_code', 'attempts', 'worker_id', 'started_at', 'ended_at'] as const;
+const columns = ['job_id', 'kind', 'connection_id', 'records_per_stream', 'workspace_id', 'status', 'records_synced', 'failure_reason', 'failure_code', 'attempts', 'worker_id', 'started_at', 'ended_at'] as const;
 
-/** Projects SyncJobRequested: queued, due now. `started_at` is when the job was requested. */
+/** Projects SyncJobRequested: queued, due now. `started_at` is when the job was requested; a check or discover job has no connection. */
 export async function projectJobRequested(trx: Db, schema: string, e: SyncJobRequestedData): Promise<void> {
   await trx
     .withSchema(schema)
     .insertInto('sync_jobs')
-    .values({ job_id: e.jobId, connection_id: e.connectionId, workspace_id: e.workspaceId, status: 'queued', started_at: e.requestedAt, max_attempts: e.maxAttempts, next_attempt_at: e.requestedAt })
+    .values({ job_id: e.jobId, kind: e.kind ?? 'sync', connection_id: e.connectionId || null, workspace_id: e.workspaceId, status: 'queued', started_at: e.requestedAt, max_attempts: e.maxAttempts, next_attempt_at: e.requestedAt })
     .execute();
 }
 
@@ -160,7 +167,7 @@ export async function projectJobSucceeded(trx: Db, schema: string, e: SyncJobSuc
   await trx
     .withSchema(schema)
     .updateTable('sync_jobs')
-    .set({ status: 'succeeded', records_synced: e.recordsSynced, ended_at: e.endedAt, failure_reason: null, failure_code: null })
+    .set({ status: 'succeeded', records_synced: e.recordsSynced, records_per_stream: e.recordsPerStream ? JSON.stringify(e.recordsPerStream) : null, ended_at: e.endedAt, failure_reason: null, failure_code: null })
     .where('job_id', '=', e.jobId)
     .execute();
 }
@@ -181,13 +188,15 @@ export async function projectJobCancelled(trx: Db, schema: string, e: SyncJobCan
  * check and the start one step across replicas: one job at a time per connection.
  */
 export async function claimDueJob(trx: Transaction<any>, schema: string): Promise<{ job_id: string } | undefined> {
-  const candidates = await sql<{ job_id: string; connection_id: string }>`
+  const candidates = await sql<{ job_id: string; connection_id: string | null }>`
     select job_id, connection_id from ${sql.id(schema)}.sync_jobs
     where status = 'queued' and next_attempt_at <= now()
     order by next_attempt_at, job_id
     limit 20
     for update skip locked`.execute(trx);
   for (const c of candidates.rows) {
+    // A check or discover job has no connection to wait for.
+    if (!c.connection_id) return { job_id: c.job_id };
     const locked = await sql<{ ok: boolean }>`select pg_try_advisory_xact_lock(hashtextextended(${`sync-connection:${c.connection_id}`}, 0)) as ok`.execute(trx);
     if (!locked.rows[0]?.ok) continue;
     const busy = await sql`select 1 from ${sql.id(schema)}.sync_jobs where connection_id = ${c.connection_id} and status = 'running' limit 1`.execute(trx);

@@ -44,6 +44,26 @@ describe('sync job decider', () => {
     expect(() => decide(start, cancelled)).toThrow(/cancelled, not queued/);
   });
 
+  it('keeps the records per stream of a sync, refusing a negative count', () => {
+    const [done] = decide({ type: 'CompleteSyncJob', recordsSynced: 5, recordsPerStream: { a: 2, 'ns.b': 3 }, now }, given(request(), start));
+    expect(done).toMatchObject({ type: 'SyncJobSucceeded', data: { recordsSynced: 5, recordsPerStream: { a: 2, 'ns.b': 3 } } });
+    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: 1, recordsPerStream: { a: -1 }, now }, given(request(), start))).toThrow(/per stream/);
+  });
+
+  it('runs a check or discover job through the same lifecycle, without a connection, completing with its result', () => {
+    const check: SyncJobCommand = { type: 'RequestSyncJob', ...ids, kind: 'check', check: { connector: 'c', partialConfigJson: '{}' }, maxAttempts: 2, now };
+    expect(() => decide({ ...check, check: undefined } as SyncJobCommand, initialState())).toThrow(/needs a connector/);
+    const [requested] = decide(check, initialState());
+    expect(requested).toMatchObject({ type: 'SyncJobRequested', data: { kind: 'check', connectionId: '', check: { connector: 'c' } } });
+    const running = given(check, start);
+    expect(running).toMatchObject({ status: 'running', kind: 'check', attempts: 1 });
+    expect(() => decide({ type: 'CompleteSyncJob', recordsSynced: 0, now }, running)).toThrow(/completes with its result/);
+    const result = { succeeded: false, message: 'refused', catalogJson: '' };
+    expect(decide({ type: 'CompleteSyncJob', recordsSynced: 0, result, now }, running)[0]).toMatchObject({ type: 'SyncJobSucceeded', data: { result } });
+    expect(types(decide({ type: 'FailSyncJobAttempt', code: 'timeout', reason: 'slow', retryAt: now, now }, running))).toEqual(['SyncJobAttemptFailed']);
+    expect(types(decide(fail(), given(check, start, fail(), start)))).toEqual(['SyncJobFailed']);
+  });
+
   it('backs off exponentially up to a cap', () => {
     expect([1, 2, 3, 4, 10].map((a) => backoffMs(a, 1000, 10_000))).toEqual([1000, 2000, 4000, 8000, 10_000]);
   });

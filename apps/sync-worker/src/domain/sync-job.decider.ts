@@ -9,13 +9,27 @@ export type FailureCode = 'connector_error' | 'credential_rejected' | 'credentia
  */
 export const PERMANENT_FAILURES: readonly FailureCode[] = ['credential_needs_reauthorization', 'credential_rejected'];
 
-/** Queues a job for a SyncRequested event. */
+/** What a job does: a connection's sync, or a check or discover of an unsaved config. */
+export type JobKind = 'sync' | 'check' | 'discover';
+
+/** What a check or discover job runs: a connector and a partial config (its secrets are ephemeral coordinates, never values). */
+export interface CheckJobInput {
+  connector: string;
+  partialConfigJson: string;
+}
+
+/** Queues a job for a SyncRequested (or a CheckRequested) event. */
 export interface RequestSyncJob {
   type: 'RequestSyncJob';
   jobId: string;
+  /** Empty for a check or discover job, which has no connection. */
   connectionId: string;
   workspaceId: string;
   maxAttempts: number;
+  /** `sync` when omitted. */
+  kind?: JobKind;
+  /** Required for a check or discover job. */
+  check?: CheckJobInput;
   now: string;
 }
 
@@ -30,7 +44,18 @@ export interface StartSyncJob {
 export interface CompleteSyncJob {
   type: 'CompleteSyncJob';
   recordsSynced: number;
+  /** Records by stream (`namespace.name`, or the name alone); they add up to `recordsSynced`. */
+  recordsPerStream?: Record<string, number>;
+  /** A check or discover job's answer: the connector's verdict on the config, with its catalog for a discover. */
+  result?: CheckJobResult;
   now: string;
+}
+
+/** What a check or discover job found: `succeeded` is the connector's verdict on the config, not the job's outcome. */
+export interface CheckJobResult {
+  succeeded: boolean;
+  message: string;
+  catalogJson: string;
 }
 
 /**
@@ -61,6 +86,9 @@ export interface SyncJobRequestedData {
   workspaceId: string;
   maxAttempts: number;
   requestedAt: string;
+  /** Absent in the events of sync jobs recorded before jobs had kinds. */
+  kind?: JobKind;
+  check?: CheckJobInput;
 }
 
 export interface SyncJobStartedData {
@@ -76,6 +104,8 @@ export interface SyncJobSucceededData {
   jobId: string;
   connectionId: string;
   recordsSynced: number;
+  recordsPerStream?: Record<string, number>;
+  result?: CheckJobResult;
   endedAt: string;
 }
 
@@ -120,11 +150,13 @@ export interface SyncJobState {
   workspaceId: string | null;
   attempts: number;
   maxAttempts: number;
+  kind: JobKind;
+  check: CheckJobInput | null;
 }
 
 /** The state of a job that was never requested. */
 export function initialState(): SyncJobState {
-  return { status: 'absent', jobId: null, connectionId: null, workspaceId: null, attempts: 0, maxAttempts: 1 };
+  return { status: 'absent', jobId: null, connectionId: null, workspaceId: null, attempts: 0, maxAttempts: 1, kind: 'sync', check: null };
 }
 
 const MAX_REASON = 500;
@@ -135,6 +167,10 @@ export function decide(command: SyncJobCommand, state: SyncJobState): SyncJobEve
     case 'RequestSyncJob':
       if (state.status !== 'absent') throw new CofferError('failed_precondition', `job ${command.jobId} already requested`);
       if (!Number.isInteger(command.maxAttempts) || command.maxAttempts < 1) throw new CofferError('invalid_argument', 'max attempts must be a positive integer');
+      if (command.kind && command.kind !== 'sync') {
+        if (!command.check) throw new CofferError('invalid_argument', `a ${command.kind} job needs a connector and a partial config`);
+        return [{ type: 'SyncJobRequested', data: { jobId: command.jobId, connectionId: '', workspaceId: command.workspaceId, maxAttempts: command.maxAttempts, requestedAt: command.now, kind: command.kind, check: { ...command.check } } }];
+      }
       return [{ type: 'SyncJobRequested', data: { jobId: command.jobId, connectionId: command.connectionId, workspaceId: command.workspaceId, maxAttempts: command.maxAttempts, requestedAt: command.now } }];
     case 'StartSyncJob':
       if (state.status !== 'queued') throw new CofferError('failed_precondition', `job is ${state.status}, not queued`);
@@ -144,7 +180,19 @@ export function decide(command: SyncJobCommand, state: SyncJobState): SyncJobEve
       if (!Number.isInteger(command.recordsSynced) || command.recordsSynced < 0) {
         throw new CofferError('invalid_argument', 'records synced must be a non-negative integer');
       }
-      return [{ type: 'SyncJobSucceeded', data: { jobId: state.jobId!, connectionId: state.connectionId!, recordsSynced: command.recordsSynced, endedAt: command.now } }];
+      if (Object.values(command.recordsPerStream ?? {}).some((n) => !Number.isSafeInteger(n) || n < 0)) {
+        throw new CofferError('invalid_argument', 'records per stream must be non-negative integers');
+      }
+      if (state.kind !== 'sync') {
+        if (!command.result) throw new CofferError('invalid_argument', `a ${state.kind} job completes with its result`);
+        return [{ type: 'SyncJobSucceeded', data: { jobId: state.jobId!, connectionId: state.connectionId!, recordsSynced: 0, result: { ...command.result }, endedAt: command.now } }];
+      }
+      return [
+        {
+          type: 'SyncJobSucceeded',
+          data: { jobId: state.jobId!, connectionId: state.connectionId!, recordsSynced: command.recordsSynced, recordsPerStream: { ...command.recordsPerStream }, endedAt: command.now },
+        },
+      ];
     case 'FailSyncJobAttempt': {
       if (state.status !== 'running') throw new CofferError('failed_precondition', `job is ${state.status}, not running`);
       const reason = command.reason.slice(0, MAX_REASON);
@@ -162,7 +210,16 @@ export function decide(command: SyncJobCommand, state: SyncJobState): SyncJobEve
 export function evolve(state: SyncJobState, event: SyncJobEvent): SyncJobState {
   switch (event.type) {
     case 'SyncJobRequested':
-      return { status: 'queued', jobId: event.data.jobId, connectionId: event.data.connectionId, workspaceId: event.data.workspaceId, attempts: 0, maxAttempts: event.data.maxAttempts };
+      return {
+        status: 'queued',
+        jobId: event.data.jobId,
+        connectionId: event.data.connectionId,
+        workspaceId: event.data.workspaceId,
+        attempts: 0,
+        maxAttempts: event.data.maxAttempts,
+        kind: event.data.kind ?? 'sync',
+        check: event.data.check ?? null,
+      };
     case 'SyncJobStarted':
       return { ...state, status: 'running', attempts: event.data.attempt };
     case 'SyncJobAttemptFailed':

@@ -4,7 +4,8 @@
  * `updated_at` = id) on each stream of `streams`, at most `records_per_second`, with a STATE message
  * every `state_every` records; with a state it emits only the records after the stream's cursor.
  * `fail_after` fails the read after that many records; `hostile` prints its config and throws an
- * error holding `api_key`.
+ * error holding `api_key`; `hostile_state` puts `api_key` into the STATE message it emits after its
+ * first record; `check_delay_ms` answers `check` only after that long.
  */
 import { readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -19,6 +20,8 @@ interface Config {
   primary_key?: boolean;
   fail_after?: number;
   hostile?: boolean;
+  hostile_state?: boolean;
+  check_delay_ms?: number;
 }
 
 const spec = {
@@ -33,6 +36,8 @@ const spec = {
     primary_key: { type: 'boolean' },
     fail_after: { type: 'integer' },
     hostile: { type: 'boolean' },
+    hostile_state: { type: 'boolean' },
+    check_delay_ms: { type: 'integer' },
   },
 };
 
@@ -68,6 +73,7 @@ async function main(): Promise<void> {
     throw new Error(`cannot continue with ${config.api_key}`);
   }
   const streams = config.streams ?? ['items'];
+  if (verb === 'check' && config.check_delay_ms) await sleep(config.check_delay_ms);
   if (verb === 'check') return emit({ type: 'CONNECTION_STATUS', connectionStatus: { status: config.api_key ? 'SUCCEEDED' : 'FAILED', message: config.api_key ? undefined : 'no api_key' } });
   if (verb === 'discover') {
     return emit({
@@ -115,6 +121,10 @@ async function main(): Promise<void> {
       await emit({ type: 'RECORD', record: { stream: name, data: { id, updated_at: id, name: `${name}-${id}` }, emitted_at: Date.now() } });
       emitted++;
       last = id;
+      if (config.hostile_state && emitted === 1) {
+        // A state that smuggles the credential out, for the worker to keep in its tables and events.
+        await emit({ type: 'STATE', state: { type: 'STREAM', stream: { stream_descriptor: { name }, stream_state: { cursor: id, token: config.api_key } } } });
+      }
       if ((id - after) % every === 0) await emit({ type: 'STATE', state: { type: 'STREAM', stream: { stream_descriptor: { name }, stream_state: { cursor: id } } } });
     }
     await emit({ type: 'STATE', state: { type: 'STREAM', stream: { stream_descriptor: { name }, stream_state: { cursor: last } } } });
