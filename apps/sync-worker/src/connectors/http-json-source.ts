@@ -3,6 +3,7 @@ import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import { AccessTokenRejectedError, ConnectorError, stringField, type Catalog, type SourceConnector, type SyncRecord } from './connector';
 import { createEgressPolicy, type EgressPolicy, type EgressTarget } from './egress-policy';
+import { withDeadline } from '../deadline';
 
 const NAME = 'builtin:http-json';
 const MAX_BODY_BYTES = 50 * 1024 * 1024;
@@ -44,7 +45,13 @@ export function httpJsonSource(options: { timeoutMs?: number; egress?: EgressPol
         throw new ConnectorError(`${NAME}: url is not a valid URL`);
       }
       if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ConnectorError(`${NAME}: url must be http or https`);
-      const text = await fetchFollowingChecked(parsed, token, egress, AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs ?? 30_000)]));
+      const deadline = withDeadline(signal, options.timeoutMs ?? 30_000, `${NAME}: the source did not answer in time`);
+      let text: string;
+      try {
+        text = await fetchFollowingChecked(parsed, token, egress, deadline.signal);
+      } finally {
+        deadline.clear();
+      }
       let body: unknown;
       try {
         body = JSON.parse(text);

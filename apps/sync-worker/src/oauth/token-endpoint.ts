@@ -2,6 +2,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import type { EgressPolicy } from '../connectors/egress-policy';
+import { withDeadline } from '../deadline';
 
 /** What a connector definition declares under `x-coffer-oauth`. */
 export interface OAuthDeclaration {
@@ -167,8 +168,9 @@ async function post(url: URL, headers: Record<string, string>, body: string, egr
     else callback(null, target.address, target.family);
   };
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  return new Promise((resolve, reject) => {
-    const req = send(url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup, signal: AbortSignal.any([signal, AbortSignal.timeout(15_000)]), agent: false }, (res) => {
+  const deadline = withDeadline(signal, 15_000, `the ${what} did not answer in time`);
+  return new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = send(url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, lookup, signal: deadline.signal, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
@@ -183,5 +185,5 @@ async function post(url: URL, headers: Record<string, string>, body: string, egr
     });
     req.on('error', (err) => reject(new TokenEndpointError(`the request to the ${what} ${url.host} failed (${err.name})`)));
     req.end(body);
-  });
+  }).finally(() => deadline.clear());
 }

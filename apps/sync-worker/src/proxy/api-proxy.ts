@@ -11,6 +11,7 @@ import { CredentialNeedsReauthorizationError, CredentialRefreshError, type OAuth
 import type { OAuthDeclaration } from '../oauth/token-endpoint';
 import { credentialHeaders, parseProxyDeclaration } from './proxy-declaration';
 import { checkProxyRequest, DROPPED_RESPONSE_HEADERS, type ProxyHeader } from './proxy-request';
+import { withDeadline } from '../deadline';
 
 /** What the proxy needs from secrets: the audited hydrate, with secrets' owner checks. */
 export interface ProxyPorts {
@@ -77,11 +78,8 @@ export function createApiProxy(deps: ApiProxyDeps) {
         registered.push(v);
       }
     };
-    // A timer of the call's own (cleared in finally), rather than AbortSignal.timeout: a timeout signal
-    // only held by AbortSignal.any can be collected before it fires.
-    const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(new Error('the proxied call timed out')), deps.timeoutMs);
-    const callSignal = AbortSignal.any([...(signal ? [signal] : []), timeout.signal]);
+    const deadline = withDeadline(signal, deps.timeoutMs, 'the proxied call timed out');
+    const callSignal = deadline.signal;
     const reason = `proxy ${call.actorId}`;
     try {
       let partial = parseObject(call.partialConfigJson, 'the partial config');
@@ -116,7 +114,7 @@ export function createApiProxy(deps: ApiProxyDeps) {
     } catch (err) {
       throw asCofferError(err, callSignal, redactor);
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
       for (const v of registered) redactor.unregister(v);
     }
   }
