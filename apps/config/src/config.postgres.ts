@@ -1,12 +1,13 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type Transaction } from 'kysely';
+import type { ConfigDatabase } from './config.database';
 import type { ActorConfigUpdatedData, ActorCreatedData, ActorDeletedData, ActorType } from './domain/actor.decider';
 import type { ConnectionCreatedData } from './domain/connection.decider';
 import type { ConnectorDefinitionRegisteredData, WorkspaceCreatedData } from './domain/workspace.decider';
 
-type Db = Kysely<any> | Transaction<any>;
+type Db = Kysely<ConfigDatabase> | Transaction<ConfigDatabase>;
 
-/** Creates config's read models (idempotent); each is a projection of the event log. */
-export async function migrateConfigReadModel(db: Kysely<any>, schema: string): Promise<void> {
+/** Creates config's read models (idempotent: part of migration 0001); each is a projection of the event log. */
+export async function migrateConfigReadModel(db: QueryExecutorProvider, schema: string): Promise<void> {
   const s = sql.id(schema);
   await sql`create table if not exists ${s}.workspaces (
     workspace_id uuid primary key,
@@ -310,7 +311,7 @@ export async function queueShredding(
  * Takes the oldest due shred that no other transaction holds, and holds it (row lock) until `trx`
  * ends: one shredder at a time per entry across every replica, and a crashed one lets go at once.
  */
-export async function claimDueShredding(trx: Transaction<any>, schema: string, now: Date): Promise<PendingShred | undefined> {
+export async function claimDueShredding(trx: Transaction<ConfigDatabase>, schema: string, now: Date): Promise<PendingShred | undefined> {
   return (await trx
     .withSchema(schema)
     .selectFrom('secret_shredding')
@@ -495,7 +496,7 @@ export async function dropWriteIntent(db: Db, schema: string, intentId: string):
  * construction: the event that would reference them removes the intent in its own transaction.
  */
 export async function abandonWriteIntents(
-  db: Kysely<any>,
+  db: Kysely<ConfigDatabase>,
   schema: string,
   which: { intentId: string } | { olderThan: Date; limit: number },
   reason: string,

@@ -55,6 +55,7 @@ import { idempotentCreates } from './idempotent-creates';
 import { compileSpec } from './spec-validation';
 import { OAUTH_KEYWORD, checkOAuthDeclaration, oauthDeclarationJson } from './oauth-declaration';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
+import type { ConfigDatabase } from './config.database';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
 export type Kind = 'connector' | 'webhook';
@@ -127,8 +128,8 @@ export interface PageOf<T> {
 const WORKSPACE_SWEEP = 'workspace:';
 
 export interface ConfigServiceDeps {
-  db: Kysely<any>;
-  store: EventStore;
+  db: Kysely<ConfigDatabase>;
+  store: EventStore<ConfigDatabase>;
   schema: string;
   namespace: MessagingNamespace;
   secrets: SecretsPort;
@@ -501,7 +502,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     actorId: string,
     operation: WriteOperation,
     writes: PlannedSecretWrite[],
-    append: (claim: (trx: Transaction<any>) => Promise<void>) => Promise<unknown>,
+    append: (claim: (trx: Transaction<ConfigDatabase>) => Promise<void>) => Promise<unknown>,
     send?: SendSecrets,
   ): Promise<void> {
     if (writes.length === 0) {

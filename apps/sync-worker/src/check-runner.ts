@@ -6,6 +6,7 @@ import { secretValues } from '@coffer/secret-json';
 import type { Logger, Redactor } from '@coffer/telemetry';
 import { ConnectorError, parseObject } from './connectors/connector';
 import type { ConnectorRegistry } from './connectors/registry';
+import type { SyncDatabase } from './sync.database';
 
 /** What the check runner needs from secrets. */
 export interface CheckPorts {
@@ -15,8 +16,8 @@ export interface CheckPorts {
 
 /** What the check runner is composed from; secrets is reached through `ports`. */
 export interface CheckRunnerDeps {
-  db: Kysely<any>;
-  store: EventStore;
+  db: Kysely<SyncDatabase>;
+  store: EventStore<SyncDatabase>;
   schema: string;
   namespace: MessagingNamespace;
   ports: CheckPorts;

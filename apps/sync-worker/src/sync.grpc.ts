@@ -3,6 +3,7 @@ import { defineService, type ServiceRegistration } from '@coffer/rpc';
 import type { Kysely } from 'kysely';
 import type { SyncRunner } from './sync-runner';
 import { findJob, listJobs, type JobCursor, type SyncJobRow } from './sync.postgres';
+import type { SyncDatabase } from './sync.database';
 
 const statusOf = {
   running: syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING,
@@ -13,7 +14,7 @@ const statusOf = {
 } as const;
 
 /** gRPC handlers of coffer.sync.v1.SyncService. */
-export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<SyncRunner, 'cancel'>): ServiceRegistration {
+export function syncGrpcService(db: Kysely<SyncDatabase>, schema: string, runner?: Pick<SyncRunner, 'cancel'>): ServiceRegistration {
   return defineService(syncV1.SyncServiceService, 'coffer.sync.v1.SyncService', {
     getSyncJob: {
       permission: 'sync.read',

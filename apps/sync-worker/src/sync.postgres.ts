@@ -1,4 +1,5 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type Transaction } from 'kysely';
+import type { SyncDatabase } from './sync.database';
 import type {
   SyncJobAttemptFailedData,
   SyncJobCancelledData,
@@ -8,10 +9,10 @@ import type {
   SyncJobSucceededData,
 } from './domain/sync-job.decider';
 
-type Db = Kysely<any> | Transaction<any>;
+type Db = Kysely<SyncDatabase> | Transaction<SyncDatabase>;
 
-/** Creates the sync_jobs read model, the job leases and the OAuth credential state (idempotent). */
-export async function migrateSyncReadModel(db: Kysely<any>, schema: string): Promise<void> {
+/** Creates the sync_jobs read model, the job leases and the OAuth credential state (idempotent: part of migration 0001). */
+export async function migrateSyncReadModel(db: QueryExecutorProvider, schema: string): Promise<void> {
   await sql`create table if not exists ${sql.id(schema)}.sync_jobs (
     job_id uuid primary key,
     connection_id uuid not null,
@@ -115,7 +116,7 @@ export async function projectJobCancelled(trx: Db, schema: string, e: SyncJobCan
  * replicas skip it). A transaction-scoped advisory lock on the connection makes the "no running job"
  * check and the start one step across replicas: one job at a time per connection.
  */
-export async function claimDueJob(trx: Transaction<any>, schema: string): Promise<{ job_id: string } | undefined> {
+export async function claimDueJob(trx: Transaction<SyncDatabase>, schema: string): Promise<{ job_id: string } | undefined> {
   const candidates = await sql<{ job_id: string; connection_id: string }>`
     select job_id, connection_id from ${sql.id(schema)}.sync_jobs
     where status = 'queued' and next_attempt_at <= now()
