@@ -229,15 +229,9 @@ export async function findEndUserWorkspace(db: Db, schema: string, organizationI
 /** The workspace an actor (source, destination, webhook) or a connection belongs to, with its organization. */
 export async function findOwner(db: Db, schema: string, table: 'actors' | 'connections', id: string): Promise<{ workspace_id: string; organization_id: string | null } | undefined> {
   if (!isUuid(id)) return undefined;
-  const key = table === 'actors' ? 'actor_id' : 'connection_id';
-  return (await db
-    .withSchema(schema)
-    .selectFrom(`${table} as t`)
-    .innerJoin('workspaces as w', 'w.workspace_id', 't.workspace_id')
-    .select(['w.workspace_id', 'w.organization_id'])
-    .where(`t.${key}`, '=', id)
-    .where('t.deleted', '=', false)
-    .executeTakeFirst()) as { workspace_id: string; organization_id: string | null } | undefined;
+  const owned = db.withSchema(schema);
+  const row = table === 'actors' ? owned.selectFrom('actors as t').where('t.actor_id', '=', id) : owned.selectFrom('connections as t').where('t.connection_id', '=', id);
+  return row.innerJoin('workspaces as w', 'w.workspace_id', 't.workspace_id').select(['w.workspace_id', 'w.organization_id']).where('t.deleted', '=', false).executeTakeFirst();
 }
 
 /** One connector definition, or undefined. */
@@ -360,7 +354,7 @@ export async function listWorkspaces(db: Db, schema: string, after: string, limi
 }
 
 /** Connector definitions after `after`, optionally of one actor type. */
-export async function listDefinitions(db: Db, schema: string, actorTypes: string[], after: string, limit: number): Promise<Page<DefinitionRow>> {
+export async function listDefinitions(db: Db, schema: string, actorTypes: ActorType[], after: string, limit: number): Promise<Page<DefinitionRow>> {
   const q = db
     .withSchema(schema)
     .selectFrom('connector_definitions')
@@ -377,7 +371,7 @@ export async function listActors(
   db: Db,
   schema: string,
   workspaceId: string,
-  actorTypes: string[],
+  actorTypes: ActorType[],
   after: string,
   limit: number,
 ): Promise<Page<ActorRow & { spec: unknown }>> {
@@ -426,7 +420,7 @@ export async function patchRow(
   trx: Db,
   schema: string,
   table: 'workspaces' | 'connector_definitions' | 'connections',
-  idColumn: string,
+  idColumn: 'workspace_id' | 'definition_id' | 'connection_id',
   id: string,
   values: Record<string, unknown>,
 ): Promise<void> {

@@ -65,7 +65,7 @@ function actorEvent(t: actorDomain.ActorType, what: 'Created' | 'ConfigUpdated' 
   const prefix = t === 'source' ? 'Source' : t === 'destination' ? 'Destination' : 'WebhookConfig';
   return (what === 'ConfigUpdated' && prefix === 'WebhookConfig' ? 'WebhookConfigUpdated' : `${prefix}${what}`) as IntegrationEventName;
 }
-const typesOf = (kind: Kind, actorType?: actorDomain.ActorType): string[] => (kind === 'webhook' ? ['webhook'] : actorType ? [actorType] : ['source', 'destination']);
+const typesOf = (kind: Kind, actorType?: actorDomain.ActorType): actorDomain.ActorType[] => (kind === 'webhook' ? ['webhook'] : actorType ? [actorType] : ['source', 'destination']);
 
 /** Who asks, as recorded in event metadata. */
 export interface Caller {
