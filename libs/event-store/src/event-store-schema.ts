@@ -49,12 +49,13 @@ export async function createEventStoreTables(trx: QueryExecutorProvider, schema:
   // Logs written before chains existed were one chain: every old event belongs to the main one.
   await sql`alter table ${s}.events add column if not exists chain text not null default 'main'`.execute(trx);
   await sql`create index if not exists events_chain_order on ${s}.events (chain, global_position)`.execute(trx);
+  // The body keeps the text earlier releases wrote, whitespace included: adopting their schema changes nothing.
   await sql`create or replace function ${s}.refuse_event_change() returns trigger language plpgsql as $$
-    begin
-      raise exception 'events are immutable: % refused on %.%', tg_op, tg_table_schema, tg_table_name
-        using errcode = 'insufficient_privilege';
-    end
-  $$`.execute(trx);
+      begin
+        raise exception 'events are immutable: % refused on %.%', tg_op, tg_table_schema, tg_table_name
+          using errcode = 'insufficient_privilege';
+      end
+    $$`.execute(trx);
   await sql`create or replace trigger events_immutable before update or delete on ${s}.events
     for each row execute function ${s}.refuse_event_change()`.execute(trx);
   await sql`create or replace trigger events_no_truncate before truncate on ${s}.events
