@@ -1,4 +1,5 @@
-import { applyMigrations, createDatabase, describeStartupError, pendingMigrations, sqlIdentifier, type ServiceMigrations } from '@coffer/runtime';
+import { applyMigrations, createDatabase, describeStartupError, pendingMigrations, type ServiceMigrations } from '@coffer/runtime';
+import type { z } from 'zod';
 import { authMigrations } from '../../auth/src/auth.migrations';
 import { configMigrations } from '../../config/src/config.migrations';
 import { secretsMigrations } from '../../secrets/src/secrets.migrations';
@@ -47,10 +48,11 @@ export function migrationTargets(env: NodeJS.ProcessEnv, only?: readonly StackSe
     if (only && !only.includes(set.service)) continue;
     const url = env[set.urlSetting] || env.DATABASE_URL;
     if (!url) problems.push(`DATABASE_URL (or ${set.urlSetting}): required, a postgres:// URL`);
-    const shape = serviceSettingsSchemas[set.service].shape as Record<string, typeof sqlIdentifier>;
+    // The service's own schema setting, with its default and its check.
+    const shape = serviceSettingsSchemas[set.service].shape as Record<string, z.ZodType>;
     const schema = shape[set.schemaSetting]!.safeParse(env[set.schemaSetting]);
     if (!schema.success) problems.push(`${set.schemaSetting}: must be a lowercase SQL identifier`);
-    if (url && schema.success) targets.push({ set, url, schema: schema.data });
+    if (url && schema.success) targets.push({ set, url, schema: String(schema.data) });
   }
   if (problems.length > 0) throw new MigrateSettingsError(`cannot migrate:\n${problems.map((p) => `  ${p}`).join('\n')}`);
   return targets;
