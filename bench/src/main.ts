@@ -19,6 +19,7 @@ import { createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
 import { createDatabase, deleteStreams, uniqueId } from '@coffer/testing';
 import { createDatabase as createKysely } from '@coffer/runtime';
 import { rebuildSecretVersions } from '../../apps/secrets/src/read-model-rebuild';
+import type { SecretsDatabase } from '../../apps/secrets/src/secrets.database';
 import { topFunctions, topOrigins, type CpuProfile } from './cpu-profile';
 import { fillSecretVersions } from './p6';
 import { echoService } from './echo-server.mjs';
@@ -380,7 +381,7 @@ async function main(): Promise<void> {
       },
     });
     say(`P6: filled in ${fillSeconds.toFixed(0)} s; rebuilding secret_versions from the log …`);
-    const kysely = createKysely(db.url, { max: 1 });
+    const kysely = createKysely<SecretsDatabase>(db.url, { max: 1 });
     try {
       const rebuilt = await rebuildSecretVersions(kysely, 'secrets');
       await admin.query('analyze secrets.secret_versions, secrets.data_keys, secrets.events');

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type Transaction } from 'kysely';
+import type { AuthDatabase } from './auth.database';
 
-type Db = Kysely<any> | Transaction<any>;
+type Db = Kysely<AuthDatabase> | Transaction<AuthDatabase>;
 
-/** Creates the auth service's read model (idempotent). */
-export async function migrateAuthReadModel(db: Kysely<any>, schema: string): Promise<void> {
+/** Creates the auth service's read model (idempotent: part of migration 0001). */
+export async function migrateAuthReadModel(db: QueryExecutorProvider, schema: string): Promise<void> {
   await sql`create table if not exists ${sql.id(schema)}.service_identities (
     client_id text primary key,
     role text not null,

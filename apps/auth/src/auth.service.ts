@@ -21,6 +21,7 @@ import {
 import * as lockout from './domain/client-lockout.decider';
 import { DUMMY_HASH, hashSecret, verifySecret } from './password-hash';
 import { signToken, type SigningKey } from './signing-keys';
+import type { AuthDatabase } from './auth.database';
 
 /** A service identity as configured: client id, its secret (hashed before storing) and its role. */
 export interface ConfiguredIdentity {
@@ -47,8 +48,8 @@ export type WorkspaceOrganization = (workspaceId: string) => Promise<string | un
 export type ProvisionWorkspace = (organizationId: string, externalUserId: string) => Promise<string>;
 
 export interface AuthServiceDeps {
-  db: Kysely<any>;
-  store: EventStore;
+  db: Kysely<AuthDatabase>;
+  store: EventStore<AuthDatabase>;
   schema: string;
   namespace: MessagingNamespace;
   /** The key to sign with now (the ring's active key). */

@@ -6,7 +6,9 @@ import { streamSettingsFromEnv } from '@coffer/runtime';
 import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry';
 import { createTokenVerifier, userTokenKinds } from '@coffer/tokens';
 import { authGrpcService } from './auth.grpc';
-import { migrateAuthReadModel, pruneLoginAttempts } from './auth.postgres';
+import { pruneLoginAttempts } from './auth.postgres';
+import type { AuthDatabase } from './auth.database';
+import { authMigrations } from './auth.migrations';
 import { createAuthService, type ProvisionWorkspace, type WorkspaceOrganization } from './auth.service';
 import { loadAuthConfig } from './config';
 import { createSigningKeyRing, signServiceToken } from './signing-keys';
@@ -21,7 +23,7 @@ const logger = createLogger({ service: 'auth', level: config.LOG_LEVEL, redactor
 logSecurityFindings(logger, config);
 
 try {
-  const runtime = await startRuntime({
+  const runtime = await startRuntime<AuthDatabase>({
     service: 'auth',
     appName: 'coffer-auth',
     databaseUrl: config.DATABASE_URL,
@@ -32,7 +34,8 @@ try {
     logger,
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
-    migrate: migrateAuthReadModel,
+    migrations: authMigrations,
+    migrationMode: config.COFFER_MIGRATIONS,
   });
   // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
   const tls = mtlsFromEnv(config);

@@ -5,6 +5,7 @@ import { CofferError, isCofferError, type MessagingNamespace } from '@coffer/con
 import type { EventStore } from '@coffer/event-store';
 import { integrationEventMessage } from '@coffer/messaging';
 import { TOKEN_TYPES, type TokenKind } from '@coffer/tokens';
+import type { AuthDatabase } from './auth.database';
 
 /** A signing key: its private key for signing and its public JWK for the JWKS. */
 export interface SigningKey {
@@ -99,8 +100,8 @@ export interface Rotation {
 
 /** Options of {@link createSigningKeyRing}. */
 export interface SigningKeyRingOptions {
-  db: Kysely<any>;
-  store: EventStore;
+  db: Kysely<AuthDatabase>;
+  store: EventStore<AuthDatabase>;
   schema: string;
   namespace: MessagingNamespace;
   /** AUTH_SIGNING_KEY: the first signing key, and the root from which the key sealing later keys is derived. */

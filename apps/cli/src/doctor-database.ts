@@ -1,5 +1,5 @@
-import { sql, type Kysely } from 'kysely';
-import { verifyEventChain } from '@coffer/event-store';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
+import { verifyEventChain, type EventStoreDatabase } from '@coffer/event-store';
 import type { DoctorFinding } from './doctor-settings';
 import type { StackService } from './stack';
 
@@ -18,7 +18,7 @@ const TRIGGER_OPS = { DELETE: 8, UPDATE: 16, TRUNCATE: 32 } as const;
  * raises covers UPDATE, DELETE and TRUNCATE, and no role but the table's owner holds those privileges
  * (the owner is held back by the trigger). Reads the catalog only; changes nothing.
  */
-export async function eventsImmutability(db: Kysely<any>, log: ServiceLog): Promise<DoctorFinding> {
+export async function eventsImmutability(db: QueryExecutorProvider, log: ServiceLog): Promise<DoctorFinding> {
   const base = { check: 'events-immutable', service: log.service } as const;
   const { rows: table } = await sql<{ owner: string }>`
     select pg_get_userbyid(c.relowner) as owner from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -56,7 +56,7 @@ export async function eventsImmutability(db: Kysely<any>, log: ServiceLog): Prom
 }
 
 /** Recomputes the hash chain of a schema's events (every chain in it); a broken link fails. */
-export async function auditChain(db: Kysely<any>, log: ServiceLog): Promise<DoctorFinding> {
+export async function auditChain(db: Kysely<EventStoreDatabase>, log: ServiceLog): Promise<DoctorFinding> {
   const base = { check: 'audit-chain', service: log.service } as const;
   const verdict = await verifyEventChain(db, log.schema);
   if (verdict.ok) return { ...base, severity: 'pass', message: `${log.schema}.events: ${verdict.checked} ${verdict.checked === 1 ? 'event' : 'events'}, chain intact` };
@@ -70,7 +70,7 @@ export async function auditChain(db: Kysely<any>, log: ServiceLog): Promise<Doct
 }
 
 /** Whether auth's signing key was replaced within its rotation interval (plus slack for the minute-ly job and the 6-minute activation). */
-export async function signingKeyAge(db: Kysely<any>, schema: string, rotationSeconds: number, now: Date): Promise<DoctorFinding> {
+export async function signingKeyAge(db: QueryExecutorProvider, schema: string, rotationSeconds: number, now: Date): Promise<DoctorFinding> {
   const base = { check: 'signing-key-rotation', service: 'auth', setting: 'AUTH_SIGNING_KEY_ROTATION_SECONDS' } as const;
   const exists = await sql<{ t: string | null }>`select to_regclass(${`${schema}.signing_keys`})::text as t`.execute(db);
   if (!exists.rows[0]?.t) return { ...base, severity: 'skip', message: `no signing keys in schema ${schema}: auth has not run against this database` };
@@ -92,7 +92,7 @@ export async function signingKeyAge(db: Kysely<any>, schema: string, rotationSec
 }
 
 /** Whether the secrets service's primary KEK version is younger than its rotation period (plus one check interval). */
-export async function kekAge(db: Kysely<any>, schema: string, rotationDays: number, checkSeconds: number, now: Date): Promise<DoctorFinding> {
+export async function kekAge(db: QueryExecutorProvider, schema: string, rotationDays: number, checkSeconds: number, now: Date): Promise<DoctorFinding> {
   const base = { check: 'kek-rotation', service: 'secrets', setting: 'SECRETS_KEK_ROTATION_DAYS' } as const;
   const exists = await sql<{ t: string | null }>`select to_regclass(${`${schema}.kek_versions`})::text as t`.execute(db);
   if (!exists.rows[0]?.t) return { ...base, severity: 'skip', message: `no KEK versions in schema ${schema}: secrets has not run against this database` };

@@ -1,5 +1,6 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { EventStoreDatabase } from '@coffer/event-store';
 import { createDatabase, describeStartupError } from '@coffer/runtime';
 import type { z } from 'zod';
 import { serviceSettingsSchemas } from './config-reference';
@@ -68,7 +69,7 @@ async function databaseFindings(settings: ServiceSettings, now: Date): Promise<D
   }
   const findings: DoctorFinding[] = [];
   for (const [url, services] of byUrl) {
-    const db = createDatabase(url, { max: 2, connectionTimeoutMs: 5_000 });
+    const db = createDatabase<EventStoreDatabase>(url, { max: 2, connectionTimeoutMs: 5_000 });
     try {
       for (const service of services) {
         const s = settings[service]! as unknown as Record<string, unknown>;

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigMap, Namespace, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { Deployment, StatefulSet } from 'kubernetes-models/apps/v1';
+import { Job } from 'kubernetes-models/batch/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
 import type { IContainer } from 'kubernetes-models/v1/Container';
@@ -33,6 +34,7 @@ const models: Record<string, new (data: never) => { validate(): void }> = {
   'v1/ServiceAccount': ServiceAccount,
   'apps/v1/Deployment': Deployment,
   'apps/v1/StatefulSet': StatefulSet,
+  'batch/v1/Job': Job,
   'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
 };
@@ -248,6 +250,32 @@ describe('infra/k8s: the manifests kustomize renders', () => {
     }
   });
 
+  it('migrates in a Job of its own (`coffer migrate` from the image, each schema as its service\'s role), and the services only check', () => {
+    const jobs = byKind<{ metadata: { name: string }; spec: { backoffLimit?: number; template: { metadata: { labels: Record<string, string> }; spec: PodSpec & { restartPolicy: string } } } }>(objects, 'Job');
+    expect(jobs.map((j) => j.metadata.name)).toEqual(['coffer-migrate']);
+    const pod = jobs[0]!.spec.template.spec;
+    expect(pod.restartPolicy).toBe('Never');
+    expect(pod.containers).toHaveLength(1);
+    const c = pod.containers[0]!;
+    expect(kustomization.images.map((i) => i.name)).toContain(c.image);
+    // The CLI bundle the image builds (infra/Dockerfile), run with its `migrate` command.
+    expect(c.command).toEqual(['node', 'dist/apps/cli/main.js', 'migrate']);
+    expect(readFileSync(join(root, 'infra', 'Dockerfile'), 'utf8')).toMatch(/node tools\/build-app\.mjs [^\n]*\bcli\b/);
+    const env = environmentOf(c);
+    for (const name of services) expect(env[`${name.toUpperCase().replace('-', '_')}_DATABASE_URL`], `${name}'s own database URL`).toMatch(/^postgres:\/\//);
+    expect(Object.keys(env).filter((k) => kmsSetting.test(k) || k.endsWith('_CLIENT_SECRET') || k.startsWith('SECRETS_AWS_')), 'no KMS setting or credential').toEqual([]);
+    expect((c.envFrom ?? []).map((f) => f.secretRef?.name ?? f.configMapRef?.name)).toEqual(['coffer-postgres']);
+    expect(c.securityContext?.runAsNonRoot ?? pod.securityContext?.runAsNonRoot).toBe(true);
+    expect(c.securityContext?.runAsUser ?? pod.securityContext?.runAsUser).toBeGreaterThan(0);
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    for (const r of ['cpu', 'memory']) {
+      expect(c.resources?.requests?.[r], `requests ${r}`).toBeDefined();
+      expect(c.resources?.limits?.[r], `limits ${r}`).toBeDefined();
+    }
+    // The services apply nothing: each refuses to start while a migration is pending.
+    for (const name of services) expect(environmentOf(containerOf(name)).COFFER_MIGRATIONS, name).toBe('check');
+  });
+
   it('runs NATS as a JetStream cluster of three with routes to each member', () => {
     const nats = byKind<DeploymentLike & { spec: { serviceName: string } }>(objects, 'StatefulSet');
     expect(nats.map((s) => [s.metadata.name, s.spec.replicas])).toEqual([['coffer-nats', 3]]);
@@ -309,6 +337,8 @@ describe('infra/k8s: the manifests kustomize renders', () => {
         ...services.flatMap((s) => [`${s} → ip:0.0.0.0/0:5432`, otlp(s)]),
         'secrets → ip:0.0.0.0/0-private:443',
         'sync-worker → ip:0.0.0.0/0-private:0',
+        // The migration Job reaches Postgres and nothing else.
+        'migrate → ip:0.0.0.0/0:5432',
       ].sort(),
     );
     // Scrapers reach the metrics ports (and NATS monitoring) and nothing else.

@@ -3,11 +3,12 @@ import { join } from 'node:path';
 import { auditTargets, verifyAudit as verifyAuditChains } from './cli/commands-ops';
 import { devCredentialFiles, generateDevCredentials } from './dev-credentials';
 import { doctorCommand, doctorUsage } from './doctor';
+import { migrateCommand, migrateUsage } from './migrate';
 import { startDevStack, type DevStack } from './dev-stack';
 import { cofferHome } from './home';
 import { parseStackSettings } from './stack-settings';
 
-const usage = `usage: coffer stack [--free-ports] [--verbose] | coffer dev-credentials [--force] | coffer verify-audit [schema...] | coffer doctor [--env <service>=<file>]... [--json]
+const usage = `usage: coffer stack [--free-ports] [--verbose] | coffer dev-credentials [--force] | coffer verify-audit [schema...] | coffer doctor [--env <service>=<file>]... [--json] | coffer migrate [--check]
 
   stack   (npm start) a development stack: an embedded Postgres (127.0.0.1:54329) unless DATABASE_URL
           names one, a nats-server child with JetStream (127.0.0.1:42229) unless NATS_URL names one,
@@ -25,7 +26,8 @@ const usage = `usage: coffer stack [--free-ports] [--verbose] | coffer dev-crede
           recompute the hash chain of each service's event log (default: auth secrets config sync)
           and report the first broken link; exits 1 if any chain is broken. The database: DATABASE_URL,
           else the development stack running from COFFER_HOME (as \`coffer audit verify\`).
-  ${doctorUsage}`;
+  ${doctorUsage}
+  ${migrateUsage}`;
 
 async function devCredentials(force: boolean): Promise<void> {
   // A second run would replace the signing key and keyring the compose volumes were sealed with.
@@ -106,6 +108,14 @@ if (command === 'stack') {
   });
 } else if (command === 'doctor') {
   doctorCommand(process.argv.slice(3), process.env, (text) => console.log(text)).then(
+    (code) => (process.exitCode = code),
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(2);
+    },
+  );
+} else if (command === 'migrate') {
+  migrateCommand(process.argv.slice(3), process.env, (text) => console.log(text)).then(
     (code) => (process.exitCode = code),
     (err: unknown) => {
       console.error(err instanceof Error ? err.message : err);

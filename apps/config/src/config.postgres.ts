@@ -1,13 +1,13 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type Transaction } from 'kysely';
+import type { ConfigDatabase } from './config.database';
 import type { ActorConfigUpdatedData, ActorCreatedData, ActorDeletedData, ActorType } from './domain/actor.decider';
 import type { ConnectionCreatedData } from './domain/connection.decider';
 import type { ConnectorDefinitionRegisteredData, WorkspaceCreatedData } from './domain/workspace.decider';
-import { migrateOAuthFlows } from './oauth-flows.postgres';
 
-type Db = Kysely<any> | Transaction<any>;
+type Db = Kysely<ConfigDatabase> | Transaction<ConfigDatabase>;
 
-/** Creates config's read models (idempotent); each is a projection of the event log. */
-export async function migrateConfigReadModel(db: Kysely<any>, schema: string): Promise<void> {
+/** Creates config's read models (idempotent: part of migration 0001); each is a projection of the event log. */
+export async function migrateConfigReadModel(db: QueryExecutorProvider, schema: string): Promise<void> {
   const s = sql.id(schema);
   await sql`create table if not exists ${s}.workspaces (
     workspace_id uuid primary key,
@@ -86,7 +86,6 @@ export async function migrateConfigReadModel(db: Kysely<any>, schema: string): P
   )`.execute(db);
   await sql`alter table ${s}.connections add column if not exists deleted boolean not null default false`.execute(db);
   await sql`alter table ${s}.connector_definitions add column if not exists deleted boolean not null default false`.execute(db);
-  await migrateOAuthFlows(db, schema);
 }
 
 export interface WorkspaceRow {
@@ -230,15 +229,9 @@ export async function findEndUserWorkspace(db: Db, schema: string, organizationI
 /** The workspace an actor (source, destination, webhook) or a connection belongs to, with its organization. */
 export async function findOwner(db: Db, schema: string, table: 'actors' | 'connections', id: string): Promise<{ workspace_id: string; organization_id: string | null } | undefined> {
   if (!isUuid(id)) return undefined;
-  const key = table === 'actors' ? 'actor_id' : 'connection_id';
-  return (await db
-    .withSchema(schema)
-    .selectFrom(`${table} as t`)
-    .innerJoin('workspaces as w', 'w.workspace_id', 't.workspace_id')
-    .select(['w.workspace_id', 'w.organization_id'])
-    .where(`t.${key}`, '=', id)
-    .where('t.deleted', '=', false)
-    .executeTakeFirst()) as { workspace_id: string; organization_id: string | null } | undefined;
+  const owned = db.withSchema(schema);
+  const row = table === 'actors' ? owned.selectFrom('actors as t').where('t.actor_id', '=', id) : owned.selectFrom('connections as t').where('t.connection_id', '=', id);
+  return row.innerJoin('workspaces as w', 'w.workspace_id', 't.workspace_id').select(['w.workspace_id', 'w.organization_id']).where('t.deleted', '=', false).executeTakeFirst();
 }
 
 /** One connector definition, or undefined. */
@@ -312,7 +305,7 @@ export async function queueShredding(
  * Takes the oldest due shred that no other transaction holds, and holds it (row lock) until `trx`
  * ends: one shredder at a time per entry across every replica, and a crashed one lets go at once.
  */
-export async function claimDueShredding(trx: Transaction<any>, schema: string, now: Date): Promise<PendingShred | undefined> {
+export async function claimDueShredding(trx: Transaction<ConfigDatabase>, schema: string, now: Date): Promise<PendingShred | undefined> {
   return (await trx
     .withSchema(schema)
     .selectFrom('secret_shredding')
@@ -361,7 +354,7 @@ export async function listWorkspaces(db: Db, schema: string, after: string, limi
 }
 
 /** Connector definitions after `after`, optionally of one actor type. */
-export async function listDefinitions(db: Db, schema: string, actorTypes: string[], after: string, limit: number): Promise<Page<DefinitionRow>> {
+export async function listDefinitions(db: Db, schema: string, actorTypes: ActorType[], after: string, limit: number): Promise<Page<DefinitionRow>> {
   const q = db
     .withSchema(schema)
     .selectFrom('connector_definitions')
@@ -378,7 +371,7 @@ export async function listActors(
   db: Db,
   schema: string,
   workspaceId: string,
-  actorTypes: string[],
+  actorTypes: ActorType[],
   after: string,
   limit: number,
 ): Promise<Page<ActorRow & { spec: unknown }>> {
@@ -427,7 +420,7 @@ export async function patchRow(
   trx: Db,
   schema: string,
   table: 'workspaces' | 'connector_definitions' | 'connections',
-  idColumn: string,
+  idColumn: 'workspace_id' | 'definition_id' | 'connection_id',
   id: string,
   values: Record<string, unknown>,
 ): Promise<void> {
@@ -497,7 +490,7 @@ export async function dropWriteIntent(db: Db, schema: string, intentId: string):
  * construction: the event that would reference them removes the intent in its own transaction.
  */
 export async function abandonWriteIntents(
-  db: Kysely<any>,
+  db: Kysely<ConfigDatabase>,
   schema: string,
   which: { intentId: string } | { olderThan: Date; limit: number },
   reason: string,

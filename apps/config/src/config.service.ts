@@ -57,6 +57,7 @@ import { OAUTH_KEYWORD, checkOAuthDeclaration, oauthDeclarationJson } from './oa
 import { PROXY_KEYWORD, checkProxyDeclaration, proxyDeclarationJson } from './proxy-declaration';
 import { WEBHOOK_DEFINITION_ID, WEBHOOK_SPEC } from './webhook-spec';
 import { claimOAuthFlow, findOAuthFlow, insertOAuthFlow, releaseShreddingNow, setOAuthFlowOutcome } from './oauth-flows.postgres';
+import type { ConfigDatabase } from './config.database';
 
 /** Connector actors (sources, destinations) and webhooks share storage but never each other's API. */
 export type Kind = 'connector' | 'webhook';
@@ -66,7 +67,7 @@ function actorEvent(t: actorDomain.ActorType, what: 'Created' | 'ConfigUpdated' 
   const prefix = t === 'source' ? 'Source' : t === 'destination' ? 'Destination' : 'WebhookConfig';
   return (what === 'ConfigUpdated' && prefix === 'WebhookConfig' ? 'WebhookConfigUpdated' : `${prefix}${what}`) as IntegrationEventName;
 }
-const typesOf = (kind: Kind, actorType?: actorDomain.ActorType): string[] => (kind === 'webhook' ? ['webhook'] : actorType ? [actorType] : ['source', 'destination']);
+const typesOf = (kind: Kind, actorType?: actorDomain.ActorType): actorDomain.ActorType[] => (kind === 'webhook' ? ['webhook'] : actorType ? [actorType] : ['source', 'destination']);
 
 /** Who asks, as recorded in event metadata. */
 export interface Caller {
@@ -169,8 +170,8 @@ export interface ProxyPort {
 }
 
 export interface ConfigServiceDeps {
-  db: Kysely<any>;
-  store: EventStore;
+  db: Kysely<ConfigDatabase>;
+  store: EventStore<ConfigDatabase>;
   schema: string;
   namespace: MessagingNamespace;
   secrets: SecretsPort;
@@ -551,7 +552,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
     actorId: string,
     operation: WriteOperation,
     writes: PlannedSecretWrite[],
-    append: (claim: (trx: Transaction<any>) => Promise<void>) => Promise<unknown>,
+    append: (claim: (trx: Transaction<ConfigDatabase>) => Promise<void>) => Promise<unknown>,
     send?: SendSecrets,
   ): Promise<void> {
     if (writes.length === 0) {
@@ -1358,7 +1359,7 @@ export function createConfigService(deps: ConfigServiceDeps) {
       TOKEN_FIELDS.forEach((f, i) => (partial[f] = { _secret: written[i] }));
       // The actor refers to its credential now: only the verifier (and a replaced client) is left to shred.
       const referenced = [...clientBases, ...(flow.reauthorize ? tokenCoordinates : TOKEN_FIELDS.map((f) => baseOf(refIn(partial, f))))];
-      const finish = async (trx: Transaction<any>) => {
+      const finish = async (trx: Transaction<ConfigDatabase>) => {
         await completeShredding(trx, schema, referenced);
         await releaseShreddingNow(trx, schema, [baseOf(flow.verifier_coordinate)], clock());
         await setOAuthFlowOutcome(trx, schema, flow.flow_id, 'completed');

@@ -8,7 +8,8 @@ import { createLogger, createRedactor, startTelemetry } from '@coffer/telemetry'
 import { userTokenKinds } from '@coffer/tokens';
 import { loadConfigServiceConfig } from './config';
 import { configGrpcService } from './config.grpc';
-import { migrateConfigReadModel } from './config.postgres';
+import type { ConfigDatabase } from './config.database';
+import { configMigrations } from './config.migrations';
 import { createCheckResults } from './check-results';
 import { createConfigService } from './config.service';
 
@@ -21,7 +22,7 @@ logSecurityFindings(logger, config);
 if (config.COFFER_FAULT_POINT) logger.warn({ faultPoint: config.COFFER_FAULT_POINT }, 'COFFER_FAULT_POINT is set: this process kills itself there (for tests only)');
 
 try {
-  const runtime = await startRuntime({
+  const runtime = await startRuntime<ConfigDatabase>({
     service: 'config',
     appName: 'coffer-config',
     databaseUrl: config.DATABASE_URL,
@@ -32,7 +33,8 @@ try {
     logger,
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
-    migrate: migrateConfigReadModel,
+    migrations: configMigrations,
+    migrationMode: config.COFFER_MIGRATIONS,
   });
   // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
   const tls = mtlsFromEnv(config);

@@ -1,6 +1,7 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type Transaction } from 'kysely';
+import type { ConfigDatabase } from './config.database';
 
-type Db = Kysely<any> | Transaction<any>;
+type Db = Kysely<ConfigDatabase> | Transaction<ConfigDatabase>;
 
 /** A pending (or ended) OAuth authorization code flow; no secret value: the state only as its hash, the rest as coordinates. */
 export interface OAuthFlowRow {
@@ -22,8 +23,8 @@ export interface OAuthFlowRow {
   outcome: string | null;
 }
 
-/** Creates the table of OAuth flows (idempotent). */
-export async function migrateOAuthFlows(db: Kysely<any>, schema: string): Promise<void> {
+/** Migration 0002: the table of OAuth authorization code flows (idempotent). */
+export async function migrateOAuthFlows(db: QueryExecutorProvider, schema: string): Promise<void> {
   const s = sql.id(schema);
   await sql`create table if not exists ${s}.oauth_flows (
     flow_id uuid primary key,
@@ -39,9 +40,9 @@ export async function migrateOAuthFlows(db: Kysely<any>, schema: string): Promis
     created_at timestamptz not null,
     expires_at timestamptz not null,
     ended_at timestamptz,
-    outcome text
+    outcome text,
+    reauthorize boolean not null default false
   )`.execute(db);
-  await sql`alter table ${s}.oauth_flows add column if not exists reauthorize boolean not null default false`.execute(db);
 }
 
 /** Records a new flow. */

@@ -1,21 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { MessagingNamespace } from '@coffer/contracts';
-import { createEventStore, migrateEventStore } from '@coffer/event-store';
+import { createEventStore } from '@coffer/event-store';
+import { applyMigrations } from '@coffer/runtime';
 import { createDataKeyCache } from './data-key-cache';
 import { createLocalKms, generateKeyringDocument, parseKeyring } from './kms/local-kms';
-import { migrateSecretsReadModel } from './secrets.postgres';
 import { createSecretsService, secretsChainOf, type SecretsService } from './secrets.service';
+import type { SecretsDatabase } from './secrets.database';
+import { secretsMigrations } from './secrets.migrations';
 
 /**
  * The real secrets service on a database of the caller's, with a fresh local keyring, without its
  * gRPC server: for other apps' integration tests, so their ports talk to the real thing while the
  * KMS stays inside this app.
  */
-export async function startInProcessSecretsService(options: { db: Kysely<any>; namespace: MessagingNamespace; schema?: string }): Promise<SecretsService> {
+export async function startInProcessSecretsService(options: { db: Kysely<SecretsDatabase>; namespace: MessagingNamespace; schema?: string }): Promise<SecretsService> {
   const schema = options.schema ?? 'secrets';
-  await migrateEventStore(options.db, schema);
-  await migrateSecretsReadModel(options.db, schema);
+  await applyMigrations(options.db, schema, secretsMigrations);
   return createSecretsService({
     db: options.db,
     store: createEventStore(options.db, { schema, chainOf: secretsChainOf }),

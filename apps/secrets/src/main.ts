@@ -6,7 +6,8 @@ import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
 import { measuredKms } from './kms/measured-kms';
 import { secretsGrpcService } from './secrets.grpc';
-import { migrateSecretsReadModel } from './secrets.postgres';
+import type { SecretsDatabase } from './secrets.database';
+import { secretsMigrations } from './secrets.migrations';
 import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
 
 const config = loadSettingsOrExit(() => loadSecretsConfig(process.env));
@@ -19,7 +20,7 @@ logSecurityFindings(logger, config);
 try {
   const kms = measuredKms(await loadKms(config));
   if (kms.provider === 'local') logger.warn({ kms: kms.provider }, 'the local KMS provider keeps its key in a file: development only');
-  const runtime = await startRuntime({
+  const runtime = await startRuntime<SecretsDatabase>({
     service: 'secrets',
     appName: 'coffer-secrets',
     databaseUrl: config.DATABASE_URL,
@@ -30,7 +31,8 @@ try {
     logger,
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
-    migrate: migrateSecretsReadModel,
+    migrations: secretsMigrations,
+    migrationMode: config.COFFER_MIGRATIONS,
     chainOf: secretsChainOf,
   });
   const service = secretsServiceFromConfig(config, { db: runtime.db, store: runtime.store, kms });

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import type { SecretsDatabase } from './secrets.database';
 
 /** What a rebuild did. */
 export interface RebuildResult {
@@ -17,7 +18,7 @@ export interface RebuildResult {
  * the KMS was last seen to hold. The table is locked for the rebuild: writes and hydrates wait for it
  * (a write holding the table commits first; one that appended meanwhile projects onto the new rows).
  */
-export async function rebuildSecretVersions(db: Kysely<any>, schema: string): Promise<RebuildResult> {
+export async function rebuildSecretVersions(db: Kysely<SecretsDatabase>, schema: string): Promise<RebuildResult> {
   const s = sql.id(schema);
   const began = performance.now();
   return db.transaction().execute(async (trx) => {

@@ -3,6 +3,7 @@ import { createDatabase, loadSettingsOrExit } from '@coffer/runtime';
 import { loadSecretsConfig } from './config';
 import { loadKms } from './kms/load-kms';
 import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
+import type { SecretsDatabase } from './secrets.database';
 
 /**
  * Operator command: `node --import tsx apps/secrets/src/rotate-kek.ts [--resume]` creates a new KEK
@@ -10,7 +11,7 @@ import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
  * configuration. Safe to kill and run again with --resume. Prints one JSON line.
  */
 const config = loadSettingsOrExit(() => loadSecretsConfig(process.env));
-const db = createDatabase(config.DATABASE_URL, { max: 2 });
+const db = createDatabase<SecretsDatabase>(config.DATABASE_URL, { max: 2 });
 const kms = await loadKms(config);
 try {
   // No cache: a one-off command re-wraps each key once.

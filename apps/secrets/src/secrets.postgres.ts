@@ -1,7 +1,8 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type Transaction } from 'kysely';
+import type { SecretsDatabase } from './secrets.database';
 import type { DataKeyRewrappedData, SecretExpiredData, SecretVersionDestroyedData, SecretVersionWrittenData } from './domain/secret.decider';
 
-type Db = Kysely<any> | Transaction<any>;
+type Db = Kysely<SecretsDatabase> | Transaction<SecretsDatabase>;
 
 /** One row of the secret_versions read model, joined with its data key when that still exists. */
 export interface SecretVersionRow {
@@ -21,8 +22,8 @@ export interface SecretVersionRow {
   owner_workspace_id: string | null;
 }
 
-/** Creates the secrets service's read model tables (idempotent). */
-export async function migrateSecretsReadModel(db: Kysely<any>, schema: string): Promise<void> {
+/** Creates the secrets service's read model tables (idempotent: part of migration 0001). */
+export async function migrateSecretsReadModel(db: QueryExecutorProvider, schema: string): Promise<void> {
   const s = sql.id(schema);
   await sql`create table if not exists ${s}.secret_versions (
     coordinate text primary key,

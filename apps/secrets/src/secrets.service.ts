@@ -45,6 +45,7 @@ import {
   writtenBy,
   type SecretVersionRow,
 } from './secrets.postgres';
+import type { SecretsDatabase } from './secrets.database';
 
 /** Who asks, as recorded in events: a service identity and, optionally, on whose behalf. */
 export interface Actor {
@@ -98,8 +99,8 @@ export interface VersionInfo {
 export interface SecretsServiceDeps {
   /** Workspaces with a hydration metric series of their own (default {@link DEFAULT_HYDRATION_METRIC_WORKSPACES}). */
   hydrationMetricWorkspaces?: number;
-  db: Kysely<any>;
-  store: EventStore;
+  db: Kysely<SecretsDatabase>;
+  store: EventStore<SecretsDatabase>;
   kms: KeyManagementService;
   schema: string;
   coordinatePrefix: string;
@@ -872,7 +873,7 @@ export type SecretsService = ReturnType<typeof createSecretsService>;
 /** The service as its configuration describes it: what main.ts and the rotate-kek command share. */
 export function secretsServiceFromConfig(
   config: SecretsConfig,
-  parts: { db: Kysely<any>; store: EventStore; kms: KeyManagementService; cacheEntries?: number },
+  parts: { db: Kysely<SecretsDatabase>; store: EventStore<SecretsDatabase>; kms: KeyManagementService; cacheEntries?: number },
 ): SecretsService {
   return createSecretsService({
     ...parts,

@@ -21,11 +21,11 @@ import { airbyteConnectors } from './connectors/airbyte-command';
 import { startConsumers } from './consumers';
 import { createSyncRunner, defaultJobSettings, type SyncRunner } from './sync-runner';
 import { syncGrpcService } from './sync.grpc';
-import { migrateSyncReadModel } from './sync.postgres';
 import { createConfigService, type ConfigService } from '../../config/src/config.service';
 import { migrateConfigReadModel } from '../../config/src/config.postgres';
 import { inProcessSecretsPort, startInProcessSecretsService } from '../../secrets/src/in-process';
 import type { SecretsService } from '../../secrets/src/secrets.service';
+import { syncMigrations } from './sync.migrations';
 
 // The job lifecycle of sync, check and discover jobs: the sync runner's scheduler in this process,
 // the Airbyte-protocol test source and destination as real child processes, real Postgres and NATS
@@ -215,7 +215,7 @@ describe('job lifecycle: cancel, timeout, retries to the dead letter, records pe
     definitions.source = await register('airbyte:test-source', 'source', sourceSpec);
     definitions.destination = await register('airbyte:test-destination', 'destination', destinationSpec);
 
-    runtime = await startRuntime({ service: 'sync', appName: 'coffer-sync-jobs-test', databaseUrl: tdb.url, schema, natsUrl: testNatsUrl(), namespace: ns, logger, redactor, migrate: migrateSyncReadModel });
+    runtime = await startRuntime({ service: 'sync', appName: 'coffer-sync-jobs-test', databaseUrl: tdb.url, schema, natsUrl: testNatsUrl(), namespace: ns, logger, redactor, migrations: syncMigrations });
     const airbyte = airbyteConnectors({
       commands: {
         'test-source': [process.execPath, '--import', tsx, join(testing, 'test-source.ts')],

@@ -18,7 +18,8 @@ import { createRevocationHandler } from './oauth/revocation-requests';
 import { createApiProxy } from './proxy/api-proxy';
 import { createSyncRunner } from './sync-runner';
 import { syncGrpcService } from './sync.grpc';
-import { migrateSyncReadModel } from './sync.postgres';
+import type { SyncDatabase } from './sync.database';
+import { syncMigrations } from './sync.migrations';
 
 const config = loadSettingsOrExit(() => loadSyncWorkerConfig(process.env));
 const telemetry = await startTelemetry({ serviceName: 'coffer-sync-worker', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, prometheus: Boolean(config.SYNC_WORKER_METRICS_ADDRESS) });
@@ -29,7 +30,7 @@ const logger = createLogger({ service: 'sync-worker', level: config.LOG_LEVEL, r
 logSecurityFindings(logger, config);
 
 try {
-  const runtime = await startRuntime({
+  const runtime = await startRuntime<SyncDatabase>({
     service: 'sync',
     appName: 'coffer-sync-worker',
     databaseUrl: config.DATABASE_URL,
@@ -40,7 +41,8 @@ try {
     logger,
     redactor,
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
-    migrate: migrateSyncReadModel,
+    migrations: syncMigrations,
+    migrationMode: config.COFFER_MIGRATIONS,
   });
   // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
   const tls = mtlsFromEnv(config);

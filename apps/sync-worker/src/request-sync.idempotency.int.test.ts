@@ -10,14 +10,14 @@ import { startRuntime, type ServiceRuntime } from '@coffer/runtime';
 import { createLogger, createRedactor } from '@coffer/telemetry';
 import { createTestDatabase, deleteStreams, testNatsUrl, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import { createConfigService, type ConfigService } from '../../config/src/config.service';
-import { migrateConfigReadModel } from '../../config/src/config.postgres';
+import { configMigrations } from '../../config/src/config.migrations';
 import { inProcessSecretsPort, startInProcessSecretsService } from '../../secrets/src/in-process';
 import { createCheckRunner } from './check-runner';
 import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { startConsumers } from './consumers';
 import { createSyncRunner, defaultJobSettings } from './sync-runner';
-import { migrateSyncReadModel } from './sync.postgres';
+import { syncMigrations } from './sync.migrations';
 
 // RequestSync retried with one request_id, end to end through real services in one process: config
 // (its relay publishing to NATS), secrets, and the sync worker consuming SyncRequested and running
@@ -57,7 +57,7 @@ describe('sync worker: RequestSync retried with one request_id runs one sync', (
       namespace: ns,
       logger: quiet('config'),
       redactor: createRedactor(),
-      migrate: migrateConfigReadModel,
+      migrations: configMigrations,
     });
     const secrets = await startInProcessSecretsService({ db: configRuntime.db, namespace: ns });
     config = createConfigService({
@@ -83,7 +83,7 @@ describe('sync worker: RequestSync retried with one request_id runs one sync', (
       namespace: ns,
       logger,
       redactor,
-      migrate: migrateSyncReadModel,
+      migrations: syncMigrations,
     });
     const deps = {
       db: syncRuntime.db,

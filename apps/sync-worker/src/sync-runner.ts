@@ -28,6 +28,7 @@ import {
   staleJobs,
   stateVersion,
 } from './sync.postgres';
+import type { SyncDatabase } from './sync.database';
 
 /** The sync plan config gives for a connection: partial configs only. */
 export interface SyncPlan {
@@ -64,8 +65,8 @@ export interface JobSettings {
 
 /** What the sync runner is composed from; config and secrets are reached through `ports`. */
 export interface SyncRunnerDeps {
-  db: Kysely<any>;
-  store: EventStore;
+  db: Kysely<SyncDatabase>;
+  store: EventStore<SyncDatabase>;
   schema: string;
   namespace: MessagingNamespace;
   ports: SyncPorts;
@@ -140,7 +141,7 @@ export function createSyncRunner(deps: SyncRunnerDeps) {
   }
 
   /** The append of one decided event with its projection and integration events. */
-  function optionsFor(event: SyncJobEvent, state: SyncJobState, traceparent?: string): AppendOptions {
+  function optionsFor(event: SyncJobEvent, state: SyncJobState, traceparent?: string): AppendOptions<SyncDatabase> {
     const jobId = state.jobId!;
     const connectionId = state.connectionId!;
     if (event.type === 'SyncJobRequested' ? event.data.kind && event.data.kind !== 'sync' : state.kind !== 'sync') return checkOptionsFor(event, state, traceparent);

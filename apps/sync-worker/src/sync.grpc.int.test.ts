@@ -3,14 +3,14 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syncV1 } from '@coffer/contracts';
-import { migrateEventStore } from '@coffer/event-store';
 import { createGrpcServer, createPromiseClient, type GrpcServer } from '@coffer/rpc';
-import { createDatabase } from '@coffer/runtime';
+import { applyMigrations, createDatabase } from '@coffer/runtime';
 import { createLogger } from '@coffer/telemetry';
 import { createTestDatabase, type TestDatabase } from '@coffer/testing';
 import { createTokenVerifier, TOKEN_TYPES } from '@coffer/tokens';
 import { syncGrpcService } from './sync.grpc';
-import { migrateSyncReadModel, projectJobFailed, projectJobRequested, projectJobStarted, projectJobSucceeded } from './sync.postgres';
+import { projectJobFailed, projectJobRequested, projectJobStarted, projectJobSucceeded } from './sync.postgres';
+import { syncMigrations } from './sync.migrations';
 
 const schema = 'sync';
 const ISSUER = 'coffer-auth';
@@ -39,8 +39,7 @@ describe('coffer.sync.v1.SyncService/GetSyncJob over gRPC, against the sync_jobs
   beforeAll(async () => {
     tdb = await createTestDatabase('coffer_sync_grpc');
     db = createDatabase(tdb.url);
-    await migrateEventStore(db, schema);
-    await migrateSyncReadModel(db, schema);
+    await applyMigrations(db, schema, syncMigrations);
     const { publicKey, privateKey } = await generateKeyPair('EdDSA', { extractable: true });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'test', alg: 'EdDSA', use: 'sig' };
     sign = (role) =>

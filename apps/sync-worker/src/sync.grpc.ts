@@ -5,6 +5,7 @@ import type { ApiProxy } from './proxy/api-proxy';
 import type { CodeExchange } from './oauth/code-exchange';
 import type { SyncRunner } from './sync-runner';
 import { findJob, listJobs, type JobCursor, type SyncJobRow } from './sync.postgres';
+import type { SyncDatabase } from './sync.database';
 
 const statusOf = {
   running: syncV1.SyncJobStatus.SYNC_JOB_STATUS_RUNNING,
@@ -15,7 +16,7 @@ const statusOf = {
 } as const;
 
 /** gRPC handlers of coffer.sync.v1.SyncService. */
-export function syncGrpcService(db: Kysely<any>, schema: string, runner?: Pick<SyncRunner, 'cancel'>, proxy?: Pick<ApiProxy, 'send'>, codeExchange?: CodeExchange): ServiceRegistration {
+export function syncGrpcService(db: Kysely<SyncDatabase>, schema: string, runner?: Pick<SyncRunner, 'cancel'>, proxy?: Pick<ApiProxy, 'send'>, codeExchange?: CodeExchange): ServiceRegistration {
   return defineService(syncV1.SyncServiceService, 'coffer.sync.v1.SyncService', {
     getSyncJob: {
       permission: 'sync.read',

@@ -17,7 +17,8 @@ import { createEgressPolicy } from './connectors/egress-policy';
 import { builtinConnectors } from './connectors/registry';
 import { deadLetterSubject, startConsumers } from './consumers';
 import { createSyncRunner, defaultJobSettings, type SyncPlan, type SyncRunner } from './sync-runner';
-import { findJob, migrateSyncReadModel } from './sync.postgres';
+import { findJob } from './sync.postgres';
+import { syncMigrations } from './sync.migrations';
 import { createConfigService, type ConfigService } from '../../config/src/config.service';
 import { migrateConfigReadModel } from '../../config/src/config.postgres';
 import { inProcessSecretsPort, startInProcessSecretsService } from '../../secrets/src/in-process';
@@ -251,7 +252,7 @@ describe('sync worker: SyncRequested through NATS, Postgres and the built-in con
       namespace: ns,
       logger,
       redactor,
-      migrate: migrateSyncReadModel,
+      migrations: syncMigrations,
     });
     const builtin = allowLocal();
     // What a production worker runs: the default policy, with no allow-list.

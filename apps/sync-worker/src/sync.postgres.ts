@@ -1,4 +1,5 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider, type Transaction } from 'kysely';
+import type { SyncDatabase } from './sync.database';
 import type {
   SyncJobAttemptFailedData,
   SyncJobCancelledData,
@@ -8,10 +9,10 @@ import type {
   SyncJobSucceededData,
 } from './domain/sync-job.decider';
 
-type Db = Kysely<any> | Transaction<any>;
+type Db = Kysely<SyncDatabase> | Transaction<SyncDatabase>;
 
-/** Creates the sync_jobs read model, the job leases and the OAuth credential state (idempotent). */
-export async function migrateSyncReadModel(db: Kysely<any>, schema: string): Promise<void> {
+/** Creates the sync_jobs read model, the job leases and the OAuth credential state (idempotent: part of migration 0001). */
+export async function migrateSyncReadModel(db: QueryExecutorProvider, schema: string): Promise<void> {
   await sql`create table if not exists ${sql.id(schema)}.sync_jobs (
     job_id uuid primary key,
     connection_id uuid not null,
@@ -30,13 +31,9 @@ export async function migrateSyncReadModel(db: Kysely<any>, schema: string): Pro
     sql`worker_id text`,
     sql`heartbeat_at timestamptz`,
     sql`failure_code text`,
-    // sync, check or discover; a check or discover job has no connection.
-    sql`kind text not null default 'sync'`,
-    sql`records_per_stream jsonb`,
   ]) {
     await sql`alter table ${sql.id(schema)}.sync_jobs add column if not exists ${column}`.execute(db);
   }
-  await sql`alter table ${sql.id(schema)}.sync_jobs alter column connection_id drop not null`.execute(db);
   await sql`create index if not exists sync_jobs_due on ${sql.id(schema)}.sync_jobs (next_attempt_at) where status = 'queued'`.execute(db);
   await sql`create index if not exists sync_jobs_running on ${sql.id(schema)}.sync_jobs (connection_id) where status = 'running'`.execute(db);
   // The coordinates an OAuth credential's fields were last refreshed to (metadata only, never a value),
@@ -51,6 +48,16 @@ export async function migrateSyncReadModel(db: Kysely<any>, schema: string): Pro
     lease_until timestamptz,
     refreshes int not null default 0
   )`.execute(db);
+}
+
+/**
+ * Migration 0002: check and discover jobs in sync_jobs (a kind, no connection), records per stream,
+ * and the committed state of each stream of a connection (incremental syncs).
+ */
+export async function migrateJobKindsAndStreamState(db: QueryExecutorProvider, schema: string): Promise<void> {
+  // sync, check or discover; a check or discover job has no connection.
+  await sql`alter table ${sql.id(schema)}.sync_jobs add column if not exists kind text not null default 'sync', add column if not exists records_per_stream jsonb`.execute(db);
+  await sql`alter table ${sql.id(schema)}.sync_jobs alter column connection_id drop not null`.execute(db);
   // The last committed state of each stream of a connection (projection of StreamStateCommitted), and
   // the version of the connection's state stream, which each commit appends at.
   await sql`create table if not exists ${sql.id(schema)}.stream_states (
@@ -85,7 +92,7 @@ export interface StreamStateCommittedData {
  * transaction: a state is committed only by the attempt the job belongs to (not by a replica that
  * was failed over while it ran on).
  */
-export async function holdsJob(trx: Transaction<any>, schema: string, jobId: string, workerId: string, attempt: number): Promise<boolean> {
+export async function holdsJob(trx: Transaction<SyncDatabase>, schema: string, jobId: string, workerId: string, attempt: number): Promise<boolean> {
   const r = await sql`select 1 from ${sql.id(schema)}.sync_jobs where job_id = ${jobId} and worker_id = ${workerId} and attempts = ${attempt} and status = 'running' for update`.execute(trx);
   return r.rows.length > 0;
 }
@@ -187,7 +194,7 @@ export async function projectJobCancelled(trx: Db, schema: string, e: SyncJobCan
  * replicas skip it). A transaction-scoped advisory lock on the connection makes the "no running job"
  * check and the start one step across replicas: one job at a time per connection.
  */
-export async function claimDueJob(trx: Transaction<any>, schema: string): Promise<{ job_id: string } | undefined> {
+export async function claimDueJob(trx: Transaction<SyncDatabase>, schema: string): Promise<{ job_id: string } | undefined> {
   const candidates = await sql<{ job_id: string; connection_id: string | null }>`
     select job_id, connection_id from ${sql.id(schema)}.sync_jobs
     where status = 'queued' and next_attempt_at <= now()

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
+import type { EventStoreDatabase } from './event-store-database';
 import { quotedSchema } from './event-store-schema';
 
 /** The `prev_hash` of the first event of a log. */
@@ -47,7 +48,7 @@ export type ChainVerdict =
  * Walks a schema's log in order, recomputing every hash of every chain (the main one and any a
  * stream was given of its own); reports the first event whose link is broken.
  */
-export async function verifyEventChain(db: Kysely<any>, schema: string, options: { batchSize?: number } = {}): Promise<ChainVerdict> {
+export async function verifyEventChain(db: Kysely<EventStoreDatabase>, schema: string, options: { batchSize?: number } = {}): Promise<ChainVerdict> {
   const s = quotedSchema(schema);
   const batchSize = options.batchSize ?? 1000;
   const last = new Map<string, string>();

@@ -10,7 +10,7 @@ const schema = 'es_test';
 describe('event store on real Postgres', () => {
   let tdb: TestDatabase;
   let db: Kysely<any>;
-  let store: EventStore;
+  let store: EventStore<any>;
 
   beforeAll(async () => {
     tdb = await createTestDatabase('coffer_es');

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { context, propagation } from '@opentelemetry/api';
 import { sql, type Kysely, type Transaction } from 'kysely';
+import type { EventStoreDatabase } from './event-store-database';
 import { CofferError } from '@coffer/contracts';
 import { GENESIS_HASH, chainHash } from './event-chain';
 import { outboxChannel, quotedSchema } from './event-store-schema';
@@ -63,10 +64,10 @@ export interface RecordedEvent {
  */
 export type AppendedEvent = Omit<RecordedEvent, 'globalPosition' | 'transactionId'>;
 
-/** What runs inside the append's transaction. */
-export interface AppendOptions {
+/** What runs inside the append's transaction; `DB` is the tables of the service's schema, for its projections. */
+export interface AppendOptions<DB = EventStoreDatabase> {
   /** Inline projections: update read models with the recorded events, in the same transaction. */
-  project?: (trx: Transaction<any>, recorded: RecordedEvent[]) => Promise<unknown>;
+  project?: (trx: Transaction<DB>, recorded: RecordedEvent[]) => Promise<unknown>;
   /** Integration events to publish once the transaction commits (the transactional outbox). */
   outbox?: (appended: AppendedEvent[]) => OutboxMessage[];
 }
@@ -86,11 +87,11 @@ export interface StreamAppend {
 }
 
 /** What runs inside a multi-stream append's transaction. */
-export interface AppendManyOptions {
+export interface AppendManyOptions<DB = EventStoreDatabase> {
   /** Rows per statement (events and outbox); default 100. */
   batchSize?: number;
   /** Inline projections over every recorded event, in append order. */
-  project?: (trx: Transaction<any>, recorded: RecordedEvent[]) => Promise<unknown>;
+  project?: (trx: Transaction<DB>, recorded: RecordedEvent[]) => Promise<unknown>;
   /** Integration events to publish once the transaction commits. */
   outbox?: (appended: AppendedEvent[]) => OutboxMessage[];
 }
@@ -104,24 +105,24 @@ export interface LogPosition {
 /** The start of the log. */
 export const LOG_START: LogPosition = { transactionId: '0', globalPosition: '0' };
 
-/** An append-only event log in one Postgres schema. */
-export interface EventStore {
+/** An append-only event log in one Postgres schema; `DB` is the tables of that schema, which projections see. */
+export interface EventStore<DB = EventStoreDatabase> {
   /** Appends events with an expected version, runs projections and fills the outbox, all in one transaction. */
-  append(streamId: string, expected: ExpectedVersion, events: NewEvent[], options?: AppendOptions): Promise<AppendResult>;
+  append(streamId: string, expected: ExpectedVersion, events: NewEvent[], options?: AppendOptions<DB>): Promise<AppendResult>;
   /** The same as `append`, inside a transaction the caller owns (to append to several streams at once). */
   appendInTransaction(
-    trx: Transaction<any>,
+    trx: Transaction<DB>,
     streamId: string,
     expected: ExpectedVersion,
     events: NewEvent[],
-    options?: AppendOptions,
+    options?: AppendOptions<DB>,
   ): Promise<AppendResult>;
   /**
    * Appends to several streams at once inside the caller's transaction, each with its expected
    * version, in a bounded number of statements: the stream locks and versions are taken in one
    * statement each, events and outbox rows are inserted `batchSize` rows at a time.
    */
-  appendManyInTransaction(trx: Transaction<any>, appends: StreamAppend[], options?: AppendManyOptions): Promise<RecordedEvent[]>;
+  appendManyInTransaction(trx: Transaction<DB>, appends: StreamAppend[], options?: AppendManyOptions<DB>): Promise<RecordedEvent[]>;
   /**
    * Appends events to several streams at their current versions, all or nothing. When each stream
    * is its own chain (`chainOf(id) === id`), without a transaction or a lock: one statement reads every stream's head, one inserts every event, its
@@ -130,7 +131,7 @@ export interface EventStore {
    * it read again; after a few such conflicts (and for streams of a shared chain) it takes the
    * locks in a transaction, as `appendManyInTransaction`.
    */
-  appendToOwnChains(appends: { streamId: string; events: NewEvent[] }[], options?: Pick<AppendManyOptions, 'outbox'>): Promise<RecordedEvent[]>;
+  appendToOwnChains(appends: { streamId: string; events: NewEvent[] }[], options?: Pick<AppendManyOptions<DB>, 'outbox'>): Promise<RecordedEvent[]>;
   /** Every event of one stream in order; `currentVersion` is 0 for a stream that does not exist. */
   readStream(streamId: string): Promise<{ currentVersion: number; events: RecordedEvent[] }>;
   /**
@@ -199,7 +200,7 @@ const EVENT_COLUMNS = sql.raw(
 );
 
 /** Creates the event store of one schema (migrated by `migrateEventStore`). */
-export function createEventStore(db: Kysely<any>, options: EventStoreOptions): EventStore {
+export function createEventStore<DB extends EventStoreDatabase = EventStoreDatabase>(db: Kysely<DB>, options: EventStoreOptions): EventStore<DB> {
   const s = quotedSchema(options.schema);
   const chainOf = options.chainOf ?? (() => MAIN_CHAIN);
   // The main chain keeps the lock key it always had, so replicas of older and newer builds agree.
@@ -211,12 +212,12 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
    * Takes the advisory locks of `keys` in their order, in one statement (the subquery keeps the
    * order: chain locks first, always, so transactions appending to several streams cannot deadlock).
    */
-  async function lockInOrder(trx: Transaction<any>, keys: string[]): Promise<void> {
+  async function lockInOrder(trx: Transaction<DB>, keys: string[]): Promise<void> {
     await sql`select pg_advisory_xact_lock(hashtextextended(s.k, 0)) from (select k from unnest(${keys}::text[]) with ordinality as t(k, n) order by n offset 0) s`.execute(trx);
   }
 
   /** The current version of each stream and the last hash of each chain, in one statement (after the locks). */
-  async function readHeads(trx: Transaction<any>, streamIds: string[], chains: string[]): Promise<{ versions: Map<string, number>; hashes: Map<string, string> }> {
+  async function readHeads(trx: Transaction<DB>, streamIds: string[], chains: string[]): Promise<{ versions: Map<string, number>; hashes: Map<string, string> }> {
     const { rows } = await sql<{ kind: 'v' | 'h'; key: string; value: string | null }>`
       select 'v' as kind, stream_id as key, max(stream_version)::text as value from ${s}.events where stream_id = any(${streamIds}::text[]) group by stream_id
       union all
@@ -236,7 +237,7 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
    * delivers the notification only when (and if) the transaction commits, so the relay wakes as soon
    * as the outbox rows are readable; several in one transaction are folded into one.
    */
-  async function insertChained(trx: Transaction<any> | Kysely<any>, events: (AppendedEvent & { chain: string })[], messages: OutboxMessage[], batchSize: number): Promise<RecordedEvent[]> {
+  async function insertChained(trx: Transaction<DB> | Kysely<DB>, events: (AppendedEvent & { chain: string })[], messages: OutboxMessage[], batchSize: number): Promise<RecordedEvent[]> {
     const recorded: RecordedEvent[] = [];
     const statements = Math.max(1, Math.ceil(events.length / batchSize), Math.ceil(messages.length / batchSize));
     for (let k = 0; k < statements; k++) {
@@ -277,11 +278,11 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
   }
 
   async function appendInTransaction(
-    trx: Transaction<any>,
+    trx: Transaction<DB>,
     streamId: string,
     expected: ExpectedVersion,
     events: NewEvent[],
-    appendOptions: AppendOptions = {},
+    appendOptions: AppendOptions<DB> = {},
   ): Promise<AppendResult> {
     if (!streamId) throw new CofferError('invalid_argument', 'stream id must not be empty');
     if (expected !== 'any' && (!Number.isInteger(expected) || expected < 0)) {
@@ -305,7 +306,7 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
     return { nextExpectedVersion: current + events.length, recorded };
   }
 
-  async function appendManyInTransaction(trx: Transaction<any>, appends: StreamAppend[], manyOptions: AppendManyOptions = {}): Promise<RecordedEvent[]> {
+  async function appendManyInTransaction(trx: Transaction<DB>, appends: StreamAppend[], manyOptions: AppendManyOptions<DB> = {}): Promise<RecordedEvent[]> {
     const batchSize = manyOptions.batchSize ?? DEFAULT_BATCH_SIZE;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error('batchSize must be a positive integer');
     const ids = appends.map((a) => a.streamId);
@@ -371,7 +372,7 @@ export function createEventStore(db: Kysely<any>, options: EventStoreOptions): E
     return undefined;
   }
 
-  async function appendToOwnChains(appends: { streamId: string; events: NewEvent[] }[], manyOptions: Pick<AppendManyOptions, 'outbox'> = {}): Promise<RecordedEvent[]> {
+  async function appendToOwnChains(appends: { streamId: string; events: NewEvent[] }[], manyOptions: Pick<AppendManyOptions<DB>, 'outbox'> = {}): Promise<RecordedEvent[]> {
     const byStream = new Map<string, NewEvent[]>();
     for (const a of appends) {
       if (!a.streamId) throw new CofferError('invalid_argument', 'stream id must not be empty');

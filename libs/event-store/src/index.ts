@@ -15,7 +15,8 @@ export {
   type RecordedEvent,
   type StreamAppend,
 } from './event-store';
-export { migrateEventStore } from './event-store-schema';
+export { createEventStoreTables, migrateEventStore } from './event-store-schema';
+export type { EventStoreDatabase, EventsTable, InboxTable, OutboxCheckpointsTable, OutboxTable } from './event-store-database';
 export { createOutboxRelay, outboxBacklog, type OutboxRelay, type OutboxRelayOptions } from './outbox-relay';
 export { recordInbox } from './inbox';
 export { GENESIS_HASH, chainHash, verifyEventChain, type ChainVerdict, type ChainedContent } from './event-chain';

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { sql, type Kysely } from 'kysely';
+import type { EventStoreDatabase } from './event-store-database';
 import type pg from 'pg';
 import { outboxChannel, quotedSchema } from './event-store-schema';
 import type { OutboxMessage } from './event-store';
@@ -90,7 +91,7 @@ const MAX_ROUND_MS = 100;
  * LISTEN connection is down it polls at the fallback interval. The loop never ends on an error: it
  * reports it, backs off and tries again.
  */
-export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions): OutboxRelay {
+export function createOutboxRelay(db: Kysely<EventStoreDatabase>, options: OutboxRelayOptions): OutboxRelay {
   const s = quotedSchema(options.schema);
   const pollMs = options.pollIntervalMs ?? 1000;
   const fallbackPollMs = options.fallbackPollIntervalMs ?? 100;
@@ -283,7 +284,7 @@ export function createOutboxRelay(db: Kysely<any>, options: OutboxRelayOptions):
  * How many outbox messages wait behind the relay's checkpoint `name` (for the backlog metric),
  * counted up to `limit` so a long backlog costs a bounded scan.
  */
-export async function outboxBacklog(db: Kysely<any>, schema: string, name: string, limit = 100_000): Promise<number> {
+export async function outboxBacklog(db: Kysely<EventStoreDatabase>, schema: string, name: string, limit = 100_000): Promise<number> {
   const s = quotedSchema(schema);
   const { rows } = await sql<{ n: number }>`
     select count(*)::int as n from (

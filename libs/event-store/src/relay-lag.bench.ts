@@ -28,7 +28,7 @@ import pg from 'pg';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { createJetStreamPublisher } from '@coffer/messaging';
-import { createEventStore, createOutboxRelay, migrateEventStore, type OutboxMessage } from './index';
+import { createEventStore, createOutboxRelay, migrateEventStore, type EventStoreDatabase, type OutboxMessage } from './index';
 
 /** Milliseconds on the wall clock, comparable between the writer's and the subscriber's processes. */
 const wallNow = () => performance.timeOrigin + performance.now();
@@ -108,7 +108,7 @@ dbUrl.pathname = `/${database}`;
 const pool = new pg.Pool({ connectionString: dbUrl.toString(), max: writers + 2 });
 pool.on('error', () => undefined);
 pool.on('connect', (client) => client.on('error', () => undefined));
-const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
+const db = new Kysely<EventStoreDatabase>({ dialect: new PostgresDialect({ pool }) });
 const nc = await connect({ servers: natsUrl, name: 'relay-lag-bench' });
 const jsm = await jetstreamManager(nc);
 

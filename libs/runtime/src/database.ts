@@ -1,5 +1,11 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type ColumnType } from 'kysely';
 import pg from 'pg';
+
+/** A `timestamptz` column of a `Database` interface: read as a Date, written as a Date or an ISO string. */
+export type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+/** A nullable `timestamptz` column (null when not given on insert). */
+export type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 
 /** Options of {@link createDatabase}. */
 export interface DatabaseOptions {
@@ -19,9 +25,10 @@ export interface DatabaseOptions {
  * 'error' listener ends the process when its connection drops: the pool's listener covers idle
  * connections only, so every client gets its own as it connects, which covers one checked out for a
  * query or a transaction. The query in flight fails (and maps to UNAVAILABLE); the dead connection
- * leaves the pool on release, and the next query opens a new one.
+ * leaves the pool on release, and the next query opens a new one. `DB` is the schema's tables (a
+ * service's `Database` interface).
  */
-export function createDatabase(url: string, options: DatabaseOptions = {}): Kysely<any> {
+export function createDatabase<DB>(url: string, options: DatabaseOptions = {}): Kysely<DB> {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 10,
@@ -40,5 +47,5 @@ export function createDatabase(url: string, options: DatabaseOptions = {}): Kyse
       options.onConnectionError?.(err);
     });
   });
-  return new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -5,6 +5,18 @@ import { streamEnv } from './stream-env';
 /** The values of `COFFER_ENV`: `development` relaxes what only a developer's machine may skip. */
 export const cofferEnvironments = ['development', 'production'] as const;
 
+/** What `<SERVICE>` does with its migrations at start-up (`COFFER_MIGRATIONS`). */
+export const migrationModes = ['apply', 'check'] as const;
+export type MigrationMode = (typeof migrationModes)[number];
+
+/** The `COFFER_MIGRATIONS` setting (in {@link commonEnv}). */
+export const migrationModeSetting = z
+  .enum(migrationModes, { error: 'must be apply or check' })
+  .default('apply')
+  .describe(
+    "`apply`: the service applies its schema's pending migrations at start-up (under kysely's advisory lock, so replicas take turns); `check`: it applies none and refuses to start, naming the pending migration, until `coffer migrate` has run (for deployments that migrate as a separate step, e.g. the Kubernetes Job)",
+  );
+
 /** Settings every service shares; spread into each app's own schema. */
 export const commonEnv = {
   COFFER_ENV: z
@@ -24,6 +36,7 @@ export const commonEnv = {
     .max(3_600_000)
     .default(60_000)
     .describe('how long start-up keeps retrying Postgres (DATABASE_URL), NATS (NATS_URL) and auth\'s JWKS (AUTH_ADDRESS) before the service exits non-zero naming the setting, in ms'),
+  COFFER_MIGRATIONS: migrationModeSetting,
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('pino log level'),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/gRPC endpoint for traces and metrics (pushed every minute); unset, nothing is exported. Services must be started with `--import` of the telemetry preload for gRPC and Postgres spans'),
   COFFER_TLS_CA_FILE: z.string().optional().describe('mutual TLS on every gRPC server and client: PEM file of the CA (all three COFFER_TLS_* files, or none)'),

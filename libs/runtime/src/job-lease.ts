@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type QueryExecutorProvider } from 'kysely';
 import { sqlIdentifier } from './env';
 
 /** What a lease did with one turn of a job. */
@@ -16,18 +16,37 @@ export type JobLease = (job: string, intervalMs: number, run: () => Promise<unkn
  */
 const DUE_SHARE = 0.9;
 
-/** Creates the table of the lease's last runs (idempotent, replicas starting together take turns). */
-export async function migrateJobLease(db: Kysely<any>, schema: string): Promise<void> {
+/** `background_job_runs`: each background job's last successful turn. */
+export interface BackgroundJobRunsTable {
+  job: string;
+  started_at: Date;
+  finished_at: Date;
+  holder: string;
+}
+
+/** The job lease's table, in every service's own schema; each service's `Database` extends it. */
+export interface JobLeaseDatabase {
+  background_job_runs: BackgroundJobRunsTable;
+}
+
+/**
+ * Creates the table of the lease's last runs within the caller's transaction (idempotent: the job
+ * lease's part of each service's migration 0001, adopting a table earlier releases made at start-up).
+ */
+export async function createJobLeaseTable(trx: QueryExecutorProvider, schema: string): Promise<void> {
   const s = sql.id(sqlIdentifier.parse(schema));
-  await db.transaction().execute(async (trx) => {
-    await sql`select pg_advisory_xact_lock(hashtextextended(${`coffer-migrate:${schema}:jobs`}, 0))`.execute(trx);
-    await sql`create table if not exists ${s}.background_job_runs (
-      job text primary key,
-      started_at timestamptz not null,
-      finished_at timestamptz not null,
-      holder text not null
-    )`.execute(trx);
-  });
+  await sql`select pg_advisory_xact_lock(hashtextextended(${`coffer-migrate:${schema}:jobs`}, 0))`.execute(trx);
+  await sql`create table if not exists ${s}.background_job_runs (
+    job text primary key,
+    started_at timestamptz not null,
+    finished_at timestamptz not null,
+    holder text not null
+  )`.execute(trx);
+}
+
+/** Creates the table of the lease's last runs in a transaction of its own (idempotent). */
+export async function migrateJobLease(db: Kysely<JobLeaseDatabase>, schema: string): Promise<void> {
+  await db.transaction().execute((trx) => createJobLeaseTable(trx, schema));
 }
 
 /**
@@ -37,7 +56,7 @@ export async function migrateJobLease(db: Kysely<any>, schema: string): Promise<
  * database's clock, shared by every replica), and otherwise runs the job while holding it. Only a
  * turn that succeeds is recorded: after a failure the next replica to try runs it again.
  */
-export function createJobLease(db: Kysely<any>, schema: string, holder: string): JobLease {
+export function createJobLease(db: Kysely<JobLeaseDatabase>, schema: string, holder: string): JobLease {
   const s = sql.id(sqlIdentifier.parse(schema));
   return (job, intervalMs, run) =>
     db

@@ -4,18 +4,26 @@ import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { MessagingNamespace, ServiceName } from '@coffer/contracts';
-import { createEventStore, createOutboxRelay, migrateEventStore, outboxBacklog, type EventStore, type EventStoreOptions, type OutboxRelay } from '@coffer/event-store';
+import { createEventStore, createOutboxRelay, outboxBacklog, type EventStore, type EventStoreDatabase, type EventStoreOptions, type OutboxRelay } from '@coffer/event-store';
 import { connectNats, createJetStreamPublisher, DEFAULT_STREAM_SETTINGS, ensureServiceStream, type StreamSettings } from '@coffer/messaging';
 import type { Logger, ReadinessCheck, Redactor } from '@coffer/telemetry';
 import { connectionLoss } from '@coffer/contracts';
 import { createDatabase } from './database';
-import { createJobLease, migrateJobLease, type JobLease } from './job-lease';
+import { createJobLease, type JobLease, type JobLeaseDatabase } from './job-lease';
+import type { MigrationMode } from './env';
+import { applyMigrations, assertMigrationsCurrent, type ServiceMigrations } from './migrations';
 import { DEFAULT_STARTUP_WAIT_MS, defaultStartupRetryable, waitForDependency } from './startup-wait';
 
-/** What every service gets from its runtime: its database, event store, NATS and outbox relay. */
-export interface ServiceRuntime {
-  db: Kysely<any>;
-  store: EventStore;
+/** The tables the runtime itself uses in every service's schema: the event store's and the job lease's. */
+export interface RuntimeDatabase extends EventStoreDatabase, JobLeaseDatabase {}
+
+/**
+ * What every service gets from its runtime: its database (typed by the service's `Database`
+ * interface, which extends {@link RuntimeDatabase}), event store, NATS and outbox relay.
+ */
+export interface ServiceRuntime<DB extends RuntimeDatabase = RuntimeDatabase> {
+  db: Kysely<DB>;
+  store: EventStore<DB>;
   nc: NatsConnection;
   namespace: MessagingNamespace;
   relay: OutboxRelay;
@@ -47,8 +55,13 @@ export interface RuntimeOptions {
   startupWaitMs?: number;
   /** Retention, size limits and replicas of the service's own stream, applied at every start (defaults when omitted). */
   stream?: StreamSettings;
-  /** The app's own tables (read models), created after the event store's. */
-  migrate?: (db: Kysely<any>, schema: string) => Promise<void>;
+  /** The service's numbered migrations (its event store, job lease and read models), applied or checked at start-up. */
+  migrations: ServiceMigrations;
+  /**
+   * `apply` (default): apply pending migrations (replicas take turns on kysely's advisory lock);
+   * `check`: apply none, and fail with an error naming the pending migrations (`COFFER_MIGRATIONS`).
+   */
+  migrationMode?: MigrationMode;
   /** Streams that get a hash chain of their own (see `EventStoreOptions.chainOf`). */
   chainOf?: EventStoreOptions['chainOf'];
 }
@@ -77,21 +90,28 @@ function watchNats(nc: NatsConnection, logger: Logger): void {
 
 /**
  * Connects Postgres and NATS (each retried with back-off for up to `startupWaitMs`, naming its
- * setting), migrates, declares the service's stream and starts its outbox relay.
+ * setting), applies its migrations (or, in `check` mode, refuses a schema that is not current),
+ * declares the service's stream and starts its outbox relay.
  */
-export async function startRuntime(options: RuntimeOptions): Promise<ServiceRuntime> {
+export async function startRuntime<DB extends RuntimeDatabase = RuntimeDatabase>(options: RuntimeOptions): Promise<ServiceRuntime<DB>> {
   const { logger } = options;
   const startupWaitMs = options.startupWaitMs ?? DEFAULT_STARTUP_WAIT_MS;
-  const db = createDatabase(options.databaseUrl, {
+  // One pool, seen as the service's tables by the service and as the runtime's own by the runtime:
+  // TypeScript cannot relate kysely instances over a generic table map, though DB extends RuntimeDatabase.
+  const serviceDb = createDatabase<DB>(options.databaseUrl, {
     onConnectionError: (err) =>
       logger.warn({ connection: connectionLoss(err) ?? 'postgres', code: (err as { code?: string }).code }, 'a Postgres connection dropped; the pool opens a new one on next use'),
   });
+  const db = serviceDb as unknown as Kysely<RuntimeDatabase>;
   let nc: NatsConnection | undefined;
   try {
     await waitForDependency(() => sql`select 1`.execute(db), { what: 'Postgres', setting: 'DATABASE_URL', totalMs: startupWaitMs, logger });
-    await migrateEventStore(db, options.schema);
-    await options.migrate?.(db, options.schema);
-    await migrateJobLease(db, options.schema);
+    if (options.migrationMode === 'check') {
+      await assertMigrationsCurrent(db, options.schema, options.migrations);
+    } else {
+      const applied = await applyMigrations(db, options.schema, options.migrations);
+      if (applied.length > 0) logger.info({ schema: options.schema, migrations: applied }, 'applied database migrations');
+    }
     nc = await waitForDependency(
       async (remainingMs) => {
         const conn = await connectNats({ servers: options.natsUrl, name: options.appName, timeoutMs: Math.min(remainingMs, 20_000) });
@@ -106,7 +126,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
       { what: 'NATS JetStream', setting: 'NATS_URL', totalMs: startupWaitMs, logger, retryable: natsRetryable },
     );
     watchNats(nc, logger);
-    const store = createEventStore(db, { schema: options.schema, chainOf: options.chainOf });
+    const store = createEventStore(serviceDb, { schema: options.schema, chainOf: options.chainOf });
     const relay = createOutboxRelay(db, {
       schema: options.schema,
       name: `${options.appName}-outbox`,
@@ -130,7 +150,7 @@ export async function startRuntime(options: RuntimeOptions): Promise<ServiceRunt
     };
     backlog.addCallback(observeBacklog);
     return {
-      db,
+      db: serviceDb,
       store,
       nc: conn,
       namespace: options.namespace,

@@ -65,6 +65,7 @@ export function usageText(): string {
     'Every command takes --json (machine-readable output). Endpoints and credentials come from what',
     '`npm start` wrote in COFFER_HOME (default .coffer/). Exit codes: 0 done, 1 refused or failed, 2 usage.',
     'coffer doctor [--env <service>=<file>]... [--json]: the security self-check (see the README).',
+    'coffer migrate [--check] [--service <name>]...: apply every service\'s database migrations to DATABASE_URL (see the README).',
   ].join('\n');
 }
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CofferError, configV1, secretsV1 } from '@coffer/contracts';
-import { verifyEventChain } from '@coffer/event-store';
+import { verifyEventChain, type EventStoreDatabase } from '@coffer/event-store';
 import { createPromiseClient, createServiceTokenProvider } from '@coffer/rpc';
 import { createDatabase } from '@coffer/runtime';
 import { parseEnvFile, STACK_ENV_DIR_NAME } from '../doctor';
@@ -137,7 +137,7 @@ export async function verifyAudit(targets: AuditTarget[], print: (line: string) 
   for (const target of targets) {
     const database = where(target.url);
     print(`verifying ${target.schemas.join(', ')} in ${database}, from ${target.source}`);
-    const db = createDatabase(target.url, { max: 2, connectionTimeoutMs: 5_000 });
+    const db = createDatabase<EventStoreDatabase>(target.url, { max: 2, connectionTimeoutMs: 5_000 });
     try {
       for (const schema of target.schemas) {
         const verdict = await verifyEventChain(db, schema);

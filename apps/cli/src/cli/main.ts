@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { doctorCommand, STACK_ENV_DIR_NAME } from '../doctor';
 import { cofferHome } from '../home';
+import { migrateCommand } from '../migrate';
 import { parseCommandLine, usageText, UsageError } from './args';
 import { runCommand, type CliContext } from './commands';
 import { isOpsCommand, runOpsCommand } from './commands-ops';
@@ -17,6 +18,13 @@ export async function runCli(argv: readonly string[], ctx: CliContext): Promise<
     // The security self-check keeps its own parser (apps/cli/src/doctor.ts).
     if (argv[0] === 'doctor') {
       return await doctorCommand([...argv.slice(1)], ctx.env, ctx.out, join(ctx.home.dir, STACK_ENV_DIR_NAME)).catch((err: unknown) => {
+        ctx.progress(errorLine(err));
+        return 2;
+      });
+    }
+    // Database migrations: against DATABASE_URL, as an operator or a deployment's Job runs them.
+    if (argv[0] === 'migrate') {
+      return await migrateCommand([...argv.slice(1)], ctx.env, ctx.out).catch((err: unknown) => {
         ctx.progress(errorLine(err));
         return 2;
       });

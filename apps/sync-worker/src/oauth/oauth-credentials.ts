@@ -8,6 +8,7 @@ import type { Logger, Redactor } from '@coffer/telemetry';
 import { ConnectorError, parseObject } from '../connectors/connector';
 import type { EgressPolicy } from '../connectors/egress-policy';
 import { InvalidGrantError, refreshAccessToken, revokeRefreshToken, type OAuthDeclaration, type TokenResponse } from './token-endpoint';
+import type { SyncDatabase } from '../sync.database';
 
 /** The OAuth credential needs the user to authorize again; no retry can fix the job. */
 export class CredentialNeedsReauthorizationError extends ConnectorError {
@@ -33,8 +34,8 @@ export interface CredentialPorts {
 }
 
 export interface OAuthCredentialsDeps {
-  db: Kysely<any>;
-  store: EventStore;
+  db: Kysely<SyncDatabase>;
+  store: EventStore<SyncDatabase>;
   schema: string;
   namespace: MessagingNamespace;
   ports: CredentialPorts;

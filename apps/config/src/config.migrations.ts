@@ -1,0 +1,18 @@
+import { createEventStoreTables } from '@coffer/event-store';
+import { createJobLeaseTable, type ServiceMigrations } from '@coffer/runtime';
+import { migrateConfigReadModel } from './config.postgres';
+import { migrateOAuthFlows } from './oauth-flows.postgres';
+
+/**
+ * The config service's schema changes, in order (`coffer migrate`, or start-up with
+ * COFFER_MIGRATIONS=apply). 0001 makes what start-up made before migrations were numbered, with
+ * `if not exists` throughout, so it adopts a schema an earlier release made.
+ */
+export const configMigrations: ServiceMigrations = {
+  '0001_initial': async (trx, schema) => {
+    await createEventStoreTables(trx, schema);
+    await migrateConfigReadModel(trx, schema);
+    await createJobLeaseTable(trx, schema);
+  },
+  '0002_oauth_flows': (trx, schema) => migrateOAuthFlows(trx, schema),
+};
