@@ -172,7 +172,7 @@ describe('observability over real processes: one RequestSync is one trace, metri
       // auth's own calls here are public (tokens, JWKS): it verifies no token in this run.
       auth: ['rpc_server_duration', 'coffer_outbox_backlog'],
       config: ['rpc_server_duration', 'coffer_outbox_published', 'coffer_outbox_relay_lag', 'coffer_outbox_backlog', 'coffer_tokens_verifications'],
-      secrets: ['rpc_server_duration', 'coffer_kms_duration', 'coffer_secrets_hydrations', 'coffer_tokens_verifications', 'coffer_outbox_backlog'],
+      secrets: ['rpc_server_duration', 'coffer_kms_duration', 'coffer_secrets_hydrations', 'coffer_tokens_verifications', 'coffer_outbox_backlog', 'coffer_secrets_versions_active'],
       'sync-worker': ['coffer_sync_duration', 'coffer_consumer_messages', 'coffer_consumer_duration', 'coffer_consumer_pending', 'coffer_outbox_published'],
     };
     for (const s of services) {
@@ -185,6 +185,8 @@ describe('observability over real processes: one RequestSync is one trace, metri
     const secretsText = (await get(`http://127.0.0.1:${opsPort.secrets}/metrics`)).body;
     expect(secretsText).toMatch(/coffer_kms_duration_count\{[^}]*operation="unwrap"[^}]*outcome="ok"/);
     expect(secretsText).toMatch(/coffer_secrets_hydrations(_total)?\{[^}]*workspace_id="[0-9a-f-]{36}"/);
+    // The source's API token and the destination's password, at least.
+    expect(Number(/^coffer_secrets_versions_active(?:\{[^}]*\})? (\d+)/m.exec(secretsText)?.[1])).toBeGreaterThanOrEqual(2);
     const syncText = (await get(`http://127.0.0.1:${opsPort['sync-worker']}/metrics`)).body;
     expect(syncText).toMatch(/coffer_sync_duration_count\{[^}]*outcome="succeeded"[^}]*\} 1/);
     const configText = (await get(`http://127.0.0.1:${opsPort.config}/metrics`)).body;

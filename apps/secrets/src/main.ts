@@ -9,6 +9,7 @@ import { secretsGrpcService } from './secrets.grpc';
 import type { SecretsDatabase } from './secrets.database';
 import { secretsMigrations } from './secrets.migrations';
 import { secretsChainOf, secretsServiceFromConfig } from './secrets.service';
+import { observeActiveVersions } from './versions-gauge';
 
 const config = loadSettingsOrExit(() => loadSecretsConfig(process.env));
 const telemetry = await startTelemetry({ serviceName: 'coffer-secrets', otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, prometheus: Boolean(config.SECRETS_METRICS_ADDRESS) });
@@ -36,6 +37,7 @@ try {
     chainOf: secretsChainOf,
   });
   const service = secretsServiceFromConfig(config, { db: runtime.db, store: runtime.store, kms });
+  observeActiveVersions(runtime.db, config.SECRETS_DB_SCHEMA);
   const background = startBackgroundJobs(logger, [
     ['expiry sweep', config.SECRETS_EXPIRY_SWEEP_SECONDS * 1000, () => service.expireDue()],
     // Also resumes a re-wrap a crash left half-done.
