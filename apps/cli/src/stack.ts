@@ -101,6 +101,8 @@ export interface Stack {
   kill(name: StackService, signal: NodeJS.Signals): Promise<void>;
   /** Starts one more sync-worker replica (any free port); `stop()` stops it with the rest. */
   addSyncWorker(env?: Record<string, string>): Promise<RunningService>;
+  /** Starts one more replica of any service (any free port), with the first one's settings; `stop()` stops it with the rest. */
+  addReplica(name: StackService, env?: Record<string, string>): Promise<RunningService>;
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -321,6 +323,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     throw err;
   }
 
+  const addReplica = async (name: StackService, env: Record<string, string> = {}): Promise<RunningService> => {
+    const key = `${name.toUpperCase().replace('-', '_')}_GRPC_ADDRESS`;
+    const svc = spawnService(name, { ...envs[name], ...options.serviceEnv?.[name], [key]: `${host}:0`, ...env }, options);
+    replicas.push(svc);
+    svc.port = await waitForPort(svc, timeout, options.signal);
+    svc.address = `${host}:${svc.port}`;
+    return svc;
+  };
+
   return {
     services,
     edge: services.edge,
@@ -344,13 +355,8 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       svc.output.unshift(...old.output);
       return svc;
     },
-    async addSyncWorker(env = {}) {
-      const svc = spawnService('sync-worker', { ...envs['sync-worker'], ...options.serviceEnv?.['sync-worker'], SYNC_WORKER_GRPC_ADDRESS: `${host}:0`, ...env }, options);
-      replicas.push(svc);
-      svc.port = await waitForPort(svc, timeout, options.signal);
-      svc.address = `${host}:${svc.port}`;
-      return svc;
-    },
+    addSyncWorker: (env = {}) => addReplica('sync-worker', env),
+    addReplica,
     async kill(name, signal) {
       const svc = services[name];
       if (svc.process.exitCode !== null || svc.process.signalCode !== null) return;
