@@ -9,7 +9,7 @@ export interface RebuildResult {
 }
 
 /**
- * Rebuilds the `secret_versions` read model from the event log, set-wise (four statements, however
+ * Rebuilds the `secret_versions` read model from the event log, set-wise (three statements of work, however
  * many events), in one transaction: every row from its `SecretVersionWritten`, then the state of the
  * destroyed and expired ones and the KEK version of the re-wrapped ones from their later events.
  *
