@@ -241,27 +241,69 @@ export function createEventStore<DB extends EventStoreDatabase = EventStoreDatab
     const recorded: RecordedEvent[] = [];
     const statements = Math.max(1, Math.ceil(events.length / batchSize), Math.ceil(messages.length / batchSize));
     for (let k = 0; k < statements; k++) {
-      const eventValues = events
-        .slice(k * batchSize, (k + 1) * batchSize)
-        .map(
-          (e) => sql`(${e.eventId}::uuid, ${e.streamId}, ${e.streamVersion}, ${e.type}, ${JSON.stringify(e.data)}::jsonb,
-          ${JSON.stringify(e.metadata)}::jsonb, ${e.recordedAt.toISOString()}::timestamptz, ${e.chain}, ${e.prevHash}, ${e.hash})`,
-        );
-      const outboxValues = messages.slice(k * batchSize, (k + 1) * batchSize).map((m) => sql`(${m.eventId}::uuid, ${m.subject}, ${JSON.stringify(m.headers)}::jsonb, ${m.body})`);
+      const batch = events.slice(k * batchSize, (k + 1) * batchSize);
+      const queued = messages.slice(k * batchSize, (k + 1) * batchSize);
+      // Each table's rows travel as one JSON array, read back in order by json_to_recordset: the
+      // statement's text is the same for any number of rows, and the rows cost one JSON.stringify
+      // instead of ten bound parameters each.
+      const eventRows = JSON.stringify(
+        batch.map((e) => ({
+          event_id: e.eventId,
+          stream_id: e.streamId,
+          stream_version: e.streamVersion,
+          type: e.type,
+          data: e.data,
+          metadata: e.metadata,
+          recorded_at: e.recordedAt.toISOString(),
+          chain: e.chain,
+          prev_hash: e.prevHash,
+          hash: e.hash,
+        })),
+      );
+      const outboxRows = JSON.stringify(queued.map((m) => ({ event_id: m.eventId, subject: m.subject, headers: m.headers, body: m.body })));
       const notify = k === statements - 1 && messages.length > 0;
       const parts = [
-        eventValues.length > 0
+        batch.length > 0
           ? sql`inserted as (insert into ${s}.events (event_id, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash)
-            values ${sql.join(eventValues)} returning ${EVENT_COLUMNS})`
-          : sql`inserted as (select ${EVENT_COLUMNS} from ${s}.events where false)`,
-        ...(outboxValues.length > 0 ? [sql`queued as (insert into ${s}.outbox (event_id, subject, headers, body) values ${sql.join(outboxValues)})`] : []),
+            select r.event_id, r.stream_id, r.stream_version, r.type, r.data, r.metadata, r.recorded_at, r.chain, r.prev_hash, r.hash
+            from rows from (json_to_recordset(${eventRows}::json) as (event_id uuid, stream_id text, stream_version integer, type text, data jsonb,
+              metadata jsonb, recorded_at timestamptz, chain text, prev_hash text, hash text)) with ordinality as r(event_id, stream_id, stream_version, type, data, metadata, recorded_at, chain, prev_hash, hash, n)
+            order by r.n
+            returning event_id::text, global_position::text, transaction_id::text)`
+          : sql`inserted as (select event_id::text, global_position::text, transaction_id::text from ${s}.events where false)`,
+        ...(queued.length > 0
+          ? [
+              sql`queued as (insert into ${s}.outbox (event_id, subject, headers, body)
+                select r.event_id, r.subject, r.headers, r.body
+                from rows from (json_to_recordset(${outboxRows}::json) as (event_id uuid, subject text, headers jsonb, body text)) with ordinality as r(event_id, subject, headers, body, n)
+                order by r.n)`,
+            ]
+          : []),
         ...(notify ? [sql`notified as (select pg_notify(${channel}, '') as n)`] : []),
       ];
       // Data-modifying CTEs always run; the notification's CTE runs because the result reads it.
-      const { rows } = await sql<EventRow>`with ${sql.join(parts)}
+      // Only what the database assigns comes back; the rest is what was inserted (no JSON read back).
+      const { rows } = await sql<{ event_id: string; global_position: string; transaction_id: string }>`with ${sql.join(parts)}
         select inserted.*${notify ? sql`, (select count(*) from notified)::int as notified` : sql``} from inserted`.execute(trx);
-      // Identity values follow the VALUES order, which is the chain order.
-      recorded.push(...rows.map(toRecorded).sort((x, y) => (BigInt(x.globalPosition) < BigInt(y.globalPosition) ? -1 : 1)));
+      const assigned = new Map(rows.map((r) => [r.event_id, r]));
+      // Identity values follow the rows' order (`order by r.n`), which is the chain order.
+      for (const e of events.slice(k * batchSize, (k + 1) * batchSize)) {
+        const r = assigned.get(e.eventId);
+        if (!r) throw new Error(`event ${e.eventId} was not inserted`);
+        recorded.push({
+          globalPosition: r.global_position,
+          eventId: e.eventId,
+          streamId: e.streamId,
+          streamVersion: e.streamVersion,
+          type: e.type,
+          data: e.data,
+          metadata: e.metadata,
+          recordedAt: e.recordedAt,
+          transactionId: r.transaction_id,
+          prevHash: e.prevHash,
+          hash: e.hash,
+        });
+      }
     }
     return recorded;
   }

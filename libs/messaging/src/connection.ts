@@ -21,5 +21,7 @@ export async function connectNats(options: ConnectNatsOptions): Promise<NatsConn
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
   // A service outlives NATS restarts: the outbox relay retries, so the connection must not give up.
-  return connect({ servers, name: options.name, maxReconnectAttempts: -1, ...(options.timeoutMs !== undefined && { timeout: options.timeoutMs }) });
+  // noAsyncTraces: a request (every JetStream publish) then builds no error objects in advance to keep
+  // the caller's stack; a failure still says what failed. It is the client's documented setting for publishers.
+  return connect({ servers, name: options.name, maxReconnectAttempts: -1, noAsyncTraces: true, ...(options.timeoutMs !== undefined && { timeout: options.timeoutMs }) });
 }

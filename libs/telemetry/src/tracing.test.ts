@@ -31,16 +31,31 @@ describe('currentTraceparent', () => {
 });
 
 describe('startTelemetry', () => {
-  it('creates real spans without an exporter', async () => {
+  it('without an exporter, gives a trace it starts real ids but does not record it', async () => {
     const tracer = trace.getTracer('telemetry-test');
-    const tp = await tracer.startActiveSpan('work', async (span) => {
+    const { tp, recording } = await tracer.startActiveSpan('work', async (span) => {
       await new Promise((r) => setTimeout(r, 1));
-      const value = currentTraceparent();
+      const value = { tp: currentTraceparent(), recording: span.isRecording() };
       span.end();
       return value;
     });
-    expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
     expect(tp).not.toMatch(/^00-0{32}/);
+    expect(recording).toBe(false);
+  });
+
+  it('without an exporter, records the spans of a trace its caller sampled, in the caller\'s trace', () => {
+    const parent = trace.wrapSpanContext({ traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: TraceFlags.SAMPLED });
+    const { tp, recording } = context.with(trace.setSpan(context.active(), parent), () =>
+      trace.getTracer('telemetry-test').startActiveSpan('child', (span) => {
+        const value = { tp: currentTraceparent(), recording: span.isRecording() };
+        span.end();
+        return value;
+      }),
+    );
+    expect(tp).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    expect(tp).not.toContain('b7ad6b7169203331');
+    expect(recording).toBe(true);
   });
 
   it('puts the active trace and span ids into log lines', () => {

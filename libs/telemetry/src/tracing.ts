@@ -3,7 +3,7 @@ import { context, defaultTextMapGetter, defaultTextMapSetter, metrics, ROOT_CONT
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
-import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { AlwaysOffSampler, BatchSpanProcessor, ParentBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 
@@ -31,8 +31,9 @@ const w3c = new W3CTraceContextPropagator();
 
 /**
  * Starts OpenTelemetry: the tracer and meter providers, the W3C propagator and the async context.
- * Spans are always created (so trace ids reach logs and event headers) but exported only when an
- * endpoint is given; metrics are pushed over OTLP with the endpoint and kept for a scrape with
+ * Spans always carry a trace context (so trace ids reach logs and event headers), but are recorded
+ * only when something exports them: with an endpoint every trace is; without one, only the traces a
+ * caller marked sampled (its spans join the caller's trace), never one this service starts; metrics are pushed over OTLP with the endpoint and kept for a scrape with
  * `prometheus`. The gRPC and Postgres instrumentation is registered by the preload module
  * (`--import @coffer/telemetry/preload`), which must run before those packages load.
  */
@@ -55,7 +56,10 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
   // Served by our own HTTP server (with the health endpoints), not the exporter's.
   const prometheus = options.prometheus ? new (await import('@opentelemetry/exporter-prometheus')).PrometheusExporter({ preventServerStart: true }) : undefined;
   if (prometheus) metricReaders.push(prometheus);
-  const tracerProvider = new NodeTracerProvider({ resource, spanProcessors });
+  // Without an exporter a recorded root span would only be built to be dropped: a trace this service
+  // starts is then not sampled (its ids still propagate, with the sampled flag off).
+  const sampler = spanProcessors.length > 0 ? undefined : new ParentBasedSampler({ root: new AlwaysOffSampler() });
+  const tracerProvider = new NodeTracerProvider({ resource, spanProcessors, ...(sampler && { sampler }) });
   // Registers the async-hooks context manager and the propagators along with the provider.
   tracerProvider.register({ propagator: new CompositePropagator({ propagators: [w3c, new W3CBaggagePropagator()] }) });
   const meterProvider = new MeterProvider({ resource, readers: metricReaders });
