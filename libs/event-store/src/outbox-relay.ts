@@ -138,13 +138,18 @@ export function createOutboxRelay(db: Kysely<EventStoreDatabase>, options: Outbo
         const after = last
           ? sql`(${last.transaction_id}::xid8, ${last.position}::bigint)`
           : sql`(select cp.transaction_id, cp.position from ${s}.outbox_checkpoints cp where cp.name = ${options.name})`;
-        const { rows } = await sql<OutboxRow>`
-          select o.position::text, o.event_id::text, o.subject, o.headers, o.body, o.transaction_id::text,
-            o.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) as ready
-          from ${s}.outbox o
-          where (o.transaction_id, o.position) > ${after}
-          order by o.transaction_id, o.position
-          limit ${batchSize}`.execute(trx);
+        // The batch comes back as one JSON array (one parse) rather than a row each.
+        const { rows: batch } = await sql<{ rows: string | null }>`
+          select json_agg(json_build_object('position', b.position::text, 'event_id', b.event_id::text, 'subject', b.subject, 'headers', b.headers,
+              'body', b.body, 'transaction_id', b.transaction_id::text, 'ready', b.ready) order by b.transaction_id, b.position)::text as rows
+          from (
+            select o.position, o.event_id, o.subject, o.headers, o.body, o.transaction_id,
+              o.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) as ready
+            from ${s}.outbox o
+            where (o.transaction_id, o.position) > ${after}
+            order by o.transaction_id, o.position
+            limit ${batchSize}) b`.execute(trx);
+        const rows = batch[0]?.rows ? (JSON.parse(batch[0].rows) as OutboxRow[]) : [];
         const ready = rows.filter((r) => r.ready);
         let batchCount = 0;
         for (let start = 0; start < ready.length && failure === undefined; start += maxInFlight) {
