@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase } from '@coffer/runtime';
@@ -215,5 +215,37 @@ describe('hash-chained, immutable event log', () => {
     expect(await verifyEventChain(db, schema)).toEqual({ ok: true, checked: 39 });
     expect(await store.appendToOwnChains([{ streamId: 'reads-a', events: [] }])).toEqual([]);
     await expect(store.appendToOwnChains([{ streamId: '', events: [{ type: 'Read', data: {} }] }])).rejects.toMatchObject({ code: 'invalid_argument' });
+  });
+
+  it('keeps the heads it appended in memory: its next append reads none; a head another replica moved on is noticed by the key and read again', async () => {
+    const schema = `chain_${uniqueId()}`;
+    await migrateEventStore(db, schema);
+    const headReads: string[] = [];
+    // Two replicas: each its own store, over its own pool, the first counting its head reads.
+    const counted = new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: tdb.url, max: 2 }) }), log: (e) => void (e.query.sql.includes('cross join lateral') && headReads.push(e.query.sql)) });
+    try {
+      const own = (id: string) => id;
+      const one = createEventStore(counted, { schema, chainOf: own });
+      const two = createEventStore(db, { schema, chainOf: own });
+      const batch = (n: number) => ['reads-x', 'reads-y'].map((streamId) => ({ streamId, events: [{ type: 'Read', data: { n } }] }));
+      await one.appendToOwnChains(batch(1));
+      expect(headReads).toHaveLength(1);
+      await one.appendToOwnChains(batch(2));
+      expect(headReads).toHaveLength(1);
+      // The other replica appends: the first one's heads are now behind.
+      await two.appendToOwnChains(batch(3));
+      const recorded = await one.appendToOwnChains(batch(4));
+      expect(recorded.map((e) => [e.streamId, e.streamVersion])).toEqual([['reads-x', 4], ['reads-y', 4]]);
+      expect(headReads).toHaveLength(2);
+      // Alternating and concurrent, every append lands once, in a gapless stream.
+      await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? one : two).appendToOwnChains(batch(5 + i))));
+      for (const id of ['reads-x', 'reads-y']) {
+        const { events } = await two.readStream(id);
+        expect(events.map((e) => e.streamVersion)).toEqual(Array.from({ length: 14 }, (_, i) => i + 1));
+      }
+      expect(await verifyEventChain(db, schema)).toEqual({ ok: true, checked: 28 });
+    } finally {
+      await counted.destroy();
+    }
   });
 });

@@ -163,6 +163,13 @@ const LOCKED_ATTEMPTS = 10;
 // Events (and outbox rows) per insert statement, unless an append says otherwise.
 const DEFAULT_BATCH_SIZE = 100;
 const UNIQUE_VIOLATION = '23505';
+// Heads of own-chain streams kept in memory by `appendToOwnChains` (one per workspace's audit trail, say).
+const OWN_HEADS_KEPT = 10_000;
+
+interface StreamHead {
+  version: number;
+  hash: string;
+}
 
 
 interface EventRow {
@@ -414,6 +421,18 @@ export function createEventStore<DB extends EventStoreDatabase = EventStoreDatab
     return undefined;
   }
 
+  /**
+   * The last (version, hash) of streams of their own chain that this store appended to through
+   * `appendToOwnChains`, most recent last, at most OWN_HEADS_KEPT: the next append of such a stream
+   * needs no read. Only ever behind the log, never ahead: it is set after an insert succeeded.
+   */
+  const ownHeads = new Map<string, StreamHead>();
+  function rememberHead(streamId: string, head: StreamHead): void {
+    ownHeads.delete(streamId);
+    ownHeads.set(streamId, head);
+    if (ownHeads.size > OWN_HEADS_KEPT) ownHeads.delete(ownHeads.keys().next().value!);
+  }
+
   async function appendToOwnChains(appends: { streamId: string; events: NewEvent[] }[], manyOptions: Pick<AppendManyOptions<DB>, 'outbox'> = {}): Promise<RecordedEvent[]> {
     const byStream = new Map<string, NewEvent[]>();
     for (const a of appends) {
@@ -426,18 +445,33 @@ export function createEventStore<DB extends EventStoreDatabase = EventStoreDatab
     // A stream that joins another chain must wait for that chain's lock: the locked path below.
     if (total <= DEFAULT_BATCH_SIZE && ids.every((id) => chainOf(id) === id)) {
       for (let attempt = 1; attempt <= OWN_CHAIN_ATTEMPTS; attempt++) {
-        const { rows } = await sql<{ stream_id: string; v: number; hash: string }>`
-          select c.id as stream_id, h.v, h.hash from unnest(${ids}::text[]) as c(id)
-          cross join lateral (select e.stream_version as v, e.hash from ${s}.events e where e.stream_id = c.id order by e.stream_version desc limit 1) h`.execute(db);
-        const heads = new Map(rows.map((r) => [r.stream_id, r]));
+        // Heads this store appended last are taken from memory; only the others are read.
+        const heads = new Map<string, StreamHead>();
+        const unknown: string[] = [];
+        for (const id of ids) {
+          const known = attempt === 1 ? ownHeads.get(id) : undefined;
+          if (known) heads.set(id, known);
+          else unknown.push(id);
+        }
+        if (unknown.length > 0) {
+          const { rows } = await sql<{ stream_id: string; v: number; hash: string }>`
+            select c.id as stream_id, h.v, h.hash from unnest(${unknown}::text[]) as c(id)
+            cross join lateral (select e.stream_version as v, e.hash from ${s}.events e where e.stream_id = c.id order by e.stream_version desc limit 1) h`.execute(db);
+          for (const r of rows) heads.set(r.stream_id, { version: Number(r.v), hash: r.hash });
+        }
         const recordedAt = new Date();
-        const appended = ids.flatMap((id) => chained(id, id, heads.has(id) ? Number(heads.get(id)!.v) : 0, byStream.get(id)!, heads.get(id)?.hash ?? GENESIS_HASH, recordedAt));
+        const appended = ids.flatMap((id) => chained(id, id, heads.get(id)?.version ?? 0, byStream.get(id)!, heads.get(id)?.hash ?? GENESIS_HASH, recordedAt));
         const messages = withTraceContext(manyOptions.outbox?.(appended) ?? []);
         if (messages.length > DEFAULT_BATCH_SIZE) break;
         try {
           // One statement: atomic without a transaction.
-          return await insertChained(db, appended, messages, DEFAULT_BATCH_SIZE);
+          const recorded = await insertChained(db, appended, messages, DEFAULT_BATCH_SIZE);
+          for (const e of recorded) rememberHead(e.streamId, { version: e.streamVersion, hash: e.hash });
+          return recorded;
         } catch (err) {
+          // A head from memory may be behind (another replica, or the locked path, appended since):
+          // the (stream, version) key refuses the insert and the next attempt reads every head.
+          for (const id of ids) ownHeads.delete(id);
           if ((err as { code?: string }).code !== UNIQUE_VIOLATION) throw err;
         }
       }

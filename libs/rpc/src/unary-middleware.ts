@@ -128,7 +128,9 @@ export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps
       if (timer) clearTimeout(timer);
       call.removeListener('cancelled', onCancelled);
     };
-    const logger = deps.logger.child(traceId ? { method: path, traceId } : { method: path });
+    // Made when first used: most calls log nothing.
+    let child: Logger | undefined;
+    const log = (): Logger => (child ??= deps.logger.child(traceId ? { method: path, traceId } : { method: path }));
     const run = async (): Promise<unknown> => {
       let principal: Principal | undefined;
       if (spec.permission !== 'public') {
@@ -136,28 +138,37 @@ export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps
         principal = await authenticate(call.metadata, deps.verifier, peer);
         // With mutual TLS a service token must be of the service the certificate names.
         if (peer && principal.kind === 'service' && principal.role !== peer.name) {
-          logger.warn({ subject: principal.subject, role: principal.role, certificate: peer.name }, 'service token of another service than the client certificate');
+          log().warn({ subject: principal.subject, role: principal.role, certificate: peer.name }, 'service token of another service than the client certificate');
           throw new CofferError('permission_denied', 'the service token does not match the client certificate');
         }
         if (spec.tokenKinds && !spec.tokenKinds.includes(principal.kind)) {
-          logger.warn({ subject: principal.subject, kind: principal.kind }, 'wrong kind of token');
+          log().warn({ subject: principal.subject, kind: principal.kind }, 'wrong kind of token');
           throw new CofferError('permission_denied', `this method takes ${spec.tokenKinds.join(' or ')} tokens, not ${principal.kind} tokens`);
         }
         // A widget token works only from the browser origin it was issued for (the Origin header that
         // a grpc-web proxy forwards); anything else presenting it is refused.
         if (principal.kind === 'widget' && originOf(call.metadata) !== principal.origin) {
-          logger.warn({ subject: principal.subject }, 'widget token from another origin');
+          log().warn({ subject: principal.subject }, 'widget token from another origin');
           throw new CofferError('permission_denied', 'widget token used from an origin it is not bound to');
         }
         if (!hasPermission(principal, spec.permission)) {
-          logger.warn({ subject: principal.subject, role: principal.role, permission: spec.permission }, 'permission denied');
+          log().warn({ subject: principal.subject, role: principal.role, permission: spec.permission }, 'permission denied');
           throw new CofferError('permission_denied', `role ${principal.role} lacks ${spec.permission}`);
         }
       }
       // No service stores a NUL character (Postgres refuses it in text and jsonb): refuse it up front.
       const nul = nulCharacterField(call.request);
       if (nul) throw new CofferError('invalid_argument', `${nul} holds a NUL character`, [{ field: nul, reason: 'holds a NUL character' }]);
-      const ctx: CallContext = { principal, metadata: call.metadata, logger, deadline, signal: abort.signal, traceId };
+      const ctx: CallContext = {
+        principal,
+        metadata: call.metadata,
+        get logger() {
+          return log();
+        },
+        deadline,
+        signal: abort.signal,
+        traceId,
+      };
       return spec.handler(call.request, ctx);
     };
     run().then(
@@ -168,7 +179,7 @@ export function wrapUnary(path: string, spec: MethodSpec<unknown, unknown>, deps
       },
       (err: unknown) => {
         settle();
-        const error = toServiceError(err, logger);
+        const error = toServiceError(err, log());
         record(error.code ?? grpc.status.UNKNOWN);
         callback(error);
       },
