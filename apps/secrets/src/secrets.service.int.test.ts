@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EPHEMERAL_WORKSPACE_ID } from '@coffer/contracts';
-import { createEventStore, migrateEventStore } from '@coffer/event-store';
+import { createEventStore, migrateEventStore, verifyEventChain } from '@coffer/event-store';
 import { createDatabase } from '@coffer/runtime';
 import { createTestDatabase, uniqueNamespace, type TestDatabase } from '@coffer/testing';
 import type { Kysely } from 'kysely';
@@ -230,5 +230,29 @@ describe('secrets service against Postgres', () => {
     expect(audited).toHaveLength(ok);
     const versions = await rawRows(`select stream_id, array_agg(stream_version order by stream_version) as v from secrets.events where stream_id = any($1) group by stream_id`, [spaces.map((w) => `hydrations-${w}`)]);
     for (const r of versions) expect(r.v).toEqual(Array.from({ length: r.v.length }, (_, i) => i + 1));
+  });
+
+  it("a workspace's writes take turns on its own chain: a write of another workspace commits while one holds the lock; every chain verifies", async () => {
+    const [a, b] = [randomUUID(), randomUUID()];
+    // An open transaction holds workspace a's chain lock, as a long write of a would.
+    const holder = new pg.Client({ connectionString: tdb.url });
+    await holder.connect();
+    try {
+      await holder.query('begin');
+      await holder.query(`select pg_advisory_xact_lock(hashtextextended($1, 0))`, [`coffer-chain:${schema}:workspace-${a}`]);
+      let aDone = false;
+      const aWrite = service.writeSecrets(a, [{ baseCoordinate: '', expectedVersion: 0, value: 'value-of-a' }], actor).then((r) => ((aDone = true), r));
+      const [wb] = await service.writeSecrets(b, [{ baseCoordinate: '', expectedVersion: 0, value: 'value-of-b' }], actor);
+      expect(wb!.coordinate).toContain(b);
+      expect(aDone).toBe(false);
+      await holder.query('commit');
+      const [wa] = await aWrite;
+      expect(wa!.coordinate).toContain(a);
+    } finally {
+      await holder.end();
+    }
+    const chains = await rawRows(`select stream_id, chain from secrets.events where stream_id like 'secret-%' and (stream_id like $1 or stream_id like $2)`, [`%${a}%`, `%${b}%`]);
+    expect(chains.map((r) => r.chain).sort()).toEqual([`workspace-${a}`, `workspace-${b}`].sort());
+    expect(await verifyEventChain(db, schema)).toMatchObject({ ok: true });
   });
 });

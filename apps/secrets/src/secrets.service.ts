@@ -136,11 +136,21 @@ const SOURCE = 'coffer/secrets';
 const streamOf = (base: string) => `secret-${base}`;
 const HYDRATIONS = 'hydrations-';
 
+/** The workspace a secret's stream (`secret-<prefix>_workspace_<id>_secret_<id>`) belongs to. */
+const WORKSPACE_OF_SECRET_STREAM = /^secret-.+?_workspace_(.+?)_secret_/;
+
 /**
- * Each workspace's hydration audit trail is a hash chain of its own: recording a read never waits
- * for a write of other secrets to commit (writes hold the main chain's lock until they do).
+ * The hash chain of a stream. Appends to a chain take turns on its lock until they commit. Each
+ * workspace's hydration audit trail is a chain of its own, so recording a read never waits for a
+ * write; the secrets of one workspace share one, so one workspace's writes never wait for another's.
+ * Everything else (the KEK's streams) joins the main chain. Events written before secrets had
+ * chains per workspace stay on the main chain, where `audit verify` checks them as before.
  */
-export const secretsChainOf = (streamId: string): string => (streamId.startsWith(HYDRATIONS) ? streamId : MAIN_CHAIN);
+export const secretsChainOf = (streamId: string): string => {
+  if (streamId.startsWith(HYDRATIONS)) return streamId;
+  const workspace = WORKSPACE_OF_SECRET_STREAM.exec(streamId)?.[1];
+  return workspace ? `workspace-${workspace}` : MAIN_CHAIN;
+};
 
 /** Workspaces that get a `coffer.secrets.hydrations` series of their own; the rest are counted under `other`. */
 export const DEFAULT_HYDRATION_METRIC_WORKSPACES = 1000;
@@ -350,7 +360,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
     const metadata = metadataOf(actor, extraMetadata);
     try {
       await db.transaction().execute(async (trx) => {
-        // The read model rows first: appends take turns on the schema's chain lock, which is then
+        // The read model rows first: appends take turns on the workspace's chain lock, which is then
         // held only for the events and the outbox (a few statements), not for this.
         await projectVersionsWritten(
           trx,
