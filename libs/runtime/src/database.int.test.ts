@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectionLoss } from '@coffer/contracts';
 import { createTestDatabase, type TestDatabase } from '@coffer/testing';
 import { createDatabase } from './database';
+import { prepareRepeatedStatements } from './prepared-statements';
 
 describe('createDatabase: a dropped connection is an error to retry, never a process exit', () => {
   let tdb: TestDatabase;
@@ -112,6 +113,80 @@ describe('createDatabase: a dropped connection is an error to retry, never a pro
       expect(connectionLoss(err)).toBe('network:ECONNREFUSED');
     } finally {
       await nowhere.destroy();
+    }
+  });
+});
+
+describe('createDatabase: parameterised statements are prepared once per connection', () => {
+  let tdb: TestDatabase;
+  let db: Kysely<any>;
+
+  beforeAll(async () => {
+    tdb = await createTestDatabase('coffer_prepared');
+    // One connection: every query below runs on it, and pg_prepared_statements shows its statements.
+    db = createDatabase(tdb.url, { max: 1 });
+    await sql`create table items (id integer primary key, name text not null)`.execute(db);
+    await sql`insert into items select g, 'item ' || g from generate_series(1, 10) g`.execute(db);
+  });
+
+  afterAll(async () => {
+    await db?.destroy();
+    await tdb?.drop();
+  });
+
+  const preparedTexts = async () =>
+    (await sql<{ statement: string }>`select statement from pg_prepared_statements order by prepare_time`.execute(db)).rows.map((r) => r.statement);
+
+  it('runs a repeated statement from one preparation, with the right rows each time; statements without parameters are not prepared', async () => {
+    for (const id of [1, 2, 3, 2, 1]) {
+      const rows = await db.selectFrom('items').select(['id', 'name']).where('id', '=', id).execute();
+      expect(rows).toEqual([{ id, name: `item ${id}` }]);
+    }
+    await db.transaction().execute(async (trx) => {
+      await trx.selectFrom('items').select('id').where('id', '=', 4).execute();
+    });
+    const texts = await preparedTexts();
+    expect(texts.filter((t) => t.includes('select "id", "name" from "items"'))).toHaveLength(1);
+    expect(texts.filter((t) => t.includes('select "id" from "items"'))).toHaveLength(1);
+    // The check itself has no parameters: it is not among them, nor are begin and commit.
+    expect(texts.some((t) => /pg_prepared_statements|^begin|^commit/i.test(t))).toBe(false);
+  });
+
+  it('a statement whose cached plan a schema change made wrong fails once, then runs unprepared with the new shape', async () => {
+    const all = (id: number) => sql<Record<string, unknown>>`select * from items where id = ${id}`.execute(db);
+    expect((await all(5)).rows).toEqual([{ id: 5, name: 'item 5' }]);
+    await sql`alter table items add column note text not null default 'n'`.execute(db);
+    await expect(all(5)).rejects.toMatchObject({ code: '0A000' });
+    expect((await all(5)).rows).toEqual([{ id: 5, name: 'item 5', note: 'n' }]);
+    expect((await all(6)).rows).toEqual([{ id: 6, name: 'item 6', note: 'n' }]);
+  });
+});
+
+describe('prepareRepeatedStatements: bounded per connection', () => {
+  let tdb: TestDatabase;
+  beforeAll(async () => {
+    tdb = await createTestDatabase('coffer_prepared_bound');
+  });
+  afterAll(async () => {
+    await tdb?.drop();
+  });
+
+  it('prepares at most `limit` distinct statements; the rest run unprepared and still answer', async () => {
+    const pool = new pg.Pool({ connectionString: tdb.url, max: 1 });
+    pool.on('connect', (client) => prepareRepeatedStatements(client, 3));
+    // As kysely runs queries: a checked-out connection, text and values, a promise.
+    const client = await pool.connect();
+    try {
+      for (let k = 1; k <= 6; k++) {
+        const text = `select $1::int + ${k} as n`;
+        expect((await client.query(text, [1])).rows).toEqual([{ n: 1 + k }]);
+        expect((await client.query(text, [2])).rows).toEqual([{ n: 2 + k }]);
+      }
+      const { rows } = await client.query<{ n: number }>('select count(*)::int as n from pg_prepared_statements');
+      expect(rows[0]!.n).toBe(3);
+    } finally {
+      client.release();
+      await pool.end();
     }
   });
 });

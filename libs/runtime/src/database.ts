@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect, type ColumnType } from 'kysely';
 import pg from 'pg';
+import { prepareRepeatedStatements } from './prepared-statements';
 
 /** A `timestamptz` column of a `Database` interface: read as a Date, written as a Date or an ISO string. */
 export type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -18,6 +19,11 @@ export interface DatabaseOptions {
    * the query in flight on it fails, and the pool opens a new connection on next use.
    */
   onConnectionError?: (err: Error) => void;
+  /**
+   * Prepare parameterised statements once per connection (true): for a server behind a pooler
+   * that cannot carry prepared statements from one transaction to the next, false.
+   */
+  preparedStatements?: boolean;
 }
 
 /**
@@ -39,6 +45,7 @@ export function createDatabase<DB>(url: string, options: DatabaseOptions = {}): 
   // The pool re-emits an idle client's error, which the client's own listener has already reported.
   pool.on('error', () => undefined);
   pool.on('connect', (client) => {
+    if (options.preparedStatements !== false) prepareRepeatedStatements(client);
     // A dying connection can emit twice (the server's FATAL message, then the closed socket): report the first.
     let reported = false;
     client.on('error', (err) => {
