@@ -231,7 +231,8 @@ export async function findVersions(db: Db, schema: string, coordinates: string[]
       'k.kek_version',
       'k.wrapped',
     ])
-    .where('v.coordinate', 'in', coordinates)
+    // One array parameter: the statement's text is the same for any number of coordinates (prepared once).
+    .where(sql<boolean>`v.coordinate = any(${coordinates}::text[])`)
     .execute()) as SecretVersionRow[];
 }
 

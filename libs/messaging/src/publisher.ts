@@ -12,7 +12,8 @@ import { contextOfHeaders, hasSpan, inSpan, publishMetrics, traceHeadersOf } fro
  *
  * A message that carries the trace context of the span that appended it is published in a producer
  * span, child of that one, whose context replaces it in the headers: consumers continue the trace
- * through the NATS hop. Messages without one make no span, so idle relay rounds are never traced.
+ * through the NATS hop. Messages without one, or with one whose trace is not sampled, make no span,
+ * so idle relay rounds are never traced.
  */
 export function createJetStreamPublisher(nc: NatsConnection): (m: OutboxMessage, previousEventId?: string) => Promise<void> {
   const js = jetstream(nc);
@@ -26,6 +27,9 @@ export function createJetStreamPublisher(nc: NatsConnection): (m: OutboxMessage,
     if (Number.isFinite(recordedAt)) instruments.lag.record(Math.max(0, Date.now() - recordedAt));
   };
   return async (m, previousEventId) => {
+    // A trace nobody sampled gets no producer span: the consumer continues from the appender's span.
+    const traceparent = m.headers.traceparent;
+    if (!traceparent || traceparent.endsWith('-00')) return send(m, m.headers, previousEventId);
     const parent = contextOfHeaders(m.headers);
     if (!hasSpan(parent)) return send(m, m.headers, previousEventId);
     const attributes = { 'messaging.system': 'nats', 'messaging.operation.type': 'send', 'messaging.destination.name': m.subject, 'messaging.message.id': m.eventId };
