@@ -36,6 +36,7 @@ try {
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
     migrations: authMigrations,
     migrationMode: config.COFFER_MIGRATIONS,
+    preparedStatements: config.COFFER_DB_PREPARED_STATEMENTS,
   });
   // Mutual TLS on every port and channel when the three COFFER_TLS_* files are set.
   const tls = mtlsFromEnv(config);

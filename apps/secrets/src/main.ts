@@ -34,6 +34,7 @@ try {
     startupWaitMs: config.COFFER_STARTUP_WAIT_MS,
     migrations: secretsMigrations,
     migrationMode: config.COFFER_MIGRATIONS,
+    preparedStatements: config.COFFER_DB_PREPARED_STATEMENTS,
     chainOf: secretsChainOf,
   });
   const service = secretsServiceFromConfig(config, { db: runtime.db, store: runtime.store, kms });

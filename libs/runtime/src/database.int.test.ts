@@ -162,6 +162,27 @@ describe('createDatabase: parameterised statements are prepared once per connect
   });
 });
 
+describe('createDatabase with preparedStatements: false', () => {
+  let tdb: TestDatabase;
+  beforeAll(async () => {
+    tdb = await createTestDatabase('coffer_unprepared');
+  });
+  afterAll(async () => {
+    await tdb?.drop();
+  });
+
+  it('prepares nothing (for a pooler that cannot carry prepared statements)', async () => {
+    const db = createDatabase<any>(tdb.url, { max: 1, preparedStatements: false });
+    try {
+      for (const n of [1, 2, 3]) expect((await sql<{ n: number }>`select ${n}::int as n`.execute(db)).rows).toEqual([{ n }]);
+      const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_prepared_statements`.execute(db);
+      expect(rows[0]!.n).toBe(0);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
 describe('prepareRepeatedStatements: bounded per connection', () => {
   let tdb: TestDatabase;
   beforeAll(async () => {

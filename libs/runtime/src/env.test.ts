@@ -22,6 +22,13 @@ describe('parseEnv', () => {
     const cfg = parseEnv(schema, { DATABASE_URL: 'postgres://127.0.0.1/x', APP_SECRET: 's' }, 'test');
     expect(cfg.NATS_URL).toBe('nats://127.0.0.1:4222');
     expect(cfg.COFFER_SUBJECT_ROOT).toBe('coffer');
+    expect(cfg.COFFER_DB_PREPARED_STATEMENTS).toBe(true);
+  });
+
+  it('takes COFFER_DB_PREPARED_STATEMENTS as true or false, and names it when it is neither', () => {
+    const base = { DATABASE_URL: 'postgres://127.0.0.1/x', APP_SECRET: 's' };
+    expect(parseEnv(schema, { ...base, COFFER_DB_PREPARED_STATEMENTS: 'false' }, 'test').COFFER_DB_PREPARED_STATEMENTS).toBe(false);
+    expect(() => parseEnv(schema, { ...base, COFFER_DB_PREPARED_STATEMENTS: 'no' }, 'test')).toThrow(/COFFER_DB_PREPARED_STATEMENTS.*must be true or false/);
   });
 });
 

@@ -37,6 +37,11 @@ export const commonEnv = {
     .default(60_000)
     .describe('how long start-up keeps retrying Postgres (DATABASE_URL), NATS (NATS_URL) and auth\'s JWKS (AUTH_ADDRESS) before the service exits non-zero naming the setting, in ms'),
   COFFER_MIGRATIONS: migrationModeSetting,
+  COFFER_DB_PREPARED_STATEMENTS: z
+    .enum(['true', 'false'], { error: 'must be true or false' })
+    .default('true')
+    .transform((v) => v === 'true')
+    .describe('`true`: each Postgres connection prepares a parameterised statement the first time it runs it and only binds it afterwards (at most 256 per connection); `false` for a pooler in transaction mode that cannot carry prepared statements between transactions'),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('pino log level'),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional().describe('OTLP/gRPC endpoint for traces and metrics (pushed every minute); unset, nothing is exported. Services must be started with `--import` of the telemetry preload for gRPC and Postgres spans'),
   COFFER_TLS_CA_FILE: z.string().optional().describe('mutual TLS on every gRPC server and client: PEM file of the CA (all three COFFER_TLS_* files, or none)'),

@@ -62,6 +62,8 @@ export interface RuntimeOptions {
    * `check`: apply none, and fail with an error naming the pending migrations (`COFFER_MIGRATIONS`).
    */
   migrationMode?: MigrationMode;
+  /** Prepare parameterised statements once per connection (`COFFER_DB_PREPARED_STATEMENTS`, default true). */
+  preparedStatements?: boolean;
   /** Streams that get a hash chain of their own (see `EventStoreOptions.chainOf`). */
   chainOf?: EventStoreOptions['chainOf'];
 }
@@ -99,6 +101,7 @@ export async function startRuntime<DB extends RuntimeDatabase = RuntimeDatabase>
   // One pool, seen as the service's tables by the service and as the runtime's own by the runtime:
   // TypeScript cannot relate kysely instances over a generic table map, though DB extends RuntimeDatabase.
   const serviceDb = createDatabase<DB>(options.databaseUrl, {
+    preparedStatements: options.preparedStatements,
     onConnectionError: (err) =>
       logger.warn({ connection: connectionLoss(err) ?? 'postgres', code: (err as { code?: string }).code }, 'a Postgres connection dropped; the pool opens a new one on next use'),
   });
