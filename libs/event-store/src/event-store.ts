@@ -294,7 +294,7 @@ export function createEventStore<DB extends EventStoreDatabase = EventStoreDatab
         select inserted.*${notify ? sql`, (select count(*) from notified)::int as notified` : sql``} from inserted`.execute(trx);
       const assigned = new Map(rows.map((r) => [r.event_id, r]));
       // Identity values follow the rows' order (`order by r.n`), which is the chain order.
-      for (const e of events.slice(k * batchSize, (k + 1) * batchSize)) {
+      for (const e of batch) {
         const r = assigned.get(e.eventId);
         if (!r) throw new Error(`event ${e.eventId} was not inserted`);
         recorded.push({

@@ -1,4 +1,4 @@
-import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api';
+import { context, metrics, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span } from '@opentelemetry/api';
 
 const SCOPE = '@coffer/messaging';
 
@@ -30,6 +30,12 @@ export function traceHeadersOf(ctx: Context): Record<string, string> {
 export function hasSpan(ctx: Context): boolean {
   const sc = trace.getSpanContext(ctx);
   return sc !== undefined && trace.isSpanContextValid(sc);
+}
+
+/** @internal Whether a context carries a valid span of a trace its starter sampled. */
+export function hasSampledSpan(ctx: Context): boolean {
+  const sc = trace.getSpanContext(ctx);
+  return sc !== undefined && trace.isSpanContextValid(sc) && (sc.traceFlags & TraceFlags.SAMPLED) === TraceFlags.SAMPLED;
 }
 
 /** @internal Runs `work` in a span of the given kind, ending it with the outcome. */

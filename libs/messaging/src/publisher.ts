@@ -2,7 +2,7 @@ import { context, SpanKind } from '@opentelemetry/api';
 import { jetstream } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
 import type { OutboxMessage } from './outbox-message';
-import { contextOfHeaders, hasSpan, inSpan, publishMetrics, traceHeadersOf } from './messaging-telemetry';
+import { contextOfHeaders, hasSampledSpan, inSpan, publishMetrics, traceHeadersOf } from './messaging-telemetry';
 
 /**
  * A publish function for the outbox relay: JetStream publish with `Nats-Msg-Id` = event id, so a
@@ -28,10 +28,8 @@ export function createJetStreamPublisher(nc: NatsConnection): (m: OutboxMessage,
   };
   return async (m, previousEventId) => {
     // A trace nobody sampled gets no producer span: the consumer continues from the appender's span.
-    const traceparent = m.headers.traceparent;
-    if (!traceparent || traceparent.endsWith('-00')) return send(m, m.headers, previousEventId);
     const parent = contextOfHeaders(m.headers);
-    if (!hasSpan(parent)) return send(m, m.headers, previousEventId);
+    if (!hasSampledSpan(parent)) return send(m, m.headers, previousEventId);
     const attributes = { 'messaging.system': 'nats', 'messaging.operation.type': 'send', 'messaging.destination.name': m.subject, 'messaging.message.id': m.eventId };
     return inSpan(`publish ${m.subject}`, SpanKind.PRODUCER, parent, attributes, () => send(m, { ...m.headers, ...traceHeadersOf(context.active()) }, previousEventId));
   };

@@ -162,10 +162,10 @@ describe('createDatabase: parameterised statements are prepared once per connect
   });
 });
 
-describe('createDatabase with preparedStatements: false', () => {
+describe('statements prepared: turned off, and bounded per connection', () => {
   let tdb: TestDatabase;
   beforeAll(async () => {
-    tdb = await createTestDatabase('coffer_unprepared');
+    tdb = await createTestDatabase('coffer_prepared_bound');
   });
   afterAll(async () => {
     await tdb?.drop();
@@ -180,16 +180,6 @@ describe('createDatabase with preparedStatements: false', () => {
     } finally {
       await db.destroy();
     }
-  });
-});
-
-describe('prepareRepeatedStatements: bounded per connection', () => {
-  let tdb: TestDatabase;
-  beforeAll(async () => {
-    tdb = await createTestDatabase('coffer_prepared_bound');
-  });
-  afterAll(async () => {
-    await tdb?.drop();
   });
 
   it('prepares at most `limit` distinct statements; the rest run unprepared and still answer', async () => {

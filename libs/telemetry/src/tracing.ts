@@ -33,8 +33,8 @@ const w3c = new W3CTraceContextPropagator();
  * Starts OpenTelemetry: the tracer and meter providers, the W3C propagator and the async context.
  * Spans always carry a trace context (so trace ids reach logs and event headers), but are recorded
  * only when something exports them: with an endpoint every trace is; without one, only the traces a
- * caller marked sampled (its spans join the caller's trace), never one this service starts; metrics are pushed over OTLP with the endpoint and kept for a scrape with
- * `prometheus`. The gRPC and Postgres instrumentation is registered by the preload module
+ * caller marked sampled (its spans join the caller's trace), never one this service starts. Metrics
+ * are pushed over OTLP with the endpoint and kept for a scrape with `prometheus`. The gRPC and Postgres instrumentation is registered by the preload module
  * (`--import @coffer/telemetry/preload`), which must run before those packages load.
  */
 export async function startTelemetry(options: TelemetryOptions): Promise<Telemetry> {
