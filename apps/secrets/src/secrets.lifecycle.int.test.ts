@@ -235,7 +235,7 @@ describe('secrets in depth: expiry, deletion, history, rotation, audit, cache, p
         'coffer.secrets.v1.SecretExpired',
         'coffer.secrets.v1.SecretVersionDestroyed',
         'coffer.secrets.v1.SecretVersionWritten',
-        'coffer.secrets.v1.SecretsHydrated',
+        'coffer.secrets.v1.SecretsHydratedBatch',
       ].sort(),
     );
   });

@@ -226,10 +226,46 @@ describe('secrets service against Postgres', () => {
         ok++;
       }
     }
-    const audited = await rawRows(`select data->>'reason' as reason from secrets.events where type = 'SecretsHydrated' and data->>'reason' like 'job-%' and stream_id = any($1)`, [spaces.map((w) => `hydrations-${w}`)]);
+    const audited = await rawRows(
+      `select event_id::text, data->>'workspaceId' as ws, data->'coordinates' as coordinates, data->>'reason' as reason from secrets.events
+        where type = 'SecretsHydrated' and data->>'reason' like 'job-%' and stream_id = any($1) order by global_position`,
+      [spaces.map((w) => `hydrations-${w}`)],
+    );
     expect(audited).toHaveLength(ok);
     const versions = await rawRows(`select stream_id, array_agg(stream_version order by stream_version) as v from secrets.events where stream_id = any($1) group by stream_id`, [spaces.map((w) => `hydrations-${w}`)]);
     for (const r of versions) expect(r.v).toEqual(Array.from({ length: r.v.length }, (_, i) => i + 1));
+    // Published in batches: each audited hydrate listed once, in the order of the log, in fewer messages than hydrates.
+    const messages = (await rawRows(`select headers, body from secrets.outbox where subject like '%.secret.hydrated_batch' order by transaction_id, position`))
+      .map((r) => ({ headers: r.headers as Record<string, string>, hydrations: (JSON.parse(r.body) as { hydrations: Record<string, unknown>[] }).hydrations }))
+      .filter((m) => m.hydrations.some((h) => (spaces as string[]).includes(h.workspaceId as string)));
+    const listed = messages.flatMap((m) => m.hydrations);
+    expect(listed.map((h) => h.eventId)).toEqual(audited.map((a) => a.event_id));
+    expect(listed).toEqual(audited.map((a) => ({ workspaceId: a.ws, coordinates: a.coordinates, actor: 'sync-worker', reason: a.reason, occurredAt: expect.any(String), eventId: a.event_id })));
+    expect(messages.length).toBeLessThan(ok / 2);
+    for (const m of messages) expect(m.headers['ce-type']).toBe('coffer.secrets.v1.SecretsHydratedBatch');
+  });
+
+  it('a batch of hydrates of large configs is published in messages of at most 256 KiB; a config of more than 1,000 secrets is refused', async () => {
+    const big = randomUUID();
+    const written = [];
+    for (let i = 0; i < 10; i++) {
+      written.push(...(await service.writeSecrets(big, Array.from({ length: 100 }, (_, j) => ({ baseCoordinate: '', expectedVersion: 0, value: `v-${i}-${j}` })), actor)));
+    }
+    const partial = JSON.stringify({ keys: written.map((w) => ({ _secret: w.coordinate })) });
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => service.hydrateConfig(big, partial, `large-${i}`, actor)));
+    for (const a of answers) expect((JSON.parse(a) as { keys: string[] }).keys).toHaveLength(1000);
+    const bodies = (await rawRows(`select body from secrets.outbox where subject like '%.secret.hydrated_batch' and body like $1`, [`%${big}%`])).map((r) => r.body as string);
+    const listed = bodies.flatMap((b) => (JSON.parse(b) as { hydrations: { reason: string; coordinates: string[] }[] }).hydrations);
+    expect(listed.map((h) => h.reason).sort()).toEqual(Array.from({ length: 12 }, (_, i) => `large-${i}`).sort());
+    for (const h of listed) expect(h.coordinates).toHaveLength(1000);
+    for (const b of bodies) expect(Buffer.byteLength(b)).toBeLessThanOrEqual(256 * 1024);
+    expect(bodies.length).toBeGreaterThan(1);
+
+    const tooMany = JSON.stringify({ keys: Array.from({ length: 1001 }, () => ({ _secret: `coffer_workspace_${big}_secret_${randomUUID()}_v1` })) });
+    await expect(service.hydrateConfig(big, tooMany, 'x', actor)).rejects.toMatchObject({
+      code: 'invalid_argument',
+      details: [{ field: 'partial_config_json', reason: 'too many secrets' }],
+    });
   });
 
   it("a workspace's writes take turns on its own chain: a write of another workspace commits while one holds the lock; every chain verifies", async () => {

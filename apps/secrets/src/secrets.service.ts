@@ -6,6 +6,7 @@ import {
   baseCoordinate,
   parseBaseCoordinate,
   parseCoordinate,
+  type IntegrationEventMessage,
   type MessagingNamespace,
 } from '@coffer/contracts';
 import { MAIN_CHAIN, type AppendedEvent, type EventStore, type OutboxMessage } from '@coffer/event-store';
@@ -135,6 +136,11 @@ export const DEFAULT_MAX_SECRETS_PER_REQUEST = 100;
 const SOURCE = 'coffer/secrets';
 const streamOf = (base: string) => `secret-${base}`;
 const HYDRATIONS = 'hydrations-';
+type SecretsHydratedEntry = IntegrationEventMessage<'SecretsHydratedBatch'>['hydrations'][number];
+/** Body bytes of one SecretsHydratedBatch message at most: far below NATS's default max_payload (1 MiB). */
+const HYDRATED_BATCH_MAX_BYTES = 256 * 1024;
+/** Distinct coordinates one hydrate may reference, so its audit entry always fits one message. */
+export const MAX_COORDINATES_PER_HYDRATE = 1000;
 
 /** The workspace a secret's stream (`secret-<prefix>_workspace_<id>_secret_<id>`) belongs to. */
 const WORKSPACE_OF_SECRET_STREAM = /^secret-.+?_workspace_(.+?)_secret_/;
@@ -469,6 +475,34 @@ export function createSecretsService(deps: SecretsServiceDeps) {
   }
 
   /**
+   * The integration events of one audit append: its hydrates listed in `SecretsHydratedBatch`
+   * messages of at most {@link HYDRATED_BATCH_MAX_BYTES} each (one message for a batch of ordinary
+   * configs), so the relay publishes once per batch rather than once per hydrate.
+   */
+  function hydrationMessages(appended: AppendedEvent[]): OutboxMessage[] {
+    const messages: OutboxMessage[] = [];
+    let entries: SecretsHydratedEntry[] = [];
+    let bytes = 0;
+    const flush = () => {
+      if (entries.length === 0) return;
+      messages.push(integrationEventMessage(ns, 'SecretsHydratedBatch', { hydrations: entries }, { eventId: randomUUID(), source: SOURCE, time: appended[0]!.recordedAt }));
+      entries = [];
+      bytes = 0;
+    };
+    for (const e of appended) {
+      const d = e.data as { workspaceId: string; coordinates: string[]; reason: string; hydratedAt: string };
+      const m = e.metadata as { actor?: string };
+      const entry = { workspaceId: d.workspaceId, coordinates: d.coordinates, actor: m.actor ?? '', reason: d.reason, occurredAt: d.hydratedAt, eventId: e.eventId };
+      const size = Buffer.byteLength(JSON.stringify(entry));
+      if (bytes + size > HYDRATED_BATCH_MAX_BYTES) flush();
+      entries.push(entry);
+      bytes += size;
+    }
+    flush();
+    return messages;
+  }
+
+  /**
    * The audit events of hydrates that passed their checks, one append per batch. One batch at a time
    * per process, so two batches never race for a workspace's audit stream; a call's plaintext is
    * returned only after its event committed.
@@ -481,19 +515,7 @@ export function createSecretsService(deps: SecretsServiceDeps) {
           streamId: `${HYDRATIONS}${p.workspaceId}`,
           events: [{ type: 'SecretsHydrated', data: { workspaceId: p.workspaceId, coordinates: p.coordinates, reason: p.reason, hydratedAt }, metadata: metadataOf(p.actor) }],
         })),
-        {
-          outbox: (appended) =>
-            appended.map((e) => {
-              const d = e.data as { workspaceId: string; coordinates: string[]; reason: string; hydratedAt: string };
-              const m = e.metadata as { actor?: string; traceparent?: string };
-              return integrationEventMessage(
-                ns,
-                'SecretsHydrated',
-                { workspaceId: d.workspaceId, coordinates: d.coordinates, actor: m.actor ?? '', reason: d.reason, occurredAt: d.hydratedAt },
-                { eventId: e.eventId, source: SOURCE, subject: d.workspaceId, time: e.recordedAt, traceparent: m.traceparent },
-              );
-            }),
-        },
+        { outbox: hydrationMessages },
       );
     } catch (err) {
       for (const { p, values } of ready) {
@@ -523,6 +545,11 @@ export function createSecretsService(deps: SecretsServiceDeps) {
       throw new CofferError('invalid_argument', 'partial_config_json is not valid JSON', [{ field: 'partial_config_json', reason: 'invalid JSON' }]);
     }
     const coordinates = [...new Set(referencedCoordinates(partial))];
+    if (coordinates.length > MAX_COORDINATES_PER_HYDRATE) {
+      throw new CofferError('invalid_argument', `partial_config_json references ${coordinates.length} secrets; the limit is ${MAX_COORDINATES_PER_HYDRATE}`, [
+        { field: 'partial_config_json', reason: 'too many secrets' },
+      ]);
+    }
     for (const c of coordinates) {
       const parsed = parseCoordinate(prefix, c);
       if (parsed.workspaceId !== workspaceId && parsed.workspaceId !== EPHEMERAL_WORKSPACE_ID) {

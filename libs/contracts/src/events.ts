@@ -24,7 +24,8 @@ function def<T>(service: ServiceName, subject: string, codec: EventCodec<T>): In
 export const integrationEvents = {
   SecretVersionWritten: def('secrets', 'secret.version_written', ev.SecretVersionWritten),
   SecretVersionDestroyed: def('secrets', 'secret.version_destroyed', ev.SecretVersionDestroyed),
-  SecretsHydrated: def('secrets', 'secret.hydrated', ev.SecretsHydrated),
+  // Hydrates are audited in batches: one message lists the hydrates of one audit append.
+  SecretsHydratedBatch: def('secrets', 'secret.hydrated_batch', ev.SecretsHydratedBatch),
   SecretExpired: def('secrets', 'secret.expired', ev.SecretExpired),
   DataKeyRewrapped: def('secrets', 'secret.data_key_rewrapped', ev.DataKeyRewrapped),
   KeyEncryptionKeyRotated: def('secrets', 'kek.rotated', ev.KeyEncryptionKeyRotated),
