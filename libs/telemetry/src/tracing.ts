@@ -3,8 +3,7 @@ import { context, defaultTextMapGetter, defaultTextMapSetter, metrics, ROOT_CONT
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader } from '@opentelemetry/sdk-metrics';
-import { AlwaysOffSampler, BatchSpanProcessor, ParentBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import type { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 
 /** Options of `startTelemetry`. */
@@ -23,32 +22,38 @@ export interface TelemetryOptions {
 export interface Telemetry {
   /** Writes the Prometheus text exposition of every metric; undefined unless `prometheus` was asked for. */
   prometheusHandler?: (req: IncomingMessage, res: ServerResponse) => void;
-  /** Flushes pending spans and metrics and stops the SDK. */
+  /** Flushes pending spans and metrics (what an unreachable collector refuses is dropped) and stops the SDK. */
   shutdown(): Promise<void>;
 }
 
 const w3c = new W3CTraceContextPropagator();
 
 /**
- * Starts OpenTelemetry: the tracer and meter providers, the W3C propagator and the async context.
- * Spans always carry a trace context (so trace ids reach logs and event headers), but are recorded
- * only when something exports them: with an endpoint every trace is; without one, only the traces a
- * caller marked sampled (its spans join the caller's trace), never one this service starts. Metrics
- * are pushed over OTLP with the endpoint and kept for a scrape with `prometheus`. The gRPC and Postgres instrumentation is registered by the preload module
- * (`--import @coffer/telemetry/preload`), which must run before those packages load.
+ * Starts OpenTelemetry. With an OTLP endpoint: the tracer provider (every trace recorded and
+ * exported), the W3C propagator and the async context, so spans join the caller's trace and carry it
+ * on; the gRPC and Postgres instrumentation is registered by the preload module (`--import
+ * @coffer/telemetry/preload`), which must run before those packages load and does so only when the
+ * endpoint is set. Without an endpoint there is no tracing at all (no async context, no span, no
+ * propagation): it would cost every call and statement and show nobody anything; log lines then carry
+ * the trace id of the caller's `traceparent`. Metrics are pushed over OTLP with the endpoint and kept
+ * for a scrape with `prometheus`.
  */
 export async function startTelemetry(options: TelemetryOptions): Promise<Telemetry> {
   // Only service.name: process/host detectors would record command-line arguments, which can hold secrets.
   const resource = resourceFromAttributes({ [ATTR_SERVICE_NAME]: options.serviceName });
   // Exporters are loaded only when asked for: each pulls in a protocol stack that costs start-up time and memory.
-  const spanProcessors: SpanProcessor[] = [];
   const metricReaders: IMetricReader[] = [];
+  let tracerProvider: NodeTracerProvider | undefined;
   if (options.otlpEndpoint) {
-    const [{ OTLPTraceExporter }, { OTLPMetricExporter }] = await Promise.all([
+    const [{ OTLPTraceExporter }, { OTLPMetricExporter }, { NodeTracerProvider }, { BatchSpanProcessor }] = await Promise.all([
       import('@opentelemetry/exporter-trace-otlp-grpc'),
       import('@opentelemetry/exporter-metrics-otlp-grpc'),
+      import('@opentelemetry/sdk-trace-node'),
+      import('@opentelemetry/sdk-trace-base'),
     ]);
-    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint })));
+    tracerProvider = new NodeTracerProvider({ resource, spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint }))] });
+    // Registers the async-hooks context manager and the propagators along with the provider.
+    tracerProvider.register({ propagator: new CompositePropagator({ propagators: [w3c, new W3CBaggagePropagator()] }) });
     metricReaders.push(
       new PeriodicExportingMetricReader({ exporter: new OTLPMetricExporter({ url: options.otlpEndpoint }), exportIntervalMillis: options.metricExportIntervalMs ?? 60_000 }),
     );
@@ -56,18 +61,13 @@ export async function startTelemetry(options: TelemetryOptions): Promise<Telemet
   // Served by our own HTTP server (with the health endpoints), not the exporter's.
   const prometheus = options.prometheus ? new (await import('@opentelemetry/exporter-prometheus')).PrometheusExporter({ preventServerStart: true }) : undefined;
   if (prometheus) metricReaders.push(prometheus);
-  // Without an exporter a recorded root span would only be built to be dropped: a trace this service
-  // starts is then not sampled (its ids still propagate, with the sampled flag off).
-  const sampler = spanProcessors.length > 0 ? undefined : new ParentBasedSampler({ root: new AlwaysOffSampler() });
-  const tracerProvider = new NodeTracerProvider({ resource, spanProcessors, ...(sampler && { sampler }) });
-  // Registers the async-hooks context manager and the propagators along with the provider.
-  tracerProvider.register({ propagator: new CompositePropagator({ propagators: [w3c, new W3CBaggagePropagator()] }) });
   const meterProvider = new MeterProvider({ resource, readers: metricReaders });
   metrics.setGlobalMeterProvider(meterProvider);
   return {
     prometheusHandler: prometheus && ((req, res) => prometheus.getMetricsRequestHandler(req, res)),
+    // A collector that is down at shutdown loses the last spans and metrics, never the shutdown.
     shutdown: async () => {
-      await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
+      await Promise.allSettled([tracerProvider?.shutdown(), meterProvider.shutdown()]);
     },
   };
 }
