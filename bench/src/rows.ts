@@ -51,14 +51,11 @@ export function meets(row: Row): boolean | undefined {
   return (t.atLeast === undefined || figure >= t.atLeast) && (t.atMost === undefined || figure <= t.atMost);
 }
 
-/**
- * The rows with each ratio and verdict filled in from the rows they name as baseline; a row without a
- * baseline keeps the ratio it was given (one computed from several rounds, e.g. P6's).
- */
+/** The rows with each ratio and verdict filled in from the rows they name as baseline. */
 export function settle(rows: readonly Row[]): Row[] {
   const byId = new Map(rows.map((r) => [r.id, r]));
   return rows.map((r) => {
-    const ratio = r.baseline ? ratioOf(r, byId.get(r.baseline)) : r.ratio;
+    const ratio = ratioOf(r, r.baseline ? byId.get(r.baseline) : undefined);
     const withRatio = { ...r, ratio };
     return { ...withRatio, met: meets(withRatio) };
   });
